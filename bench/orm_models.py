@@ -1,0 +1,32 @@
+"""The benchmark schema as data_bridge_core models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from data_bridge_core import Column, Table, relationship
+
+
+class User(Table):
+    id: int = Column(primary_key=True)
+    name: str
+    email: str = Column(unique=True)
+    age: int = 0
+    active: bool = True
+    country: str | None = None
+    created_at: datetime = Column(default_factory=datetime.now)
+    posts: list[Post] = relationship(back_populates="author")
+
+    class Settings:
+        table_name = "users"
+
+
+class Post(Table):
+    id: int = Column(primary_key=True)
+    author_id: int = Column(foreign_key="users.id")
+    title: str
+    body: str
+    author: User = relationship(back_populates="posts")
+
+    class Settings:
+        table_name = "posts"

@@ -1,0 +1,131 @@
+"""The benchmark's table, target checks and chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+RAW = "raw psycopg"
+ORM = "data_bridge"
+
+
+def _cell(data: dict[str, Any], system: str, workload: str) -> float | None:
+    cell = data["results"].get(system, {}).get(workload)
+    return None if cell is None else float(cell["median_us"])
+
+
+def table(data: dict[str, Any]) -> str:
+    lines = [
+        f"{'system':28} {'workload':22} {'median':>11} {'min-max':>21} {'x raw':>7} {'x orm':>7}"
+    ]
+    for system, cells in data["results"].items():
+        for workload in data["workloads"]:
+            cell = cells[workload]
+            raw = _cell(data, RAW, workload)
+            orm = _cell(data, ORM, workload)
+            median = cell["median_us"]
+            spread = f"{cell['min_us']:.0f}-{cell['max_us']:.0f}"
+            x_raw = f"{median / raw:.2f}" if raw else "-"
+            x_orm = f"{median / orm:.2f}" if orm else "-"
+            queries = f"  ({cell['queries']} queries)" if "queries" in cell else ""
+            lines.append(
+                f"{system:28} {workload:22} {median:9.1f}us {spread:>19}us "
+                f"{x_raw:>7} {x_orm:>7}{queries}"
+            )
+    return "\n".join(lines)
+
+
+def _extra(data: dict[str, Any], system: str, base: str, workload: str) -> float | None:
+    a, b = _cell(data, system, workload), _cell(data, base, workload)
+    return None if a is None or b is None else a - b
+
+
+def targets(data: dict[str, Any]) -> str:
+    w1, w3, w4 = data["workloads"][0], data["workloads"][2], data["workloads"][3]
+    floor = data["span_floor_us"]
+    checks: list[tuple[str, bool | None, str]] = []
+
+    def ratio(system: str, base: str, workload: str) -> float | None:
+        a, b = _cell(data, system, workload), _cell(data, base, workload)
+        return None if a is None or b is None else a / b
+
+    for system in ("data_bridge instr+uninstr",):
+        r = ratio(system, ORM, w1)
+        checks.append(
+            (
+                f"{system} vs never instrumented (W1)",
+                None if r is None else r < 1.10,
+                f"{r:.2f}" if r else "n/a",
+            )
+        )
+    rec = _extra(data, "data_bridge instrumented", ORM, w1)
+    sqla = _extra(data, "sqlalchemy instrumented", "sqlalchemy", w1)
+    checks.append(
+        (
+            "recording extra per op <= 1.3 x span floor",
+            None if rec is None else rec <= 1.3 * floor,
+            f"{rec:.1f}us vs floor {floor:.1f}us" if rec is not None else "n/a",
+        )
+    )
+    checks.append(
+        (
+            "recording extra <= 1/4 of SQLAlchemy-instrumentation's",
+            None if rec is None or sqla is None else rec <= sqla / 4,
+            f"{rec:.1f}us vs {sqla:.1f}us" if rec is not None and sqla is not None else "n/a",
+        )
+    )
+    off = _extra(data, "data_bridge sampled out", ORM, w1)
+    checks.append(
+        (
+            "sampled-out extra per op <= 10us",
+            None if off is None else off <= 10,
+            f"{off:.1f}us" if off is not None else "n/a",
+        )
+    )
+    for workload, limit in ((w1, 1.3), (w3, 2.0), (w4, 1.5)):
+        r = ratio(ORM, RAW, workload)
+        checks.append(
+            (
+                f"{workload} <= {limit} x raw psycopg",
+                None if r is None else r <= limit,
+                f"{r:.2f}" if r else "n/a",
+            )
+        )
+    for workload in data["workloads"][:4]:
+        r = ratio("sqlalchemy", ORM, workload)
+        checks.append(
+            (
+                f"{workload} >= 2 x faster than SQLAlchemy",
+                None if r is None else r >= 2,
+                f"{r:.2f}x" if r else "n/a",
+            )
+        )
+    memory = data.get("memory_peak_bytes", {})
+    if memory.get(RAW):
+        r = memory[ORM] / memory[RAW]
+        checks.append(("W3 hydration memory <= 1.5 x raw tuples", r <= 1.5, f"{r:.2f}"))
+    lines = ["", "targets:"]
+    for label, ok, value in checks:
+        verdict = "n/a " if ok is None else ("PASS" if ok else "FAIL")
+        lines.append(f"  {verdict}  {label}: {value}")
+    return "\n".join(lines)
+
+
+def chart(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = data["workloads"]
+    systems = list(data["results"])
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3 * len(workloads), 4))
+    for ax, workload in zip(axes, workloads, strict=True):
+        values = [data["results"][s][workload]["median_us"] for s in systems]
+        ax.bar(range(len(systems)), values)
+        ax.set_title(workload, fontsize=8)
+        ax.set_xticks(range(len(systems)), systems, rotation=90, fontsize=6)
+        ax.set_ylabel("µs per op", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,34 @@
+"""The benchmark schema as SQLAlchemy 2 declarative models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(AsyncAttrs, DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    email: Mapped[str]
+    age: Mapped[int]
+    active: Mapped[bool]
+    country: Mapped[str | None]
+    created_at: Mapped[datetime]
+    posts: Mapped[list[Post]] = relationship(back_populates="author")
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str]
+    body: Mapped[str]
+    author: Mapped[User] = relationship(back_populates="posts")

@@ -1,0 +1,354 @@
+"""The systems under test: one class per way of talking to PostgreSQL.
+
+Each runs the same workloads (see workloads.py) on one connection (pool size
+1), with the same schema and the same statements' shapes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+
+from bench.schema import DSN
+
+PAGE = 100
+
+
+class RawPsycopg:
+    """The driver's limit: hand-written SQL, tuples, one connection."""
+
+    name = "raw psycopg"
+
+    async def setup(self, schema: str) -> None:
+        self.conn = await psycopg.AsyncConnection.connect(DSN, options=f"-c search_path={schema}")
+
+    async def teardown(self) -> None:
+        await self.conn.close()
+
+    async def w1(self, ids: list[int]) -> None:
+        async with self.conn.transaction():
+            for pk in ids:
+                cur = await self.conn.execute(
+                    "SELECT id, name, email, age, active, country, created_at FROM users "
+                    "WHERE id = %s",
+                    (pk,),
+                    binary=True,
+                )
+                await cur.fetchone()
+
+    async def w2(self) -> int:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT id, name, email, age, active, country, created_at FROM users "
+                "WHERE age > %s AND active = %s ORDER BY created_at DESC LIMIT 100",
+                (30, True),
+                binary=True,
+            )
+            return len(await cur.fetchall())
+
+    async def w3(self) -> int:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT id, author_id, title, body FROM posts", binary=True
+            )
+            return len(await cur.fetchall())
+
+    async def w4(self, n: int) -> None:
+        # The best batched insert here: one statement over unnest'ed arrays.
+        now = dt.datetime.now(dt.UTC)
+        rows = [(f"n{i}", f"new{i}@x", 30, True, "DE", now) for i in range(n)]
+        cols = list(zip(*rows, strict=True))
+        async with self.conn.transaction(force_rollback=True):
+            cur = await self.conn.execute(
+                "INSERT INTO users (name, email, age, active, country, created_at) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bool[], "
+                "%s::text[], %s::timestamptz[]) RETURNING id",
+                [list(c) for c in cols],
+            )
+            await cur.fetchall()
+
+    async def w5_lazy(self) -> int:
+        queries = 1
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT id, name, email, age, active, country, created_at FROM users "
+                "ORDER BY id LIMIT 100",
+                binary=True,
+            )
+            for row in await cur.fetchall():
+                posts = await self.conn.execute(
+                    "SELECT id, author_id, title, body FROM posts WHERE author_id = %s",
+                    (row[0],),
+                    binary=True,
+                )
+                await posts.fetchall()
+                queries += 1
+        return queries
+
+    async def w5_eager(self) -> int:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT id, name, email, age, active, country, created_at FROM users "
+                "ORDER BY id LIMIT 100",
+                binary=True,
+            )
+            ids = [r[0] for r in await cur.fetchall()]
+            posts = await self.conn.execute(
+                "SELECT id, author_id, title, body FROM posts WHERE author_id = ANY(%s)",
+                (ids,),
+                binary=True,
+            )
+            await posts.fetchall()
+        return 2
+
+    async def w6(self, pk: int) -> None:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT id, name, email, age, active, country, created_at FROM users "
+                "ORDER BY id LIMIT 10",
+                binary=True,
+            )
+            await cur.fetchall()
+            cur = await self.conn.execute(
+                "SELECT id, name, email, age, active, country, created_at FROM users WHERE id = %s",
+                (pk,),
+                binary=True,
+            )
+            user = await cur.fetchone()
+            assert user is not None
+            cur = await self.conn.execute(
+                "SELECT id, author_id, title, body FROM posts WHERE author_id = %s",
+                (pk,),
+                binary=True,
+            )
+            await cur.fetchall()
+            await self.conn.execute("UPDATE users SET age = %s WHERE id = %s", (user[3] + 1, pk))
+
+
+class DataBridge:
+    """data_bridge_core, optionally instrumented by the given setup function."""
+
+    def __init__(self, name: str, instrument: Any = None, then_uninstrument: bool = False):
+        self.name = name
+        self._instrument = instrument
+        self._then_uninstrument = then_uninstrument
+        self.instrumentor: Any = None
+
+    async def setup(self, schema: str) -> None:
+        from bench import orm_models
+        from data_bridge_core import Engine
+
+        self.m = orm_models
+        self.engine = Engine(DSN, min_size=1, max_size=1, options=f"-c search_path={schema}")
+        if self._instrument is not None:
+            self.instrumentor = self._instrument()
+            if self._then_uninstrument:
+                self.instrumentor.uninstrument()
+                self.instrumentor = None
+
+    async def teardown(self) -> None:
+        if self.instrumentor is not None:
+            self.instrumentor.uninstrument()
+        await self.engine.dispose()
+
+    async def w1(self, ids: list[int]) -> None:
+        from data_bridge_core import Session
+
+        async with Session(self.engine) as s:
+            for pk in ids:
+                await s.get(self.m.User, pk)
+
+    async def w2(self) -> int:
+        from data_bridge_core import Session
+
+        User = self.m.User
+        async with Session(self.engine) as s:
+            page = await (
+                s.find(User)
+                .filter(User.age > 30, User.active == True)  # noqa: E712
+                .order_by(User.created_at.desc())
+                .limit(PAGE)
+                .to_list()
+            )
+            return len(page)
+
+    async def w3(self) -> int:
+        from data_bridge_core import Session
+
+        async with Session(self.engine) as s:
+            return len(await s.find(self.m.Post).to_list())
+
+    async def w4(self, n: int) -> None:
+        from data_bridge_core import Session
+
+        now = dt.datetime.now(dt.UTC)
+        async with Session(self.engine) as s:
+            s.add_all(
+                [
+                    self.m.User(
+                        name=f"n{i}",
+                        email=f"new{i}@x",
+                        age=30,
+                        active=True,
+                        country="DE",
+                        created_at=now,
+                    )
+                    for i in range(n)
+                ]
+            )
+            await s.flush()
+            await s.rollback()
+
+    async def w5_lazy(self) -> int:
+        from data_bridge_core import Session
+
+        async with Session(self.engine) as s:
+            users = await s.find(self.m.User).order_by(self.m.User.id).limit(PAGE).to_list()
+            for user in users:
+                await user.posts
+        return 1 + len(users)
+
+    async def w5_eager(self) -> int:
+        from data_bridge_core import Session, selectinload
+
+        User = self.m.User
+        async with Session(self.engine) as s:
+            users = await (
+                s.find(User)
+                .options(selectinload(User.posts))
+                .order_by(User.id)
+                .limit(PAGE)
+                .to_list()
+            )
+            for user in users:
+                await user.posts
+        return 2
+
+    async def w6(self, pk: int) -> None:
+        from data_bridge_core import Session
+
+        User = self.m.User
+        async with Session(self.engine) as s:
+            await s.find(User).order_by(User.id).limit(10).to_list()
+            user = await s.get(User, pk)
+            assert user is not None
+            await user.posts
+            user.age += 1
+            await s.commit()
+
+
+class SqlAlchemy:
+    """SQLAlchemy 2 async ORM on psycopg, optionally with its OpenTelemetry instrumentation."""
+
+    def __init__(self, name: str, provider: Any = None):
+        self.name = name
+        self._provider = provider
+
+    async def setup(self, schema: str) -> None:
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+        from bench import sqla_models
+
+        self.m = sqla_models
+        url = DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+        self.engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, connect_args={"options": f"-c search_path={schema}"}
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.instrumentor = None
+        if self._provider is not None:
+            from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+            self.instrumentor = SQLAlchemyInstrumentor()
+            self.instrumentor.instrument(
+                engine=self.engine.sync_engine, tracer_provider=self._provider
+            )
+
+    async def teardown(self) -> None:
+        if self.instrumentor is not None:
+            self.instrumentor.uninstrument()
+        await self.engine.dispose()
+
+    async def w1(self, ids: list[int]) -> None:
+        async with self.sessions() as s:
+            for pk in ids:
+                await s.get(self.m.User, pk)
+
+    async def w2(self) -> int:
+        from sqlalchemy import select
+
+        User = self.m.User
+        async with self.sessions() as s:
+            rows = (
+                await s.scalars(
+                    select(User)
+                    .where(User.age > 30, User.active.is_(True))
+                    .order_by(User.created_at.desc())
+                    .limit(PAGE)
+                )
+            ).all()
+            return len(rows)
+
+    async def w3(self) -> int:
+        from sqlalchemy import select
+
+        async with self.sessions() as s:
+            return len((await s.scalars(select(self.m.Post))).all())
+
+    async def w4(self, n: int) -> None:
+        now = dt.datetime.now(dt.UTC)
+        async with self.sessions() as s:
+            s.add_all(
+                [
+                    self.m.User(
+                        name=f"n{i}",
+                        email=f"new{i}@x",
+                        age=30,
+                        active=True,
+                        country="DE",
+                        created_at=now,
+                    )
+                    for i in range(n)
+                ]
+            )
+            await s.flush()
+            await s.rollback()
+
+    async def w5_lazy(self) -> int:
+        from sqlalchemy import select
+
+        User = self.m.User
+        async with self.sessions() as s:
+            users = (await s.scalars(select(User).order_by(User.id).limit(PAGE))).all()
+            for user in users:
+                await user.awaitable_attrs.posts
+        return 1 + len(users)
+
+    async def w5_eager(self) -> int:
+        from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
+
+        User = self.m.User
+        async with self.sessions() as s:
+            users = (
+                await s.scalars(
+                    select(User).options(selectinload(User.posts)).order_by(User.id).limit(PAGE)
+                )
+            ).all()
+            for user in users:
+                await user.awaitable_attrs.posts
+        return 2
+
+    async def w6(self, pk: int) -> None:
+        from sqlalchemy import select
+
+        User = self.m.User
+        async with self.sessions() as s:
+            (await s.scalars(select(User).order_by(User.id).limit(10))).all()
+            user = await s.get(User, pk)
+            assert user is not None
+            await user.awaitable_attrs.posts
+            user.age += 1
+            await s.commit()

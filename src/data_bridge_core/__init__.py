@@ -1,0 +1,83 @@
+"""data_bridge_core: an async PostgreSQL ORM on psycopg 3.
+
+The package contains no tracing code. Instrumentations hook into the seams
+listed in docs/extension-points.md.
+"""
+
+from data_bridge_core.engine import Engine
+from data_bridge_core.errors import (
+    ColumnTypeError,
+    DatabaseError,
+    DataBridgeError,
+    IntegrityError,
+    InvalidStateError,
+    MissingFieldError,
+    ModelDefinitionError,
+    NoSessionError,
+    RaiseLoadError,
+    RelationshipError,
+    SessionClosedError,
+    SessionError,
+    UnknownFieldError,
+    UnsupportedOperationError,
+)
+from data_bridge_core.loading import (
+    EagerBatch,
+    EagerLoad,
+    joinedload,
+    noload,
+    raiseload,
+    selectinload,
+)
+from data_bridge_core.query import Query
+from data_bridge_core.relationships import Relationship, relationship
+from data_bridge_core.schema.column import Column, ColumnInfo
+from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, table_info
+from data_bridge_core.session import Result, Session, current_session
+
+__version__ = "0.1.0"
+
+
+def inspect(obj: Table) -> InstanceState:
+    """The ORM state of a model instance (read it, do not change it)."""
+    state = getattr(obj, "__dict__", {}).get(STATE_KEY)
+    if not isinstance(state, InstanceState):
+        raise TypeError(f"inspect() takes a model instance, got {obj!r}")
+    return state
+
+
+__all__ = [
+    "Column",
+    "ColumnInfo",
+    "ColumnTypeError",
+    "DataBridgeError",
+    "DatabaseError",
+    "EagerBatch",
+    "EagerLoad",
+    "Engine",
+    "InstanceState",
+    "IntegrityError",
+    "InvalidStateError",
+    "MissingFieldError",
+    "ModelDefinitionError",
+    "NoSessionError",
+    "Query",
+    "RaiseLoadError",
+    "Relationship",
+    "RelationshipError",
+    "Result",
+    "Session",
+    "SessionClosedError",
+    "SessionError",
+    "Table",
+    "UnknownFieldError",
+    "UnsupportedOperationError",
+    "current_session",
+    "inspect",
+    "joinedload",
+    "noload",
+    "raiseload",
+    "relationship",
+    "selectinload",
+    "table_info",
+]

@@ -1,0 +1,127 @@
+"""The exception hierarchy of data_bridge_core.
+
+Every error the ORM raises on its own account derives from `DataBridgeError`.
+Errors reported by PostgreSQL are wrapped in `DatabaseError` (or a subclass)
+with the original psycopg exception as ``__cause__`` and its SQLSTATE kept.
+Some classes also derive from the built-in exception a Python user would
+expect (`TypeError` for a bad keyword argument, `ValueError` for an
+unsupported operator), so both ``except`` styles work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DataBridgeError(Exception):
+    """Base class of every error raised by data_bridge_core."""
+
+
+class ModelDefinitionError(DataBridgeError, TypeError):
+    """A model class is declared in a way the ORM cannot map."""
+
+
+class UnknownFieldError(DataBridgeError, TypeError):
+    """A field name that the model does not have."""
+
+    def __init__(self, model: type | str, field: str, context: str = "") -> None:
+        model_name = model if isinstance(model, str) else model.__name__
+        where = f" in {context}" if context else ""
+        super().__init__(f"{model_name} has no field {field!r}{where}")
+        self.model_name = model_name
+        self.field = field
+
+
+class MissingFieldError(DataBridgeError, TypeError):
+    """A required field (no default, NOT NULL) was not given."""
+
+    def __init__(self, model_name: str, fields: list[str]) -> None:
+        names = ", ".join(repr(f) for f in fields)
+        super().__init__(f"{model_name}() missing required field(s): {names}")
+        self.model_name = model_name
+        self.fields = fields
+
+
+class ColumnTypeError(DataBridgeError, TypeError):
+    """A value whose type does not fit the column it is meant for."""
+
+    def __init__(self, model_name: str, field: str, expected: str, value: Any) -> None:
+        super().__init__(
+            f"{model_name}.{field} expects {expected}, got {type(value).__name__} ({value!r:.60})"
+        )
+        self.model_name = model_name
+        self.field = field
+        self.expected = expected
+
+
+class UnsupportedOperationError(DataBridgeError, ValueError):
+    """An aggregate stage, operator or expression the ORM does not support."""
+
+
+class SessionError(DataBridgeError):
+    """Misuse of a session."""
+
+
+class SessionClosedError(SessionError):
+    """The session was closed and cannot be used any more."""
+
+
+class NoSessionError(SessionError):
+    """An operation needs a current session and there is none."""
+
+
+class InvalidStateError(SessionError):
+    """An object is in a state that does not allow the operation."""
+
+
+class RelationshipError(DataBridgeError):
+    """A relationship cannot be resolved or loaded."""
+
+
+class RaiseLoadError(RelationshipError):
+    """A relationship configured with raiseload() was accessed before being loaded."""
+
+
+class DatabaseError(DataBridgeError):
+    """PostgreSQL (or the connection to it) reported an error.
+
+    The psycopg exception is the ``__cause__``; ``sqlstate`` is its SQLSTATE
+    code (``None`` for connection-level failures).
+    """
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class IntegrityError(DatabaseError):
+    """A constraint was violated (SQLSTATE class 23)."""
+
+
+def wrap_database_error(exc: Exception) -> DatabaseError:
+    """Build the DatabaseError for a psycopg exception (the caller raises it ``from exc``)."""
+    sqlstate: str | None = getattr(exc, "sqlstate", None)
+    cls = IntegrityError if sqlstate is not None and sqlstate.startswith("23") else DatabaseError
+    message = str(exc).strip() or type(exc).__name__
+    if sqlstate:
+        message = f"[{sqlstate}] {message}"
+    return cls(message, sqlstate)
+
+
+__all__ = [
+    "ColumnTypeError",
+    "DataBridgeError",
+    "DatabaseError",
+    "IntegrityError",
+    "InvalidStateError",
+    "MissingFieldError",
+    "ModelDefinitionError",
+    "NoSessionError",
+    "RaiseLoadError",
+    "RelationshipError",
+    "SessionClosedError",
+    "SessionError",
+    "UnknownFieldError",
+    "UnsupportedOperationError",
+    "wrap_database_error",
+]

@@ -1,0 +1,369 @@
+"""`Query`: a chainable, immutable description of a SELECT over one model.
+
+Builder methods (`filter`, `order_by`, `limit`, `offset`, `options`) return
+a new query. Terminal coroutines (`to_list`, `count`, `exists`, `aggregate`,
+`update`, `delete`) are the seams an instrumentation wraps; `first` and
+`Session.get` go through `to_list`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from psycopg.rows import dict_row
+
+from data_bridge_core.errors import UnsupportedOperationError
+from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
+from data_bridge_core.schema.column import ColumnInfo
+from data_bridge_core.schema.expressions import Expression, OrderBy, compile_where
+from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, table_info
+
+if TYPE_CHECKING:
+    from data_bridge_core.session import Session
+
+M = TypeVar("M", bound=Table)
+
+
+def _non_negative_int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} takes a non-negative int, got {value!r}")
+    return value
+
+
+class Query(Generic[M]):
+    __slots__ = (
+        "_filters",
+        "_info",
+        "_limit",
+        "_model",
+        "_offset",
+        "_options",
+        "_order",
+        "_session",
+    )
+
+    def __init__(self, model: type[M], session: Session | None) -> None:
+        if not (isinstance(model, type) and issubclass(model, Table)):
+            raise TypeError(f"find() takes a model class, got {model!r}")
+        self._model = model
+        self._info = table_info(model)
+        self._session = session
+        self._filters: tuple[Expression, ...] = ()
+        self._order: tuple[OrderBy, ...] = ()
+        self._limit: int | None = None
+        self._offset: int | None = None
+        self._options: tuple[LoaderOption, ...] = ()
+
+    def _copy(self) -> Query[M]:
+        clone: Query[M] = Query.__new__(Query)
+        for slot in Query.__slots__:
+            object.__setattr__(clone, slot, getattr(self, slot))
+        return clone
+
+    # -- builders --------------------------------------------------------------
+
+    def filter(self, *filters: Expression | bool) -> Query[M]:
+        """AND the given expressions to the query's WHERE clause.
+
+        (``bool`` is in the signature only because type checkers read
+        ``User.age > 18`` as a bool; a real bool is rejected.)
+        """
+        for f in filters:
+            if not isinstance(f, Expression):
+                raise TypeError(
+                    f"filter() takes expressions such as {self._model.__name__}.id == 1, got {f!r}"
+                )
+            _check_model(f, self._model)
+        clone = self._copy()
+        clone._filters = self._filters + cast(tuple[Expression, ...], filters)
+        return clone
+
+    where = filter
+
+    def order_by(self, *columns: OrderBy | ColumnInfo) -> Query[M]:
+        items: list[OrderBy] = []
+        for c in columns:
+            if isinstance(c, ColumnInfo):
+                c = c.asc()
+            if not isinstance(c, OrderBy):
+                raise TypeError(f"order_by() takes columns or column.asc()/.desc(), got {c!r}")
+            if c.column.owner is not self._model and not issubclass(self._model, c.column.owner):
+                raise UnsupportedOperationError(
+                    f"cannot order {self._model.__name__} by {c.column!r}"
+                )
+            items.append(c)
+        clone = self._copy()
+        clone._order = self._order + tuple(items)
+        return clone
+
+    def limit(self, n: int) -> Query[M]:
+        clone = self._copy()
+        clone._limit = _non_negative_int(n, "limit()")
+        return clone
+
+    def offset(self, n: int) -> Query[M]:
+        clone = self._copy()
+        clone._offset = _non_negative_int(n, "offset()")
+        return clone
+
+    def options(self, *options: LoaderOption) -> Query[M]:
+        for opt in options:
+            if not isinstance(opt, LoaderOption):
+                raise TypeError(f"options() takes selectinload(...) etc., got {opt!r}")
+            owner = opt.relationship.owner
+            if owner is not self._model and not issubclass(self._model, owner):
+                raise UnsupportedOperationError(
+                    f"{opt.relationship!r} is not a relationship of {self._model.__name__}"
+                )
+        clone = self._copy()
+        clone._options = self._options + options
+        return clone
+
+    # -- read-only state (for instrumentation) ---------------------------------------
+
+    @property
+    def model(self) -> type[M]:
+        return self._model
+
+    @property
+    def table_name(self) -> str:
+        return self._info.name
+
+    @property
+    def filters_count(self) -> int:
+        return len(self._filters)
+
+    @property
+    def limit_value(self) -> int | None:
+        return self._limit
+
+    @property
+    def offset_value(self) -> int | None:
+        return self._offset
+
+    @property
+    def order_by_text(self) -> str | None:
+        if not self._order:
+            return None
+        return ", ".join(o.text for o in self._order)
+
+    @property
+    def loader_options(self) -> tuple[LoaderOption, ...]:
+        return self._options
+
+    @property
+    def session(self) -> Session:
+        if self._session is not None:
+            return self._session
+        from data_bridge_core.session import current_session
+
+        return current_session()
+
+    # -- SQL -----------------------------------------------------------------------------
+
+    def _tail(self) -> str:
+        parts = []
+        if self._order:
+            parts.append(" ORDER BY " + ", ".join(o.sql for o in self._order))
+        if self._limit is not None:
+            parts.append(f" LIMIT {self._limit}")
+        if self._offset is not None:
+            parts.append(f" OFFSET {self._offset}")
+        return "".join(parts)
+
+    def _select_sql(self, params: list[Any]) -> str:
+        info = self._info
+        where = compile_where(self._filters, params)
+        return f"SELECT {info.select_list} FROM {info.quoted_name}{where}{self._tail()}"
+
+    # -- terminal seams --------------------------------------------------------------------
+
+    async def to_list(self) -> list[M]:
+        """Run the query and return model instances (eager loads included)."""
+        session = self.session
+        await session.autoflush()
+        options = self._options
+        if any(isinstance(o, EagerLoad) and o.strategy == JOINED for o in options):
+            objects, joined = await self._fetch_joined(session)
+        else:
+            params: list[Any] = []
+            objects = await session.load_rows(self._model, self._select_sql(params), params)
+            joined = None
+        if options:
+            await run_eager_loads(session, list(objects), options, 0, joined)
+        return objects
+
+    async def _fetch_joined(
+        self, session: Session
+    ) -> tuple[list[M], dict[int, list[tuple[Any, ...] | None]]]:
+        info = self._info
+        select = [info.select_list]
+        joins = []
+        slices: list[tuple[int, int, int, int]] = []  # option index, start, stop, pk offset
+        width = len(info.field_names)
+        for index, opt in enumerate(self._options):
+            if not (isinstance(opt, EagerLoad) and opt.strategy == JOINED):
+                continue
+            rel = opt.relationship
+            target = table_info(rel.target)
+            alias = f'"_j{index}"'
+            select.append(", ".join(f"{alias}.{c.ident}" for c in target.columns.values()))
+            joins.append(
+                f" LEFT OUTER JOIN {target.quoted_name} AS {alias} "
+                f"ON {alias}.{target.primary_key.ident} = {rel.fk.quoted}"
+            )
+            slices.append((index, width, width + len(target.field_names), target.pk_index))
+            width += len(target.field_names)
+        params: list[Any] = []
+        where = compile_where(self._filters, params)
+        statement = (
+            f"SELECT {', '.join(select)} FROM {info.quoted_name}{''.join(joins)}"
+            f"{where}{self._tail()}"
+        )
+        result = await session.execute(statement, params)
+        rows: list[tuple[Any, ...]] = result.rows
+        hydrate = session.hydrator(self._model, len(rows))
+        n = len(info.field_names)
+        objects = [hydrate(row[:n]) for row in rows]
+        joined: dict[int, list[tuple[Any, ...] | None]] = {}
+        for index, start, stop, pk_offset in slices:
+            joined[index] = [
+                None if row[start + pk_offset] is None else row[start:stop] for row in rows
+            ]
+        return objects, joined
+
+    async def first(self) -> M | None:
+        """The first result (``to_list()`` of ``limit(1)``), or None."""
+        rows = await self.limit(1).to_list()
+        return rows[0] if rows else None
+
+    async def count(self) -> int:
+        session = self.session
+        await session.autoflush()
+        params: list[Any] = []
+        info = self._info
+        where = compile_where(self._filters, params)
+        if self._limit is None and self._offset is None:
+            statement = f"SELECT count(*) FROM {info.quoted_name}{where}"
+        else:
+            statement = (
+                f"SELECT count(*) FROM (SELECT 1 FROM {info.quoted_name}{where}{self._tail()}) AS q"
+            )
+        result = await session.execute(statement, params)
+        return int(result.rows[0][0])
+
+    async def exists(self) -> bool:
+        session = self.session
+        await session.autoflush()
+        params: list[Any] = []
+        info = self._info
+        where = compile_where(self._filters, params)
+        statement = f"SELECT EXISTS (SELECT 1 FROM {info.quoted_name}{where}{self._tail()})"
+        result = await session.execute(statement, params)
+        return bool(result.rows[0][0])
+
+    async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Run a MongoDB-style pipeline as one SQL statement; rows come back as dicts."""
+        if self._limit is not None or self._offset is not None or self._order:
+            raise UnsupportedOperationError(
+                "aggregate() uses $sort/$limit/$skip stages, not order_by()/limit()/offset()"
+            )
+        from data_bridge_core.aggregate import compile_aggregate
+
+        params: list[Any] = []
+        where = compile_where(self._filters, params)
+        statement, all_params = compile_aggregate(self._info, pipeline, where, params)
+        session = self.session
+        await session.autoflush()
+        result = await session.execute(statement, all_params, row_factory=dict_row)
+        return list(result.rows)
+
+    def _check_bulk(self, what: str) -> None:
+        if self._limit is not None or self._offset is not None or self._order or self._options:
+            raise UnsupportedOperationError(
+                f"{what}() applies to every row matching the filters; remove "
+                "limit()/offset()/order_by()/options()"
+            )
+
+    async def update(self, **values: Any) -> int:
+        """``UPDATE ... SET field = value WHERE <filters>``; returns the rows affected."""
+        self._check_bulk("update")
+        if not values:
+            raise ValueError("update() needs at least one field=value")
+        info = self._info
+        params: list[Any] = []
+        assignments = []
+        for name, value in values.items():
+            column = info.column(name, "update()")
+            if column.primary_key:
+                raise UnsupportedOperationError(f"update() cannot change the primary key {name!r}")
+            if value is None and not column.nullable:
+                raise ValueError(f"{self._model.__name__}.{name} is NOT NULL")
+            assignments.append(f"{column.ident} = %s")
+            params.append(column.bind(value))
+        where = compile_where(self._filters, params)
+        statement = (
+            f"UPDATE {info.quoted_name} SET {', '.join(assignments)}{where} "
+            f"RETURNING {info.primary_key.quoted}"
+        )
+        session = self.session
+        await session.autoflush()
+        result = await session.execute(statement, params)
+        # Keep objects already in the session in step with the rows just changed.
+        for (pk,) in result.rows:
+            obj = session.identity_lookup(self._model, pk)
+            if obj is None:
+                continue
+            state: InstanceState = obj.__dict__[STATE_KEY]
+            for name, value in values.items():
+                if state.original is None:
+                    state.original = {}
+                state.original.setdefault(name, obj.__dict__.get(name))
+                obj.__dict__[name] = value
+        return len(result.rows)
+
+    async def delete(self) -> int:
+        """``DELETE ... WHERE <filters>``; returns the rows affected."""
+        self._check_bulk("delete")
+        info = self._info
+        params: list[Any] = []
+        where = compile_where(self._filters, params)
+        statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.primary_key.quoted}"
+        session = self.session
+        await session.autoflush()
+        result = await session.execute(statement, params)
+        for (pk,) in result.rows:
+            session.forget(self._model, pk)
+        return len(result.rows)
+
+    # -- streaming --------------------------------------------------------------------------
+
+    async def stream(self, batch_size: int = 1000) -> AsyncIterator[M]:
+        """Iterate over a large result with a server-side cursor, ``batch_size`` rows at a time."""
+        if self._options:
+            raise UnsupportedOperationError("stream() does not run loader options; use to_list()")
+        _non_negative_int(batch_size, "stream(batch_size)")
+        session = self.session
+        await session.autoflush()
+        params: list[Any] = []
+        async for obj in session.stream_rows(
+            self._model, self._select_sql(params), params, batch_size
+        ):
+            yield obj
+
+    def __aiter__(self) -> AsyncIterator[M]:
+        return self.stream()
+
+    def __repr__(self) -> str:
+        return f"<Query {self._model.__name__} filters={len(self._filters)} limit={self._limit}>"
+
+
+def _check_model(expression: Expression, model: type[Table]) -> None:
+    column = getattr(expression, "column", None)
+    if isinstance(column, ColumnInfo) and not (
+        column.owner is model or issubclass(model, column.owner)
+    ):
+        raise UnsupportedOperationError(
+            f"cannot filter {model.__name__} on {column!r}: it belongs to another model"
+        )

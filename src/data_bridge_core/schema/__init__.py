@@ -1,0 +1,1 @@
+"""The model layer: columns, types, expressions and the `Table` base class."""

@@ -1,0 +1,259 @@
+"""Column declarations and the column objects that models expose as class attributes.
+
+`Column(...)` is what a model author writes; when the class is created it is
+turned into a `ColumnInfo`, which is both the column's metadata and the
+expression object behind ``User.age > 18``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from data_bridge_core.errors import ColumnTypeError
+from data_bridge_core.schema.expressions import (
+    Between,
+    Comparison,
+    Expression,
+    InList,
+    IsNull,
+    Like,
+    OrderBy,
+)
+
+if TYPE_CHECKING:
+    from data_bridge_core.schema.types import ColumnType
+
+
+def quote_ident(name: str) -> str:
+    """An identifier quoted by psycopg.sql, with ``%`` doubled for ``%s``-style statements."""
+    return sql.Identifier(name).as_string(None).replace("%", "%%")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class ColumnOptions:
+    """Options of one column, written as the class attribute's value through `Column()`.
+
+    ``default`` is used when the constructor is not given the field;
+    ``default_factory`` is called instead for mutable or time-dependent
+    defaults; ``server_default`` is SQL text evaluated by PostgreSQL (for
+    example ``"now()"``) and is read back after the insert.
+    """
+
+    __slots__ = (
+        "column_type",
+        "default",
+        "default_factory",
+        "foreign_key",
+        "index",
+        "nullable",
+        "on_delete",
+        "primary_key",
+        "server_default",
+        "unique",
+    )
+
+    def __init__(
+        self,
+        default: Any = MISSING,
+        *,
+        primary_key: bool = False,
+        unique: bool = False,
+        index: bool = False,
+        nullable: bool | None = None,
+        default_factory: Callable[[], Any] | None = None,
+        foreign_key: str | None = None,
+        server_default: str | None = None,
+        on_delete: str | None = None,
+        column_type: str | None = None,
+    ) -> None:
+        if default is not MISSING and default_factory is not None:
+            raise TypeError("Column() takes default or default_factory, not both")
+        if on_delete is not None and on_delete.upper() not in _ON_DELETE:
+            raise ValueError(f"on_delete must be one of {sorted(_ON_DELETE)}, got {on_delete!r}")
+        self.default = default
+        self.primary_key = primary_key
+        self.unique = unique
+        self.index = index
+        self.nullable = nullable
+        self.default_factory = default_factory
+        self.foreign_key = foreign_key
+        self.server_default = server_default
+        self.on_delete = on_delete.upper() if on_delete else None
+        self.column_type = column_type
+
+
+_ON_DELETE = {"CASCADE", "SET NULL", "RESTRICT", "NO ACTION", "SET DEFAULT"}
+
+
+def Column(
+    default: Any = MISSING,
+    *,
+    primary_key: bool = False,
+    unique: bool = False,
+    index: bool = False,
+    nullable: bool | None = None,
+    default_factory: Callable[[], Any] | None = None,
+    foreign_key: str | None = None,
+    server_default: str | None = None,
+    on_delete: str | None = None,
+    column_type: str | None = None,
+) -> Any:
+    """Declare a column's options: ``id: int = Column(primary_key=True)``.
+
+    Typed as returning ``Any`` (like ``dataclasses.field()``) so that
+    ``age: int = Column(default=0)`` type-checks in model classes.
+    """
+    return ColumnOptions(
+        default,
+        primary_key=primary_key,
+        unique=unique,
+        index=index,
+        nullable=nullable,
+        default_factory=default_factory,
+        foreign_key=foreign_key,
+        server_default=server_default,
+        on_delete=on_delete,
+        column_type=column_type,
+    )
+
+
+class ColumnInfo:
+    """One mapped column; also the left-hand side of query expressions."""
+
+    # Set by the model machinery once the annotation is resolved.
+    column_type: ColumnType
+    nullable: bool
+    quoted: str  # "users"."age", quoted by psycopg.sql
+    raw_annotation: Any = None  # the annotation as written (maybe a string), resolved later
+
+    def __init__(self, owner: type, name: str, options: ColumnOptions) -> None:
+        self.owner = owner
+        self.name = name
+        self.options = options
+        self.primary_key = options.primary_key
+        self.default = options.default
+        self.default_factory = options.default_factory
+        self.foreign_key = options.foreign_key
+        self.server_default = options.server_default
+        self.ident = quote_ident(name)
+
+    # -- metadata -----------------------------------------------------------
+
+    @property
+    def database_generated(self) -> bool:
+        """True when PostgreSQL supplies the value if none is given."""
+        return self.server_default is not None or (
+            self.primary_key and self.column_type.python_type is int
+        )
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not MISSING or self.default_factory is not None
+
+    @property
+    def references(self) -> tuple[str, str] | None:
+        """(table, column) of the foreign key, if any."""
+        if self.foreign_key is None:
+            return None
+        table, _, column = self.foreign_key.rpartition(".")
+        return table, column or "id"
+
+    def make_default(self) -> Any:
+        if self.default_factory is not None:
+            return self.default_factory()
+        return None if self.default is MISSING else self.default
+
+    def check(self, value: Any) -> Any:
+        """Validate a Python value for this column (raises ColumnTypeError)."""
+        if value is not None and not self.column_type.accepts(value):
+            raise ColumnTypeError(
+                self.owner.__name__, self.name, self.column_type.description, value
+            )
+        return value
+
+    def bind(self, value: Any) -> Any:
+        """Validate a value and return it as the parameter psycopg should send."""
+        ctype = self.column_type
+        if value is None:
+            return None
+        if not ctype.accepts(value):
+            raise ColumnTypeError(self.owner.__name__, self.name, ctype.description, value)
+        return ctype.adapt(value) if ctype.adapt is not None else value
+
+    def __getattr__(self, name: str) -> Any:
+        # column_type, nullable and quoted are filled in when the model is
+        # finalized (on first use, once forward references can resolve).
+        if name in ("column_type", "nullable", "quoted"):
+            from data_bridge_core.schema.table import table_info
+
+            table_info(self.owner)
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return f"<column {self.owner.__name__}.{self.name}>"
+
+    # -- expressions --------------------------------------------------------
+
+    def __eq__(self, other: object) -> Expression:  # type: ignore[override]
+        if other is None:
+            return IsNull(self, negate=False)
+        return Comparison(self, "=", other)
+
+    def __ne__(self, other: object) -> Expression:  # type: ignore[override]
+        if other is None:
+            return IsNull(self, negate=True)
+        return Comparison(self, "<>", other)
+
+    def __lt__(self, other: Any) -> Expression:
+        return Comparison(self, "<", other)
+
+    def __le__(self, other: Any) -> Expression:
+        return Comparison(self, "<=", other)
+
+    def __gt__(self, other: Any) -> Expression:
+        return Comparison(self, ">", other)
+
+    def __ge__(self, other: Any) -> Expression:
+        return Comparison(self, ">=", other)
+
+    __hash__ = object.__hash__
+
+    def in_(self, values: Iterable[Any]) -> Expression:
+        return InList(self, values, negate=False)
+
+    def not_in(self, values: Iterable[Any]) -> Expression:
+        return InList(self, values, negate=True)
+
+    def like(self, pattern: str) -> Expression:
+        return Like(self, pattern, insensitive=False)
+
+    def ilike(self, pattern: str) -> Expression:
+        return Like(self, pattern, insensitive=True)
+
+    def is_null(self) -> Expression:
+        return IsNull(self, negate=False)
+
+    def is_not_null(self) -> Expression:
+        return IsNull(self, negate=True)
+
+    def between(self, low: Any, high: Any) -> Expression:
+        return Between(self, low, high)
+
+    def asc(self) -> OrderBy:
+        return OrderBy(self, descending=False)
+
+    def desc(self) -> OrderBy:
+        return OrderBy(self, descending=True)

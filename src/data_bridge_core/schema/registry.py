@@ -1,0 +1,57 @@
+"""Where model classes are found by name, for forward references.
+
+A relationship annotated ``list[Post]`` names its target before ``Post``
+exists. The name is resolved against the models of the same module and
+enclosing scope (so models declared inside a function find each other), the
+most recently declared winning, then against every model of that name.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+from data_bridge_core.errors import RelationshipError
+
+if TYPE_CHECKING:
+    from data_bridge_core.schema.table import Table
+
+_by_name: dict[str, list[weakref.ref[type[Table]]]] = {}
+
+
+def register(model: type[Table]) -> None:
+    _by_name.setdefault(model.__name__, []).append(weakref.ref(model))
+
+
+def _scope(model: type) -> tuple[str, str]:
+    return model.__module__, model.__qualname__.rpartition(".")[0]
+
+
+def lookup(name: str, near: type) -> type[Table]:
+    """The model called ``name`` as seen from the model ``near``."""
+    candidates = [c for ref in _by_name.get(name, ()) if (c := ref()) is not None]
+    if not candidates:
+        raise RelationshipError(
+            f"{near.__name__}: no model named {name!r} is defined (yet); "
+            "relationships resolve when they are first used"
+        )
+    same_scope = [c for c in candidates if _scope(c) == _scope(near)]
+    same_module = [c for c in candidates if c.__module__ == near.__module__]
+    return (same_scope or same_module or candidates)[-1]
+
+
+def lookup_table(table_name: str, near: type) -> type[Table] | None:
+    """The model whose table is ``table_name``, as seen from ``near`` (None if unknown)."""
+    from data_bridge_core.schema.table import table_name_of
+
+    candidates = [
+        c
+        for refs in _by_name.values()
+        for ref in refs
+        if (c := ref()) is not None and table_name_of(c) == table_name
+    ]
+    if not candidates:
+        return None
+    same_scope = [c for c in candidates if _scope(c) == _scope(near)]
+    same_module = [c for c in candidates if c.__module__ == near.__module__]
+    return (same_scope or same_module or candidates)[-1]

@@ -1,0 +1,321 @@
+"""`Table`, the base class of models, and the per-class mapping it builds.
+
+Column values live in the instance ``__dict__`` (plain attribute reads, no
+descriptor); writes go through ``Table.__setattr__``, which checks the type
+and records the change for the unit of work. Per-instance ORM bookkeeping is
+an `InstanceState` stored under ``_db_state``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import typing
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from data_bridge_core.errors import (
+    MissingFieldError,
+    ModelDefinitionError,
+    UnknownFieldError,
+)
+from data_bridge_core.schema import registry
+from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, quote_ident
+from data_bridge_core.schema.types import resolve_annotation
+
+if TYPE_CHECKING:
+    from data_bridge_core.query import Query
+    from data_bridge_core.relationships import Relationship
+    from data_bridge_core.schema.expressions import Expression
+    from data_bridge_core.session import Session
+
+STATE_KEY = "_db_state"
+
+
+class ResultInfo:
+    """Shared by every object hydrated from one result: how many rows it had."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int = 0) -> None:
+        self.size = size
+
+
+class InstanceState:
+    """ORM bookkeeping of one model instance (see `data_bridge_core.inspect`)."""
+
+    __slots__ = (
+        "changed",
+        "deleted",
+        "inserted_in_tx",
+        "loaded_via",
+        "original",
+        "persistent",
+        "relations",
+        "result",
+        "session",
+        "strategies",
+    )
+
+    def __init__(
+        self, session: Session | None, result: ResultInfo | None, persistent: bool
+    ) -> None:
+        self.session = session
+        self.result = result
+        self.persistent = persistent
+        self.deleted = False
+        self.inserted_in_tx = False
+        # Fields changed since the last flush (written by the next flush).
+        self.changed: set[str] | None = None
+        # Values before the first change of this transaction (restored on rollback).
+        self.original: dict[str, Any] | None = None
+        self.relations: dict[str, Any] | None = None
+        self.loaded_via: dict[str, str] | None = None
+        self.strategies: dict[str, str] | None = None
+
+    # -- read-only view used by tools (N+1 detection, tests) ------------------
+
+    @property
+    def pending(self) -> bool:
+        return not self.persistent and not self.deleted and self.session is not None
+
+    @property
+    def modified(self) -> frozenset[str]:
+        return frozenset(self.changed or ())
+
+    @property
+    def result_size(self) -> int | None:
+        return None if self.result is None else self.result.size
+
+
+class TableInfo:
+    """The mapping of one model class: table, columns, relationships, SQL fragments."""
+
+    def __init__(
+        self,
+        model: type[Table],
+        name: str,
+        columns: dict[str, ColumnInfo],
+        relationships: dict[str, Relationship],
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.quoted_name = quote_ident(name)
+        for column in columns.values():
+            column.quoted = f"{self.quoted_name}.{column.ident}"
+        self.columns = columns
+        self.field_names = tuple(columns)
+        self.relationships = relationships
+        pks = [c for c in columns.values() if c.primary_key]
+        if len(pks) != 1:
+            raise ModelDefinitionError(
+                f"{model.__name__} needs exactly one primary key column "
+                f"(Column(primary_key=True)), found {len(pks)}"
+            )
+        self.primary_key = pks[0]
+        self.pk_index = self.field_names.index(self.primary_key.name)
+        self.select_list = ", ".join(c.quoted for c in columns.values())
+        self.required = [
+            c.name
+            for c in columns.values()
+            # A foreign key may be set through its many-to-one relationship.
+            if not c.has_default
+            and not c.nullable
+            and not c.database_generated
+            and c.foreign_key is None
+        ]
+
+    def column(self, field: str, context: str = "") -> ColumnInfo:
+        try:
+            return self.columns[field]
+        except KeyError:
+            raise UnknownFieldError(self.model, field, context) from None
+
+    def iter_foreign_keys(self) -> Iterator[tuple[ColumnInfo, str, str]]:
+        for column in self.columns.values():
+            ref = column.references
+            if ref is not None:
+                yield column, ref[0], ref[1]
+
+
+def table_name_of(model: type) -> str:
+    settings = model.__dict__.get("Settings")
+    name = getattr(settings, "table_name", None)
+    if name is None:
+        return model.__name__.lower()
+    if not isinstance(name, str) or not name:
+        raise ModelDefinitionError(f"{model.__name__}.Settings.table_name must be a non-empty str")
+    return name
+
+
+def table_info(model: type[Table]) -> TableInfo:
+    """The mapping of a model class, built on first use (forward references resolved)."""
+    info: TableInfo | None = model.__dict__.get("__table_info__")
+    if info is None:
+        info = _finalize(model)
+    return info
+
+
+def _finalize(model: type[Table]) -> TableInfo:
+    if model.__dict__.get("__abstract__"):
+        raise ModelDefinitionError(f"{model.__name__} is abstract and has no table")
+    module = sys.modules.get(model.__module__)
+    globalns = dict(vars(module)) if module is not None else {}
+    columns: dict[str, ColumnInfo] = model.__dict__["__column_map__"]
+    for column in columns.values():
+        annotation = column.raw_annotation
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, globalns, {"Any": Any})
+            except Exception as exc:
+                raise ModelDefinitionError(
+                    f"{model.__name__}.{column.name}: cannot evaluate annotation "
+                    f"{column.raw_annotation!r}: {exc}"
+                ) from exc
+        column_type, optional = resolve_annotation(annotation, model.__name__, column.name)
+        opts = column.options
+        if opts.column_type is not None:
+            from dataclasses import replace
+
+            column_type = replace(column_type, sql_type=opts.column_type)
+        column.column_type = column_type
+        column.nullable = optional if opts.nullable is None else opts.nullable
+        if column.primary_key and column.nullable:
+            raise ModelDefinitionError(f"{model.__name__}.{column.name}: a primary key is NOT NULL")
+        if not column.primary_key and opts.nullable is None and column.default is None:
+            column.nullable = True  # `x: int = None` reads as nullable too
+    info = TableInfo(model, table_name_of(model), columns, dict(model.__relationships__))
+    model.__table_info__ = info
+    return info
+
+
+def _annotations_of(cls: type) -> dict[str, Any]:
+    # This class's own annotations, unevaluated (forward references resolve later).
+    return dict(inspect.get_annotations(cls))
+
+
+class Table:
+    """Base class of models: subclass it with annotated fields."""
+
+    __table_info__: ClassVar[TableInfo]
+    # Field name -> ColumnInfo, declaration order (inherited fields first).
+    __column_map__: ClassVar[dict[str, ColumnInfo]] = {}
+    __relationships__: ClassVar[dict[str, Relationship]] = {}
+    __abstract__: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from data_bridge_core.relationships import Relationship
+
+        if "__abstract__" not in cls.__dict__:
+            cls.__abstract__ = False
+        columns: dict[str, ColumnInfo] = {}
+        relationships: dict[str, Relationship] = {}
+        # Inherited columns first (declaration order), then this class's.
+        for base in reversed(cls.__mro__[1:]):
+            pending = base.__dict__.get("__column_map__")
+            if pending:
+                for name, inherited in pending.items():
+                    col = ColumnInfo(cls, name, inherited.options)
+                    col.raw_annotation = inherited.raw_annotation
+                    columns[name] = col
+            relationships.update(base.__dict__.get("__relationships__", {}))
+        for name, annotation in _annotations_of(cls).items():
+            if name.startswith("_") or name == "Settings" or _is_classvar(annotation):
+                continue
+            value = cls.__dict__.get(name, MISSING)
+            if isinstance(value, Relationship):
+                value.bind(cls, name, annotation)
+                relationships[name] = value
+                continue
+            options = value if isinstance(value, ColumnOptions) else ColumnOptions(value)
+            column = ColumnInfo(cls, name, options)
+            column.raw_annotation = annotation
+            columns[name] = column
+        for name, column in columns.items():
+            setattr(cls, name, column)
+        cls.__relationships__ = relationships
+        cls.__column_map__ = columns
+        if "__table_info__" in cls.__dict__:
+            del cls.__table_info__
+        if not cls.__abstract__:
+            registry.register(cls)
+
+    def __init__(self, **values: Any) -> None:
+        info = table_info(type(self))
+        relationships = info.relationships
+        d = self.__dict__
+        d[STATE_KEY] = InstanceState(None, None, persistent=False)
+        related: dict[str, Any] = {}
+        for key, value in values.items():
+            column = info.columns.get(key)
+            if column is None:
+                if key in relationships:
+                    related[key] = value
+                    continue
+                raise UnknownFieldError(type(self), key, f"{type(self).__name__}()")
+            d[key] = value if value is None else column.check(value)
+        missing = [n for n in info.required if n not in values and n not in related]
+        for name, column in info.columns.items():
+            if name not in d:
+                if column.has_default:
+                    d[name] = column.check(column.make_default())
+                else:
+                    d[name] = None
+        if missing:
+            raise MissingFieldError(type(self).__name__, missing)
+        for key, value in related.items():
+            setattr(self, key, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        column: ColumnInfo | None = type(self).__column_map__.get(name)
+        if column is None:
+            object.__setattr__(self, name, value)
+            return
+        if value is not None:
+            value = column.check(value)
+        elif not column.nullable and not column.database_generated:
+            from data_bridge_core.errors import ColumnTypeError
+
+            raise ColumnTypeError(type(self).__name__, name, "a value (NOT NULL)", value)
+        d = self.__dict__
+        old = d.get(name, MISSING)
+        d[name] = value
+        state: InstanceState = d[STATE_KEY]
+        if state.persistent and (old is MISSING or old != value or type(old) is not type(value)):
+            if state.original is None:
+                state.original = {}
+            state.original.setdefault(name, old)
+            if state.changed is None:
+                state.changed = set()
+            state.changed.add(name)
+            if state.session is not None:
+                state.session._note_modified(self)
+
+    def __repr__(self) -> str:
+        info = table_info(type(self))
+        shown = ", ".join(f"{n}={self.__dict__.get(n)!r}" for n in info.field_names[:4])
+        more = ", ..." if len(info.field_names) > 4 else ""
+        return f"{type(self).__name__}({shown}{more})"
+
+    # -- the current session's shortcuts --------------------------------------
+
+    @classmethod
+    async def get(cls, pk: Any) -> Self | None:
+        """``await User.get(1)``: the row with that primary key in the current session."""
+        from data_bridge_core.session import current_session
+
+        return await current_session().get(cls, pk)
+
+    @classmethod
+    def find(cls, *filters: Expression | bool) -> Query[Self]:
+        """``User.find(User.age > 18)``: a query on the current session."""
+        from data_bridge_core.query import Query
+
+        return Query(cls, None).filter(*filters)
+
+
+def _is_classvar(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return typing.get_origin(annotation) is ClassVar

@@ -1,0 +1,626 @@
+"""`Session`: a unit of work with an identity map, on one pooled connection.
+
+The session takes a connection from the engine's pool on first use (psycopg
+opens the transaction implicitly) and gives it back at commit, rollback or
+close. Inside ``async with Session(...)`` it is the *current* session of the
+task, which ``User.get()`` / ``User.find()`` use.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import RowFactory
+
+from data_bridge_core.engine import Engine
+from data_bridge_core.errors import (
+    DatabaseError,
+    InvalidStateError,
+    NoSessionError,
+    SessionClosedError,
+    wrap_database_error,
+)
+from data_bridge_core.query import Query
+from data_bridge_core.schema.table import (
+    STATE_KEY,
+    InstanceState,
+    ResultInfo,
+    Table,
+    table_info,
+)
+from data_bridge_core.unit_of_work import (
+    dependency_order,
+    plan_inserts,
+    pull_foreign_keys,
+    push_foreign_keys,
+    related_objects,
+    update_params,
+    update_statement,
+)
+
+M = TypeVar("M", bound=Table)
+
+_current: ContextVar[Session | None] = ContextVar("data_bridge_current_session", default=None)
+_cursor_names = itertools.count(1)
+
+
+def current_session() -> Session:
+    """The session of the running ``async with Session(...)`` block."""
+    session = _current.get()
+    if session is None:
+        raise NoSessionError(
+            "no current session: run this inside `async with Session(...)`, "
+            "or use session.get()/session.find() explicitly"
+        )
+    return session
+
+
+class Result:
+    """What `Session.execute` returns."""
+
+    __slots__ = ("batch_size", "rowcount", "rows", "statement")
+
+    def __init__(
+        self, rows: list[Any], rowcount: int, statement: str, batch_size: int | None
+    ) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+        self.statement = statement
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return f"<Result rows={len(self.rows)} rowcount={self.rowcount}>"
+
+
+class Session:
+    """A unit of work on one engine; see docs/usage.md for the full semantics."""
+
+    def __init__(self, bind: Engine | str, *, autoflush: bool = True) -> None:
+        if isinstance(bind, str):
+            self._engine: Engine | None = None
+            self._dsn: str | None = bind
+        elif isinstance(bind, Engine):
+            self._engine = bind
+            self._dsn = None
+        else:
+            raise TypeError(f"Session() takes an Engine or a connection string, got {bind!r}")
+        self.autoflush_enabled = autoflush
+        self._conn: AsyncConnection[Any] | None = None
+        self._closed = False
+        self._token: Token[Session | None] | None = None
+        self._identity: dict[type[Table], dict[Any, Table]] = {}
+        self._pending: dict[Table, None] = {}
+        self._dirty: dict[Table, None] = {}
+        self._deleted: dict[Table, None] = {}
+        # Objects whose relationships were assigned (for cascades and FK sync).
+        self._related: dict[Table, None] = {}
+        # Objects with values to restore on rollback; objects inserted/deleted in this transaction.
+        self._touched: dict[Table, None] = {}
+        # (object, columns the database generated for it) inserted in this transaction.
+        self._inserted_in_tx: list[tuple[Table, list[str]]] = []
+        self._deleted_in_tx: list[Table] = []
+
+    # -- read-only state ------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            assert self._dsn is not None
+            self._engine = Engine.for_dsn(self._dsn)
+        return self._engine
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def dirty_count(self) -> int:
+        return len(self._dirty)
+
+    @property
+    def deleted_count(self) -> int:
+        return len(self._deleted)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._pending or self._dirty or self._deleted or self._related)
+
+    def __contains__(self, obj: object) -> bool:
+        state = getattr(obj, "__dict__", {}).get(STATE_KEY)
+        return state is not None and state.session is self
+
+    def __len__(self) -> int:
+        return sum(len(m) for m in self._identity.values()) + len(self._pending)
+
+    # -- context manager and lifecycle seams -------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is not None and self._conn is not None:
+                await self.rollback()
+        finally:
+            await self.close()
+
+    async def open(self) -> None:
+        """Make this session the current one of the running task."""
+        self._check_open()
+        if self._token is None:
+            self._token = _current.set(self)
+
+    async def close(self) -> None:
+        """Roll back anything uncommitted, give the connection back, detach all objects."""
+        if self._closed:
+            return
+        try:
+            if self._conn is not None:
+                await self._end_transaction(commit=False)
+                self._reset_after_rollback()
+        finally:
+            self._closed = True
+            for model_map in self._identity.values():
+                for obj in model_map.values():
+                    obj.__dict__[STATE_KEY].session = None
+            for obj in self._pending:
+                obj.__dict__[STATE_KEY].session = None
+            self._identity.clear()
+            self._pending.clear()
+            self._dirty.clear()
+            self._deleted.clear()
+            self._related.clear()
+            self._touched.clear()
+            if self._token is not None:
+                try:
+                    _current.reset(self._token)
+                except ValueError:  # closed from another context than the one that opened it
+                    if _current.get() is self:
+                        _current.set(None)
+                self._token = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError("this session is closed; open a new Session")
+
+    # -- connection and SQL ---------------------------------------------------------------
+
+    async def _connection(self) -> AsyncConnection[Any]:
+        conn = self._conn
+        if conn is None:
+            self._check_open()
+            conn = self._conn = await self.engine.acquire()
+        return conn
+
+    async def _end_transaction(self, *, commit: bool) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        try:
+            if commit:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        except psycopg.Error as exc:
+            raise wrap_database_error(exc) from exc
+        finally:
+            await self.engine.release(conn)
+
+    async def execute(
+        self,
+        statement: str,
+        params: Sequence[Any] | None = None,
+        *,
+        batch: bool = False,
+        row_factory: RowFactory[Any] | None = None,
+    ) -> Result:
+        """Run one SQL statement (``%s`` placeholders) in the session's transaction.
+
+        With ``batch=True``, ``params`` is a sequence of parameter rows sent in
+        one pipeline; the rows each statement returns are concatenated.
+        """
+        conn = self._conn or await self._connection()
+        cur = conn.cursor(row_factory=row_factory) if row_factory is not None else conn.cursor()
+        try:
+            if batch:
+                param_rows = list(params or ())
+                await cur.executemany(statement, param_rows, returning=True)
+                rows: list[Any] = []
+                rowcount = 0
+                while True:
+                    if cur.description is not None:
+                        rows.extend(await cur.fetchall())
+                    rowcount += max(cur.rowcount, 0)
+                    if not cur.nextset():
+                        break
+                return Result(rows, rowcount, statement, len(param_rows))
+            await cur.execute(statement, params if params is not None else (), binary=True)
+            rows = await cur.fetchall() if cur.description is not None else []
+            return Result(rows, cur.rowcount, statement, None)
+        except psycopg.Error as exc:
+            raise wrap_database_error(exc) from exc
+        finally:
+            await cur.close()
+
+    # -- hydration ---------------------------------------------------------------------
+
+    def hydrator(self, model: type[M], result_size: int) -> Callable[[Sequence[Any]], M]:
+        """A function turning one row (in column order) into the session's instance."""
+        info = table_info(model)
+        names = info.field_names
+        pk_index = info.pk_index
+        identity = self._identity.get(model)
+        if identity is None:
+            identity = self._identity[model] = {}
+        result = ResultInfo(result_size)
+        new = object.__new__
+        session = self
+
+        def hydrate(values: Sequence[Any]) -> M:
+            pk = values[pk_index]
+            obj = identity.get(pk)
+            if obj is not None:
+                return obj  # type: ignore[return-value]
+            obj = new(model)
+            d = obj.__dict__
+            d.update(zip(names, values, strict=True))
+            d[STATE_KEY] = InstanceState(session, result, True)
+            identity[pk] = obj
+            return obj
+
+        hydrate.result = result  # type: ignore[attr-defined]
+        return hydrate
+
+    async def load_rows(self, model: type[M], statement: str, params: Sequence[Any]) -> list[M]:
+        """Execute a SELECT of ``model``'s columns and return identity-mapped instances."""
+        hydrate = self.hydrator(model, 0)
+        result = await self.execute(statement, params, row_factory=lambda _cur: hydrate)
+        rows: list[M] = result.rows
+        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
+        return rows
+
+    async def stream_rows(
+        self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
+    ) -> AsyncIterator[M]:
+        """Like `load_rows`, through a server-side cursor (not routed through `execute`)."""
+        conn = await self._connection()
+        hydrate = self.hydrator(model, batch_size)
+        name = f"data_bridge_stream_{next(_cursor_names)}"
+        try:
+            async with conn.cursor(name, row_factory=lambda _cur: hydrate) as cur:
+                cur.itersize = max(batch_size, 1)
+                await cur.execute(statement, params)
+                async for obj in cur:
+                    yield obj
+        except psycopg.Error as exc:
+            raise wrap_database_error(exc) from exc
+
+    def identity_lookup(self, model: type[M], pk: Any) -> M | None:
+        model_map = self._identity.get(model)
+        if model_map is None:
+            return None
+        return model_map.get(pk)  # type: ignore[return-value]
+
+    def forget(self, model: type[Table], pk: Any) -> None:
+        """Drop a row deleted in the database from the identity map."""
+        model_map = self._identity.get(model)
+        obj = model_map.pop(pk, None) if model_map is not None else None
+        if obj is not None:
+            state: InstanceState = obj.__dict__[STATE_KEY]
+            state.persistent = False
+            state.deleted = True
+            self._dirty.pop(obj, None)
+            self._deleted.pop(obj, None)
+            self._deleted_in_tx.append(obj)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def find(self, model: type[M], *filters: Any) -> Query[M]:
+        """A query on ``model`` in this session: ``session.find(User).filter(...)``."""
+        self._check_open()
+        query = Query(model, self)
+        return query.filter(*filters) if filters else query
+
+    async def get(self, model: type[M], pk: Any) -> M | None:
+        """The row with that primary key: from the identity map, or one SELECT."""
+        self._check_open()
+        pk_column = table_info(model).primary_key
+        pk_column.check(pk)
+        model_map = self._identity.get(model)
+        if model_map is not None:
+            obj = model_map.get(pk)
+            if obj is not None:
+                return obj  # type: ignore[return-value]
+        rows = await Query(model, self).filter(pk_column == pk).limit(1).to_list()
+        return rows[0] if rows else None
+
+    # -- unit of work -----------------------------------------------------------------------
+
+    def add(self, obj: Table) -> None:
+        """Schedule a new object for INSERT (objects linked to it follow at flush)."""
+        self._check_open()
+        state: InstanceState | None = getattr(obj, "__dict__", {}).get(STATE_KEY)
+        if state is None or not isinstance(obj, Table):
+            raise TypeError(f"add() takes model instances, got {obj!r}")
+        if state.session is self:
+            if obj in self._deleted:
+                del self._deleted[obj]
+            return
+        if state.session is not None:
+            raise InvalidStateError(f"{obj!r} belongs to another session")
+        if state.persistent:
+            # A detached persistent object: re-attach it.
+            pk = obj.__dict__[table_info(type(obj)).primary_key.name]
+            current = self.identity_lookup(type(obj), pk)
+            if current is not None and current is not obj:
+                raise InvalidStateError(f"another object with the identity of {obj!r} is loaded")
+            state.session = self
+            self._identity.setdefault(type(obj), {})[pk] = obj
+            if state.changed:
+                self._dirty[obj] = None
+            return
+        if state.deleted:
+            raise InvalidStateError(f"{obj!r} was deleted")
+        state.session = self
+        self._pending[obj] = None
+        if state.relations:
+            self._related[obj] = None
+
+    def add_all(self, objects: Sequence[Table]) -> None:
+        for obj in objects:
+            self.add(obj)
+
+    async def delete(self, obj: Table) -> None:
+        """Mark an object for DELETE at the next flush (a pending one is just dropped)."""
+        self._check_open()
+        state: InstanceState | None = getattr(obj, "__dict__", {}).get(STATE_KEY)
+        if state is None:
+            raise TypeError(f"delete() takes model instances, got {obj!r}")
+        if state.session is not self:
+            raise InvalidStateError(f"{obj!r} is not in this session")
+        if obj in self._pending:
+            del self._pending[obj]
+            state.session = None
+            return
+        self._deleted[obj] = None
+
+    def expunge(self, obj: Table) -> None:
+        """Detach one object from the session."""
+        state: InstanceState = obj.__dict__[STATE_KEY]
+        if state.session is not self:
+            raise InvalidStateError(f"{obj!r} is not in this session")
+        for registry in (self._pending, self._dirty, self._deleted, self._related, self._touched):
+            registry.pop(obj, None)
+        if state.persistent:
+            pk = obj.__dict__[table_info(type(obj)).primary_key.name]
+            self._identity.get(type(obj), {}).pop(pk, None)
+        state.session = None
+
+    def _note_modified(self, obj: Table) -> None:
+        self._dirty[obj] = None
+        self._touched[obj] = None
+
+    def _note_related(self, obj: Table) -> None:
+        self._related[obj] = None
+
+    async def autoflush(self) -> None:
+        """Flush before a query when there are changes (and autoflush is on)."""
+        if self.autoflush_enabled and (
+            self._pending or self._dirty or self._deleted or self._related
+        ):
+            await self.flush()
+
+    def _cascade(self) -> None:
+        """Add new objects reachable from the session's objects through relationships."""
+        stack = [*self._related, *self._pending]
+        seen: set[int] = set()
+        while stack:
+            obj = stack.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            for other in related_objects(obj):
+                state: InstanceState = other.__dict__[STATE_KEY]
+                if state.session is None and not state.persistent and not state.deleted:
+                    self.add(other)
+                    stack.append(other)
+
+    async def flush(self) -> None:
+        """Write pending inserts, changed columns and deletes, in foreign-key order."""
+        self._check_open()
+        if not (self._pending or self._dirty or self._deleted or self._related):
+            return
+        try:
+            await self._flush()
+        except BaseException:
+            # The transaction is aborted: roll it back so the database is as it was.
+            try:
+                await self._end_transaction(commit=False)
+            finally:
+                self._reset_after_rollback()
+            raise
+
+    async def _flush(self) -> None:
+        self._cascade()
+        pending = list(self._pending)
+        by_model: dict[type[Table], list[Table]] = {}
+        for obj in pending:
+            by_model.setdefault(type(obj), []).append(obj)
+        for obj in self._related:
+            pull_foreign_keys(obj)
+        models = set(by_model) | {type(o) for o in self._dirty} | {type(o) for o in self._deleted}
+        order = dependency_order(sorted(models, key=lambda m: m.__name__))
+        for model in order:
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            for obj in objects:
+                pull_foreign_keys(obj)
+            await self._insert(model, objects)
+            for obj in objects:
+                push_foreign_keys(obj)
+        for obj in list(self._related):
+            if obj.__dict__[STATE_KEY].persistent:
+                push_foreign_keys(obj)
+        await self._update_dirty(order)
+        await self._delete_marked(order)
+        self._related.clear()
+
+    async def _insert(self, model: type[Table], objects: list[Table]) -> None:
+        info = table_info(model)
+        identity = self._identity.setdefault(model, {})
+        for batch in plan_inserts(model, objects):
+            params = batch.params()
+            if len(params) == 1:
+                result = await self.execute(batch.sql, params[0])
+            else:
+                result = await self.execute(batch.sql, params, batch=True)
+            names = [c.name for c in batch.returned]
+            if names:
+                if len(result.rows) != len(batch.objects):
+                    raise DatabaseError(
+                        f"INSERT into {info.name} returned {len(result.rows)} rows for "
+                        f"{len(batch.objects)} objects"
+                    )
+                for obj, row in zip(batch.objects, result.rows, strict=True):
+                    obj.__dict__.update(zip(names, row, strict=True))
+            for obj in batch.objects:
+                state: InstanceState = obj.__dict__[STATE_KEY]
+                state.persistent = True
+                state.inserted_in_tx = True
+                state.changed = None
+                identity[obj.__dict__[info.primary_key.name]] = obj
+                self._inserted_in_tx.append((obj, names))
+                del self._pending[obj]
+
+    async def _update_dirty(self, order: list[type[Table]]) -> None:
+        groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
+        for obj in self._dirty:
+            state: InstanceState = obj.__dict__[STATE_KEY]
+            if not state.changed or obj in self._deleted:
+                continue
+            pull_foreign_keys(obj)
+            fields = tuple(sorted(state.changed))
+            groups.setdefault((type(obj), fields), []).append(obj)
+        rank = {m: i for i, m in enumerate(order)}
+        for (model, fields), objects in sorted(groups.items(), key=lambda g: rank.get(g[0][0], 0)):
+            info = table_info(model)
+            statement = update_statement(info, fields)
+            rows = [update_params(info, fields, o) for o in objects]
+            if len(rows) == 1:
+                result = await self.execute(statement, rows[0])
+            else:
+                result = await self.execute(statement, rows, batch=True)
+            if len(result.rows) != len(objects):
+                raise InvalidStateError(
+                    f"UPDATE of {info.name} matched {len(result.rows)} of {len(objects)} rows: "
+                    "a row was deleted by someone else"
+                )
+            for obj in objects:
+                obj.__dict__[STATE_KEY].changed = None
+        self._dirty.clear()
+
+    async def _delete_marked(self, order: list[type[Table]]) -> None:
+        if not self._deleted:
+            return
+        by_model: dict[type[Table], list[Table]] = {}
+        for obj in self._deleted:
+            by_model.setdefault(type(obj), []).append(obj)
+        for model in reversed(order):
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            info = table_info(model)
+            pks = [o.__dict__[info.primary_key.name] for o in objects]
+            await self.execute(
+                f"DELETE FROM {info.quoted_name} WHERE {info.primary_key.ident} = ANY(%s)", [pks]
+            )
+            for pk in pks:
+                self.forget(model, pk)
+        self._deleted.clear()
+
+    async def commit(self) -> None:
+        """Flush, then commit the transaction and give the connection back."""
+        self._check_open()
+        await self.flush()
+        await self._end_transaction(commit=True)
+        for obj in self._touched:
+            obj.__dict__[STATE_KEY].original = None
+        for obj, _ in self._inserted_in_tx:
+            obj.__dict__[STATE_KEY].inserted_in_tx = False
+        for obj in self._deleted_in_tx:
+            obj.__dict__[STATE_KEY].session = None
+        self._touched.clear()
+        self._inserted_in_tx.clear()
+        self._deleted_in_tx.clear()
+
+    async def rollback(self) -> None:
+        """Roll the transaction back and undo its effects on the session's objects."""
+        self._check_open()
+        try:
+            await self._end_transaction(commit=False)
+        finally:
+            self._reset_after_rollback()
+
+    def _reset_after_rollback(self) -> None:
+        for obj in self._deleted_in_tx:
+            state: InstanceState = obj.__dict__[STATE_KEY]
+            if state.inserted_in_tx:
+                continue  # inserted and deleted in the same transaction: it never existed
+            state.deleted = False
+            state.persistent = True
+            pk = obj.__dict__[table_info(type(obj)).primary_key.name]
+            self._identity.setdefault(type(obj), {})[pk] = obj
+        for obj, generated in self._inserted_in_tx:
+            state = obj.__dict__[STATE_KEY]
+            info = table_info(type(obj))
+            self._identity.get(type(obj), {}).pop(obj.__dict__.get(info.primary_key.name), None)
+            for name in generated:  # back to "the database will assign it"
+                obj.__dict__[name] = None
+            state.persistent = False
+            state.deleted = False
+            state.inserted_in_tx = False
+            state.session = None
+        for obj in self._pending:
+            obj.__dict__[STATE_KEY].session = None
+        for obj in self._touched:
+            state = obj.__dict__[STATE_KEY]
+            if state.original:
+                obj.__dict__.update(state.original)
+            state.original = None
+            state.changed = None
+        # Relationship values may describe rows that no longer exist: load them again.
+        for model_map in self._identity.values():
+            for obj in model_map.values():
+                state = obj.__dict__[STATE_KEY]
+                state.relations = None
+                state.loaded_via = None
+        for registry in (self._pending, self._dirty, self._deleted, self._related, self._touched):
+            registry.clear()
+        self._inserted_in_tx.clear()
+        self._deleted_in_tx.clear()
+
+    def __repr__(self) -> str:
+        status = "closed" if self._closed else ("in transaction" if self._conn else "idle")
+        return f"<Session {status} pending={self.pending_count} dirty={self.dirty_count}>"

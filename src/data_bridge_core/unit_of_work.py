@@ -1,0 +1,154 @@
+"""Planning a flush: which objects to write, in which table order, with which columns.
+
+The session executes the plan; this module only decides. Tables are ordered
+so that a row's foreign-key targets are inserted before it (and deleted after
+it); objects linked through relationships get their foreign keys copied from
+the related object's primary key just before they are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from data_bridge_core.relationships import MANY_TO_ONE, ONE_TO_MANY
+from data_bridge_core.schema.column import ColumnInfo
+from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, TableInfo, table_info
+
+
+def dependency_order(models: Iterable[type[Table]]) -> list[type[Table]]:
+    """Models sorted so that referenced tables come first (stable; cycles keep input order)."""
+    models = list(dict.fromkeys(models))
+    by_table = {table_info(m).name: m for m in models}
+    deps: dict[type[Table], set[type[Table]]] = {}
+    for model in models:
+        deps[model] = {
+            by_table[ref_table]
+            for _, ref_table, _ in table_info(model).iter_foreign_keys()
+            if ref_table in by_table and by_table[ref_table] is not model
+        }
+    ordered: list[type[Table]] = []
+    placed: set[type[Table]] = set()
+    while len(ordered) < len(models):
+        ready = [m for m in models if m not in placed and deps[m] <= placed]
+        if not ready:  # a cycle: keep the remaining models in the order given
+            ready = [m for m in models if m not in placed]
+        for model in ready:
+            ordered.append(model)
+            placed.add(model)
+    return ordered
+
+
+def related_objects(obj: Table) -> list[Table]:
+    """Objects assigned to the relationships of ``obj`` (for save cascades)."""
+    state: InstanceState = obj.__dict__[STATE_KEY]
+    if not state.relations:
+        return []
+    found: list[Table] = []
+    for value in state.relations.values():
+        if isinstance(value, list):
+            found.extend(value)
+        elif value is not None:
+            found.append(value)
+    return found
+
+
+def pull_foreign_keys(obj: Table) -> None:
+    """Copy the primary key of each related many-to-one object into ``obj``'s FK column."""
+    state: InstanceState = obj.__dict__[STATE_KEY]
+    if not state.relations:
+        return
+    info = table_info(type(obj))
+    for name, value in state.relations.items():
+        rel = info.relationships.get(name)
+        if rel is None or value is None or rel.direction != MANY_TO_ONE:
+            continue
+        target_pk = value.__dict__.get(table_info(rel.target).primary_key.name)
+        if target_pk is not None and obj.__dict__.get(rel.fk.name) != target_pk:
+            setattr(obj, rel.fk.name, target_pk)
+
+
+def push_foreign_keys(obj: Table) -> None:
+    """Copy ``obj``'s primary key into the FK column of the children it was given."""
+    state: InstanceState = obj.__dict__[STATE_KEY]
+    if not state.relations:
+        return
+    info = table_info(type(obj))
+    pk = obj.__dict__.get(info.primary_key.name)
+    if pk is None:
+        return
+    for name, value in state.relations.items():
+        rel = info.relationships.get(name)
+        if rel is None or rel.direction != ONE_TO_MANY or value is None:
+            continue
+        for child in value if isinstance(value, list) else [value]:
+            if child.__dict__.get(rel.fk.name) != pk:
+                setattr(child, rel.fk.name, pk)
+
+
+class InsertBatch:
+    """Rows of one table that share the same column list: one (batched) INSERT."""
+
+    def __init__(self, info: TableInfo, columns: tuple[ColumnInfo, ...]) -> None:
+        self.info = info
+        self.columns = columns
+        self.objects: list[Table] = []
+        included = {c.name for c in columns}
+        self.returned = tuple(
+            c for c in info.columns.values() if c.name not in included and c.database_generated
+        )
+        names = ", ".join(c.ident for c in columns)
+        values = ", ".join(["%s"] * len(columns))
+        returning = ", ".join(c.ident for c in self.returned)
+        if columns:
+            self.sql = f"INSERT INTO {info.quoted_name} ({names}) VALUES ({values})"
+        else:
+            self.sql = f"INSERT INTO {info.quoted_name} DEFAULT VALUES"
+        if returning:
+            self.sql += f" RETURNING {returning}"
+
+    def params(self) -> list[list[Any]]:
+        adapters = [(c.name, c.column_type.adapt) for c in self.columns]
+        rows = []
+        for obj in self.objects:
+            d = obj.__dict__
+            rows.append(
+                [
+                    (adapt(d[name]) if adapt is not None and d[name] is not None else d[name])
+                    for name, adapt in adapters
+                ]
+            )
+        return rows
+
+
+def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
+    """Group the new objects of one model by the columns their INSERT must name."""
+    info = table_info(model)
+    batches: dict[tuple[str, ...], InsertBatch] = {}
+    for obj in objects:
+        d = obj.__dict__
+        columns = tuple(
+            c
+            for c in info.columns.values()
+            # Leave out database-generated columns that have no value yet.
+            if not (c.database_generated and d.get(c.name) is None)
+        )
+        key = tuple(c.name for c in columns)
+        batch = batches.get(key)
+        if batch is None:
+            batch = batches[key] = InsertBatch(info, columns)
+        batch.objects.append(obj)
+    return list(batches.values())
+
+
+def update_statement(info: TableInfo, fields: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{info.columns[f].ident} = %s" for f in fields)
+    pk = info.primary_key
+    return f"UPDATE {info.quoted_name} SET {assignments} WHERE {pk.ident} = %s RETURNING {pk.ident}"
+
+
+def update_params(info: TableInfo, fields: tuple[str, ...], obj: Table) -> list[Any]:
+    d = obj.__dict__
+    params = [info.columns[f].bind(d[f]) for f in fields]
+    params.append(d[info.primary_key.name])
+    return params

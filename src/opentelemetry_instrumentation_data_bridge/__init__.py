@@ -1,0 +1,103 @@
+"""OpenTelemetry instrumentation for the data-bridge ORM (``data_bridge_core``).
+
+Usage::
+
+    from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
+
+    DataBridgeInstrumentor().instrument(tracer_provider=provider, meter_provider=meter_provider)
+    ...
+    DataBridgeInstrumentor().uninstrument()
+
+or run an unmodified program under ``opentelemetry-instrument`` (entry point
+``data_bridge``). Options of ``instrument()``:
+
+- ``tracer_provider`` / ``meter_provider``: default the global providers.
+- ``capture_statement``: record the parameterized SQL (off by default; also
+  ``DATA_BRIDGE_CAPTURE_STATEMENT``).
+
+``DATA_BRIDGE_TRACING_ENABLED=false`` (or ``0``/``no``) makes ``instrument()``
+patch nothing at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from opentelemetry_instrumentation_data_bridge.environment_variables import (
+    DATA_BRIDGE_TRACING_ENABLED,
+    env_flag,
+)
+from opentelemetry_instrumentation_data_bridge.package import _instruments
+from opentelemetry_instrumentation_data_bridge.version import __version__
+
+logger = logging.getLogger(__name__)
+
+
+def _patch_targets() -> list[tuple[str, str, str, Any]]:
+    """(module, class, method, wrapper) for every seam of docs/extension-points.md."""
+    from opentelemetry_instrumentation_data_bridge import wrappers
+
+    targets: list[tuple[str, str, str, Any]] = [
+        ("data_bridge_core.query", "Query", "to_list", wrappers.query_wrapper("find")),
+    ]
+    for operation in ("count", "exists", "aggregate", "update", "delete"):
+        targets.append(
+            ("data_bridge_core.query", "Query", operation, wrappers.query_wrapper(operation))
+        )
+    for operation in ("open", "close", "flush", "commit", "rollback"):
+        targets.append(
+            ("data_bridge_core.session", "Session", operation, wrappers.session_wrapper(operation))
+        )
+    targets += [
+        ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
+        ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
+        ("data_bridge_core.session", "Session", "execute", wrappers.execute_wrapper),
+    ]
+    return targets
+
+
+class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Patches data_bridge_core's seams with spans (and metrics) on instrument()."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        self._patched: list[tuple[Any, str]] = []
+        if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
+            logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
+            return
+        from opentelemetry_instrumentation_data_bridge import telemetry
+
+        telemetry.configure(
+            tracer_provider=kwargs.get("tracer_provider"),
+            meter_provider=kwargs.get("meter_provider"),
+            capture_statement=kwargs.get("capture_statement"),
+        )
+        telemetry.get_connection_pool_metrics().ensure_instruments()
+        import importlib
+
+        for module_name, class_name, method, wrapper in _patch_targets():
+            module = importlib.import_module(module_name)
+            owner = getattr(module, class_name)
+            wrap_function_wrapper(owner, method, wrapper)
+            self._patched.append((owner, method))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for owner, method in getattr(self, "_patched", []):
+            unwrap(owner, method)
+        self._patched = []
+        from opentelemetry_instrumentation_data_bridge import telemetry
+
+        telemetry.reset()
+
+
+__all__ = ["DataBridgeInstrumentor", "__version__"]

@@ -1,0 +1,147 @@
+"""ORM metrics: query duration and count, semconv operation duration, transactions, pools.
+
+Instruments are created once per meter (per `instrument()` call). Attribute
+values are low-cardinality only: operation, table, error type, pool name;
+never a value from a query.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from opentelemetry_instrumentation_data_bridge.attributes import (
+    DB_SYSTEM_VALUE,
+    MetricNames,
+    SpanAttributes,
+)
+
+# Semconv advisory for db.client.operation.duration: without it the SDK's
+# default buckets (made for milliseconds) put every second-valued sample in one bucket.
+OPERATION_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+POOL_NAME = "db.client.connection.pool.name"
+CONNECTION_STATE = "db.client.connection.state"
+
+
+class OrmMetrics:
+    """The instruments of one meter and the helpers the wrappers call."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.query_duration = meter.create_histogram(
+            MetricNames.QUERY_DURATION, unit="ms", description="ORM operation duration"
+        )
+        self.query_count = meter.create_counter(
+            MetricNames.QUERY_COUNT, unit="{operation}", description="ORM operations run"
+        )
+        self.operation_duration = meter.create_histogram(
+            MetricNames.CLIENT_OPERATION_DURATION,
+            unit="s",
+            description="Duration of database client operations",
+            explicit_bucket_boundaries_advisory=list(OPERATION_DURATION_BUCKETS),
+        )
+        self.returned_rows = meter.create_histogram(
+            MetricNames.CLIENT_RESPONSE_RETURNED_ROWS,
+            unit="{row}",
+            description="Rows returned by database operations",
+        )
+        self.transaction_duration = meter.create_histogram(
+            MetricNames.SESSION_TRANSACTION_DURATION,
+            unit="ms",
+            description="Session transaction time, from its first statement to commit/rollback",
+        )
+        self._transactions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        meter.create_observable_up_down_counter(
+            MetricNames.CLIENT_CONNECTION_COUNT,
+            callbacks=[_pool_connections],
+            unit="{connection}",
+            description="Connections of each pool by state (idle, used)",
+        )
+        meter.create_observable_up_down_counter(
+            MetricNames.CLIENT_CONNECTION_MAX,
+            callbacks=[_pool_stat("pool_max")],
+            unit="{connection}",
+            description="Maximum connections of each pool",
+        )
+        meter.create_observable_up_down_counter(
+            MetricNames.CLIENT_CONNECTION_PENDING_REQUESTS,
+            callbacks=[_pool_stat("requests_waiting")],
+            unit="{request}",
+            description="Requests waiting for a connection",
+        )
+        meter.create_observable_counter(
+            MetricNames.CLIENT_CONNECTION_TIMEOUTS,
+            callbacks=[_pool_stat("requests_errors")],
+            unit="{timeout}",
+            description="Connection requests that failed or timed out",
+        )
+        meter.create_observable_counter(
+            MetricNames.CLIENT_CONNECTION_WAIT_TIME,
+            callbacks=[_pool_wait_time],
+            unit="s",
+            description="Total time requests waited for a connection",
+        )
+
+    def record_operation(
+        self,
+        operation: str,
+        table: str | None,
+        seconds: float,
+        rows: int | None,
+        error: BaseException | None,
+        server: dict[str, Any],
+    ) -> None:
+        attrs: dict[str, Any] = {SpanAttributes.DB_OPERATION_NAME: operation}
+        if table:
+            attrs[SpanAttributes.DB_COLLECTION_NAME] = table
+        self.query_duration.record(seconds * 1000.0, attrs)
+        self.query_count.add(1, attrs)
+        semconv = {SpanAttributes.DB_SYSTEM_NAME: DB_SYSTEM_VALUE, **attrs, **server}
+        if error is not None:
+            cls = type(error)
+            semconv[SpanAttributes.ERROR_TYPE] = f"{cls.__module__}.{cls.__qualname__}"
+        self.operation_duration.record(seconds, semconv)
+        if rows is not None:
+            self.returned_rows.record(rows, semconv)
+
+    def transaction_started(self, session: Any) -> None:
+        self._transactions.setdefault(session, time.perf_counter_ns())
+
+    def transaction_ended(self, session: Any, outcome: str) -> None:
+        started = self._transactions.pop(session, None)
+        if started is not None:
+            elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+            self.transaction_duration.record(elapsed_ms, {"db.session.outcome": outcome})
+
+
+def live_pools() -> Iterable[tuple[str, dict[str, int]]]:
+    from data_bridge_core import Engine
+
+    for engine in Engine.live_engines():
+        pool = engine.pool
+        if pool is not None:
+            yield engine.pool_name, pool.get_stats()
+
+
+def _pool_connections(options: CallbackOptions) -> Iterable[Observation]:
+    for name, stats in live_pools():
+        size = stats.get("pool_size", 0)
+        idle = stats.get("pool_available", 0)
+        yield Observation(idle, {POOL_NAME: name, CONNECTION_STATE: "idle"})
+        yield Observation(max(size - idle, 0), {POOL_NAME: name, CONNECTION_STATE: "used"})
+
+
+def _pool_stat(key: str) -> Any:
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        for name, stats in live_pools():
+            yield Observation(stats.get(key, 0), {POOL_NAME: name})
+
+    return callback
+
+
+def _pool_wait_time(options: CallbackOptions) -> Iterable[Observation]:
+    for name, stats in live_pools():
+        yield Observation(stats.get("requests_wait_ms", 0) / 1000.0, {POOL_NAME: name})

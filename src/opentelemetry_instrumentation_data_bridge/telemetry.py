@@ -1,0 +1,533 @@
+"""Tracing helpers of the reference's API (``data_bridge.postgres.telemetry``).
+
+These helpers are the single implementation of each span shape: the
+instrumentor's wrappers call them, and applications may use them for their
+own spans. They degrade to no-ops (yielding ``None``) when tracing is
+disabled, the SDK is not installed, or instrumentation is suppressed.
+
+Attribute names follow ``OTEL_SEMCONV_STABILITY_OPT_IN`` through contrib's
+``_semconv`` helpers: by default the reference's ``db.system`` and
+``db.statement``; ``database`` gives ``db.system.name`` and ``db.query.text``;
+``database/dup`` gives both.
+
+Logger: ``opentelemetry_instrumentation_data_bridge``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation._semconv import (
+    _get_schema_url_for_signal_types,
+    _OpenTelemetrySemanticConventionStability,
+    _OpenTelemetryStabilitySignalType,
+    _set_db_statement,
+    _set_db_system,
+    _StabilityMode,
+)
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.metrics import Observation
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from opentelemetry_instrumentation_data_bridge.attributes import (
+    DB_SYSTEM_VALUE,
+    MetricNames,
+    SpanAttributes,
+    SpanNames,
+)
+from opentelemetry_instrumentation_data_bridge.environment_variables import (
+    DATA_BRIDGE_CAPTURE_STATEMENT,
+    DATA_BRIDGE_TRACING_ENABLED,
+    env_flag,
+)
+from opentelemetry_instrumentation_data_bridge.version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry_instrumentation_data_bridge.metrics import OrmMetrics
+
+try:
+    import opentelemetry.sdk  # noqa: F401
+
+    OTEL_AVAILABLE = True
+except ImportError:  # pragma: no cover - the SDK is optional
+    OTEL_AVAILABLE = False
+
+F = TypeVar("F", bound=Callable[..., Any])
+SCOPE = "opentelemetry_instrumentation_data_bridge"
+logger = logging.getLogger(SCOPE)
+
+_SESSION_INTERNAL = frozenset({"open", "close"})
+_EAGER = frozenset({"selectinload", "joined"})
+
+
+class _Config:
+    """Where the helpers send telemetry; set by `configure`, read on every span."""
+
+    def __init__(self) -> None:
+        self.tracer_provider: trace.TracerProvider | None = None
+        self.meter_provider: metrics.MeterProvider | None = None
+        self.capture_statement: bool | None = None
+        self.tracer: Tracer | None = None
+        self.meter: metrics.Meter | None = None
+        self.mode: _StabilityMode = _StabilityMode.DEFAULT
+        self.system_attributes: dict[str, Any] = {}
+        self.reported: set[str] = set()
+        self.orm_metrics: OrmMetrics | None = None
+
+
+_config = _Config()
+
+
+def _stability_mode() -> _StabilityMode:
+    _OpenTelemetrySemanticConventionStability._initialize()  # type: ignore[no-untyped-call]
+    return _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+        _OpenTelemetryStabilitySignalType.DATABASE
+    )
+
+
+def configure(
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    capture_statement: bool | None = None,
+) -> None:
+    """Point the helpers at the given providers (None: the global ones, resolved lazily)."""
+    global _config
+    config = _Config()
+    config.tracer_provider = tracer_provider
+    config.meter_provider = meter_provider
+    config.capture_statement = capture_statement
+    config.mode = _stability_mode()
+    system: dict[str, Any] = {}
+    _set_db_system(system, DB_SYSTEM_VALUE, config.mode)
+    config.system_attributes = system
+    _config = config
+
+
+def reset() -> None:
+    """Back to the global providers and default options."""
+    configure()
+
+
+configure()
+
+
+def report_failure(key: str, exc: BaseException) -> None:
+    """A failure in the instrumentation's own code: log once, never disturb the caller."""
+    if key not in _config.reported:
+        _config.reported.add(key)
+        logger.warning("data-bridge instrumentation failed to %s: %r", key, exc, exc_info=exc)
+
+
+def is_tracing_enabled() -> bool:
+    """True when the SDK is installed and DATA_BRIDGE_TRACING_ENABLED is not false/0/no."""
+    return OTEL_AVAILABLE and env_flag(DATA_BRIDGE_TRACING_ENABLED, True)
+
+
+def system_attributes() -> dict[str, Any]:
+    """``db.system`` (and/or ``db.system.name``, by semconv mode) for spans built elsewhere."""
+    return dict(_config.system_attributes)
+
+
+def statement_capture_enabled() -> bool:
+    """capture_statement given to instrument(), else DATA_BRIDGE_CAPTURE_STATEMENT."""
+    if _config.capture_statement is not None:
+        return _config.capture_statement
+    return env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)
+
+
+def get_tracer() -> Tracer | None:
+    """The data-bridge tracer, or None when tracing is disabled."""
+    if not is_tracing_enabled():
+        return None
+    tracer = _config.tracer
+    if tracer is None:
+        schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
+        tracer = trace.get_tracer(
+            SCOPE, __version__, _config.tracer_provider, schema_url=schema_url
+        )
+        _config.tracer = tracer
+    return tracer
+
+
+def orm_metrics() -> OrmMetrics | None:
+    """The ORM instruments on the configured meter (None when tracing is disabled)."""
+    meter = get_meter()
+    if meter is None:
+        return None
+    if _config.orm_metrics is None:
+        from opentelemetry_instrumentation_data_bridge.metrics import OrmMetrics
+
+        _config.orm_metrics = OrmMetrics(meter)
+    return _config.orm_metrics
+
+
+def get_meter() -> metrics.Meter | None:
+    """The data-bridge meter, or None when tracing is disabled."""
+    if not is_tracing_enabled():
+        return None
+    meter = _config.meter
+    if meter is None:
+        schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
+        meter = metrics.get_meter(SCOPE, __version__, _config.meter_provider, schema_url=schema_url)
+        _config.meter = meter
+    return meter
+
+
+def _truncate(text: str) -> str:
+    limit = os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    if limit and limit.isdigit() and len(text) > int(limit):
+        return text[: int(limit)]
+    return text
+
+
+def set_span_statement(span: Span | None, statement: str) -> None:
+    """Record a parameterized SQL statement under the name(s) of the semconv mode."""
+    if span is None or not span.is_recording():
+        return
+    attrs: dict[str, Any] = {}
+    _set_db_statement(attrs, _truncate(statement), _config.mode)
+    span.set_attributes(attrs)
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def add_exception(span: Span | None, exception: BaseException) -> None:
+    """Record an exception: exception event, ERROR status, error.type (and SQLSTATE)."""
+    if span is None or not span.is_recording():
+        return
+    try:
+        span.record_exception(exception)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+        span.set_attribute(SpanAttributes.ERROR_TYPE, _error_type(exception))
+        sqlstate = getattr(exception, "sqlstate", None) or getattr(
+            exception.__cause__, "sqlstate", None
+        )
+        if sqlstate:
+            span.set_attribute(SpanAttributes.DB_RESPONSE_STATUS_CODE, str(sqlstate))
+    except Exception as exc:  # the instrumentation must not replace the user's error
+        report_failure("record an exception", exc)
+
+
+def set_span_result(
+    span: Span | None,
+    count: int | None = None,
+    affected_rows: int | None = None,
+    cache_hit: bool | None = None,
+    **kwargs: Any,
+) -> None:
+    """Set db.result.count (+ db.response.returned_rows), affected rows and cache hit."""
+    if span is None or not span.is_recording():
+        return
+    try:
+        attrs: dict[str, Any] = {}
+        if count is not None:
+            attrs[SpanAttributes.DB_RESULT_COUNT] = count
+            attrs[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = count
+        if affected_rows is not None:
+            attrs[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
+        if cache_hit is not None:
+            attrs[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
+        for key, value in kwargs.items():
+            if value is not None:
+                attrs[key] = value
+        span.set_attributes(attrs)
+    except Exception as exc:
+        report_failure("set result attributes", exc)
+
+
+@contextmanager
+def _span(
+    name: str,
+    kind: SpanKind,
+    sampler_attributes: dict[str, Any],
+    details: Callable[[], dict[str, Any]],
+) -> Iterator[Span | None]:
+    """Start a span with what samplers need; add ``details()`` only if it records."""
+    if not is_instrumentation_enabled():
+        yield None
+        return
+    tracer = get_tracer()
+    if tracer is None:
+        yield None
+        return
+    attributes = {**_config.system_attributes, **sampler_attributes}
+    with tracer.start_as_current_span(
+        name,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        if span.is_recording():
+            try:
+                extra = details()
+                if extra:
+                    span.set_attributes(extra)
+            except Exception as exc:
+                report_failure(f"build attributes of {name}", exc)
+        try:
+            yield span
+        except BaseException as exc:
+            add_exception(span, exc)
+            raise
+
+
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@contextmanager
+def create_query_span(
+    operation: str,
+    table: str | None = None,
+    filters_count: int | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    order_by: str | None = None,
+    statement: str | None = None,
+    **attributes: Any,
+) -> Iterator[Span | None]:
+    """A ``db.query.<operation>`` span with the query attributes of the reference."""
+    sampler = _present(
+        {
+            SpanAttributes.DB_OPERATION_NAME: operation,
+            SpanAttributes.DB_COLLECTION_NAME: table,
+        }
+    )
+
+    def details() -> dict[str, Any]:
+        extra = _present(
+            {
+                SpanAttributes.DB_QUERY_FILTERS_COUNT: filters_count,
+                SpanAttributes.DB_QUERY_LIMIT: limit,
+                SpanAttributes.DB_QUERY_OFFSET: offset,
+                SpanAttributes.DB_QUERY_ORDER_BY: order_by,
+                **attributes,
+            }
+        )
+        if statement is not None:
+            _set_db_statement(extra, _truncate(statement), _config.mode)
+        return extra
+
+    with _span(f"db.query.{operation}", SpanKind.CLIENT, sampler, details) as span:
+        yield span
+
+
+@contextmanager
+def create_session_span(
+    operation: str,
+    pending_count: int | None = None,
+    dirty_count: int | None = None,
+    deleted_count: int | None = None,
+    **attributes: Any,
+) -> Iterator[Span | None]:
+    """A ``db.session.<operation>`` span with the session's state counts."""
+    kind = SpanKind.INTERNAL if operation in _SESSION_INTERNAL else SpanKind.CLIENT
+
+    def details() -> dict[str, Any]:
+        return _present(
+            {
+                SpanAttributes.DB_SESSION_PENDING_COUNT: pending_count,
+                SpanAttributes.DB_SESSION_DIRTY_COUNT: dirty_count,
+                SpanAttributes.DB_SESSION_DELETED_COUNT: deleted_count,
+                **attributes,
+            }
+        )
+
+    sampler = {SpanAttributes.DB_SESSION_OPERATION: operation}
+    with _span(f"db.session.{operation}", kind, sampler, details) as span:
+        yield span
+
+
+@contextmanager
+def create_relationship_span(
+    name: str,
+    target_model: str | None = None,
+    strategy: str | None = None,
+    fk_column: str | None = None,
+    batch_count: int | None = None,
+    depth: int = 0,
+    **attributes: Any,
+) -> Iterator[Span | None]:
+    """A ``db.relationship.<strategy>`` span (select, selectinload, joined)."""
+    strategy = strategy or "select"
+    sampler = {
+        SpanAttributes.DB_RELATIONSHIP_NAME: name,
+        SpanAttributes.DB_RELATIONSHIP_STRATEGY: strategy,
+    }
+
+    def details() -> dict[str, Any]:
+        extra = _present(
+            {
+                SpanAttributes.DB_RELATIONSHIP_TARGET_MODEL: target_model,
+                SpanAttributes.DB_RELATIONSHIP_FK_COLUMN: fk_column,
+                SpanAttributes.DB_RELATIONSHIP_BATCH_COUNT: batch_count,
+                **attributes,
+            }
+        )
+        if strategy in _EAGER:
+            extra[SpanAttributes.DB_RELATIONSHIP_DEPTH] = depth
+        return extra
+
+    with _span(f"db.relationship.{strategy}", SpanKind.CLIENT, sampler, details) as span:
+        yield span
+
+
+def _decorate(
+    name: Callable[[Callable[..., Any]], str],
+    opener: Callable[[str], Any],
+) -> Callable[[F], F]:
+    def decorator(func: F) -> F:
+        span_name = name(func)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with opener(span_name):
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            with opener(span_name):
+                return func(*args, **kwargs)
+
+        return cast(F, sync_wrapper)
+
+    return decorator
+
+
+def instrument_span(
+    name: str | None = None, attributes: dict[str, Any] | None = None
+) -> Callable[[F], F]:
+    """Decorate a sync or async function with a span (default name ``module.function``)."""
+    attrs = dict(attributes or {})
+
+    @contextmanager
+    def opener(span_name: str) -> Iterator[Span | None]:
+        with _span(span_name, SpanKind.INTERNAL, attrs, dict) as span:
+            yield span
+
+    return _decorate(lambda f: name or f"{f.__module__}.{f.__qualname__}", opener)
+
+
+def instrument_query(operation: str) -> Callable[[F], F]:
+    """Decorate a function with a ``db.query.<operation>`` span."""
+    return _decorate(lambda f: operation, lambda op: create_query_span(op))
+
+
+def instrument_session(operation: str) -> Callable[[F], F]:
+    """Decorate a function with a ``db.session.<operation>`` span."""
+    return _decorate(lambda f: operation, lambda op: create_session_span(op))
+
+
+class ConnectionPoolMetrics:
+    """Connection pool gauges ``db.connection.pool.in_use/.idle/.max``.
+
+    They are observable instruments: each collection reads ``get_stats()`` of
+    every live Engine's pool (``db.client.connection.pool.name`` tells them
+    apart), plus the values last given to `record_pool_stats` for manual use.
+    """
+
+    def __init__(self) -> None:
+        self._meter: metrics.Meter | None = None
+        self._manual: dict[str | None, tuple[int, int, int]] = {}
+
+    def ensure_instruments(self) -> bool:
+        """Create the observable gauges on the current meter (once per meter)."""
+        meter = get_meter()
+        if meter is None:
+            return False
+        if meter is not self._meter:
+            self._meter = meter
+            for index, (name, description) in enumerate(
+                (
+                    (MetricNames.CONNECTION_POOL_IN_USE, "Connections in use"),
+                    (MetricNames.CONNECTION_POOL_IDLE, "Idle connections"),
+                    (MetricNames.CONNECTION_POOL_MAX, "Maximum pool size"),
+                )
+            ):
+                meter.create_observable_gauge(
+                    name,
+                    callbacks=[functools.partial(self._observe, index)],
+                    unit="{connection}",
+                    description=description,
+                )
+        return True
+
+    def _observe(self, index: int, options: metrics.CallbackOptions) -> Iterator[Observation]:
+        from opentelemetry_instrumentation_data_bridge.metrics import POOL_NAME, live_pools
+
+        for pool_name, stats in live_pools():
+            idle = stats.get("pool_available", 0)
+            values = (max(stats.get("pool_size", 0) - idle, 0), idle, stats.get("pool_max", 0))
+            yield Observation(values[index], {POOL_NAME: pool_name})
+        for manual_name, values in list(self._manual.items()):
+            yield Observation(values[index], {POOL_NAME: manual_name} if manual_name else None)
+
+    def record_pool_stats(
+        self, in_use: int, idle: int, max_size: int, pool_name: str | None = None
+    ) -> None:
+        """Record connection pool statistics (reported at the next collection)."""
+        self._manual[pool_name] = (in_use, idle, max_size)
+        self.ensure_instruments()
+
+
+_pool_metrics = ConnectionPoolMetrics()
+
+# N+1 detection (Future Enhancement 1 of the reference), re-exported here.
+from opentelemetry_instrumentation_data_bridge.n_plus_one import (  # noqa: E402
+    NPlusOneError,
+    NPlusOneWarning,
+    configure_n1_detection,
+    n1_ignore,
+    n1_scope,
+)
+
+
+def get_connection_pool_metrics() -> ConnectionPoolMetrics:
+    """The process-wide ConnectionPoolMetrics."""
+    return _pool_metrics
+
+
+__all__ = [
+    "OTEL_AVAILABLE",
+    "ConnectionPoolMetrics",
+    "MetricNames",
+    "NPlusOneError",
+    "NPlusOneWarning",
+    "SpanAttributes",
+    "SpanNames",
+    "add_exception",
+    "configure",
+    "configure_n1_detection",
+    "create_query_span",
+    "create_relationship_span",
+    "create_session_span",
+    "get_connection_pool_metrics",
+    "get_meter",
+    "get_tracer",
+    "instrument_query",
+    "instrument_session",
+    "instrument_span",
+    "is_tracing_enabled",
+    "n1_ignore",
+    "n1_scope",
+    "reset",
+    "set_span_result",
+    "set_span_statement",
+    "statement_capture_enabled",
+]

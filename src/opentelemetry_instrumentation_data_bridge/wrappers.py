@@ -1,0 +1,236 @@
+"""The wrapt wrappers patched onto data_bridge_core's seams.
+
+Each wrapper reads the seam's public, read-only state and opens the span
+through the `telemetry` helpers, so every span shape has one implementation.
+When instrumentation is suppressed the wrapper calls straight through.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+from opentelemetry_instrumentation_data_bridge import n_plus_one, telemetry
+from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes
+
+Wrapped = Callable[..., Awaitable[Any]]
+Wrapper = Callable[[Wrapped, Any, tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
+
+_EAGER = frozenset({"selectinload", "joined"})
+_server_attributes: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def server_attributes(engine: Any) -> dict[str, Any]:
+    """db.namespace / server.address / server.port of an Engine (computed once per engine)."""
+    attrs = _server_attributes.get(engine)
+    if attrs is None:
+        attrs = {}
+        if engine.database:
+            attrs[SpanAttributes.DB_NAMESPACE] = engine.database
+        if engine.server_address:
+            attrs[SpanAttributes.SERVER_ADDRESS] = engine.server_address
+        if engine.server_port and engine.server_port != 5432:
+            attrs[SpanAttributes.SERVER_PORT] = engine.server_port
+        _server_attributes[engine] = attrs
+    return attrs
+
+
+def _record_metrics(
+    operation: str,
+    table: str | None,
+    span: Any,
+    started_ns: int,
+    rows: int | None,
+    error: BaseException | None,
+    server: dict[str, Any],
+) -> None:
+    """Metrics of one operation; the duration is the span's when the span recorded one."""
+    try:
+        instruments = telemetry.orm_metrics()
+        if instruments is None:
+            return
+        start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
+        if start is not None and end is not None:
+            seconds = (end - start) / 1e9
+        else:
+            seconds = (time.perf_counter_ns() - started_ns) / 1e9
+        instruments.record_operation(operation, table, seconds, rows, error, server)
+    except Exception as exc:
+        telemetry.report_failure("record metrics", exc)
+
+
+def _rows(result: Any) -> int:
+    if isinstance(result, list):
+        return len(result)
+    return 0 if result is None else 1
+
+
+def query_wrapper(operation: str) -> Wrapper:
+    """Wrap a terminal Query method as ``db.query.<operation>``."""
+    affected = operation in ("update", "delete")
+
+    async def wrapper(
+        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not is_instrumentation_enabled():
+            return await wrapped(*args, **kwargs)
+        try:
+            table = instance.table_name
+            server = server_attributes(instance.session.engine)
+            span_cm = telemetry.create_query_span(
+                operation,
+                table,
+                filters_count=instance.filters_count,
+                limit=instance.limit_value,
+                offset=instance.offset_value,
+                order_by=instance.order_by_text,
+                **server,
+            )
+        except Exception as exc:  # our bug must not become the user's
+            telemetry.report_failure(f"describe db.query.{operation}", exc)
+            return await wrapped(*args, **kwargs)
+        started = time.perf_counter_ns()
+        span = rows = error = None
+        try:
+            with span_cm as span:
+                result = await wrapped(*args, **kwargs)
+                rows = result if affected or operation == "count" else _rows(result)
+                if operation == "exists":
+                    rows = int(result)
+                if span is not None and span.is_recording():
+                    if affected:
+                        telemetry.set_span_result(span, affected_rows=result)
+                    else:
+                        telemetry.set_span_result(span, count=rows)
+                return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record_metrics(operation, table, span, started, rows, error, server)
+
+    return wrapper
+
+
+def session_wrapper(operation: str) -> Wrapper:
+    """Wrap a Session lifecycle method as ``db.session.<operation>``."""
+    with_counts = operation in ("flush", "commit")
+    ends_transaction = operation in ("commit", "rollback", "close")
+
+    async def wrapper(
+        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not is_instrumentation_enabled():
+            return await wrapped(*args, **kwargs)
+        try:
+            if with_counts:
+                span_cm = telemetry.create_session_span(
+                    operation,
+                    pending_count=instance.pending_count,
+                    dirty_count=instance.dirty_count,
+                    deleted_count=instance.deleted_count,
+                )
+            else:
+                span_cm = telemetry.create_session_span(operation)
+        except Exception as exc:
+            telemetry.report_failure(f"describe db.session.{operation}", exc)
+            return await wrapped(*args, **kwargs)
+        try:
+            with span_cm:
+                return await wrapped(*args, **kwargs)
+        finally:
+            if ends_transaction:
+                instruments = telemetry.orm_metrics()
+                if instruments is not None:
+                    instruments.transaction_ended(instance, operation)
+
+    return wrapper
+
+
+async def lazy_load_wrapper(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``await obj.rel``: a ``db.relationship.select`` span, cache hits included."""
+    if not is_instrumentation_enabled():
+        return await wrapped(*args, **kwargs)
+    try:
+        obj = args[0] if args else kwargs["instance"]
+        via = instance.loaded_via(obj)
+        # Values put there by an eager load were traced by that load.
+        traced = not (via in _EAGER or (via is None and instance.strategy_for(obj) == "noload"))
+        if traced:
+            cache_hit = instance.is_loaded(obj)
+            span_cm = telemetry.create_relationship_span(
+                instance.name,
+                target_model=instance.target_name,
+                strategy="select",
+                fk_column=instance.fk_column,
+            )
+    except Exception as exc:
+        telemetry.report_failure("describe db.relationship.select", exc)
+        traced = False
+    if not traced:
+        return await wrapped(*args, **kwargs)
+    with span_cm as span:
+        value = await wrapped(*args, **kwargs)
+        if span is not None and span.is_recording():
+            telemetry.set_span_result(span, count=_rows(value), cache_hit=cache_hit)
+    if not cache_hit:
+        # After the span ends, so a warning span is the request's child, not the load's.
+        n_plus_one.record_lazy_load(instance, obj)
+    return value
+
+
+async def eager_load_wrapper(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """One level of selectinload/joinedload: ``db.relationship.<strategy>``."""
+    if not is_instrumentation_enabled():
+        return await wrapped(*args, **kwargs)
+    try:
+        batch = args[0] if args else kwargs["batch"]
+        rel = instance.relationship
+        span_cm = telemetry.create_relationship_span(
+            rel.name,
+            target_model=rel.target_name,
+            strategy=instance.strategy,
+            fk_column=rel.fk_column,
+            batch_count=batch.batch_count,
+            depth=batch.depth,
+        )
+    except Exception as exc:
+        telemetry.report_failure("describe an eager load", exc)
+        return await wrapped(*args, **kwargs)
+    with span_cm as span:
+        related = await wrapped(*args, **kwargs)
+        if span is not None and span.is_recording():
+            telemetry.set_span_result(span, count=len(related))
+        return related
+
+
+async def execute_wrapper(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """SQL reaching the driver: statement text and batch size on the enclosing ORM span."""
+    if not instance.in_transaction:
+        instruments = telemetry.orm_metrics()
+        if instruments is not None:
+            instruments.transaction_started(instance)
+    span = trace.get_current_span()
+    if span.is_recording() and is_instrumentation_enabled():
+        try:
+            statement = args[0] if args else kwargs.get("statement")
+            if statement is not None and telemetry.statement_capture_enabled():
+                telemetry.set_span_statement(span, statement)
+            if kwargs.get("batch"):
+                params = args[1] if len(args) > 1 else kwargs.get("params")
+                if params is not None:
+                    span.set_attribute(SpanAttributes.DB_OPERATION_BATCH_SIZE, len(params))
+        except Exception as exc:
+            telemetry.report_failure("describe a statement", exc)
+    return await wrapped(*args, **kwargs)

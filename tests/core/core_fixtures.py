@@ -1,0 +1,121 @@
+"""The API.md models and a per-test schema for the core tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from data_bridge_core import Column, Engine, Session, Table, relationship
+
+DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+class User(Table):
+    id: int = Column(primary_key=True)
+    name: str
+    email: str = Column(unique=True)
+    age: int = 0
+    active: bool = True
+    country: str | None = None
+    created_at: datetime = Column(default_factory=datetime.now)
+    posts: list[Post] = relationship(back_populates="author")
+
+    class Settings:
+        table_name = "users"
+
+
+class Post(Table):
+    id: int = Column(primary_key=True)
+    author_id: int = Column(foreign_key="users.id")
+    title: str
+    author: User = relationship(back_populates="posts")
+    comments: list[Comment] = relationship(back_populates="post")
+
+    class Settings:
+        table_name = "posts"
+
+
+class Comment(Table):
+    id: int = Column(primary_key=True)
+    post_id: int = Column(foreign_key="posts.id", index=True)
+    body: str
+    post: Post = relationship(back_populates="comments")
+
+    class Settings:
+        table_name = "comments"
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[str]:
+    name = f"dbt_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+        await conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield name
+    finally:
+        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+async def engine(schema: str) -> AsyncIterator[Engine]:
+    eng = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
+    await eng.create_all(Comment, Post, User)  # reverse order on purpose: FK order is computed
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+async def fetch(schema: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read what is really committed, through a separate connection."""
+    async with await psycopg.AsyncConnection.connect(
+        DSN, autocommit=True, options=f"-c search_path={schema}"
+    ) as conn:
+        cur = await conn.execute(query, params)
+        return await cur.fetchall()
+
+
+class StatementLog:
+    """Records the SQL text of every Session.execute call (wraps the real method)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.statements: list[str] = []
+        original: Callable[..., Awaitable[Any]] = Session.execute
+
+        async def logged(session: Session, statement: str, *args: Any, **kwargs: Any) -> Any:
+            self.statements.append(statement)
+            return await original(session, statement, *args, **kwargs)
+
+        monkeypatch.setattr(Session, "execute", logged)
+
+    def clear(self) -> None:
+        self.statements.clear()
+
+
+@pytest.fixture
+def sql(monkeypatch: pytest.MonkeyPatch) -> StatementLog:
+    return StatementLog(monkeypatch)
+
+
+async def seed(engine: Engine, users: int = 3, posts: int = 2, comments: int = 1) -> None:
+    async with Session(engine) as session:
+        for i in range(users):
+            user = User(
+                name=f"u{i}",
+                email=f"u{i}@x.org",
+                age=10 + 10 * i,
+                country=("DE", "FR", None)[i % 3],
+            )
+            session.add(user)
+            for j in range(posts):
+                post = Post(title=f"p{i}.{j}", author=user)
+                post.comments = [Comment(body=f"c{k}") for k in range(comments)]
+                session.add(post)
+        await session.commit()

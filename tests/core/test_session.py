@@ -1,0 +1,172 @@
+"""Unit of work, identity map, transactions, the current session."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from core_fixtures import Post, StatementLog, User, fetch, seed
+
+from data_bridge_core import (
+    DatabaseError,
+    Engine,
+    IntegrityError,
+    NoSessionError,
+    Session,
+    SessionClosedError,
+    inspect,
+)
+
+
+async def test_new_user_and_post_in_one_flush(engine: Engine, schema: str) -> None:
+    async with Session(engine) as session:
+        user = User(name="Ann", email="ann@x.org")
+        post = Post(title="Hello", author=user)
+        session.add(post)  # the user goes in with it
+        assert session.pending_count == 1
+        await session.flush()
+        assert user.id is not None
+        assert post.author_id == user.id
+        await session.commit()
+    assert await fetch(
+        schema, "SELECT u.name, p.title FROM posts p JOIN users u ON u.id = p.author_id"
+    ) == [("Ann", "Hello")]
+
+
+async def test_identity_map_and_dirty_tracking(
+    engine: Engine, schema: str, sql: StatementLog
+) -> None:
+    await seed(engine, users=2, posts=0)
+    async with Session(engine) as session:
+        sql.clear()
+        first = await session.get(User, 1)
+        again = await session.get(User, 1)
+        assert first is again
+        assert len(sql.statements) == 1
+        assert first is not None
+        assert session.dirty_count == 0
+        first.age = 77
+        first.age = 77
+        assert session.dirty_count == 1
+        assert inspect(first).modified == {"age"}
+        sql.clear()
+        await session.commit()
+        assert sql.statements == ['UPDATE "users" SET "age" = %s WHERE "id" = %s RETURNING "id"']
+    assert await fetch(schema, "SELECT name, age FROM users ORDER BY id") == [
+        ("u0", 77),
+        ("u1", 20),
+    ]
+
+
+async def test_delete_in_reverse_fk_order(engine: Engine, schema: str) -> None:
+    await seed(engine, users=1, posts=1, comments=2)
+    async with Session(engine) as session:
+        post = await session.get(Post, 1)
+        assert post is not None
+        comments = await post.comments
+        user = await post.author
+        for obj in (user, post, *comments):
+            await session.delete(obj)
+        assert session.deleted_count == 4
+        await session.commit()
+    for table in ("users", "posts", "comments"):
+        assert await fetch(schema, f"SELECT count(*) FROM {table}") == [(0,)]
+
+
+async def test_failed_flush_writes_nothing_and_session_stays_usable(
+    engine: Engine, schema: str
+) -> None:
+    await seed(engine, users=1, posts=0)
+    async with Session(engine) as session:
+        session.add_all(
+            [
+                User(name="a", email="a@x"),
+                User(name="b", email="b@x"),
+                User(name="dup", email="u0@x.org"),
+            ]
+        )
+        with pytest.raises(IntegrityError) as caught:
+            await session.commit()
+        assert caught.value.sqlstate == "23505"
+        assert isinstance(caught.value, DatabaseError)
+        assert type(caught.value.__cause__).__name__ == "UniqueViolation"
+        assert await fetch(schema, "SELECT count(*) FROM users") == [(1,)]
+        await session.rollback()
+        session.add(User(name="c", email="c@x"))
+        await session.commit()
+    assert await fetch(schema, "SELECT name FROM users ORDER BY id") == [("u0",), ("c",)]
+
+
+async def test_rollback_restores_objects(engine: Engine) -> None:
+    await seed(engine, users=1, posts=0)
+    async with Session(engine) as session:
+        user = await session.get(User, 1)
+        assert user is not None
+        user.name = "changed"
+        fresh = User(name="new", email="new@x")
+        session.add(fresh)
+        await session.flush()
+        assert fresh.id is not None
+        await session.rollback()
+        assert user.name == "u0"
+        assert fresh.id is None
+        assert inspect(fresh).session is None
+        assert await session.find(User).count() == 1
+
+
+async def test_async_with_rolls_back_on_error_and_on_exit(engine: Engine, schema: str) -> None:
+    async def failing_request() -> None:
+        async with Session(engine) as session:
+            session.add(User(name="x", email="x@x"))
+            await session.flush()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await failing_request()
+    async with Session(engine) as session:
+        session.add(User(name="y", email="y@x"))
+        await session.flush()  # never committed
+    assert await fetch(schema, "SELECT count(*) FROM users") == [(0,)]
+
+
+async def test_current_session_per_task(engine: Engine) -> None:
+    await seed(engine, users=3, posts=0)
+    with pytest.raises(NoSessionError):
+        await User.get(1)
+
+    async def worker(pk: int) -> tuple[str, bool]:
+        async with Session(engine) as session:
+            user = await User.get(pk)
+            found = await User.find(User.id == pk).to_list()
+            assert user is not None
+            return user.name, found[0] is user and inspect(user).session is session
+
+    assert await asyncio.gather(worker(1), worker(2), worker(3)) == [
+        ("u0", True),
+        ("u1", True),
+        ("u2", True),
+    ]
+    with pytest.raises(NoSessionError):
+        User.find().session  # noqa: B018
+
+
+async def test_closed_session_raises(engine: Engine) -> None:
+    session = Session(engine)
+    await session.close()
+    with pytest.raises(SessionClosedError):
+        session.find(User)
+    with pytest.raises(SessionClosedError):
+        await session.get(User, 1)
+    with pytest.raises(SessionClosedError):
+        session.add(User(name="a", email="b"))
+
+
+async def test_batched_insert_of_many_rows(engine: Engine, sql: StatementLog) -> None:
+    async with Session(engine) as session:
+        session.add_all([User(name=f"n{i}", email=f"n{i}@x") for i in range(50)])
+        sql.clear()
+        await session.commit()
+        assert len(sql.statements) == 1
+        assert sql.statements[0].startswith('INSERT INTO "users"')
+        ids = [u.id for u in await session.find(User).order_by(User.id).to_list()]
+        assert ids == list(range(1, 51))

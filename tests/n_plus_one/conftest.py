@@ -1,0 +1,21 @@
+"""Metrics tests reuse the instrumentation fixtures (SDK in memory, blog schema)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "instrumentation"))
+
+from collections.abc import Iterator
+
+import pytest
+from conftest_shared import *  # noqa: F403
+
+from opentelemetry_instrumentation_data_bridge.telemetry import configure_n1_detection
+
+
+@pytest.fixture(autouse=True)
+def n1_threshold_three() -> Iterator[None]:
+    """The blog fixture has 3 authors: detect at 3 distinct parents."""
+    configure_n1_detection(threshold=3)
+    yield
+    configure_n1_detection()

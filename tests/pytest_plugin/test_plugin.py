@@ -1,0 +1,157 @@
+"""The pytest plugin, exercised with pytester against PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+CONFTEST = f"""
+from __future__ import annotations
+import asyncio, uuid
+import psycopg, pytest
+from data_bridge_core import Column, Engine, Session, Table, relationship
+
+DSN = {DSN!r}
+
+class Owner(Table):
+    id: int = Column(primary_key=True)
+    name: str
+    pets: list["Pet"] = relationship(back_populates="owner")
+    class Settings:
+        table_name = "owners"
+
+class Pet(Table):
+    id: int = Column(primary_key=True)
+    owner_id: int = Column(foreign_key="owners.id")
+    name: str
+    owner: Owner = relationship(back_populates="pets")
+    class Settings:
+        table_name = "pets"
+
+@pytest.fixture
+def engine():
+    schema = "plg_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{{schema}}"')
+    async def setup():
+        eng = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={{schema}}")
+        await eng.create_all(Owner, Pet)
+        async with Session(eng) as s:
+            for i in range(6):
+                owner = Owner(name=f"o{{i}}")
+                s.add_all([Pet(name="a", owner=owner), Pet(name="b", owner=owner)])
+            await s.commit()
+        await eng.dispose()
+    asyncio.run(setup())
+    yield lambda: Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={{schema}}")
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{{schema}}" CASCADE')
+
+async def n_plus_one_page(engine):
+    async with Session(engine) as s:
+        for owner in await s.find(Owner).to_list():
+            await owner.pets
+
+async def eager_page(engine):
+    from data_bridge_core import selectinload
+    async with Session(engine) as s:
+        for owner in await s.find(Owner).options(selectinload(Owner.pets)).to_list():
+            await owner.pets
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    return pytester
+
+
+def test_no_n_plus_one_marker_fails_with_the_recommendation(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import asyncio, pytest
+        from conftest import n_plus_one_page, eager_page
+
+        @pytest.mark.no_n_plus_one
+        def test_n1(engine):
+            try:
+                asyncio.run(n_plus_one_page(engine()))
+            except Exception:
+                pass  # application code swallowing errors cannot hide the finding
+
+        @pytest.mark.no_n_plus_one
+        def test_eager(engine):
+            asyncio.run(eager_page(engine()))
+
+        @pytest.mark.no_n_plus_one
+        @pytest.mark.allow_n_plus_one("Owner.pets")
+        def test_allowed(engine):
+            asyncio.run(n_plus_one_page(engine()))
+
+        def test_unmarked(engine):
+            asyncio.run(n_plus_one_page(engine()))
+        """
+    )
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*N+1 query: Owner.pets lazy-loaded for 6 parents*Use selectinload(Owner.pets)"]
+    )
+    assert "test_n1" in result.stdout.str()
+
+
+def test_suite_wide_switch(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import asyncio
+        from conftest import n_plus_one_page
+
+        def test_n1(engine):
+            asyncio.run(n_plus_one_page(engine()))
+        """
+    )
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider", "--data-bridge-no-n-plus-one")
+    result.assert_outcomes(passed=1, errors=1)
+
+
+def test_assert_max_queries_and_db_spans(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import asyncio, pytest
+        from conftest import n_plus_one_page, eager_page
+
+        def test_eager_within_budget(engine, assert_max_queries, db_spans):
+            with assert_max_queries(2) as statements:
+                asyncio.run(eager_page(engine()))
+            assert len(statements) == 2
+            assert len(db_spans.named("db.relationship.selectinload")) == 1
+            assert len(db_spans.where(db__collection__name="owners")) == 1
+
+        def test_n1_over_budget(engine, assert_max_queries):
+            with assert_max_queries(3):
+                asyncio.run(n_plus_one_page(engine()))
+        """
+    )
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*expected at most 3 SQL statements, 7 ran*"])
+
+
+def test_console_trace_export(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import asyncio
+        from conftest import eager_page
+
+        def test_page(engine):
+            asyncio.run(eager_page(engine()))
+        """
+    )
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider", "--data-bridge-trace=console")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*db.query.find*table=owners*", "*db.relationship.selectinload*rel=pets*"]
+    )
