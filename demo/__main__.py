@@ -121,9 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         attrs = warning.attributes or {}
         print(
             f"N+1 detected: {attrs.get('db.relationship.name')} lazy-loaded "
-            f"{attrs.get('db.n1.query_count')}+ times at {attrs.get('code.function')}"
+            f"{attrs.get('db.n1.query_count')} times at {attrs.get('code.function')}"
             f"(line {attrs.get('code.lineno')}): {attrs.get('db.n1.recommendation')}"
         )
+    unused = [s for s in spans if s.name == "db.unused_eager_load"]
+    print(f"unused eager loads: {len(unused)}")
+    for span in unused:
+        print("  ", (span.attributes or {}).get("db.n1.recommendation"))
     provider.shutdown()
     if otlp is not None:
         print("exported over OTLP to", os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))

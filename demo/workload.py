@@ -98,4 +98,5 @@ async def run_requests(engine: Engine, tracer: Tracer) -> None:
                 .to_list()
             )
             for user in users:
-                await user.posts  # already loaded: no query, no span
+                for post in await user.posts:  # already loaded: no query, no span
+                    await post.comments

@@ -75,7 +75,7 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
             logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
             return
-        from opentelemetry_instrumentation_data_bridge import telemetry
+        from opentelemetry_instrumentation_data_bridge import n_plus_one, telemetry
 
         telemetry.configure(
             tracer_provider=kwargs.get("tracer_provider"),
@@ -83,6 +83,8 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             capture_statement=kwargs.get("capture_statement"),
         )
         telemetry.get_connection_pool_metrics().ensure_instruments()
+        # N+1 scopes of a trace end with its root span: watch for that on the SDK provider.
+        n_plus_one.watch_scope_ends(telemetry.configured_tracer_provider())
         import importlib
 
         for module_name, class_name, method, wrapper in _patch_targets():
@@ -95,8 +97,9 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []
-        from opentelemetry_instrumentation_data_bridge import telemetry
+        from opentelemetry_instrumentation_data_bridge import n_plus_one, telemetry
 
+        n_plus_one.finish_all_trace_scopes()
         telemetry.reset()
 
 

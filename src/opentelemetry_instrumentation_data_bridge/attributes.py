@@ -80,3 +80,4 @@ class SpanNames:
     RELATIONSHIP_SELECTINLOAD = "db.relationship.selectinload"
     RELATIONSHIP_JOINED = "db.relationship.joined"
     N1_WARNING = "db.n1_warning"
+    UNUSED_EAGER_LOAD = "db.unused_eager_load"

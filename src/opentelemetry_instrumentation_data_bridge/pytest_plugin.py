@@ -5,6 +5,8 @@
   teardown with the recommendation when an N+1 pattern is detected in its
   body. Fixture set-up runs outside the detection scope;
   ``@pytest.mark.allow_n_plus_one("Post.author")`` allows a relationship.
+  Eager loads the test body never read are reported as
+  ``UnusedEagerLoadWarning`` (``-W error::...`` turns them into failures).
 - ``db_spans``: an in-memory exporter wired to the instrumentation for one test.
 - ``assert_max_queries(n)``: a context manager failing when the block runs more
   than ``n`` SQL statements (queries and lazy loads).
@@ -16,13 +18,14 @@ do not use data_bridge_core.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
 
-_FINDINGS = pytest.StashKey[list[Any]]()
+_SCOPE = pytest.StashKey[Any]()
 _TRACE_PROVIDER = pytest.StashKey[Any]()
 
 
@@ -125,19 +128,24 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
     # Only the test body is in the scope: fixture set-up (factories) is not.
     with _instrumented_for_detection(), n1_scope() as scope:
-        try:
-            return (yield)
-        finally:
-            item.stash[_FINDINGS] = list(scope.findings)
+        item.stash[_SCOPE] = scope  # read at teardown, after the scope has ended
+        return (yield)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    findings = item.stash.get(_FINDINGS, [])
+    scope = item.stash.get(_SCOPE, None)
+    if scope is None:
+        return
+    from opentelemetry_instrumentation_data_bridge.n_plus_one import UnusedEagerLoadWarning
+
     allowed: set[str] = set()
     for marker in item.iter_markers("allow_n_plus_one"):
         allowed.update(str(a) for a in marker.args)
-    reported = [f for f in findings if f"{f.model}.{f.relationship}" not in allowed]
+    for unused in scope.unused_eager_loads:
+        # A warning, not a failure: ``-W error::...UnusedEagerLoadWarning`` makes it one.
+        warnings.warn(unused.message(), UnusedEagerLoadWarning, stacklevel=1)
+    reported = [f for f in scope.findings if f"{f.model}.{f.relationship}" not in allowed]
     if reported:
         pytest.fail("\n".join(f.message() for f in reported), pytrace=False)
 

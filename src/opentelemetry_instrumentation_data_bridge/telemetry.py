@@ -142,6 +142,11 @@ def statement_capture_enabled() -> bool:
     return env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)
 
 
+def configured_tracer_provider() -> trace.TracerProvider:
+    """The provider given to instrument(), else the global one."""
+    return _config.tracer_provider or trace.get_tracer_provider()
+
+
 def get_tracer() -> Tracer | None:
     """The data-bridge tracer, or None when tracing is disabled."""
     if not is_tracing_enabled():
@@ -492,6 +497,7 @@ _pool_metrics = ConnectionPoolMetrics()
 from opentelemetry_instrumentation_data_bridge.n_plus_one import (  # noqa: E402
     NPlusOneError,
     NPlusOneWarning,
+    UnusedEagerLoadWarning,
     configure_n1_detection,
     n1_ignore,
     n1_scope,
@@ -511,6 +517,7 @@ __all__ = [
     "NPlusOneWarning",
     "SpanAttributes",
     "SpanNames",
+    "UnusedEagerLoadWarning",
     "add_exception",
     "configure",
     "configure_n1_detection",

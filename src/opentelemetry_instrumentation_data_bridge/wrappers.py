@@ -158,6 +158,7 @@ async def lazy_load_wrapper(
     """``await obj.rel``: a ``db.relationship.select`` span, cache hits included."""
     if not is_instrumentation_enabled():
         return await wrapped(*args, **kwargs)
+    via: str | None = None
     try:
         obj = args[0] if args else kwargs["instance"]
         via = instance.loaded_via(obj)
@@ -175,6 +176,8 @@ async def lazy_load_wrapper(
         telemetry.report_failure("describe db.relationship.select", exc)
         traced = False
     if not traced:
+        if via in _EAGER:
+            n_plus_one.record_eager_use(instance)
         return await wrapped(*args, **kwargs)
     with span_cm as span:
         value = await wrapped(*args, **kwargs)
@@ -210,7 +213,8 @@ async def eager_load_wrapper(
         related = await wrapped(*args, **kwargs)
         if span is not None and span.is_recording():
             telemetry.set_span_result(span, count=len(related))
-        return related
+    n_plus_one.record_eager_load(rel, instance.strategy)
+    return related
 
 
 async def execute_wrapper(

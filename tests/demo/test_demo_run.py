@@ -46,6 +46,11 @@ def test_demo_prints_the_trace_tree_and_the_query_counts() -> None:
         assert line in out, line
     assert out.count("db.relationship.select ") == 10
     assert out.count("cache_hit=False") == 10
+    # The N+1 page is reported with its fix and final count; the eager page is clean.
+    assert out.count("db.n1_warning") == 1
+    assert "N+1 detected: posts lazy-loaded 10 times" in out
+    assert "Use selectinload(User.posts)" in out
+    assert "unused eager loads: 0" in out
 
 
 def test_demo_without_a_dsn_starts_an_embedded_postgres() -> None:

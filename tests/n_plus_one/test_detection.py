@@ -6,15 +6,19 @@ import logging
 from typing import Any
 
 import pytest
-from instrumentation_models import Author
+from instrumentation_models import Article, Author
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext
 
-from data_bridge_core import Engine, Session, selectinload
+from data_bridge_core import Engine, Session, joinedload, selectinload
 from opentelemetry_instrumentation_data_bridge import n_plus_one
+from opentelemetry_instrumentation_data_bridge.n_plus_one import scopes
 from opentelemetry_instrumentation_data_bridge.telemetry import (
     NPlusOneError,
     NPlusOneWarning,
+    UnusedEagerLoadWarning,
     configure_n1_detection,
     n1_ignore,
     n1_scope,
@@ -47,13 +51,15 @@ async def test_one_warning_with_the_fix_and_the_call_site(
     assert warning["db.system"] == "postgresql"
     assert warning["db.relationship.name"] == "articles"
     assert warning["db.relationship.target_model"] == "Article"
-    assert warning["db.n1.query_count"] == 3
+    # Reported at the third parent; the span ends with the trace's final count.
+    assert warning["db.n1.query_count"] == 6
     assert warning["db.n1.threshold"] == 3
     assert warning["db.n1.recommendation"] == "Use selectinload(Author.articles)"
     assert warning["code.function"] == "load_all_articles"
     assert str(warning["code.filepath"]).endswith("test_detection.py")
     request = next(s for s in spans.get_finished_spans() if s.name == "GET /authors")
     assert [e.name for e in request.events] == ["db.n1_warning"]
+    assert request.events[0].attributes["db.n1.query_count"] == 3
     n1_span = next(s for s in spans.get_finished_spans() if s.name == "db.n1_warning")
     assert n1_span.parent is not None
     assert n1_span.parent.span_id == request.context.span_id
@@ -125,9 +131,74 @@ def test_bad_configuration_is_rejected() -> None:
 def test_scope_state_is_bounded(tracer_provider: TracerProvider) -> None:
     for _ in range(100_000):
         with n1_scope() as scope:
-            assert n_plus_one._current_scope() is scope
+            assert n_plus_one.current_scope() is scope
     tracer = tracer_provider.get_tracer("t")
     for _ in range(5_000):
         with tracer.start_as_current_span("request"):
-            assert n_plus_one._current_scope() is not None
-    assert len(n_plus_one._trace_scopes) == n_plus_one.MAX_TRACE_SCOPES
+            assert n_plus_one.current_scope() is not None
+    # Each request's scope was freed when its root span ended.
+    assert len(scopes._trace_scopes) == 0
+    # Roots that never end (or a provider without the processor): capped.
+    for trace_id in range(1, 5_001):
+        context = SpanContext(trace_id, 1, is_remote=False)
+        with trace.use_span(trace.NonRecordingSpan(context)):
+            assert n_plus_one.current_scope() is not None
+    assert len(scopes._trace_scopes) == n_plus_one.MAX_TRACE_SCOPES
+
+
+async def test_unused_eager_load_is_reported_at_the_end_of_the_trace(
+    blog_engine: Engine, spans: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    with tracer_provider.get_tracer("t").start_as_current_span("GET /authors"):
+        async with Session(blog_engine) as session:
+            authors = await session.find(Author).options(selectinload(Author.articles)).to_list()
+            assert [a.name for a in authors]  # the articles are never read
+    unused = [s for s in spans.get_finished_spans() if s.name == "db.unused_eager_load"]
+    assert len(unused) == 1
+    attributes = dict(unused[0].attributes or {})
+    assert attributes["db.relationship.name"] == "articles"
+    assert attributes["db.relationship.target_model"] == "Article"
+    assert attributes["db.relationship.strategy"] == "selectinload"
+    assert attributes["db.n1.recommendation"] == (
+        "Remove selectinload(Author.articles): the loaded Article rows were never used"
+    )
+    assert attributes["code.function"] == (
+        "test_unused_eager_load_is_reported_at_the_end_of_the_trace"
+    )
+    request = next(s for s in spans.get_finished_spans() if s.name == "GET /authors")
+    assert unused[0].parent is not None
+    assert unused[0].parent.span_id == request.context.span_id
+    assert scopes._trace_scopes == {}
+
+
+async def test_used_eager_loads_are_not_reported(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    configure_n1_detection(threshold=3, mode="warn")
+    with n1_scope() as scope:
+        async with Session(blog_engine) as session:
+            query = session.find(Author).options(selectinload(Author.articles))
+            authors = await query.to_list()
+            await authors[0].articles  # one read is enough: the load was used
+            articles = await session.find(Article).options(joinedload(Article.author)).to_list()
+            await articles[-1].author
+    assert scope.unused_eager_loads == []
+    assert [s.name for s in spans.get_finished_spans() if "unused" in s.name] == []
+
+
+async def test_unused_eager_load_modes(blog_engine: Engine) -> None:
+    configure_n1_detection(threshold=3, mode="warn")
+    with (
+        pytest.warns(UnusedEagerLoadWarning, match=r"Remove joinedload\(Article\.author\)"),
+        n1_scope() as scope,
+    ):
+        async with Session(blog_engine) as session:
+            await session.find(Article).options(joinedload(Article.author)).to_list()
+    assert [(u.model, u.relationship, u.strategy) for u in scope.unused_eager_loads] == [
+        ("Article", "author", "joined")
+    ]
+    configure_n1_detection(threshold=3, allowlist=["Article.author"])
+    with n1_scope() as scope:
+        async with Session(blog_engine) as session:
+            await session.find(Article).options(joinedload(Article.author)).to_list()
+    assert scope.unused_eager_loads == []

@@ -94,31 +94,44 @@ class PhoenixServer:
             return json.loads(response.read())
 
     def fetch_spans(
-        self, project: str = "default", min_count: int = 1, attempts: int = 60
+        self, project: str = "default", min_count: int = 1, attempts: int = 120
     ) -> list[dict[str, Any]]:
-        """Spans of a project as flat dicts, polling until ``min_count`` arrived (bounded)."""
+        """Spans of a project as flat dicts, once ingestion has settled (bounded polling).
+
+        Phoenix stores OTLP batches asynchronously, so a read can see part of a
+        trace: a child whose root span has not landed yet. A result is returned
+        only when it holds at least ``min_count`` spans, every parent it names is
+        among them, and two reads in a row agree on the count.
+        """
         spans: list[dict[str, Any]] = []
+        previous = -1
         for _ in range(attempts):
-            spans = []
-            cursor = None
-            while True:
-                query = f"/v1/projects/{project}/spans?limit=1000"
-                if cursor:
-                    query += f"&cursor={cursor}"
-                try:
-                    page = self._get(query)
-                except urllib.error.HTTPError as exc:
-                    if exc.code != 404:  # 404: the project does not exist yet
-                        raise
-                    break
-                spans.extend(_flatten(s) for s in page.get("data", []))
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    break
-            if len(spans) >= min_count:
+            spans = self._read_project_spans(project)
+            ids = {s["span_id"] for s in spans}
+            complete = all(s["parent_id"] in ids for s in spans if s["parent_id"])
+            if len(spans) >= min_count and complete and len(spans) == previous:
                 return spans
+            previous = len(spans)
             time.sleep(0.5)
         return spans
+
+    def _read_project_spans(self, project: str) -> list[dict[str, Any]]:
+        spans: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = f"/v1/projects/{project}/spans?limit=1000"
+            if cursor:
+                query += f"&cursor={cursor}"
+            try:
+                page = self._get(query)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:  # 404: the project does not exist yet
+                    raise
+                return []
+            spans.extend(_flatten(s) for s in page.get("data", []))
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return spans
 
 
 def _dotted(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -155,3 +163,98 @@ def test_console_trace_export(suite: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*db.query.find*table=owners*", "*db.relationship.selectinload*rel=pets*"]
     )
+
+
+UNUSED_EAGER = """
+import asyncio, pytest
+from data_bridge_core import Session, selectinload
+from conftest import Owner
+
+async def names_only(engine):
+    async with Session(engine) as s:
+        owners = await s.find(Owner).options(selectinload(Owner.pets)).to_list()
+        return [o.name for o in owners]  # the pets are never read
+
+@pytest.mark.no_n_plus_one
+def test_names(engine):
+    assert len(asyncio.run(names_only(engine()))) == 6
+"""
+
+
+def test_unused_eager_load_is_a_warning_that_can_fail_the_test(suite: pytest.Pytester) -> None:
+    suite.makepyfile(UNUSED_EAGER)
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*UnusedEagerLoadWarning: Unused eager load: selectinload(Owner.pets)*never used"]
+    )
+    strict = suite.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "error::opentelemetry_instrumentation_data_bridge.n_plus_one.UnusedEagerLoadWarning",
+    )
+    strict.assert_outcomes(passed=1, errors=1)
+
+
+class _OtlpReceiver(BaseHTTPRequestHandler):
+    """A real OTLP/HTTP endpoint: decodes each export request with the official protobufs."""
+
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        self.received.append(request)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(ExportTraceServiceResponse().SerializeToString())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_otlp_trace_export(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _OtlpReceiver.received = []
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        suite.makepyfile(
+            """
+            import asyncio
+            from conftest import eager_page
+
+            def test_page(engine):
+                asyncio.run(eager_page(engine()))
+            """
+        )
+        result = suite.runpytest_subprocess("-p", "no:cacheprovider", "--data-bridge-trace=otlp")
+        result.assert_outcomes(passed=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    spans = [
+        span
+        for request in _OtlpReceiver.received
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    # The fixture's seeding (flush, commit) is traced too; the page is one find + one load.
+    finds = [s for s in spans if s.name == "db.query.find"]
+    loads = [s for s in spans if s.name == "db.relationship.selectinload"]
+    assert len(finds) == 1
+    assert len(loads) == 1
+    assert loads[0].parent_span_id == finds[0].span_id
+    assert "db.session.commit" in {s.name for s in spans}
+    service = {
+        a.key: a.value.string_value
+        for a in _OtlpReceiver.received[0].resource_spans[0].resource.attributes
+    }
+    assert service["service.name"] == "pytest"

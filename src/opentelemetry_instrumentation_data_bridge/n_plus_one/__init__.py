@@ -1,0 +1,70 @@
+"""Automatic N+1 detection on the relationship seams.
+
+A lazy load (``db.relationship.select`` with ``cache_hit = false``) is
+counted per (model, relationship, call site) within a scope: an explicit
+``n1_scope()`` block, else the current trace. Only parents that came from a
+multi-row result count (``inspect(obj).result_size > 1``), so a loop over
+one object, ``get()`` / ``first()`` results and objects built in Python never
+trigger it. When the count of distinct parents reaches the threshold, one
+``db.n1_warning`` span is opened (plus, by mode, a log record, a
+``NPlusOneWarning`` or a ``NPlusOneError``); the count keeps rising and the
+span ends with the final count when the scope ends. Eager loads whose values
+were never read in their scope are reported at its end as
+``db.unused_eager_load``.
+
+Modules: `settings` (configuration), `scopes` (scope lifetimes), `detector`
+(counting on the seams), `report` (spans, logs, warnings), `processor` (the
+SDK span processor that ends trace scopes).
+"""
+
+from opentelemetry_instrumentation_data_bridge.n_plus_one.detector import (
+    record_eager_load,
+    record_eager_use,
+    record_lazy_load,
+)
+from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
+    Finding,
+    NPlusOneError,
+    NPlusOneWarning,
+    UnusedEagerLoad,
+    UnusedEagerLoadWarning,
+)
+from opentelemetry_instrumentation_data_bridge.n_plus_one.scopes import (
+    MAX_SITES_PER_SCOPE,
+    MAX_TRACE_SCOPES,
+    N1Scope,
+    current_scope,
+    finish_all_trace_scopes,
+    n1_ignore,
+    n1_scope,
+    watch_scope_ends,
+)
+from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import (
+    MODES,
+    N1Settings,
+    configure_n1_detection,
+    n1_settings,
+)
+
+__all__ = [
+    "MAX_SITES_PER_SCOPE",
+    "MAX_TRACE_SCOPES",
+    "MODES",
+    "Finding",
+    "N1Scope",
+    "N1Settings",
+    "NPlusOneError",
+    "NPlusOneWarning",
+    "UnusedEagerLoad",
+    "UnusedEagerLoadWarning",
+    "configure_n1_detection",
+    "current_scope",
+    "finish_all_trace_scopes",
+    "n1_ignore",
+    "n1_scope",
+    "n1_settings",
+    "record_eager_load",
+    "record_eager_use",
+    "record_lazy_load",
+    "watch_scope_ends",
+]
