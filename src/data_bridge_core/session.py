@@ -234,11 +234,14 @@ class Session:
         *,
         batch: bool = False,
         row_factory: RowFactory[Any] | None = None,
+        bulk_rows: int | None = None,
     ) -> Result:
         """Run one SQL statement (``%s`` placeholders) in the session's transaction.
 
         With ``batch=True``, ``params`` is a sequence of parameter rows sent in
         one pipeline; the rows each statement returns are concatenated.
+        ``bulk_rows`` tells observers that this one statement writes that many
+        rows from column arrays (the flush's ``INSERT ... SELECT FROM unnest``).
         """
         conn = self._conn or await self._connection()
         cur = conn.cursor(row_factory=row_factory) if row_factory is not None else conn.cursor()
@@ -257,7 +260,7 @@ class Session:
                 return Result(rows, rowcount, statement, len(param_rows))
             await cur.execute(statement, params if params is not None else (), binary=True)
             rows = await cur.fetchall() if cur.description is not None else []
-            return Result(rows, cur.rowcount, statement, None)
+            return Result(rows, cur.rowcount, statement, bulk_rows)
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc
         finally:
@@ -491,27 +494,36 @@ class Session:
         info = table_info(model)
         identity = self._identity.setdefault(model, {})
         for batch in plan_inserts(model, objects):
-            params = batch.params()
-            if len(params) == 1:
-                result = await self.execute(batch.sql, params[0])
+            if len(batch.objects) > 1 and batch.bulk_sql is not None:
+                result = await self.execute(
+                    batch.bulk_sql, batch.column_arrays(), bulk_rows=len(batch.objects)
+                )
+                returned = batch.bulk_returned
+                rows = batch.match_returned(result.rows) if result.rows else result.rows
             else:
-                result = await self.execute(batch.sql, params, batch=True)
-            names = [c.name for c in batch.returned]
+                params = batch.params()
+                if len(params) == 1:
+                    result = await self.execute(batch.sql, params[0])
+                else:
+                    result = await self.execute(batch.sql, params, batch=True)
+                returned, rows = batch.returned, result.rows
+            names = [c.name for c in returned]
             if names:
-                if len(result.rows) != len(batch.objects):
+                if len(rows) != len(batch.objects):
                     raise DatabaseError(
-                        f"INSERT into {info.name} returned {len(result.rows)} rows for "
+                        f"INSERT into {info.name} returned {len(rows)} rows for "
                         f"{len(batch.objects)} objects"
                     )
-                for obj, row in zip(batch.objects, result.rows, strict=True):
+                for obj, row in zip(batch.objects, rows, strict=True):
                     obj.__dict__.update(zip(names, row, strict=True))
+            generated = [c.name for c in batch.returned]  # cleared again by a rollback
             for obj in batch.objects:
                 state: InstanceState = obj.__dict__[STATE_KEY]
                 state.persistent = True
                 state.inserted_in_tx = True
                 state.changed = None
                 identity[obj.__dict__[info.primary_key.name]] = obj
-                self._inserted_in_tx.append((obj, names))
+                self._inserted_in_tx.append((obj, generated))
                 del self._pending[obj]
 
     async def _update_dirty(self, order: list[type[Table]]) -> None:

@@ -106,6 +106,42 @@ class InsertBatch:
             self.sql = f"INSERT INTO {info.quoted_name} DEFAULT VALUES"
         if returning:
             self.sql += f" RETURNING {returning}"
+        self.bulk_sql = self._bulk_sql(names)
+
+    def _bulk_sql(self, names: str) -> str | None:
+        """One ``INSERT ... SELECT FROM unnest(column arrays)`` for the whole batch.
+
+        The returned rows must be matched back to their objects. PostgreSQL does
+        not promise RETURNING order, so the primary key is returned first: a key
+        the objects carry is looked up; a key from an integer identity/sequence
+        is assigned in the ``ORDER BY ord`` order, so sorting by it restores the
+        input order (SQLAlchemy's insertmanyvalues relies on the same rule).
+        Other generated keys (say a uuid server default) keep the per-row path.
+        """
+        pk = self.info.primary_key
+        self.pk_given = False
+        if not self.columns:
+            return None
+        # ColumnInfo overloads ==, so membership is tested by identity.
+        self.pk_given = any(c is pk for c in self.columns)
+        pk_generated = any(c is pk for c in self.returned)
+        if not self.pk_given and not (pk_generated and pk.column_type.python_type is int):
+            return None
+        aliases = [f"c{i}" for i in range(len(self.columns))]
+        arrays = ", ".join(f"%s::{c.column_type.sql_type}[]" for c in self.columns)
+        returning = ", ".join(c.ident for c in self.bulk_returned)
+        return (
+            f"INSERT INTO {self.info.quoted_name} ({names}) "
+            f"SELECT {', '.join(aliases)} FROM unnest({arrays}) "
+            f"WITH ORDINALITY AS v({', '.join(aliases)}, ord) ORDER BY ord "
+            f"RETURNING {returning}"
+        )
+
+    @property
+    def bulk_returned(self) -> tuple[ColumnInfo, ...]:
+        """Columns the bulk INSERT returns: the primary key, then the generated ones."""
+        pk = self.info.primary_key
+        return (pk, *(c for c in self.returned if c is not pk))
 
     def params(self) -> list[list[Any]]:
         adapters = [(c.name, c.column_type.adapt) for c in self.columns]
@@ -119,6 +155,26 @@ class InsertBatch:
                 ]
             )
         return rows
+
+    def column_arrays(self) -> list[list[Any]]:
+        """The batch as one list per column (the parameters of `bulk_sql`)."""
+        objects = self.objects
+        arrays = []
+        for column in self.columns:
+            name, adapt = column.name, column.column_type.adapt
+            values = [obj.__dict__[name] for obj in objects]
+            if adapt is not None:
+                values = [None if v is None else adapt(v) for v in values]
+            arrays.append(values)
+        return arrays
+
+    def match_returned(self, rows: list[Any]) -> list[Any]:
+        """Rows of the bulk INSERT in the order of `objects` (see `_bulk_sql`)."""
+        if self.pk_given:
+            by_key = {row[0]: row for row in rows}
+            key = self.info.primary_key.name
+            return [by_key[obj.__dict__[key]] for obj in self.objects]
+        return sorted(rows, key=lambda row: row[0])
 
 
 def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:

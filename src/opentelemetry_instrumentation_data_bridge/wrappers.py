@@ -235,6 +235,8 @@ async def execute_wrapper(
                 params = args[1] if len(args) > 1 else kwargs.get("params")
                 if params is not None:
                     span.set_attribute(SpanAttributes.DB_OPERATION_BATCH_SIZE, len(params))
+            elif kwargs.get("bulk_rows"):
+                span.set_attribute(SpanAttributes.DB_OPERATION_BATCH_SIZE, kwargs["bulk_rows"])
         except Exception as exc:
             telemetry.report_failure("describe a statement", exc)
     return await wrapped(*args, **kwargs)
