@@ -32,7 +32,14 @@ from data_bridge_core.loading import (
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
-from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, table_info
+from data_bridge_core.schema.table import (
+    STATE_KEY,
+    InstanceState,
+    ResultInfo,
+    Table,
+    state_of,
+    table_info,
+)
 from data_bridge_core.session import Result, Session, current_session
 
 __version__ = "0.1.0"
@@ -41,9 +48,11 @@ __version__ = "0.1.0"
 def inspect(obj: Table) -> InstanceState:
     """The ORM state of a model instance (read it, do not change it)."""
     state = getattr(obj, "__dict__", {}).get(STATE_KEY)
-    if not isinstance(state, InstanceState):
-        raise TypeError(f"inspect() takes a model instance, got {obj!r}")
-    return state
+    if isinstance(state, InstanceState):
+        return state
+    if isinstance(state, ResultInfo) and isinstance(obj, Table):
+        return state_of(obj)
+    raise TypeError(f"inspect() takes a model instance, got {obj!r}")
 
 
 __all__ = [

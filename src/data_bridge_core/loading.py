@@ -19,7 +19,12 @@ from data_bridge_core.relationships import (
     Relationship,
     set_loaded,
 )
-from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, table_info
+from data_bridge_core.schema.table import (
+    InstanceState,
+    Table,
+    state_of,
+    table_info,
+)
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -70,7 +75,7 @@ class StrategyOption(LoaderOption):
     def apply(self, instances: list[Table]) -> None:
         name = self.relationship.name
         for obj in instances:
-            state: InstanceState = obj.__dict__[STATE_KEY]
+            state: InstanceState = state_of(obj)
             if state.strategies is None:
                 state.strategies = {}
             state.strategies[name] = self.strategy

@@ -17,7 +17,12 @@ from data_bridge_core.errors import UnsupportedOperationError
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.expressions import Expression, OrderBy, compile_where
-from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, table_info
+from data_bridge_core.schema.table import (
+    InstanceState,
+    Table,
+    state_of,
+    table_info,
+)
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -315,7 +320,7 @@ class Query(Generic[M]):
             obj = session.identity_lookup(self._model, pk)
             if obj is None:
                 continue
-            state: InstanceState = obj.__dict__[STATE_KEY]
+            state: InstanceState = state_of(obj)
             for name, value in values.items():
                 if state.original is None:
                     state.original = {}

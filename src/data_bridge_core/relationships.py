@@ -19,7 +19,14 @@ from data_bridge_core.errors import (
     RelationshipError,
 )
 from data_bridge_core.schema import registry
-from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, table_info
+from data_bridge_core.schema.table import (
+    InstanceState,
+    Table,
+    own_state,
+    session_of,
+    state_of,
+    table_info,
+)
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.column import ColumnInfo
@@ -223,27 +230,27 @@ class Relationship:
         return self._select_in_sql
 
     def strategy_for(self, instance: Table) -> str:
-        state: InstanceState = instance.__dict__[STATE_KEY]
-        if state.strategies is not None:
+        state = own_state(instance)
+        if state is not None and state.strategies is not None:
             return state.strategies.get(self.name, self.strategy)
         return self.strategy
 
     def loaded_via(self, instance: Table) -> str | None:
-        state: InstanceState = instance.__dict__[STATE_KEY]
-        if state.loaded_via is None:
+        state = own_state(instance)
+        if state is None or state.loaded_via is None:
             return None
         return state.loaded_via.get(self.name)
 
     def is_loaded(self, instance: Table) -> bool:
         """True when awaiting the relationship would not run SQL."""
-        state: InstanceState = instance.__dict__[STATE_KEY]
-        if state.relations is not None and self.name in state.relations:
+        state = own_state(instance)
+        if state is not None and state.relations is not None and self.name in state.relations:
             return True
         if self.direction == MANY_TO_ONE:
             fk_value = instance.__dict__.get(self.fk.name)
             if fk_value is None:
                 return True
-            session = state.session
+            session = session_of(instance)
             return (
                 session is not None and session.identity_lookup(self.target, fk_value) is not None
             )
@@ -270,7 +277,7 @@ class Relationship:
         elif value is not None:
             self._check_target(value)
         set_loaded(instance, self.name, value, "assigned")
-        state: InstanceState = instance.__dict__[STATE_KEY]
+        state: InstanceState = state_of(instance)
         if self.direction == MANY_TO_ONE:
             target_pk = (
                 None
@@ -299,7 +306,7 @@ class Relationship:
 
     async def load(self, instance: Table) -> Any:
         """The value of ``await instance.<name>``: cached, or one SELECT."""
-        state: InstanceState = instance.__dict__[STATE_KEY]
+        state: InstanceState = state_of(instance)
         relations = state.relations
         if relations is not None and self.name in relations:
             return relations[self.name]
@@ -349,7 +356,7 @@ class Relationship:
 
 def set_loaded(instance: Table, name: str, value: Any, via: str, *, overwrite: bool = True) -> None:
     """Store a relationship value on an instance and remember how it was loaded."""
-    state: InstanceState = instance.__dict__[STATE_KEY]
+    state: InstanceState = state_of(instance)
     if state.relations is None:
         state.relations = {}
         state.loaded_via = {}
@@ -361,8 +368,8 @@ def set_loaded(instance: Table, name: str, value: Any, via: str, *, overwrite: b
 
 
 def _append_backref(target: Table, name: str, item: Table) -> None:
-    state: InstanceState = target.__dict__[STATE_KEY]
-    if state.relations is None or name not in state.relations:
+    state = own_state(target)
+    if state is None or state.relations is None or name not in state.relations:
         return  # not loaded: it will be read from the database when needed
     current = state.relations[name]
     if isinstance(current, list):

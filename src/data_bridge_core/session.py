@@ -32,6 +32,8 @@ from data_bridge_core.schema.table import (
     InstanceState,
     ResultInfo,
     Table,
+    own_state,
+    state_of,
     table_info,
 )
 from data_bridge_core.unit_of_work import (
@@ -104,6 +106,7 @@ class Session:
         self._touched: dict[Table, None] = {}
         # (object, columns the database generated for it) inserted in this transaction.
         self._inserted_in_tx: list[tuple[Table, list[str]]] = []
+        self._results: list[ResultInfo] = []  # shared states of hydrated rows
         self._deleted_in_tx: list[Table] = []
 
     # -- read-only state ------------------------------------------------------
@@ -180,11 +183,16 @@ class Session:
                 self._reset_after_rollback()
         finally:
             self._closed = True
+            for result in self._results:
+                result.session = None  # detaches every row still sharing it
+            self._results.clear()
             for model_map in self._identity.values():
                 for obj in model_map.values():
-                    obj.__dict__[STATE_KEY].session = None
+                    own = own_state(obj)
+                    if own is not None:
+                        own.session = None
             for obj in self._pending:
-                obj.__dict__[STATE_KEY].session = None
+                state_of(obj).session = None
             self._identity.clear()
             self._pending.clear()
             self._dirty.clear()
@@ -276,9 +284,10 @@ class Session:
         identity = self._identity.get(model)
         if identity is None:
             identity = self._identity[model] = {}
-        result = ResultInfo(result_size)
+        # Every row shares this object as its state until it needs its own.
+        result = ResultInfo(result_size, self)
+        self._results.append(result)
         new = object.__new__
-        session = self
 
         def hydrate(values: Sequence[Any]) -> M:
             pk = values[pk_index]
@@ -287,8 +296,8 @@ class Session:
                 return obj  # type: ignore[return-value]
             obj = new(model)
             d = obj.__dict__
-            d.update(zip(names, values, strict=True))
-            d[STATE_KEY] = InstanceState(session, result, True)
+            d.update(zip(names, values, strict=False))  # the SELECT lists these columns
+            d[STATE_KEY] = result
             identity[pk] = obj
             return obj
 
@@ -330,7 +339,7 @@ class Session:
         model_map = self._identity.get(model)
         obj = model_map.pop(pk, None) if model_map is not None else None
         if obj is not None:
-            state: InstanceState = obj.__dict__[STATE_KEY]
+            state: InstanceState = state_of(obj)
             state.persistent = False
             state.deleted = True
             self._dirty.pop(obj, None)
@@ -410,7 +419,7 @@ class Session:
 
     def expunge(self, obj: Table) -> None:
         """Detach one object from the session."""
-        state: InstanceState = obj.__dict__[STATE_KEY]
+        state: InstanceState = state_of(obj)
         if state.session is not self:
             raise InvalidStateError(f"{obj!r} is not in this session")
         for registry in (self._pending, self._dirty, self._deleted, self._related, self._touched):
@@ -444,7 +453,7 @@ class Session:
                 continue
             seen.add(id(obj))
             for other in related_objects(obj):
-                state: InstanceState = other.__dict__[STATE_KEY]
+                state: InstanceState = state_of(other)
                 if state.session is None and not state.persistent and not state.deleted:
                     self.add(other)
                     stack.append(other)
@@ -484,7 +493,7 @@ class Session:
             for obj in objects:
                 push_foreign_keys(obj)
         for obj in list(self._related):
-            if obj.__dict__[STATE_KEY].persistent:
+            if state_of(obj).persistent:
                 push_foreign_keys(obj)
         await self._update_dirty(order)
         await self._delete_marked(order)
@@ -518,7 +527,7 @@ class Session:
                     obj.__dict__.update(zip(names, row, strict=True))
             generated = [c.name for c in batch.returned]  # cleared again by a rollback
             for obj in batch.objects:
-                state: InstanceState = obj.__dict__[STATE_KEY]
+                state: InstanceState = state_of(obj)
                 state.persistent = True
                 state.inserted_in_tx = True
                 state.changed = None
@@ -529,7 +538,7 @@ class Session:
     async def _update_dirty(self, order: list[type[Table]]) -> None:
         groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
         for obj in self._dirty:
-            state: InstanceState = obj.__dict__[STATE_KEY]
+            state: InstanceState = state_of(obj)
             if not state.changed or obj in self._deleted:
                 continue
             pull_foreign_keys(obj)
@@ -550,7 +559,7 @@ class Session:
                     "a row was deleted by someone else"
                 )
             for obj in objects:
-                obj.__dict__[STATE_KEY].changed = None
+                state_of(obj).changed = None
         self._dirty.clear()
 
     async def _delete_marked(self, order: list[type[Table]]) -> None:
@@ -578,11 +587,11 @@ class Session:
         await self.flush()
         await self._end_transaction(commit=True)
         for obj in self._touched:
-            obj.__dict__[STATE_KEY].original = None
+            state_of(obj).original = None
         for obj, _ in self._inserted_in_tx:
-            obj.__dict__[STATE_KEY].inserted_in_tx = False
+            state_of(obj).inserted_in_tx = False
         for obj in self._deleted_in_tx:
-            obj.__dict__[STATE_KEY].session = None
+            state_of(obj).session = None
         self._touched.clear()
         self._inserted_in_tx.clear()
         self._deleted_in_tx.clear()
@@ -597,7 +606,7 @@ class Session:
 
     def _reset_after_rollback(self) -> None:
         for obj in self._deleted_in_tx:
-            state: InstanceState = obj.__dict__[STATE_KEY]
+            state: InstanceState = state_of(obj)
             if state.inserted_in_tx:
                 continue  # inserted and deleted in the same transaction: it never existed
             state.deleted = False
@@ -605,7 +614,7 @@ class Session:
             pk = obj.__dict__[table_info(type(obj)).primary_key.name]
             self._identity.setdefault(type(obj), {})[pk] = obj
         for obj, generated in self._inserted_in_tx:
-            state = obj.__dict__[STATE_KEY]
+            state = state_of(obj)
             info = table_info(type(obj))
             self._identity.get(type(obj), {}).pop(obj.__dict__.get(info.primary_key.name), None)
             for name in generated:  # back to "the database will assign it"
@@ -615,9 +624,9 @@ class Session:
             state.inserted_in_tx = False
             state.session = None
         for obj in self._pending:
-            obj.__dict__[STATE_KEY].session = None
+            state_of(obj).session = None
         for obj in self._touched:
-            state = obj.__dict__[STATE_KEY]
+            state = state_of(obj)
             if state.original:
                 obj.__dict__.update(state.original)
             state.original = None
@@ -625,9 +634,10 @@ class Session:
         # Relationship values may describe rows that no longer exist: load them again.
         for model_map in self._identity.values():
             for obj in model_map.values():
-                state = obj.__dict__[STATE_KEY]
-                state.relations = None
-                state.loaded_via = None
+                own = own_state(obj)
+                if own is not None:  # a shared state holds no relationship values
+                    own.relations = None
+                    own.loaded_via = None
         for registry in (self._pending, self._dirty, self._deleted, self._related, self._touched):
             registry.clear()
         self._inserted_in_tx.clear()

@@ -13,7 +13,12 @@ from typing import Any
 
 from data_bridge_core.relationships import MANY_TO_ONE, ONE_TO_MANY
 from data_bridge_core.schema.column import ColumnInfo
-from data_bridge_core.schema.table import STATE_KEY, InstanceState, Table, TableInfo, table_info
+from data_bridge_core.schema.table import (
+    Table,
+    TableInfo,
+    own_state,
+    table_info,
+)
 
 
 def dependency_order(models: Iterable[type[Table]]) -> list[type[Table]]:
@@ -41,8 +46,8 @@ def dependency_order(models: Iterable[type[Table]]) -> list[type[Table]]:
 
 def related_objects(obj: Table) -> list[Table]:
     """Objects assigned to the relationships of ``obj`` (for save cascades)."""
-    state: InstanceState = obj.__dict__[STATE_KEY]
-    if not state.relations:
+    state = own_state(obj)
+    if state is None or not state.relations:
         return []
     found: list[Table] = []
     for value in state.relations.values():
@@ -55,8 +60,8 @@ def related_objects(obj: Table) -> list[Table]:
 
 def pull_foreign_keys(obj: Table) -> None:
     """Copy the primary key of each related many-to-one object into ``obj``'s FK column."""
-    state: InstanceState = obj.__dict__[STATE_KEY]
-    if not state.relations:
+    state = own_state(obj)
+    if state is None or not state.relations:
         return
     info = table_info(type(obj))
     for name, value in state.relations.items():
@@ -70,8 +75,8 @@ def pull_foreign_keys(obj: Table) -> None:
 
 def push_foreign_keys(obj: Table) -> None:
     """Copy ``obj``'s primary key into the FK column of the children it was given."""
-    state: InstanceState = obj.__dict__[STATE_KEY]
-    if not state.relations:
+    state = own_state(obj)
+    if state is None or not state.relations:
         return
     info = table_info(type(obj))
     pk = obj.__dict__.get(info.primary_key.name)

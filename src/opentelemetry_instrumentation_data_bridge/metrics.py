@@ -54,6 +54,8 @@ class OrmMetrics:
             description="Session transaction time, from its first statement to commit/rollback",
         )
         self._transactions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        # (operation, table, error type, id(server)) -> (attrs, semconv attrs, server)
+        self._attributes: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], Any]] = {}
         meter.create_observable_up_down_counter(
             MetricNames.CLIENT_CONNECTION_COUNT,
             callbacks=[_pool_connections],
@@ -94,15 +96,27 @@ class OrmMetrics:
         error: BaseException | None,
         server: dict[str, Any],
     ) -> None:
-        attrs: dict[str, Any] = {SpanAttributes.DB_OPERATION_NAME: operation}
-        if table:
-            attrs[SpanAttributes.DB_COLLECTION_NAME] = table
-        self.query_duration.record(seconds * 1000.0, attrs)
-        self.query_count.add(1, attrs)
-        semconv = {SpanAttributes.DB_SYSTEM_NAME: DB_SYSTEM_VALUE, **attrs, **server}
+        error_type = None
         if error is not None:
             cls = type(error)
-            semconv[SpanAttributes.ERROR_TYPE] = f"{cls.__module__}.{cls.__qualname__}"
+            error_type = f"{cls.__module__}.{cls.__qualname__}"
+        # The attribute sets are few (operation x table x server x error type):
+        # build each once instead of on every call.
+        key = (operation, table, error_type, id(server))
+        cached = self._attributes.get(key)
+        if cached is None or cached[2] is not server:
+            attrs: dict[str, Any] = {SpanAttributes.DB_OPERATION_NAME: operation}
+            if table:
+                attrs[SpanAttributes.DB_COLLECTION_NAME] = table
+            semconv = {SpanAttributes.DB_SYSTEM_NAME: DB_SYSTEM_VALUE, **attrs, **server}
+            if error_type is not None:
+                semconv[SpanAttributes.ERROR_TYPE] = error_type
+            if len(self._attributes) > 4096:  # a safety net, never reached by sane schemas
+                self._attributes.clear()
+            cached = self._attributes[key] = (attrs, semconv, server)
+        attrs, semconv = cached[0], cached[1]
+        self.query_duration.record(seconds * 1000.0, attrs)
+        self.query_count.add(1, attrs)
         self.operation_duration.record(seconds, semconv)
         if rows is not None:
             self.returned_rows.record(rows, semconv)

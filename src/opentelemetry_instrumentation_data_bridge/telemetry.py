@@ -20,9 +20,9 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation._semconv import (
     _get_schema_url_for_signal_types,
@@ -151,32 +151,24 @@ def get_tracer() -> Tracer | None:
     """The data-bridge tracer, or None when tracing is disabled."""
     if not is_tracing_enabled():
         return None
-    tracer = _config.tracer
-    if tracer is None:
-        schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
-        tracer = trace.get_tracer(
-            SCOPE, __version__, _config.tracer_provider, schema_url=schema_url
-        )
-        _config.tracer = tracer
-    return tracer
+    return seam_tracer()
 
 
 def orm_metrics() -> OrmMetrics | None:
     """The ORM instruments on the configured meter (None when tracing is disabled)."""
-    meter = get_meter()
-    if meter is None:
+    if not is_tracing_enabled():
         return None
-    if _config.orm_metrics is None:
-        from opentelemetry_instrumentation_data_bridge.metrics import OrmMetrics
-
-        _config.orm_metrics = OrmMetrics(meter)
-    return _config.orm_metrics
+    return seam_metrics()
 
 
 def get_meter() -> metrics.Meter | None:
     """The data-bridge meter, or None when tracing is disabled."""
     if not is_tracing_enabled():
         return None
+    return _meter()
+
+
+def _meter() -> metrics.Meter:
     meter = _config.meter
     if meter is None:
         schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
@@ -252,49 +244,107 @@ def set_span_result(
         report_failure("set result attributes", exc)
 
 
-@contextmanager
-def _span(
-    name: str,
-    kind: SpanKind,
-    sampler_attributes: dict[str, Any],
-    details: Callable[[], dict[str, Any]],
-) -> Iterator[Span | None]:
-    """Start a span with what samplers need; add ``details()`` only if it records."""
-    if not is_instrumentation_enabled():
-        yield None
-        return
-    tracer = get_tracer()
-    if tracer is None:
-        yield None
-        return
-    attributes = {**_config.system_attributes, **sampler_attributes}
-    with tracer.start_as_current_span(
-        name,
-        kind=kind,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        if span.is_recording():
+class SpanScope:
+    """Starts a span, makes it current, ends it; ``with`` gives the span (or None).
+
+    A class rather than a generator context manager because it runs on every
+    ORM call: ``start_span`` plus an explicit context attach costs less than
+    ``start_as_current_span``. Attributes known before the call go in at start,
+    where samplers see them; ``details()`` is built only when the span records.
+    """
+
+    __slots__ = ("_attributes", "_details", "_kind", "_name", "_token", "_tracer", "span")
+
+    def __init__(
+        self,
+        tracer: Tracer | None,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        details: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._kind = kind
+        self._attributes = attributes
+        self._details = details
+        self.span: Span | None = None
+        self._token: object = None
+
+    def __enter__(self) -> Span | None:
+        tracer = self._tracer
+        if tracer is None:
+            return None
+        span = tracer.start_span(
+            self._name,
+            kind=self._kind,
+            attributes=self._attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        details = self._details
+        if details is not None and span.is_recording():
             try:
                 extra = details()
                 if extra:
                     span.set_attributes(extra)
             except Exception as exc:
-                report_failure(f"build attributes of {name}", exc)
+                report_failure(f"build attributes of {self._name}", exc)
+        self.span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        return span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        span = self.span
+        if span is None:
+            return
         try:
-            yield span
-        except BaseException as exc:
-            add_exception(span, exc)
-            raise
+            if exc is not None:
+                add_exception(span, exc)
+        finally:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            span.end()
+
+
+def _helper_tracer() -> Tracer | None:
+    """The tracer for the public helpers: None when suppressed or disabled."""
+    if not is_instrumentation_enabled():
+        return None
+    return get_tracer()
+
+
+def seam_tracer() -> Tracer:
+    """The tracer of the patched seams.
+
+    ``instrument()`` patches nothing when tracing is disabled, so unlike
+    `get_tracer` this does not read the environment on every call.
+    """
+    tracer = _config.tracer
+    if tracer is None:
+        schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
+        tracer = trace.get_tracer(
+            SCOPE, __version__, _config.tracer_provider, schema_url=schema_url
+        )
+        _config.tracer = tracer
+    return tracer
+
+
+def seam_metrics() -> OrmMetrics:
+    """The ORM instruments for the patched seams (see `seam_tracer`)."""
+    instruments = _config.orm_metrics
+    if instruments is None:
+        from opentelemetry_instrumentation_data_bridge.metrics import OrmMetrics
+
+        instruments = _config.orm_metrics = OrmMetrics(_meter())
+    return instruments
 
 
 def _present(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-@contextmanager
-def create_query_span(
+def query_span(
+    tracer: Tracer | None,
     operation: str,
     table: str | None = None,
     filters_count: int | None = None,
@@ -303,14 +353,11 @@ def create_query_span(
     order_by: str | None = None,
     statement: str | None = None,
     **attributes: Any,
-) -> Iterator[Span | None]:
-    """A ``db.query.<operation>`` span with the query attributes of the reference."""
-    sampler = _present(
-        {
-            SpanAttributes.DB_OPERATION_NAME: operation,
-            SpanAttributes.DB_COLLECTION_NAME: table,
-        }
-    )
+) -> SpanScope:
+    """The ``db.query.<operation>`` span shape (see `create_query_span`)."""
+    sampler = {**_config.system_attributes, SpanAttributes.DB_OPERATION_NAME: operation}
+    if table is not None:
+        sampler[SpanAttributes.DB_COLLECTION_NAME] = table
 
     def details() -> dict[str, Any]:
         extra = _present(
@@ -326,19 +373,42 @@ def create_query_span(
             _set_db_statement(extra, _truncate(statement), _config.mode)
         return extra
 
-    with _span(f"db.query.{operation}", SpanKind.CLIENT, sampler, details) as span:
-        yield span
+    return SpanScope(tracer, f"db.query.{operation}", SpanKind.CLIENT, sampler, details)
 
 
-@contextmanager
-def create_session_span(
+def create_query_span(
+    operation: str,
+    table: str | None = None,
+    filters_count: int | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    order_by: str | None = None,
+    statement: str | None = None,
+    **attributes: Any,
+) -> SpanScope:
+    """A ``db.query.<operation>`` span with the query attributes of the reference."""
+    return query_span(
+        _helper_tracer(),
+        operation,
+        table,
+        filters_count,
+        limit,
+        offset,
+        order_by,
+        statement,
+        **attributes,
+    )
+
+
+def session_span(
+    tracer: Tracer | None,
     operation: str,
     pending_count: int | None = None,
     dirty_count: int | None = None,
     deleted_count: int | None = None,
     **attributes: Any,
-) -> Iterator[Span | None]:
-    """A ``db.session.<operation>`` span with the session's state counts."""
+) -> SpanScope:
+    """The ``db.session.<operation>`` span shape (see `create_session_span`)."""
     kind = SpanKind.INTERNAL if operation in _SESSION_INTERNAL else SpanKind.CLIENT
 
     def details() -> dict[str, Any]:
@@ -351,13 +421,25 @@ def create_session_span(
             }
         )
 
-    sampler = {SpanAttributes.DB_SESSION_OPERATION: operation}
-    with _span(f"db.session.{operation}", kind, sampler, details) as span:
-        yield span
+    sampler = {**_config.system_attributes, SpanAttributes.DB_SESSION_OPERATION: operation}
+    return SpanScope(tracer, f"db.session.{operation}", kind, sampler, details)
 
 
-@contextmanager
-def create_relationship_span(
+def create_session_span(
+    operation: str,
+    pending_count: int | None = None,
+    dirty_count: int | None = None,
+    deleted_count: int | None = None,
+    **attributes: Any,
+) -> SpanScope:
+    """A ``db.session.<operation>`` span with the session's state counts."""
+    return session_span(
+        _helper_tracer(), operation, pending_count, dirty_count, deleted_count, **attributes
+    )
+
+
+def relationship_span(
+    tracer: Tracer | None,
     name: str,
     target_model: str | None = None,
     strategy: str | None = None,
@@ -365,10 +447,11 @@ def create_relationship_span(
     batch_count: int | None = None,
     depth: int = 0,
     **attributes: Any,
-) -> Iterator[Span | None]:
-    """A ``db.relationship.<strategy>`` span (select, selectinload, joined)."""
+) -> SpanScope:
+    """The ``db.relationship.<strategy>`` span shape (see `create_relationship_span`)."""
     strategy = strategy or "select"
     sampler = {
+        **_config.system_attributes,
         SpanAttributes.DB_RELATIONSHIP_NAME: name,
         SpanAttributes.DB_RELATIONSHIP_STRATEGY: strategy,
     }
@@ -386,8 +469,29 @@ def create_relationship_span(
             extra[SpanAttributes.DB_RELATIONSHIP_DEPTH] = depth
         return extra
 
-    with _span(f"db.relationship.{strategy}", SpanKind.CLIENT, sampler, details) as span:
-        yield span
+    return SpanScope(tracer, f"db.relationship.{strategy}", SpanKind.CLIENT, sampler, details)
+
+
+def create_relationship_span(
+    name: str,
+    target_model: str | None = None,
+    strategy: str | None = None,
+    fk_column: str | None = None,
+    batch_count: int | None = None,
+    depth: int = 0,
+    **attributes: Any,
+) -> SpanScope:
+    """A ``db.relationship.<strategy>`` span (select, selectinload, joined)."""
+    return relationship_span(
+        _helper_tracer(),
+        name,
+        target_model,
+        strategy,
+        fk_column,
+        batch_count,
+        depth,
+        **attributes,
+    )
 
 
 def _decorate(
@@ -421,10 +525,9 @@ def instrument_span(
     """Decorate a sync or async function with a span (default name ``module.function``)."""
     attrs = dict(attributes or {})
 
-    @contextmanager
-    def opener(span_name: str) -> Iterator[Span | None]:
-        with _span(span_name, SpanKind.INTERNAL, attrs, dict) as span:
-            yield span
+    def opener(span_name: str) -> SpanScope:
+        attributes = {**_config.system_attributes, **attrs}
+        return SpanScope(_helper_tracer(), span_name, SpanKind.INTERNAL, attributes)
 
     return _decorate(lambda f: name or f"{f.__module__}.{f.__qualname__}", opener)
 

@@ -22,12 +22,16 @@ Wrapped = Callable[..., Awaitable[Any]]
 Wrapper = Callable[[Wrapped, Any, tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
 
 _EAGER = frozenset({"selectinload", "joined"})
-_server_attributes: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_server_attributes: dict[int, dict[str, Any]] = {}
 
 
 def server_attributes(engine: Any) -> dict[str, Any]:
-    """db.namespace / server.address / server.port of an Engine (computed once per engine)."""
-    attrs = _server_attributes.get(engine)
+    """db.namespace / server.address / server.port of an Engine (computed once per engine).
+
+    Keyed by id() with a finalizer rather than a WeakKeyDictionary: this runs on
+    every ORM call, and a plain dict lookup is several times cheaper.
+    """
+    attrs = _server_attributes.get(id(engine))
     if attrs is None:
         attrs = {}
         if engine.database:
@@ -36,7 +40,8 @@ def server_attributes(engine: Any) -> dict[str, Any]:
             attrs[SpanAttributes.SERVER_ADDRESS] = engine.server_address
         if engine.server_port and engine.server_port != 5432:
             attrs[SpanAttributes.SERVER_PORT] = engine.server_port
-        _server_attributes[engine] = attrs
+        _server_attributes[id(engine)] = attrs
+        weakref.finalize(engine, _server_attributes.pop, id(engine), None)
     return attrs
 
 
@@ -51,15 +56,12 @@ def _record_metrics(
 ) -> None:
     """Metrics of one operation; the duration is the span's when the span recorded one."""
     try:
-        instruments = telemetry.orm_metrics()
-        if instruments is None:
-            return
         start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
         if start is not None and end is not None:
             seconds = (end - start) / 1e9
         else:
             seconds = (time.perf_counter_ns() - started_ns) / 1e9
-        instruments.record_operation(operation, table, seconds, rows, error, server)
+        telemetry.seam_metrics().record_operation(operation, table, seconds, rows, error, server)
     except Exception as exc:
         telemetry.report_failure("record metrics", exc)
 
@@ -82,7 +84,8 @@ def query_wrapper(operation: str) -> Wrapper:
         try:
             table = instance.table_name
             server = server_attributes(instance.session.engine)
-            span_cm = telemetry.create_query_span(
+            scope = telemetry.query_span(
+                telemetry.seam_tracer(),
                 operation,
                 table,
                 filters_count=instance.filters_count,
@@ -97,11 +100,14 @@ def query_wrapper(operation: str) -> Wrapper:
         started = time.perf_counter_ns()
         span = rows = error = None
         try:
-            with span_cm as span:
+            with scope as span:
                 result = await wrapped(*args, **kwargs)
-                rows = result if affected or operation == "count" else _rows(result)
-                if operation == "exists":
+                if affected or operation == "count":
+                    rows = result
+                elif operation == "exists":
                     rows = int(result)
+                else:
+                    rows = _rows(result)
                 if span is not None and span.is_recording():
                     if affected:
                         telemetry.set_span_result(span, affected_rows=result)
@@ -129,25 +135,24 @@ def session_wrapper(operation: str) -> Wrapper:
             return await wrapped(*args, **kwargs)
         try:
             if with_counts:
-                span_cm = telemetry.create_session_span(
+                scope = telemetry.session_span(
+                    telemetry.seam_tracer(),
                     operation,
                     pending_count=instance.pending_count,
                     dirty_count=instance.dirty_count,
                     deleted_count=instance.deleted_count,
                 )
             else:
-                span_cm = telemetry.create_session_span(operation)
+                scope = telemetry.session_span(telemetry.seam_tracer(), operation)
         except Exception as exc:
             telemetry.report_failure(f"describe db.session.{operation}", exc)
             return await wrapped(*args, **kwargs)
         try:
-            with span_cm:
+            with scope:
                 return await wrapped(*args, **kwargs)
         finally:
             if ends_transaction:
-                instruments = telemetry.orm_metrics()
-                if instruments is not None:
-                    instruments.transaction_ended(instance, operation)
+                telemetry.seam_metrics().transaction_ended(instance, operation)
 
     return wrapper
 
@@ -166,7 +171,8 @@ async def lazy_load_wrapper(
         traced = not (via in _EAGER or (via is None and instance.strategy_for(obj) == "noload"))
         if traced:
             cache_hit = instance.is_loaded(obj)
-            span_cm = telemetry.create_relationship_span(
+            scope = telemetry.relationship_span(
+                telemetry.seam_tracer(),
                 instance.name,
                 target_model=instance.target_name,
                 strategy="select",
@@ -179,7 +185,7 @@ async def lazy_load_wrapper(
         if via in _EAGER:
             n_plus_one.record_eager_use(instance)
         return await wrapped(*args, **kwargs)
-    with span_cm as span:
+    with scope as span:
         value = await wrapped(*args, **kwargs)
         if span is not None and span.is_recording():
             telemetry.set_span_result(span, count=_rows(value), cache_hit=cache_hit)
@@ -198,7 +204,8 @@ async def eager_load_wrapper(
     try:
         batch = args[0] if args else kwargs["batch"]
         rel = instance.relationship
-        span_cm = telemetry.create_relationship_span(
+        scope = telemetry.relationship_span(
+            telemetry.seam_tracer(),
             rel.name,
             target_model=rel.target_name,
             strategy=instance.strategy,
@@ -209,7 +216,7 @@ async def eager_load_wrapper(
     except Exception as exc:
         telemetry.report_failure("describe an eager load", exc)
         return await wrapped(*args, **kwargs)
-    with span_cm as span:
+    with scope as span:
         related = await wrapped(*args, **kwargs)
         if span is not None and span.is_recording():
             telemetry.set_span_result(span, count=len(related))
@@ -222,9 +229,7 @@ async def execute_wrapper(
 ) -> Any:
     """SQL reaching the driver: statement text and batch size on the enclosing ORM span."""
     if not instance.in_transaction:
-        instruments = telemetry.orm_metrics()
-        if instruments is not None:
-            instruments.transaction_started(instance)
+        telemetry.seam_metrics().transaction_started(instance)
     span = trace.get_current_span()
     if span.is_recording() and is_instrumentation_enabled():
         try:

@@ -12,6 +12,7 @@ from core_fixtures import Post, StatementLog, User, fetch, seed
 from data_bridge_core import (
     Column,
     DatabaseError,
+    InvalidStateError,
     Engine,
     IntegrityError,
     NoSessionError,
@@ -254,3 +255,28 @@ async def test_bulk_insert_failure_writes_nothing(engine: Engine, schema: str) -
         with pytest.raises(IntegrityError):
             await session.commit()
     assert await fetch(schema, "SELECT count(*) FROM users") == [(0,)]
+
+
+async def test_rows_of_one_result_keep_separate_state(engine: Engine, sql: StatementLog) -> None:
+    await seed(engine, users=3, posts=0, comments=0)
+    async with Session(engine) as session:
+        users = await session.find(User).order_by(User.id).to_list()
+        assert [inspect(u).session for u in users] == [session] * 3
+        assert [inspect(u).result_size for u in users] == [3, 3, 3]
+        users[1].age = 99
+        assert [inspect(u).modified for u in users] == [
+            frozenset(),
+            frozenset({"age"}),
+            frozenset(),
+        ]
+        sql.clear()
+        await session.commit()
+        assert len(sql.statements) == 1 and sql.statements[0].startswith('UPDATE "users"')
+        assert await session.find(User, User.age == 99).count() == 1
+    # Closing detaches every row, whether or not it ever needed its own state.
+    assert [inspect(u).session for u in users] == [None, None, None]
+    async with Session(engine) as session:
+        fresh = await session.find(User).to_list()  # never inspected while open
+    assert [inspect(u).session for u in fresh] == [None, None, None]
+    with pytest.raises(InvalidStateError, match="not attached to a session"):
+        await fresh[0].posts

@@ -33,12 +33,18 @@ STATE_KEY = "_db_state"
 
 
 class ResultInfo:
-    """Shared by every object hydrated from one result: how many rows it had."""
+    """Shared by every object hydrated from one result: how many rows it had.
 
-    __slots__ = ("size",)
+    It is also the state of those objects until one needs its own (see
+    `state_of`): hydration stores this one shared object instead of building
+    an `InstanceState` per row, which halves the cost of a row.
+    """
 
-    def __init__(self, size: int = 0) -> None:
+    __slots__ = ("session", "size")
+
+    def __init__(self, size: int = 0, session: Session | None = None) -> None:
         self.size = size
+        self.session = session
 
 
 class InstanceState:
@@ -86,6 +92,27 @@ class InstanceState:
     @property
     def result_size(self) -> int | None:
         return None if self.result is None else self.result.size
+
+
+def state_of(obj: Table) -> InstanceState:
+    """The instance's own state, made on first need for rows sharing their result's."""
+    d = obj.__dict__
+    state = d[STATE_KEY]
+    if state.__class__ is InstanceState:
+        return state
+    own = d[STATE_KEY] = InstanceState(state.session, state, True)
+    return own
+
+
+def own_state(obj: Table) -> InstanceState | None:
+    """The instance's own state, or None while it shares its result's (nothing to read)."""
+    state = obj.__dict__[STATE_KEY]
+    return state if state.__class__ is InstanceState else None
+
+
+def session_of(obj: Table) -> Session | None:
+    """The session an instance belongs to, without making it its own state."""
+    return obj.__dict__[STATE_KEY].session  # type: ignore[no-any-return]
 
 
 class TableInfo:
@@ -281,7 +308,9 @@ class Table:
         d = self.__dict__
         old = d.get(name, MISSING)
         d[name] = value
-        state: InstanceState = d[STATE_KEY]
+        state = d[STATE_KEY]
+        if state.__class__ is not InstanceState:
+            state = state_of(self)
         if state.persistent and (old is MISSING or old != value or type(old) is not type(value)):
             if state.original is None:
                 state.original = {}
