@@ -42,6 +42,7 @@ async def _profile(system_name: str, workload: str, repeat: int) -> str:
     schema = create_schema()
     try:
         await system.setup(schema)
+        system.activate()
         run = _workload(system, workload)
         await run()  # warm-up
         profiler = Profiler(interval=0.0001, async_mode="enabled")
@@ -49,6 +50,7 @@ async def _profile(system_name: str, workload: str, repeat: int) -> str:
         for _ in range(repeat):
             await run()
         profiler.stop()
+        system.deactivate()
         await system.teardown()
     finally:
         drop_schema(schema)

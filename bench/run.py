@@ -17,7 +17,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import overhead, report
 from bench.schema import USERS, create_schema, drop_schema
 from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
 
@@ -69,52 +69,64 @@ def build_systems(providers: dict[str, Any]) -> list[Any]:
     ]
 
 
-async def _time(fn: Any, per: int, rounds: int) -> dict[str, float]:
-    await fn()  # warm-up: prepared statements, caches
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        await fn()
-        samples.append((time.perf_counter_ns() - start) / 1000 / per)
-    return {"median_us": statistics.median(samples), "min_us": min(samples), "max_us": max(samples)}
+def _workloads(system: Any, ids: list[int]) -> list[tuple[str, Any, int]]:
+    """(workload, coroutine function, operations per call) for one system."""
+    return [
+        (WORKLOADS[0], lambda: system.w1(ids), len(ids)),
+        (WORKLOADS[1], system.w2, 1),
+        (WORKLOADS[2], system.w3, 1),
+        (WORKLOADS[3], lambda: system.w4(1000), 1),
+        (WORKLOADS[4], system.w5_lazy, 1),
+        (WORKLOADS[5], system.w5_eager, 1),
+        (WORKLOADS[6], lambda: system.w6(ids[0]), 1),
+    ]
 
 
-async def run_system(system: Any, schema: str, rounds: int, ops: int) -> dict[str, Any]:
-    await system.setup(schema)
-    try:
-        ids = [1 + (i * 37) % USERS for i in range(ops)]
-        cells = {
-            WORKLOADS[0]: await _time(lambda: system.w1(ids), len(ids), rounds),
-            WORKLOADS[1]: await _time(system.w2, 1, rounds),
-            WORKLOADS[2]: await _time(system.w3, 1, rounds),
-            WORKLOADS[3]: await _time(lambda: system.w4(1000), 1, rounds),
-            WORKLOADS[4]: await _time(system.w5_lazy, 1, rounds),
-            WORKLOADS[5]: await _time(system.w5_eager, 1, rounds),
-            WORKLOADS[6]: await _time(lambda: system.w6(ids[0]), 1, rounds),
-        }
-        cells[WORKLOADS[4]]["queries"] = await system.w5_lazy()
-        cells[WORKLOADS[5]]["queries"] = await system.w5_eager()
-        return cells
-    finally:
-        await system.teardown()
-
-
-def span_floor(provider: Any, count: int) -> float:
-    """µs for one bare SDK span with six attributes, on the recording provider."""
-    tracer = provider.get_tracer("floor")
-    attrs = {
-        "db.system": "postgresql",
-        "db.operation.name": "find",
-        "db.collection.name": "users",
-        "db.query.filters_count": 1,
-        "db.query.limit": 1,
-        "db.result.count": 1,
+async def run_interleaved(
+    systems: list[Any], schema: str, rounds: int, ops: int
+) -> dict[str, dict[str, Any]]:
+    """Every round runs every system once, in turn: a slow spell of the shared
+    machine then lands on all systems alike instead of on whichever ran then."""
+    ids = [1 + (i * 37) % USERS for i in range(ops)]
+    samples: dict[str, dict[str, list[float]]] = {
+        s.name: {w: [] for w in WORKLOADS} for s in systems
     }
-    start = time.perf_counter_ns()
-    for _ in range(count):
-        with tracer.start_as_current_span("db.query.find", attributes=attrs):
-            pass
-    return (time.perf_counter_ns() - start) / 1000 / count
+    for system in systems:
+        await system.setup(schema)
+    try:
+        for round_no in range(rounds + 1):  # round 0 warms up (prepared statements, caches)
+            for system in systems:
+                system.activate()
+                try:
+                    for workload, run, per in _workloads(system, ids):
+                        start = time.perf_counter_ns()
+                        await run()
+                        if round_no:
+                            elapsed = (time.perf_counter_ns() - start) / 1000 / per
+                            samples[system.name][workload].append(elapsed)
+                finally:
+                    system.deactivate()
+        results: dict[str, dict[str, Any]] = {}
+        for system in systems:
+            system.activate()
+            try:
+                cells = {
+                    w: {
+                        "median_us": statistics.median(v),
+                        "min_us": min(v),
+                        "max_us": max(v),
+                    }
+                    for w, v in samples[system.name].items()
+                }
+                cells[WORKLOADS[4]]["queries"] = await system.w5_lazy()
+                cells[WORKLOADS[5]]["queries"] = await system.w5_eager()
+            finally:
+                system.deactivate()
+            results[system.name] = cells
+        return results
+    finally:
+        for system in systems:
+            await system.teardown()
 
 
 async def hydration_memory(schema: str) -> dict[str, int]:
@@ -140,12 +152,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     providers = _providers()
     schema = create_schema()
     try:
-        results: dict[str, Any] = {}
-        for system in build_systems(providers):
-            if args.only and system.name not in args.only:
-                continue
-            results[system.name] = await run_system(system, schema, rounds, ops)
-        floor = span_floor(providers["recording"], 200 if args.quick else 5000)
+        systems = [s for s in build_systems(providers) if not args.only or s.name in args.only]
+        results = await run_interleaved(systems, schema, rounds, ops)
+        probe_count, probe_rounds = (200, 3) if args.quick else (3000, 9)
+        seam = await overhead.seam_overhead(providers, schema, probe_count, probe_rounds)
+        floor = overhead.span_floor(providers["recording"], probe_count, probe_rounds)
+        n1_cost = await overhead.n1_detection_cost(schema, 2 if args.quick else 50, probe_rounds)
         memory = await hydration_memory(schema)
     finally:
         drop_schema(schema)
@@ -156,6 +168,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "workloads": list(WORKLOADS),
         "results": results,
         "span_floor_us": floor,
+        "seam_overhead_us": seam,
+        "n1_detection_us": n1_cost,
         "memory_peak_bytes": memory,
     }
 

@@ -27,6 +27,12 @@ class RawPsycopg:
     async def teardown(self) -> None:
         await self.conn.close()
 
+    def activate(self) -> None:
+        pass
+
+    def deactivate(self) -> None:
+        pass
+
     async def w1(self, ids: list[int]) -> None:
         async with self.conn.transaction():
             for pk in ids:
@@ -142,15 +148,22 @@ class DataBridge:
 
         self.m = orm_models
         self.engine = Engine(DSN, min_size=1, max_size=1, options=f"-c search_path={schema}")
+
+    def activate(self) -> None:
+        """Instrumentation is process-wide: each variant switches it on for its own turn."""
         if self._instrument is not None:
             self.instrumentor = self._instrument()
             if self._then_uninstrument:
                 self.instrumentor.uninstrument()
                 self.instrumentor = None
 
-    async def teardown(self) -> None:
+    def deactivate(self) -> None:
         if self.instrumentor is not None:
             self.instrumentor.uninstrument()
+            self.instrumentor = None
+
+    async def teardown(self) -> None:
+        self.deactivate()
         await self.engine.dispose()
 
     async def w1(self, ids: list[int]) -> None:
@@ -270,6 +283,12 @@ class SqlAlchemy:
         if self.instrumentor is not None:
             self.instrumentor.uninstrument()
         await self.engine.dispose()
+
+    def activate(self) -> None:
+        pass  # instrumentation is per engine: set up once
+
+    def deactivate(self) -> None:
+        pass
 
     async def w1(self, ids: list[int]) -> None:
         async with self.sessions() as s:

@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import ExecStatus
 from psycopg.rows import RowFactory
 
 from data_bridge_core.engine import Engine
@@ -50,6 +51,9 @@ M = TypeVar("M", bound=Table)
 
 _current: ContextVar[Session | None] = ContextVar("data_bridge_current_session", default=None)
 _cursor_names = itertools.count(1)
+
+
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 def current_session() -> Session:
@@ -267,7 +271,9 @@ class Session:
                         break
                 return Result(rows, rowcount, statement, len(param_rows))
             await cur.execute(statement, params if params is not None else (), binary=True)
-            rows = await cur.fetchall() if cur.description is not None else []
+            # pgresult.status is a plain read; cur.description builds column objects.
+            result = cur.pgresult
+            rows = await cur.fetchall() if result and result.status == TUPLES_OK else []
             return Result(rows, cur.rowcount, statement, bulk_rows)
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc

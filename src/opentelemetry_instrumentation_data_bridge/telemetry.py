@@ -102,7 +102,12 @@ def configure(
     config = _Config()
     config.tracer_provider = tracer_provider
     config.meter_provider = meter_provider
-    config.capture_statement = capture_statement
+    # Read once here: statement capture is asked about on every SQL statement.
+    config.capture_statement = (
+        capture_statement
+        if capture_statement is not None
+        else env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)
+    )
     config.mode = _stability_mode()
     system: dict[str, Any] = {}
     _set_db_system(system, DB_SYSTEM_VALUE, config.mode)
@@ -136,7 +141,8 @@ def system_attributes() -> dict[str, Any]:
 
 
 def statement_capture_enabled() -> bool:
-    """capture_statement given to instrument(), else DATA_BRIDGE_CAPTURE_STATEMENT."""
+    """capture_statement given to instrument(), else DATA_BRIDGE_CAPTURE_STATEMENT
+    as it was when instrument() (or `configure`) ran."""
     if _config.capture_statement is not None:
         return _config.capture_statement
     return env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)

@@ -12,9 +12,9 @@ from core_fixtures import Post, StatementLog, User, fetch, seed
 from data_bridge_core import (
     Column,
     DatabaseError,
-    InvalidStateError,
     Engine,
     IntegrityError,
+    InvalidStateError,
     NoSessionError,
     Session,
     SessionClosedError,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
 from typing import Any
 
-from opentelemetry_instrumentation_data_bridge.n_plus_one import report
+from opentelemetry_instrumentation_data_bridge.n_plus_one import report, scopes
+from opentelemetry_instrumentation_data_bridge.n_plus_one import settings as settings_module
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
     CallSite,
     Finding,
@@ -33,27 +35,52 @@ _LIBRARY_MARKERS = (
 )
 
 
-def call_site() -> CallSite:
-    """The first frame outside the ORM, the instrumentation, asyncio and wrapt.
+_library_file: dict[str, bool] = {}  # filename -> inside a library (bounded by the code base)
 
-    A frame walk of a few steps: no stack is captured or stored.
-    """
-    frame = sys._getframe(2)
+
+def user_frame(frame: FrameType | None) -> FrameType | None:
+    """From ``frame`` outwards, the first frame outside the ORM, the instrumentation,
+    asyncio and wrapt (the user's line). A walk of a few steps: no stack is
+    captured or stored, and each file's verdict is remembered."""
+    library = _library_file
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not any(marker in filename for marker in _LIBRARY_MARKERS):
-            return CallSite(filename, frame.f_lineno, frame.f_code.co_name)
-        frame = frame.f_back  # type: ignore[assignment]
-    return CallSite("<unknown>", 0, "<unknown>")
+        inside = library.get(filename)
+        if inside is None:
+            inside = library[filename] = any(m in filename for m in _LIBRARY_MARKERS)
+        if not inside:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _describe(frame: FrameType | None) -> CallSite:
+    if frame is None:
+        return CallSite("<unknown>", 0, "<unknown>")
+    return CallSite(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+_inspect: Any = None
+
+
+def _load_inspect() -> Any:
+    """data_bridge_core.inspect, imported on first use (the helpers work without the ORM)."""
+    global _inspect
+    from data_bridge_core import inspect
+
+    _inspect = inspect
+    return inspect
 
 
 def record_lazy_load(relationship: Any, parent: Any) -> None:
-    """A lazy load ran SQL for ``parent``: count it at its call site."""
-    settings = n1_settings()
-    if not settings.enabled or is_ignored():
-        return
-    from data_bridge_core import inspect  # lazy: the telemetry helpers work without the ORM
+    """A lazy load ran SQL for ``parent``: count it at its call site.
 
+    This runs on every lazy load, so the common path is kept to plain reads.
+    """
+    settings = settings_module._settings
+    if not settings.enabled or scopes._ignored.get():
+        return
+    inspect = _inspect or _load_inspect()
     size = inspect(parent).result_size
     if size is None or size < 2:
         return  # from get()/first() or built in Python: a loop over it is not N+1
@@ -64,8 +91,11 @@ def record_lazy_load(relationship: Any, parent: Any) -> None:
     scope = current_scope()
     if scope is None:
         return
-    site_of_call = call_site()
-    key = (model, name, site_of_call.filepath, site_of_call.lineno)
+    frame = user_frame(sys._getframe(1))
+    if frame is None:
+        key = (model, name, "<unknown>", 0)
+    else:
+        key = (model, name, frame.f_code.co_filename, frame.f_lineno)
     site = scope.sites.get(key)
     if site is None:
         if len(scope.sites) >= MAX_SITES_PER_SCOPE:
@@ -80,6 +110,7 @@ def record_lazy_load(relationship: Any, parent: Any) -> None:
     if site.count < settings.threshold:
         return
     site.parents.clear()  # from here on the count is all we need
+    site_of_call = _describe(frame)
     finding = Finding(
         model,
         name,
@@ -103,7 +134,7 @@ def record_eager_load(relationship: Any, strategy: str) -> None:
     scope = current_scope()
     if scope is None:
         return
-    site_of_call = call_site()
+    site_of_call = _describe(user_frame(sys._getframe(1)))
     model = relationship.owner.__name__
     key = (model, relationship.name, site_of_call.filepath, site_of_call.lineno)
     if key in scope.eager_loads or len(scope.eager_loads) >= MAX_SITES_PER_SCOPE:

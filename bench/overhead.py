@@ -1,0 +1,110 @@
+"""Probes of the instrumentation's own cost, without the database's noise.
+
+A database round trip on these machines varies by more than the few
+microseconds a span costs, so besides the W1 differences of the table the
+suite measures the patched seam directly: the instrumentor's real wrapper
+around a coroutine that returns at once, against the same coroutine
+unwrapped, interleaved round by round with the bare-span floor. N+1
+detection is measured the same way: `record_lazy_load` on real hydrated
+parents, per lazy load.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+ATTRS = {
+    "db.system": "postgresql",
+    "db.operation.name": "find",
+    "db.collection.name": "users",
+    "db.query.filters_count": 1,
+    "db.query.limit": 1,
+    "db.result.count": 1,
+}
+
+
+def _floor_once(provider: Any, count: int) -> float:
+    """µs for one bare SDK span with six attributes (``start_as_current_span``)."""
+    tracer = provider.get_tracer("floor")
+    start = time.perf_counter_ns()
+    for _ in range(count):
+        with tracer.start_as_current_span("db.query.find", attributes=ATTRS):
+            pass
+    return (time.perf_counter_ns() - start) / 1000 / count
+
+
+def span_floor(provider: Any, count: int, rounds: int) -> float:
+    """Median over rounds of `_floor_once` (the floor the targets are stated against)."""
+    return statistics.median(_floor_once(provider, count) for _ in range(rounds))
+
+
+async def seam_overhead(
+    providers: dict[str, Any], schema: str, count: int, rounds: int
+) -> dict[str, float]:
+    """Median µs per call: the span floor, and the query seam's extra when
+    recording and when sampled out (wrapper minus the bare coroutine)."""
+    from bench import orm_models as m
+    from bench.schema import DSN
+    from data_bridge_core import Engine, Session
+    from opentelemetry_instrumentation_data_bridge import telemetry, wrappers
+
+    engine = Engine(DSN, min_size=0, max_size=1, options=f"-c search_path={schema}")
+    session = Session(engine)
+    query = session.find(m.User).filter(m.User.id == 3).limit(1)
+    seam = wrappers.query_wrapper("find")
+    rows = [object()]
+
+    async def bare() -> list[object]:
+        return rows
+
+    async def loop(call: Any) -> float:
+        start = time.perf_counter_ns()
+        for _ in range(count):
+            await call()
+        return (time.perf_counter_ns() - start) / 1000 / count
+
+    samples: dict[str, list[float]] = {"floor": [], "recording": [], "sampled_out": []}
+    try:
+        for _ in range(rounds):
+            base = await loop(bare)
+            samples["floor"].append(_floor_once(providers["recording"], count))
+            for name in ("recording", "sampled_out"):
+                telemetry.configure(tracer_provider=providers[name])
+                samples[name].append(await loop(lambda: seam(bare, query, (), {})) - base)
+    finally:
+        telemetry.reset()
+        await session.close()
+        await engine.dispose()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+async def n1_detection_cost(schema: str, pages: int, rounds: int) -> float:
+    """Median µs that N+1 detection adds to one lazy load (a page of 100 parents
+    per scope: counting, the call-site walk, one warning, the final count)."""
+    from bench import orm_models as m
+    from bench.schema import DSN
+    from data_bridge_core import Engine, Session
+    from opentelemetry_instrumentation_data_bridge import n_plus_one
+
+    engine = Engine(DSN, min_size=0, max_size=1, options=f"-c search_path={schema}")
+    relationship = m.User.posts
+    samples = []
+    try:
+        async with Session(engine) as session:
+            parents = await session.find(m.User).limit(100).to_list()
+            n_plus_one.configure_n1_detection(threshold=5, mode="span")
+            for round_no in range(rounds + 1):  # round 0 warms up (first-use imports)
+                start = time.perf_counter_ns()
+                for _ in range(pages):
+                    with n_plus_one.n1_scope():
+                        for parent in parents:
+                            n_plus_one.record_lazy_load(relationship, parent)
+                elapsed = time.perf_counter_ns() - start
+                if round_no:
+                    samples.append(elapsed / 1000 / (pages * len(parents)))
+    finally:
+        n_plus_one.configure_n1_detection()
+        await engine.dispose()
+    return statistics.median(samples)
