@@ -181,20 +181,23 @@ class Session:
         """Roll back anything uncommitted, give the connection back, detach all objects."""
         if self._closed:
             return
+        detached = False
         try:
             if self._conn is not None:
                 await self._end_transaction(commit=False)
-                self._reset_after_rollback()
+                self._reset_after_rollback(detach=True)
+                detached = True
         finally:
             self._closed = True
             for result in self._results:
                 result.session = None  # detaches every row still sharing it
             self._results.clear()
-            for model_map in self._identity.values():
-                for obj in model_map.values():
-                    own = own_state(obj)
-                    if own is not None:
-                        own.session = None
+            if not detached:
+                for model_map in self._identity.values():
+                    for obj in model_map.values():
+                        own = own_state(obj)
+                        if own is not None:
+                            own.session = None
             for obj in self._pending:
                 state_of(obj).session = None
             self._identity.clear()
@@ -378,9 +381,9 @@ class Session:
     def add(self, obj: Table) -> None:
         """Schedule a new object for INSERT (objects linked to it follow at flush)."""
         self._check_open()
-        state: InstanceState | None = getattr(obj, "__dict__", {}).get(STATE_KEY)
-        if state is None or not isinstance(obj, Table):
+        if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
             raise TypeError(f"add() takes model instances, got {obj!r}")
+        state = state_of(obj)
         if state.session is self:
             if obj in self._deleted:
                 del self._deleted[obj]
@@ -412,9 +415,9 @@ class Session:
     async def delete(self, obj: Table) -> None:
         """Mark an object for DELETE at the next flush (a pending one is just dropped)."""
         self._check_open()
-        state: InstanceState | None = getattr(obj, "__dict__", {}).get(STATE_KEY)
-        if state is None:
+        if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
             raise TypeError(f"delete() takes model instances, got {obj!r}")
+        state = state_of(obj)
         if state.session is not self:
             raise InvalidStateError(f"{obj!r} is not in this session")
         if obj in self._pending:
@@ -610,7 +613,7 @@ class Session:
         finally:
             self._reset_after_rollback()
 
-    def _reset_after_rollback(self) -> None:
+    def _reset_after_rollback(self, *, detach: bool = False) -> None:
         for obj in self._deleted_in_tx:
             state: InstanceState = state_of(obj)
             if state.inserted_in_tx:
@@ -638,12 +641,15 @@ class Session:
             state.original = None
             state.changed = None
         # Relationship values may describe rows that no longer exist: load them again.
+        # (One pass over the identity map, inlined: it visits every loaded row.)
         for model_map in self._identity.values():
             for obj in model_map.values():
-                own = own_state(obj)
-                if own is not None:  # a shared state holds no relationship values
+                own = obj.__dict__[STATE_KEY]
+                if own.__class__ is InstanceState:  # a shared state holds no relations
                     own.relations = None
                     own.loaded_via = None
+                    if detach:
+                        own.session = None
         for registry in (self._pending, self._dirty, self._deleted, self._related, self._touched):
             registry.clear()
         self._inserted_in_tx.clear()

@@ -183,20 +183,21 @@ class InsertBatch:
 
 
 def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
-    """Group the new objects of one model by the columns their INSERT must name."""
+    """Group the new objects of one model by the columns their INSERT must name.
+
+    Only database-generated columns can be left out (when they hold no value),
+    so an object's group is decided by which of those few are None.
+    """
     info = table_info(model)
-    batches: dict[tuple[str, ...], InsertBatch] = {}
+    generated = [c.name for c in info.generated]
+    batches: dict[tuple[bool, ...], InsertBatch] = {}
     for obj in objects:
         d = obj.__dict__
-        columns = tuple(
-            c
-            for c in info.columns.values()
-            # Leave out database-generated columns that have no value yet.
-            if not (c.database_generated and d.get(c.name) is None)
-        )
-        key = tuple(c.name for c in columns)
+        key = tuple([d.get(name) is None for name in generated])
         batch = batches.get(key)
         if batch is None:
+            omitted = {name for name, empty in zip(generated, key, strict=True) if empty}
+            columns = tuple(c for c in info.columns.values() if c.name not in omitted)
             batch = batches[key] = InsertBatch(info, columns)
         batch.objects.append(obj)
     return list(batches.values())

@@ -257,7 +257,9 @@ async def test_bulk_insert_failure_writes_nothing(engine: Engine, schema: str) -
     assert await fetch(schema, "SELECT count(*) FROM users") == [(0,)]
 
 
-async def test_rows_of_one_result_keep_separate_state(engine: Engine, sql: StatementLog) -> None:
+async def test_rows_of_one_result_keep_separate_state(
+    engine: Engine, schema: str, sql: StatementLog
+) -> None:
     await seed(engine, users=3, posts=0, comments=0)
     async with Session(engine) as session:
         users = await session.find(User).order_by(User.id).to_list()
@@ -280,3 +282,9 @@ async def test_rows_of_one_result_keep_separate_state(engine: Engine, sql: State
     assert [inspect(u).session for u in fresh] == [None, None, None]
     with pytest.raises(InvalidStateError, match="not attached to a session"):
         await fresh[0].posts
+    # A detached row (never given its own state) can join a new session and be saved.
+    async with Session(engine) as session:
+        session.add(fresh[2])
+        fresh[2].age = 77
+        await session.commit()
+    assert await fetch(schema, "SELECT count(*) FROM users WHERE age = 77") == [(1,)]

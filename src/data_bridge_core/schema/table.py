@@ -142,6 +142,8 @@ class TableInfo:
         self.primary_key = pks[0]
         self.pk_index = self.field_names.index(self.primary_key.name)
         self.select_list = ", ".join(c.quoted for c in columns.values())
+        # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).
+        self.generated = tuple(c for c in columns.values() if c.database_generated)
         self.required = [
             c.name
             for c in columns.values()
