@@ -223,6 +223,20 @@ def add_exception(span: Span | None, exception: BaseException) -> None:
         report_failure("record an exception", exc)
 
 
+def _result_attributes(
+    count: int | None, affected_rows: int | None, cache_hit: bool | None
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    if count is not None:
+        attrs[SpanAttributes.DB_RESULT_COUNT] = count
+        attrs[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = count
+    if affected_rows is not None:
+        attrs[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
+    if cache_hit is not None:
+        attrs[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
+    return attrs
+
+
 def set_span_result(
     span: Span | None,
     count: int | None = None,
@@ -234,14 +248,7 @@ def set_span_result(
     if span is None or not span.is_recording():
         return
     try:
-        attrs: dict[str, Any] = {}
-        if count is not None:
-            attrs[SpanAttributes.DB_RESULT_COUNT] = count
-            attrs[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = count
-        if affected_rows is not None:
-            attrs[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
-        if cache_hit is not None:
-            attrs[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
+        attrs = _result_attributes(count, affected_rows, cache_hit)
         for key, value in kwargs.items():
             if value is not None:
                 attrs[key] = value
@@ -256,10 +263,22 @@ class SpanScope:
     A class rather than a generator context manager because it runs on every
     ORM call: ``start_span`` plus an explicit context attach costs less than
     ``start_as_current_span``. Attributes known before the call go in at start,
-    where samplers see them; ``details()`` is built only when the span records.
+    where samplers see them. When the span records, ``details()`` and the
+    result given to `set_result` are added in one ``set_attributes`` at the end
+    (each SDK call takes the span's lock); when it does not, neither is built.
     """
 
-    __slots__ = ("_attributes", "_details", "_kind", "_name", "_token", "_tracer", "span")
+    __slots__ = (
+        "_attributes",
+        "_details",
+        "_kind",
+        "_name",
+        "_result",
+        "_token",
+        "_tracer",
+        "recording",
+        "span",
+    )
 
     def __init__(
         self,
@@ -274,37 +293,52 @@ class SpanScope:
         self._kind = kind
         self._attributes = attributes
         self._details = details
+        self._result: dict[str, Any] | None = None
         self.span: Span | None = None
+        self.recording = False
         self._token: object = None
 
     def __enter__(self) -> Span | None:
         tracer = self._tracer
         if tracer is None:
             return None
-        span = tracer.start_span(
+        current = otel_context.get_current()  # read once for the parent and the attach
+        span = self.span = tracer.start_span(
             self._name,
+            current,
             kind=self._kind,
             attributes=self._attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
-        details = self._details
-        if details is not None and span.is_recording():
-            try:
-                extra = details()
-                if extra:
-                    span.set_attributes(extra)
-            except Exception as exc:
-                report_failure(f"build attributes of {self._name}", exc)
-        self.span = span
-        self._token = otel_context.attach(trace.set_span_in_context(span))
+        self.recording = span.is_recording()
+        self._token = otel_context.attach(trace.set_span_in_context(span, current))
         return span
+
+    def set_result(
+        self,
+        count: int | None = None,
+        affected_rows: int | None = None,
+        cache_hit: bool | None = None,
+    ) -> None:
+        """Result attributes for the end of the span (see `set_span_result`)."""
+        if self.recording:
+            self._result = _result_attributes(count, affected_rows, cache_hit)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         span = self.span
         if span is None:
             return
         try:
+            if self.recording:
+                try:
+                    extra = self._details() if self._details is not None else {}
+                    if self._result:
+                        extra.update(self._result)
+                    if extra:
+                        span.set_attributes(extra)
+                except Exception as failure:
+                    report_failure(f"build attributes of {self._name}", failure)
             if exc is not None:
                 add_exception(span, exc)
         finally:
@@ -358,12 +392,20 @@ def query_span(
     offset: int | None = None,
     order_by: str | None = None,
     statement: str | None = None,
+    server: dict[str, Any] | None = None,
     **attributes: Any,
 ) -> SpanScope:
-    """The ``db.query.<operation>`` span shape (see `create_query_span`)."""
+    """The ``db.query.<operation>`` span shape (see `create_query_span`).
+
+    At start, for samplers: the semconv's sampling-relevant attributes
+    (system, operation, collection and the ``server`` ones: namespace,
+    address, port). The reference's query details follow only if it records.
+    """
     sampler = {**_config.system_attributes, SpanAttributes.DB_OPERATION_NAME: operation}
     if table is not None:
         sampler[SpanAttributes.DB_COLLECTION_NAME] = table
+    if server:
+        sampler.update(server)
 
     def details() -> dict[str, Any]:
         extra = _present(

@@ -92,7 +92,7 @@ def query_wrapper(operation: str) -> Wrapper:
                 limit=instance.limit_value,
                 offset=instance.offset_value,
                 order_by=instance.order_by_text,
-                **server,
+                server=server,
             )
         except Exception as exc:  # our bug must not become the user's
             telemetry.report_failure(f"describe db.query.{operation}", exc)
@@ -108,11 +108,10 @@ def query_wrapper(operation: str) -> Wrapper:
                     rows = int(result)
                 else:
                     rows = _rows(result)
-                if span is not None and span.is_recording():
-                    if affected:
-                        telemetry.set_span_result(span, affected_rows=result)
-                    else:
-                        telemetry.set_span_result(span, count=rows)
+                if affected:
+                    scope.set_result(affected_rows=result)
+                else:
+                    scope.set_result(count=rows)
                 return result
         except BaseException as exc:
             error = exc
@@ -185,10 +184,9 @@ async def lazy_load_wrapper(
         if via in _EAGER:
             n_plus_one.record_eager_use(instance)
         return await wrapped(*args, **kwargs)
-    with scope as span:
+    with scope:
         value = await wrapped(*args, **kwargs)
-        if span is not None and span.is_recording():
-            telemetry.set_span_result(span, count=_rows(value), cache_hit=cache_hit)
+        scope.set_result(count=_rows(value), cache_hit=cache_hit)
     if not cache_hit:
         # After the span ends, so a warning span is the request's child, not the load's.
         n_plus_one.record_lazy_load(instance, obj)
@@ -216,10 +214,9 @@ async def eager_load_wrapper(
     except Exception as exc:
         telemetry.report_failure("describe an eager load", exc)
         return await wrapped(*args, **kwargs)
-    with scope as span:
+    with scope:
         related = await wrapped(*args, **kwargs)
-        if span is not None and span.is_recording():
-            telemetry.set_span_result(span, count=len(related))
+        scope.set_result(count=len(related))
     n_plus_one.record_eager_load(rel, instance.strategy)
     return related
 

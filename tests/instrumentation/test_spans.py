@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from instrumentation_models import Article, Author, Remark
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, StatusCode, TraceState
+from opentelemetry.util.types import Attributes
 
 from data_bridge_core import Engine, IntegrityError, Session, joinedload, selectinload
+from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 
 
 def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
@@ -237,3 +242,50 @@ async def test_spans_nest_under_the_callers_span_across_concurrent_tasks(
         ]
         assert len(children) == 2
         assert all(c.context.trace_id == root.context.trace_id for c in children)
+
+
+class _SeenBySampler(Sampler):
+    """Samples nothing; keeps what each db.query span showed at its start."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, object]] = []
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if name.startswith("db.query."):
+            self.seen.append({"name": name, **dict(attributes or {})})
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "_SeenBySampler"
+
+
+async def test_samplers_see_the_semconv_sampling_attributes(blog_engine: Engine) -> None:
+    sampler = _SeenBySampler()
+    provider = TracerProvider(sampler=sampler)
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        async with Session(blog_engine) as session:
+            authors = await session.find(Author).filter(Author.id > 0).limit(2).to_list()
+    finally:
+        instrumentor.uninstrument()
+    assert len(authors) == 2
+    assert sampler.seen == [
+        {
+            "name": "db.query.find",
+            "db.system": "postgresql",
+            "db.operation.name": "find",
+            "db.collection.name": "authors",
+            "db.namespace": blog_engine.database,
+            "server.address": "127.0.0.1",
+        }
+    ]
