@@ -142,3 +142,64 @@ def chart(data: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def environment(server_version: str) -> dict[str, str]:
+    """Date, machine and versions, printed with every run (the README's table carries them)."""
+    import datetime as dt
+    import os
+    import platform
+    from importlib import metadata
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    dists = (
+        "psycopg",
+        "sqlalchemy",
+        "opentelemetry-sdk",
+        "opentelemetry-instrumentation-sqlalchemy",
+    )
+    for dist in dists:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "-"
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "postgresql": server_version,
+        **versions,
+    }
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The results as a Markdown table (median per operation, x raw psycopg)."""
+    systems = list(data["results"])
+    env = data.get("environment", {})
+    lines = [
+        " · ".join(f"{k} {v}" for k, v in env.items()),
+        "",
+        "| workload | " + " | ".join(systems) + " |",
+        "| --- |" + " ---: |" * len(systems),
+    ]
+    for workload in data["workloads"]:
+        raw = _cell(data, RAW, workload)
+        cells = []
+        for system in systems:
+            median = _cell(data, system, workload)
+            if median is None:
+                cells.append("-")
+                continue
+            shown = f"{median / 1000:.2f} ms" if median >= 1000 else f"{median:.0f} µs"
+            cells.append(f"{shown} ({median / raw:.2f}x)" if raw else shown)
+        lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import overhead, report
-from bench.schema import USERS, create_schema, drop_schema
+from bench.schema import USERS, create_schema, drop_schema, server_version_of
 from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
 
 WORKLOADS = (
@@ -151,6 +151,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     ops = 20 if args.quick else 200
     providers = _providers()
     schema = create_schema()
+    server_version = server_version_of()
     try:
         systems = [s for s in build_systems(providers) if not args.only or s.name in args.only]
         results = await run_interleaved(systems, schema, rounds, ops)
@@ -164,6 +165,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for provider in providers.values():
             provider.shutdown()
     return {
+        "environment": report.environment(server_version),
         "rounds": rounds,
         "workloads": list(WORKLOADS),
         "results": results,
@@ -184,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     data = asyncio.run(main_async(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(data, indent=2))
+    (args.out / "results.md").write_text(report.markdown(data) + "\n")
     print(report.table(data))
     print(report.targets(data))
     report.chart(data, args.out / "results.png")
-    print(f"\nwritten: {args.out / 'results.json'}, {args.out / 'results.png'}")
+    print(f"\nwritten: {args.out / 'results.json'}, results.md, results.png")
     return 0
 
 

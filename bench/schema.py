@@ -62,3 +62,8 @@ def create_schema() -> str:
 def drop_schema(schema: str) -> None:
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def server_version_of() -> str:
+    with psycopg.connect(DSN) as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]

@@ -39,6 +39,27 @@ def test_quick_run_fills_every_cell(tmp_path: Path) -> None:
         assert data["results"][system]["W5 N+1 page"]["queries"] == 101
         assert data["results"][system]["W5 selectinload page"]["queries"] == 2
     assert data["span_floor_us"] > 0
+    assert set(data["seam_overhead_us"]) == {"floor", "recording", "sampled_out"}
+    assert data["n1_detection_us"] > 0
+    assert data["environment"]["postgresql"]  # e.g. "15.19 (Debian 15.19-0+deb12u1)"
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| W3 5000 posts |" in markdown
+    assert "N+1 detection per lazy load" in run.stdout
     assert set(data["memory_peak_bytes"]) == {"raw psycopg", "data_bridge"}
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert "targets:" in run.stdout
+
+
+def test_short_soak_run_reports_ten_checkpoints() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--requests", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:11]] == [str(4 * i) for i in range(1, 11)]
+    assert lines[-1].startswith("PASS  traced memory growth after warm-up")
