@@ -9,6 +9,7 @@ task, which ``User.get()`` / ``User.find()`` use.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -111,6 +112,8 @@ class Session:
         # (object, columns the database generated for it) inserted in this transaction.
         self._inserted_in_tx: list[tuple[Table, list[str]]] = []
         self._results: list[ResultInfo] = []  # shared states of hydrated rows
+        self._tx_started_ns = 0
+        self._flush_batch = 0
         self._deleted_in_tx: list[Table] = []
 
     # -- read-only state ------------------------------------------------------
@@ -137,6 +140,16 @@ class Session:
     @property
     def in_transaction(self) -> bool:
         return self._conn is not None
+
+    @property
+    def last_flush_batch_size(self) -> int:
+        """Rows written by the largest batched statement of the last flush (0: none batched)."""
+        return self._flush_batch
+
+    @property
+    def transaction_started_ns(self) -> int | None:
+        """``time.perf_counter_ns()`` when the open transaction began (None: no transaction)."""
+        return self._tx_started_ns if self._conn is not None else None
 
     @property
     def closed(self) -> bool:
@@ -225,6 +238,7 @@ class Session:
         if conn is None:
             self._check_open()
             conn = self._conn = await self.engine.acquire()
+            self._tx_started_ns = time.perf_counter_ns()  # autobegin: the transaction starts
         return conn
 
     async def _end_transaction(self, *, commit: bool) -> None:
@@ -263,6 +277,7 @@ class Session:
         try:
             if batch:
                 param_rows = list(params or ())
+                self._flush_batch = max(self._flush_batch, len(param_rows))
                 await cur.executemany(statement, param_rows, returning=True)
                 rows: list[Any] = []
                 rowcount = 0
@@ -273,6 +288,8 @@ class Session:
                     if not cur.nextset():
                         break
                 return Result(rows, rowcount, statement, len(param_rows))
+            if bulk_rows is not None:
+                self._flush_batch = max(self._flush_batch, bulk_rows)
             await cur.execute(statement, params if params is not None else (), binary=True)
             # pgresult.status is a plain read; cur.description builds column objects.
             result = cur.pgresult
@@ -472,6 +489,7 @@ class Session:
         self._check_open()
         if not (self._pending or self._dirty or self._deleted or self._related):
             return
+        self._flush_batch = 0
         try:
             await self._flush()
         except BaseException:
@@ -584,7 +602,9 @@ class Session:
             info = table_info(model)
             pks = [o.__dict__[info.primary_key.name] for o in objects]
             await self.execute(
-                f"DELETE FROM {info.quoted_name} WHERE {info.primary_key.ident} = ANY(%s)", [pks]
+                f"DELETE FROM {info.quoted_name} WHERE {info.primary_key.ident} = ANY(%s)",
+                [pks],
+                bulk_rows=len(pks) if len(pks) > 1 else None,
             )
             for pk in pks:
                 self.forget(model, pk)

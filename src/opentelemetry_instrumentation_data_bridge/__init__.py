@@ -41,7 +41,7 @@ from opentelemetry_instrumentation_data_bridge.version import __version__
 logger = logging.getLogger(__name__)
 
 
-def _patch_targets() -> list[tuple[str, str, str, Any]]:
+def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, Any]]:
     """(module, class, method, wrapper) for every seam of docs/extension-points.md."""
     from opentelemetry_instrumentation_data_bridge import wrappers
 
@@ -59,8 +59,9 @@ def _patch_targets() -> list[tuple[str, str, str, Any]]:
     targets += [
         ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
         ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
-        ("data_bridge_core.session", "Session", "execute", wrappers.execute_wrapper),
     ]
+    if capture_statement:  # the statement seam costs a wrapper per SQL statement: opt-in
+        targets.append(("data_bridge_core.session", "Session", "execute", wrappers.execute_wrapper))
     return targets
 
 
@@ -83,11 +84,15 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             capture_statement=kwargs.get("capture_statement"),
         )
         telemetry.get_connection_pool_metrics().ensure_instruments()
+        # Made now, not on the first ORM call: that call should not pay for them.
+        telemetry.seam_tracer()
+        telemetry.seam_metrics()
         # N+1 scopes of a trace end with its root span: watch for that on the SDK provider.
         n_plus_one.watch_scope_ends(telemetry.configured_tracer_provider())
         import importlib
 
-        for module_name, class_name, method, wrapper in _patch_targets():
+        capture = telemetry.statement_capture_enabled()
+        for module_name, class_name, method, wrapper in _patch_targets(capture):
             module = importlib.import_module(module_name)
             owner = getattr(module, class_name)
             wrap_function_wrapper(owner, method, wrapper)

@@ -8,7 +8,6 @@ never a value from a query.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,7 +52,6 @@ class OrmMetrics:
             unit="ms",
             description="Session transaction time, from its first statement to commit/rollback",
         )
-        self._transactions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         # (operation, table, error type, id(server)) -> (attrs, semconv attrs, server)
         self._attributes: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], Any]] = {}
         meter.create_observable_up_down_counter(
@@ -121,13 +119,10 @@ class OrmMetrics:
         if rows is not None:
             self.returned_rows.record(rows, semconv)
 
-    def transaction_started(self, session: Any) -> None:
-        self._transactions.setdefault(session, time.perf_counter_ns())
-
-    def transaction_ended(self, session: Any, outcome: str) -> None:
-        started = self._transactions.pop(session, None)
-        if started is not None:
-            elapsed_ms = (time.perf_counter_ns() - started) / 1e6
+    def transaction_ended(self, started_ns: int | None, outcome: str) -> None:
+        """A transaction begun at ``started_ns`` (perf_counter_ns) ended (commit or rollback)."""
+        if started_ns is not None:
+            elapsed_ms = (time.perf_counter_ns() - started_ns) / 1e6
             self.transaction_duration.record(elapsed_ms, {"db.session.outcome": outcome})
 
 

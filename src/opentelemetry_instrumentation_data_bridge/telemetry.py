@@ -325,6 +325,13 @@ class SpanScope:
         if self.recording:
             self._result = _result_attributes(count, affected_rows, cache_hit)
 
+    def add_attributes(self, attributes: dict[str, Any]) -> None:
+        """More attributes for the end of the span (only kept when it records)."""
+        if self.recording:
+            if self._result is None:
+                self._result = {}
+            self._result.update(attributes)
+
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         span = self.span
         if span is None:

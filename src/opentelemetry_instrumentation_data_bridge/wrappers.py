@@ -146,12 +146,19 @@ def session_wrapper(operation: str) -> Wrapper:
         except Exception as exc:
             telemetry.report_failure(f"describe db.session.{operation}", exc)
             return await wrapped(*args, **kwargs)
+        # Read before the call: committing or rolling back clears it.
+        started = instance.transaction_started_ns if ends_transaction else None
         try:
             with scope:
-                return await wrapped(*args, **kwargs)
+                result = await wrapped(*args, **kwargs)
+                if operation == "flush" and instance.last_flush_batch_size > 1:
+                    scope.add_attributes(
+                        {SpanAttributes.DB_OPERATION_BATCH_SIZE: instance.last_flush_batch_size}
+                    )
+                return result
         finally:
-            if ends_transaction:
-                telemetry.seam_metrics().transaction_ended(instance, operation)
+            if started is not None:
+                telemetry.seam_metrics().transaction_ended(started, operation)
 
     return wrapper
 
@@ -224,21 +231,18 @@ async def eager_load_wrapper(
 async def execute_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """SQL reaching the driver: statement text and batch size on the enclosing ORM span."""
-    if not instance.in_transaction:
-        telemetry.seam_metrics().transaction_started(instance)
-    span = trace.get_current_span()
-    if span.is_recording() and is_instrumentation_enabled():
-        try:
-            statement = args[0] if args else kwargs.get("statement")
-            if statement is not None and telemetry.statement_capture_enabled():
-                telemetry.set_span_statement(span, statement)
-            if kwargs.get("batch"):
-                params = args[1] if len(args) > 1 else kwargs.get("params")
-                if params is not None:
-                    span.set_attribute(SpanAttributes.DB_OPERATION_BATCH_SIZE, len(params))
-            elif kwargs.get("bulk_rows"):
-                span.set_attribute(SpanAttributes.DB_OPERATION_BATCH_SIZE, kwargs["bulk_rows"])
-        except Exception as exc:
-            telemetry.report_failure("describe a statement", exc)
+    """SQL reaching the driver: its parameterized text on the enclosing ORM span.
+
+    Patched only when statement capture is on: every other attribute comes
+    from the ORM-level seams, so a statement costs nothing extra by default.
+    """
+    if is_instrumentation_enabled():
+        span = trace.get_current_span()
+        if span.is_recording():
+            try:
+                statement = args[0] if args else kwargs.get("statement")
+                if statement is not None:
+                    telemetry.set_span_statement(span, statement)
+            except Exception as exc:
+                telemetry.report_failure("describe a statement", exc)
     return await wrapped(*args, **kwargs)

@@ -43,16 +43,22 @@ def originals() -> dict[tuple[type, str], object]:
     return {(cls, name): cls.__dict__[name] for cls, name in SEAMS}
 
 
+@pytest.mark.parametrize("capture_statement", [True, False])
 def test_every_seam_is_patched_and_restored_to_the_identical_object(
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider, capture_statement: bool
 ) -> None:
+    # The per-statement seam is patched only when statements are captured.
+    seams = [s for s in SEAMS if capture_statement or s != (Session, "execute")]
     before = originals()
-    assert len(_patch_targets()) == len(SEAMS)
+    assert len(_patch_targets(capture_statement)) == len(seams)
     instrumentor = DataBridgeInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
+    instrumentor.instrument(tracer_provider=tracer_provider, capture_statement=capture_statement)
     try:
         for key, original in before.items():
             patched = key[0].__dict__[key[1]]
+            if key not in seams:
+                assert patched is original, key
+                continue
             assert patched is not original, key
             assert patched.__wrapped__ is original, key
             assert inspect.iscoroutinefunction(original)
