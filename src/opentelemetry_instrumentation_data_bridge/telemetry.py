@@ -80,6 +80,9 @@ class _Config:
         self.system_attributes: dict[str, Any] = {}
         self.reported: set[str] = set()
         self.orm_metrics: OrmMetrics | None = None
+        # What the provider's sampler decides without being asked (see `_sampling_shortcuts`).
+        self.drops_roots = False
+        self.drops_unsampled_children = False
 
 
 _config = _Config()
@@ -303,6 +306,8 @@ class SpanScope:
         if tracer is None:
             return None
         current = otel_context.get_current()  # read once for the parent and the attach
+        if span_dropped(current):
+            return None
         span = self.span = tracer.start_span(
             self._name,
             current,
@@ -360,6 +365,46 @@ def _helper_tracer() -> Tracer | None:
     return get_tracer()
 
 
+def span_dropped(current: otel_context.Context | None = None) -> bool:
+    """True when the seams' sampler is known to drop a span started now.
+
+    The span is then skipped: the parent's context (same trace, not sampled)
+    stays current for everything below, as the sampler's decision would make it.
+    """
+    config = _config
+    if not (config.drops_roots or config.drops_unsampled_children):
+        return False
+    parent = trace.get_current_span(current).get_span_context()
+    if not parent.is_valid:
+        return config.drops_roots
+    return config.drops_unsampled_children and not parent.trace_flags.sampled
+
+
+def _sampling_shortcuts(provider: Any) -> tuple[bool, bool]:
+    """(drops every root span, drops every child of an unsampled parent) for the SDK's
+    standard samplers, read from their public description; (False, False) otherwise.
+
+    With ``ALWAYS_OFF``, or ``ParentBased`` under an unsampled parent (the 99% of
+    requests that a 1% sampling rate drops), the sampler's answer is known in
+    advance, so the seams skip the span instead of building one to throw away.
+    """
+    sampler = getattr(provider, "sampler", None)
+    describe = getattr(sampler, "get_description", None)
+    if describe is None:
+        return False, False
+    description = str(describe())
+    if description == "AlwaysOffSampler":
+        return True, True
+    if not (description.startswith("ParentBased{") and description.endswith("}")):
+        return False, False
+    parts = dict(part.split(":", 1) for part in description[12:-1].split(",") if ":" in part)
+    off = "AlwaysOffSampler"
+    return (
+        parts.get("root") == off,
+        parts.get("remoteParentNotSampled") == off and parts.get("localParentNotSampled") == off,
+    )
+
+
 def seam_tracer() -> Tracer:
     """The tracer of the patched seams.
 
@@ -368,6 +413,9 @@ def seam_tracer() -> Tracer:
     """
     tracer = _config.tracer
     if tracer is None:
+        _config.drops_roots, _config.drops_unsampled_children = _sampling_shortcuts(
+            configured_tracer_provider()
+        )
         schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
         tracer = trace.get_tracer(
             SCOPE, __version__, _config.tracer_provider, schema_url=schema_url

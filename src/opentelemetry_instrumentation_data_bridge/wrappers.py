@@ -84,30 +84,32 @@ def query_wrapper(operation: str) -> Wrapper:
         try:
             table = instance.table_name
             server = server_attributes(instance.session.engine)
-            scope = telemetry.query_span(
-                telemetry.seam_tracer(),
-                operation,
-                table,
-                filters_count=instance.filters_count,
-                limit=instance.limit_value,
-                offset=instance.offset_value,
-                order_by=instance.order_by_text,
-                server=server,
-            )
+            # A span the sampler is known to drop is not built: only metrics remain.
+            scope = None
+            if not telemetry.span_dropped():
+                scope = telemetry.query_span(
+                    telemetry.seam_tracer(),
+                    operation,
+                    table,
+                    filters_count=instance.filters_count,
+                    limit=instance.limit_value,
+                    offset=instance.offset_value,
+                    order_by=instance.order_by_text,
+                    server=server,
+                )
         except Exception as exc:  # our bug must not become the user's
             telemetry.report_failure(f"describe db.query.{operation}", exc)
             return await wrapped(*args, **kwargs)
         started = time.perf_counter_ns()
         span = rows = error = None
         try:
+            if scope is None:
+                result = await wrapped(*args, **kwargs)
+                rows = _count_rows(operation, result)
+                return result
             with scope as span:
                 result = await wrapped(*args, **kwargs)
-                if affected or operation == "count":
-                    rows = result
-                elif operation == "exists":
-                    rows = int(result)
-                else:
-                    rows = _rows(result)
+                rows = _count_rows(operation, result)
                 if affected:
                     scope.set_result(affected_rows=result)
                 else:
@@ -120,6 +122,13 @@ def query_wrapper(operation: str) -> Wrapper:
             _record_metrics(operation, table, span, started, rows, error, server)
 
     return wrapper
+
+
+def _count_rows(operation: str, result: Any) -> int:
+    """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
+    if operation in ("update", "delete", "count", "exists"):
+        return int(result)
+    return _rows(result)
 
 
 def session_wrapper(operation: str) -> Wrapper:

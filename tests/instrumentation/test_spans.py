@@ -7,11 +7,22 @@ from collections.abc import Sequence
 
 import pytest
 from instrumentation_models import Article, Author, Remark
+from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, StatusCode, TraceState
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes
 
 from data_bridge_core import Engine, IntegrityError, Session, joinedload, selectinload
@@ -289,3 +300,72 @@ async def test_samplers_see_the_semconv_sampling_attributes(blog_engine: Engine)
             "server.address": "127.0.0.1",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [ALWAYS_OFF, ParentBased(ALWAYS_OFF), ParentBased(TraceIdRatioBased(1.0))],
+    ids=["always_off", "parent_based_off", "parent_based_ratio"],
+)
+async def test_spans_a_sampler_would_drop_are_not_built(
+    blog_engine: Engine, sampler: Sampler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, meter_provider=meters)
+    seen: list[object] = []
+    execute = Session.execute
+
+    async def spy(self: Session, *args: object, **kwargs: object) -> object:
+        seen.append(trace.get_current_span())  # the span current while SQL runs
+        return await execute(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "execute", spy)
+    unsampled = trace.NonRecordingSpan(
+        SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0))
+    )
+    try:
+        with trace.use_span(unsampled):  # a request whose trace was not sampled
+            async with Session(blog_engine) as session:
+                authors = await session.find(Author).to_list()
+                await authors[0].articles
+    finally:
+        instrumentor.uninstrument()
+    assert len(authors) == 3
+    assert exporter.get_finished_spans() == ()
+    # No span was built: the unsampled parent stays current under both loads.
+    assert seen == [unsampled, unsampled]
+    # Metrics do not depend on sampling.
+    points = [
+        p
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "db.query.count"
+        for p in m.data.data_points
+    ]
+    assert sum(p.value for p in points if p.attributes["db.operation.name"] == "find") == 1
+
+
+async def test_sampled_children_are_still_recorded(blog_engine: Engine) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    sampled = trace.NonRecordingSpan(
+        SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    try:
+        with trace.use_span(sampled):  # the caller's service sampled this trace
+            async with Session(blog_engine) as session:
+                await session.find(Author).to_list()
+    finally:
+        instrumentor.uninstrument()
+    finished = exporter.get_finished_spans()
+    assert [s.name for s in finished if s.name == "db.query.find"] == ["db.query.find"]
+    assert all(s.context.trace_id == 0xABC for s in finished)
