@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import overhead, report
+from bench.report import FLOOR_SYSTEM
 from bench.schema import USERS, create_schema, drop_schema, server_version_of
 from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
 
@@ -64,6 +65,7 @@ def build_systems(providers: dict[str, Any]) -> list[Any]:
         DataBridge("data_bridge instrumented", _instrument_with(providers["recording"])),
         DataBridge("data_bridge sampled out", _instrument_with(providers["sampled_out"])),
         DataBridge("data_bridge instr+uninstr", _instrument_with(providers["recording"]), True),
+        DataBridge(FLOOR_SYSTEM, bare_span_provider=providers["recording"]),
         SqlAlchemy("sqlalchemy"),
         SqlAlchemy("sqlalchemy instrumented", providers["recording"]),
     ]

@@ -136,11 +136,21 @@ class RawPsycopg:
 class DataBridge:
     """data_bridge_core, optionally instrumented by the given setup function."""
 
-    def __init__(self, name: str, instrument: Any = None, then_uninstrument: bool = False):
+    def __init__(
+        self,
+        name: str,
+        instrument: Any = None,
+        then_uninstrument: bool = False,
+        bare_span_provider: Any = None,
+    ):
         self.name = name
         self._instrument = instrument
         self._then_uninstrument = then_uninstrument
         self.instrumentor: Any = None
+        # The in-flow span floor: W1 with one bare SDK span around each get.
+        self._floor_tracer = (
+            None if bare_span_provider is None else bare_span_provider.get_tracer("floor")
+        )
 
     async def setup(self, schema: str) -> None:
         from bench import orm_models
@@ -170,6 +180,15 @@ class DataBridge:
         from data_bridge_core import Session
 
         async with Session(self.engine) as s:
+            if self._floor_tracer is not None:
+                from bench.overhead import ATTRS
+
+                for pk in ids:
+                    with self._floor_tracer.start_as_current_span(
+                        "db.query.find", attributes=ATTRS
+                    ):
+                        await s.get(self.m.User, pk)
+                return
             for pk in ids:
                 await s.get(self.m.User, pk)
 

@@ -28,6 +28,7 @@ def test_quick_run_fills_every_cell(tmp_path: Path) -> None:
         "data_bridge instrumented",
         "data_bridge sampled out",
         "data_bridge instr+uninstr",
+        "data_bridge + bare span",
         "sqlalchemy",
         "sqlalchemy instrumented",
     }
