@@ -62,15 +62,16 @@ class RawPsycopg:
             return len(await cur.fetchall())
 
     async def w4(self, n: int) -> None:
-        # The best batched insert here: one statement over unnest'ed arrays.
+        # The best batched insert here: one statement over unnest'ed arrays, sent in
+        # binary (%b: about twice as fast to dump as text arrays).
         now = dt.datetime.now(dt.UTC)
         rows = [(f"n{i}", f"new{i}@x", 30, True, "DE", now) for i in range(n)]
         cols = list(zip(*rows, strict=True))
         async with self.conn.transaction(force_rollback=True):
             cur = await self.conn.execute(
                 "INSERT INTO users (name, email, age, active, country, created_at) "
-                "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bool[], "
-                "%s::text[], %s::timestamptz[]) RETURNING id",
+                "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bool[], "
+                "%b::text[], %b::timestamptz[]) RETURNING id",
                 [list(c) for c in cols],
             )
             await cur.fetchall()

@@ -57,6 +57,12 @@ _cursor_names = itertools.count(1)
 TUPLES_OK = ExecStatus.TUPLES_OK
 
 
+def _has_relations(obj: Table) -> bool:
+    """True when the object holds relationship values (its own state has some)."""
+    state = obj.__dict__[STATE_KEY]
+    return state.__class__ is InstanceState and bool(state.relations)
+
+
 def current_session() -> Session:
     """The session of the running ``async with Session(...)`` block."""
     session = _current.get()
@@ -471,7 +477,8 @@ class Session:
 
     def _cascade(self) -> None:
         """Add new objects reachable from the session's objects through relationships."""
-        stack = [*self._related, *self._pending]
+        # Only objects holding relationship values can reach others.
+        stack = [*self._related, *(o for o in self._pending if _has_relations(o))]
         seen: set[int] = set()
         while stack:
             obj = stack.pop()
@@ -514,10 +521,11 @@ class Session:
             objects = by_model.get(model)
             if not objects:
                 continue
-            for obj in objects:
+            linked = [obj for obj in objects if _has_relations(obj)]
+            for obj in linked:
                 pull_foreign_keys(obj)
             await self._insert(model, objects)
-            for obj in objects:
+            for obj in linked:
                 push_foreign_keys(obj)
         for obj in list(self._related):
             if state_of(obj).persistent:

@@ -133,7 +133,8 @@ class InsertBatch:
         if not self.pk_given and not (pk_generated and pk.column_type.python_type is int):
             return None
         aliases = [f"c{i}" for i in range(len(self.columns))]
-        arrays = ", ".join(f"%s::{c.column_type.sql_type}[]" for c in self.columns)
+        # %b: arrays sent in binary are dumped about twice as fast as text ones.
+        arrays = ", ".join(f"%b::{c.column_type.sql_type}[]" for c in self.columns)
         returning = ", ".join(c.ident for c in self.bulk_returned)
         return (
             f"INSERT INTO {self.info.quoted_name} ({names}) "

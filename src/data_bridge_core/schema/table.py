@@ -144,6 +144,10 @@ class TableInfo:
         self.select_list = ", ".join(c.quoted for c in columns.values())
         # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).
         self.generated = tuple(c for c in columns.values() if c.database_generated)
+        # For Table.__init__, which runs once per new object: the value check of each
+        # field, and how to fill a field left out.
+        self.accepts = {c.name: (c.column_type.accepts, c) for c in columns.values()}
+        self.fillers = tuple((c.name, c, c.has_default) for c in columns.values())
         self.required = [
             c.name
             for c in columns.values()
@@ -272,29 +276,36 @@ class Table:
 
     def __init__(self, **values: Any) -> None:
         info = table_info(type(self))
-        relationships = info.relationships
         d = self.__dict__
-        d[STATE_KEY] = InstanceState(None, None, persistent=False)
-        related: dict[str, Any] = {}
+        d[STATE_KEY] = InstanceState(None, None, False)
+        accepts = info.accepts
+        related: dict[str, Any] | None = None
         for key, value in values.items():
-            column = info.columns.get(key)
-            if column is None:
-                if key in relationships:
+            check = accepts.get(key)
+            if check is None:
+                if key in info.relationships:
+                    if related is None:
+                        related = {}
                     related[key] = value
                     continue
                 raise UnknownFieldError(type(self), key, f"{type(self).__name__}()")
-            d[key] = value if value is None else column.check(value)
-        missing = [n for n in info.required if n not in values and n not in related]
-        for name, column in info.columns.items():
-            if name not in d:
-                if column.has_default:
-                    d[name] = column.check(column.make_default())
-                else:
-                    d[name] = None
-        if missing:
-            raise MissingFieldError(type(self).__name__, missing)
-        for key, value in related.items():
-            setattr(self, key, value)
+            if value is not None and not check[0](value):
+                check[1].check(value)  # raises ColumnTypeError, naming the field
+            d[key] = value
+        if len(d) <= len(accepts):  # some fields were left out: defaults, then required
+            for name, column, has_default in info.fillers:
+                if name not in d:
+                    d[name] = column.check(column.make_default()) if has_default else None
+            missing = [
+                n
+                for n in info.required
+                if n not in values and (related is None or n not in related)
+            ]
+            if missing:
+                raise MissingFieldError(type(self).__name__, missing)
+        if related:
+            for key, value in related.items():
+                setattr(self, key, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         column: ColumnInfo | None = type(self).__column_map__.get(name)
