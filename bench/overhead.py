@@ -108,3 +108,46 @@ async def n1_detection_cost(schema: str, pages: int, rounds: int) -> float:
         n_plus_one.configure_n1_detection()
         await engine.dispose()
     return statistics.median(samples)
+
+
+# Pairs (system, its baseline) whose W1 difference is an instrumentation's extra cost.
+PAIRS = {
+    "recording": ("data_bridge instrumented", "data_bridge"),
+    "sampled_out": ("data_bridge sampled out", "data_bridge"),
+    "bare_span": ("data_bridge + bare span", "data_bridge"),
+    "sqlalchemy_instrumentation": ("sqlalchemy instrumented", "sqlalchemy"),
+}
+
+
+async def w1_paired(systems: list[Any], ids: list[int], rounds: int) -> dict[str, float]:
+    """Median over rounds of each pair's W1 difference in CPU time per get.
+
+    The table's wall-clock cells move by tens of µs between rounds on a shared
+    machine; the extra cost of a span is of that size. Here the systems run W1
+    back to back in every round and each round gives one difference per pair,
+    in this process's CPU time (the database server's work and other
+    processes' are not in it). The span floor is measured the same way (a bare
+    SDK span around each get), so both sides see the same cold caches.
+    """
+    by_name = {s.name: s for s in systems}
+    wanted = {n for pair in PAIRS.values() for n in pair if n in by_name}
+    samples: dict[str, list[float]] = {n: [] for n in wanted}
+    for round_no in range(rounds + 1):  # round 0 warms up
+        for name in sorted(wanted):
+            system = by_name[name]
+            system.activate()
+            try:
+                await system.w6(ids[0])  # first calls after activation are not W1's
+                start = time.process_time_ns()
+                await system.w1(ids)
+                elapsed = (time.process_time_ns() - start) / 1000 / len(ids)
+            finally:
+                system.deactivate()
+            if round_no:
+                samples[name].append(elapsed)
+    extras: dict[str, float] = {}
+    for label, (system, base) in PAIRS.items():
+        if system in samples and base in samples:
+            diffs = [a - b for a, b in zip(samples[system], samples[base], strict=True)]
+            extras[label] = statistics.median(diffs)
+    return extras

@@ -108,7 +108,8 @@ async def run_interleaved(
                             samples[system.name][workload].append(elapsed)
                 finally:
                     system.deactivate()
-        results: dict[str, dict[str, Any]] = {}
+        paired = await overhead.w1_paired(systems, ids, max(rounds, 5))
+        results: dict[str, dict[str, Any]] = {"_paired": paired}
         for system in systems:
             system.activate()
             try:
@@ -157,6 +158,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         systems = [s for s in build_systems(providers) if not args.only or s.name in args.only]
         results = await run_interleaved(systems, schema, rounds, ops)
+        paired = results.pop("_paired")
         probe_count, probe_rounds = (200, 3) if args.quick else (3000, 9)
         seam = await overhead.seam_overhead(providers, schema, probe_count, probe_rounds)
         floor = overhead.span_floor(providers["recording"], probe_count, probe_rounds)
@@ -173,6 +175,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "results": results,
         "span_floor_us": floor,
         "seam_overhead_us": seam,
+        "w1_extra_cpu_us": paired,
         "n1_detection_us": n1_cost,
         "memory_peak_bytes": memory,
     }

@@ -83,6 +83,8 @@ class _Config:
         # What the provider's sampler decides without being asked (see `_sampling_shortcuts`).
         self.drops_roots = False
         self.drops_unsampled_children = False
+        # (operation, table, id(server)) -> (start attributes, server) for query spans.
+        self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
 
 
 _config = _Config()
@@ -424,6 +426,23 @@ def seam_tracer() -> Tracer:
     return tracer
 
 
+try:  # the API's stand-in until an SDK MeterProvider is set globally
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    _NOTHING_TO_RECORD_INTO: tuple[type, ...] = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
+except ImportError:  # pragma: no cover - another API version: always record
+    _NOTHING_TO_RECORD_INTO = (metrics.NoOpMeterProvider,)
+
+
+def metrics_wanted() -> bool:
+    """False while no meter provider can receive measurements (none given to
+    instrument() and no global SDK provider yet): the seams then skip building
+    them. Checked per call, so a provider set later is used from then on."""
+    if _config.meter_provider is not None:
+        return not isinstance(_config.meter_provider, metrics.NoOpMeterProvider)
+    return not isinstance(metrics.get_meter_provider(), _NOTHING_TO_RECORD_INTO)
+
+
 def seam_metrics() -> OrmMetrics:
     """The ORM instruments for the patched seams (see `seam_tracer`)."""
     instruments = _config.orm_metrics
@@ -456,11 +475,20 @@ def query_span(
     (system, operation, collection and the ``server`` ones: namespace,
     address, port). The reference's query details follow only if it records.
     """
-    sampler = {**_config.system_attributes, SpanAttributes.DB_OPERATION_NAME: operation}
-    if table is not None:
-        sampler[SpanAttributes.DB_COLLECTION_NAME] = table
-    if server:
-        sampler.update(server)
+    # The start attributes depend on (operation, table, engine) only: built once each.
+    # (The SDK copies them into the span; samplers only read them.)
+    key = (operation, table, id(server) if server else 0)
+    cached = _config.start_attributes.get(key)
+    if cached is not None and cached[1] is server:
+        sampler = cached[0]
+    else:
+        sampler = {**_config.system_attributes, SpanAttributes.DB_OPERATION_NAME: operation}
+        if table is not None:
+            sampler[SpanAttributes.DB_COLLECTION_NAME] = table
+        if server:
+            sampler.update(server)
+        if len(_config.start_attributes) < 4096:  # low cardinality; a guard all the same
+            _config.start_attributes[key] = (sampler, server)
 
     def details() -> dict[str, Any]:
         extra = _present(

@@ -55,6 +55,8 @@ def _record_metrics(
     server: dict[str, Any],
 ) -> None:
     """Metrics of one operation; the duration is the span's when the span recorded one."""
+    if not telemetry.metrics_wanted():
+        return
     try:
         start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
         if start is not None and end is not None:
@@ -166,7 +168,7 @@ def session_wrapper(operation: str) -> Wrapper:
                     )
                 return result
         finally:
-            if started is not None:
+            if started is not None and telemetry.metrics_wanted():
                 telemetry.seam_metrics().transaction_ended(started, operation)
 
     return wrapper
