@@ -76,22 +76,22 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
             logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
             return
-        from opentelemetry_instrumentation_data_bridge import n_plus_one, telemetry
+        from opentelemetry_instrumentation_data_bridge import n_plus_one, providers, telemetry
 
-        telemetry.configure(
+        providers.configure(
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
             capture_statement=kwargs.get("capture_statement"),
         )
         telemetry.get_connection_pool_metrics().ensure_instruments()
         # Made now, not on the first ORM call: that call should not pay for them.
-        telemetry.seam_tracer()
-        telemetry.seam_metrics()
+        providers.seam_tracer()
+        providers.seam_metrics()
         # N+1 scopes of a trace end with its root span: watch for that on the SDK provider.
-        n_plus_one.watch_scope_ends(telemetry.configured_tracer_provider())
+        n_plus_one.watch_scope_ends(providers.configured_tracer_provider())
         import importlib
 
-        capture = telemetry.statement_capture_enabled()
+        capture = providers.statement_capture_enabled()
         for module_name, class_name, method, wrapper in _patch_targets(capture):
             module = importlib.import_module(module_name)
             owner = getattr(module, class_name)
@@ -102,10 +102,10 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []
-        from opentelemetry_instrumentation_data_bridge import n_plus_one, telemetry
+        from opentelemetry_instrumentation_data_bridge import n_plus_one, providers
 
         n_plus_one.finish_all_trace_scopes()
-        telemetry.reset()
+        providers.reset()
 
 
 __all__ = ["DataBridgeInstrumentor", "__version__"]

@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from opentelemetry_instrumentation_data_bridge import n_plus_one, telemetry
+from opentelemetry_instrumentation_data_bridge import n_plus_one, providers, spans
 from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes
 
 Wrapped = Callable[..., Awaitable[Any]]
@@ -55,7 +55,7 @@ def _record_metrics(
     server: dict[str, Any],
 ) -> None:
     """Metrics of one operation; the duration is the span's when the span recorded one."""
-    if not telemetry.metrics_wanted():
+    if not providers.metrics_wanted():
         return
     try:
         start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
@@ -63,9 +63,9 @@ def _record_metrics(
             seconds = (end - start) / 1e9
         else:
             seconds = (time.perf_counter_ns() - started_ns) / 1e9
-        telemetry.seam_metrics().record_operation(operation, table, seconds, rows, error, server)
+        providers.seam_metrics().record_operation(operation, table, seconds, rows, error, server)
     except Exception as exc:
-        telemetry.report_failure("record metrics", exc)
+        providers.report_failure("record metrics", exc)
 
 
 def _rows(result: Any) -> int:
@@ -88,9 +88,9 @@ def query_wrapper(operation: str) -> Wrapper:
             server = server_attributes(instance.session.engine)
             # A span the sampler is known to drop is not built: only metrics remain.
             scope = None
-            if not telemetry.span_dropped():
-                scope = telemetry.query_span(
-                    telemetry.seam_tracer(),
+            if not providers.span_dropped():
+                scope = spans.query_span(
+                    providers.seam_tracer(),
                     operation,
                     table,
                     filters_count=instance.filters_count,
@@ -100,7 +100,7 @@ def query_wrapper(operation: str) -> Wrapper:
                     server=server,
                 )
         except Exception as exc:  # our bug must not become the user's
-            telemetry.report_failure(f"describe db.query.{operation}", exc)
+            providers.report_failure(f"describe db.query.{operation}", exc)
             return await wrapped(*args, **kwargs)
         started = time.perf_counter_ns()
         span = rows = error = None
@@ -145,17 +145,17 @@ def session_wrapper(operation: str) -> Wrapper:
             return await wrapped(*args, **kwargs)
         try:
             if with_counts:
-                scope = telemetry.session_span(
-                    telemetry.seam_tracer(),
+                scope = spans.session_span(
+                    providers.seam_tracer(),
                     operation,
                     pending_count=instance.pending_count,
                     dirty_count=instance.dirty_count,
                     deleted_count=instance.deleted_count,
                 )
             else:
-                scope = telemetry.session_span(telemetry.seam_tracer(), operation)
+                scope = spans.session_span(providers.seam_tracer(), operation)
         except Exception as exc:
-            telemetry.report_failure(f"describe db.session.{operation}", exc)
+            providers.report_failure(f"describe db.session.{operation}", exc)
             return await wrapped(*args, **kwargs)
         # Read before the call: committing or rolling back clears it.
         started = instance.transaction_started_ns if ends_transaction else None
@@ -168,8 +168,8 @@ def session_wrapper(operation: str) -> Wrapper:
                     )
                 return result
         finally:
-            if started is not None and telemetry.metrics_wanted():
-                telemetry.seam_metrics().transaction_ended(started, operation)
+            if started is not None and providers.metrics_wanted():
+                providers.seam_metrics().transaction_ended(started, operation)
 
     return wrapper
 
@@ -188,15 +188,15 @@ async def lazy_load_wrapper(
         traced = not (via in _EAGER or (via is None and instance.strategy_for(obj) == "noload"))
         if traced:
             cache_hit = instance.is_loaded(obj)
-            scope = telemetry.relationship_span(
-                telemetry.seam_tracer(),
+            scope = spans.relationship_span(
+                providers.seam_tracer(),
                 instance.name,
                 target_model=instance.target_name,
                 strategy="select",
                 fk_column=instance.fk_column,
             )
     except Exception as exc:
-        telemetry.report_failure("describe db.relationship.select", exc)
+        providers.report_failure("describe db.relationship.select", exc)
         traced = False
     if not traced:
         if via in _EAGER:
@@ -220,8 +220,8 @@ async def eager_load_wrapper(
     try:
         batch = args[0] if args else kwargs["batch"]
         rel = instance.relationship
-        scope = telemetry.relationship_span(
-            telemetry.seam_tracer(),
+        scope = spans.relationship_span(
+            providers.seam_tracer(),
             rel.name,
             target_model=rel.target_name,
             strategy=instance.strategy,
@@ -230,7 +230,7 @@ async def eager_load_wrapper(
             depth=batch.depth,
         )
     except Exception as exc:
-        telemetry.report_failure("describe an eager load", exc)
+        providers.report_failure("describe an eager load", exc)
         return await wrapped(*args, **kwargs)
     with scope:
         related = await wrapped(*args, **kwargs)
@@ -253,7 +253,7 @@ async def execute_wrapper(
             try:
                 statement = args[0] if args else kwargs.get("statement")
                 if statement is not None:
-                    telemetry.set_span_statement(span, statement)
+                    spans.set_span_statement(span, statement)
             except Exception as exc:
-                telemetry.report_failure("describe a statement", exc)
+                providers.report_failure("describe a statement", exc)
     return await wrapped(*args, **kwargs)

@@ -118,9 +118,9 @@ class UnusedEagerLoad:
 
 
 def _tracer() -> Any:
-    from opentelemetry_instrumentation_data_bridge import telemetry
+    from opentelemetry_instrumentation_data_bridge import providers
 
-    return telemetry.get_tracer(), telemetry.system_attributes()
+    return providers.get_tracer(), providers.system_attributes()
 
 
 def open_warning(finding: Finding, settings: N1Settings, keep_open: bool) -> None:

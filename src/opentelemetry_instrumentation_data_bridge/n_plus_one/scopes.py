@@ -119,9 +119,9 @@ def current_scope(create: bool = True) -> N1Scope | None:
 
 
 def _provider_is_watched() -> bool:
-    from opentelemetry_instrumentation_data_bridge import telemetry
+    from opentelemetry_instrumentation_data_bridge import providers
 
-    provider = telemetry.configured_tracer_provider()
+    provider = providers.configured_tracer_provider()
     return provider is not None and provider in _watched_providers
 
 
