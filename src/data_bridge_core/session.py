@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -117,7 +118,9 @@ class Session:
         self._touched: dict[Table, None] = {}
         # (object, columns the database generated for it) inserted in this transaction.
         self._inserted_in_tx: list[tuple[Table, list[str]]] = []
-        self._results: list[ResultInfo] = []  # shared states of hydrated rows
+        # Shared states of hydrated rows, detached at close; weak, so a long session
+        # does not keep one per query after its rows are gone.
+        self._results: weakref.WeakSet[ResultInfo] = weakref.WeakSet()
         self._tx_started_ns = 0
         self._flush_batch = 0
         self._deleted_in_tx: list[Table] = []
@@ -318,7 +321,7 @@ class Session:
             identity = self._identity[model] = {}
         # Every row shares this object as its state until it needs its own.
         result = ResultInfo(result_size, self)
-        self._results.append(result)
+        self._results.add(result)
         new = object.__new__
 
         def hydrate(values: Sequence[Any]) -> M:

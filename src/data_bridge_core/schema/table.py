@@ -40,7 +40,7 @@ class ResultInfo:
     an `InstanceState` per row, which halves the cost of a row.
     """
 
-    __slots__ = ("session", "size")
+    __slots__ = ("__weakref__", "session", "size")
 
     def __init__(self, size: int = 0, session: Session | None = None) -> None:
         self.size = size
