@@ -1,8 +1,9 @@
 """The wrapt wrappers patched onto data_bridge_core's seams.
 
 Each wrapper reads the seam's public, read-only state and opens the span
-through the `telemetry` helpers, so every span shape has one implementation.
-When instrumentation is suppressed the wrapper calls straight through.
+through `spans`, so every span shape has one implementation. When
+instrumentation is suppressed the wrapper calls straight through; a failure
+in the instrumentation's own code is logged once and never reaches the caller.
 """
 
 from __future__ import annotations
@@ -200,14 +201,14 @@ async def lazy_load_wrapper(
         traced = False
     if not traced:
         if via in _EAGER:
-            n_plus_one.record_eager_use(instance)
+            _detect(n_plus_one.record_eager_use, instance)
         return await wrapped(*args, **kwargs)
     with scope:
         value = await wrapped(*args, **kwargs)
         scope.set_result(count=_rows(value), cache_hit=cache_hit)
     if not cache_hit:
         # After the span ends, so a warning span is the request's child, not the load's.
-        n_plus_one.record_lazy_load(instance, obj)
+        _detect(n_plus_one.record_lazy_load, instance, obj)
     return value
 
 
@@ -235,8 +236,19 @@ async def eager_load_wrapper(
     with scope:
         related = await wrapped(*args, **kwargs)
         scope.set_result(count=len(related))
-    n_plus_one.record_eager_load(rel, instance.strategy)
+    _detect(n_plus_one.record_eager_load, rel, instance.strategy)
     return related
+
+
+def _detect(record: Callable[..., None], *args: Any) -> None:
+    """Run an N+1 detector hook: its NPlusOneError (mode "raise") is meant for the
+    caller; any other failure is the instrumentation's and is only logged."""
+    try:
+        record(*args)
+    except n_plus_one.NPlusOneError:
+        raise
+    except Exception as exc:
+        providers.report_failure(f"run N+1 detection ({record.__name__})", exc)
 
 
 async def execute_wrapper(

@@ -202,3 +202,20 @@ async def test_unused_eager_load_modes(blog_engine: Engine) -> None:
         async with Session(blog_engine) as session:
             await session.find(Article).options(joinedload(Article.author)).to_list()
     assert scope.unused_eager_loads == []
+
+
+async def test_a_detector_failure_never_reaches_the_caller(
+    blog_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("detector bug")
+
+    monkeypatch.setattr(n_plus_one, "record_lazy_load", broken)
+    with caplog.at_level(logging.WARNING), n1_scope():
+        async with Session(blog_engine) as session:
+            authors = await session.find(Author).order_by(Author.id).to_list()
+            loaded = [len(await a.articles) for a in authors]
+    assert sum(loaded) > 0
+    failures = [r for r in caplog.records if "run N+1 detection" in r.getMessage()]
+    assert len(failures) == 1  # logged once per kind of failure, not once per load
+    assert "detector bug" in failures[0].getMessage()
