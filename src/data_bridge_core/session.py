@@ -311,8 +311,15 @@ class Session:
 
     # -- hydration ---------------------------------------------------------------------
 
-    def hydrator(self, model: type[M], result_size: int) -> Callable[[Sequence[Any]], M]:
-        """A function turning one row (in column order) into the session's instance."""
+    def hydrator(
+        self, model: type[M], result_size: int, *, unique_rows: bool = False
+    ) -> Callable[[Sequence[Any]], M]:
+        """A function turning one row (in column order) into the session's instance.
+
+        ``unique_rows``: the result cannot hold a primary key twice (a SELECT of
+        one table); when the session holds no object of the model yet, no row
+        can already be in the identity map and the lookup per row is skipped.
+        """
         info = table_info(model)
         names = info.field_names
         pk_index = info.pk_index
@@ -336,12 +343,21 @@ class Session:
             identity[pk] = obj
             return obj
 
-        hydrate.result = result  # type: ignore[attr-defined]
-        return hydrate
+        def hydrate_new(values: Sequence[Any]) -> M:
+            obj = new(model)
+            d = obj.__dict__
+            d.update(zip(names, values, strict=False))
+            d[STATE_KEY] = result
+            identity[values[pk_index]] = obj
+            return obj
+
+        chosen = hydrate_new if unique_rows and not identity else hydrate
+        chosen.result = result  # type: ignore[attr-defined]
+        return chosen
 
     async def load_rows(self, model: type[M], statement: str, params: Sequence[Any]) -> list[M]:
         """Execute a SELECT of ``model``'s columns and return identity-mapped instances."""
-        hydrate = self.hydrator(model, 0)
+        hydrate = self.hydrator(model, 0, unique_rows=True)
         result = await self.execute(statement, params, row_factory=lambda _cur: hydrate)
         rows: list[M] = result.rows
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
