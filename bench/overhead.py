@@ -119,14 +119,18 @@ PAIRS = {
 }
 
 
-async def w1_paired(systems: list[Any], ids: list[int], rounds: int) -> dict[str, float]:
+async def w1_paired(
+    systems: list[Any], ids: list[int], rounds: int, flush: Any = None
+) -> dict[str, float]:
     """Median over rounds of each pair's W1 difference in CPU time per get.
 
     The table's wall-clock cells move by tens of µs between rounds on a shared
     machine; the extra cost of a span is of that size. Here the systems run W1
     back to back in every round and each round gives one difference per pair,
-    in this process's CPU time (the database server's work and other
-    processes' are not in it). The span floor is measured the same way (a bare
+    in the CPU time of the thread running the event loop (the database
+    server's work and other processes' are not in it). ``flush`` empties the
+    span processors' queues after each run, so one system's spans are not
+    exported while the next one is measured. The span floor is measured the same way (a bare
     SDK span around each get), so both sides see the same cold caches.
     """
     by_name = {s.name: s for s in systems}
@@ -138,11 +142,13 @@ async def w1_paired(systems: list[Any], ids: list[int], rounds: int) -> dict[str
             system.activate()
             try:
                 await system.w6(ids[0])  # first calls after activation are not W1's
-                start = time.process_time_ns()
+                start = time.thread_time_ns()
                 await system.w1(ids)
-                elapsed = (time.process_time_ns() - start) / 1000 / len(ids)
+                elapsed = (time.thread_time_ns() - start) / 1000 / len(ids)
             finally:
                 system.deactivate()
+            if flush is not None:
+                flush()
             if round_no:
                 samples[name].append(elapsed)
     extras: dict[str, float] = {}

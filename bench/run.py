@@ -85,7 +85,7 @@ def _workloads(system: Any, ids: list[int]) -> list[tuple[str, Any, int]]:
 
 
 async def run_interleaved(
-    systems: list[Any], schema: str, rounds: int, ops: int
+    systems: list[Any], schema: str, rounds: int, ops: int, flush: Any = None
 ) -> dict[str, dict[str, Any]]:
     """Every round runs every system once, in turn: a slow spell of the shared
     machine then lands on all systems alike instead of on whichever ran then."""
@@ -108,7 +108,7 @@ async def run_interleaved(
                             samples[system.name][workload].append(elapsed)
                 finally:
                     system.deactivate()
-        paired = await overhead.w1_paired(systems, ids, max(rounds, 5))
+        paired = await overhead.w1_paired(systems, ids, max(rounds, 5), flush)
         results: dict[str, dict[str, Any]] = {"_paired": paired}
         for system in systems:
             system.activate()
@@ -157,7 +157,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     server_version = server_version_of()
     try:
         systems = [s for s in build_systems(providers) if not args.only or s.name in args.only]
-        results = await run_interleaved(systems, schema, rounds, ops)
+        def flush() -> None:
+            for provider in providers.values():
+                provider.force_flush()
+
+        results = await run_interleaved(systems, schema, rounds, ops, flush)
         paired = results.pop("_paired")
         probe_count, probe_rounds = (200, 3) if args.quick else (3000, 9)
         seam = await overhead.seam_overhead(providers, schema, probe_count, probe_rounds)

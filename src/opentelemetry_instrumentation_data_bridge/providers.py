@@ -62,8 +62,10 @@ class _Config:
         self.reported: set[str] = set()
         self.orm_metrics: OrmMetrics | None = None
         # What the provider's sampler decides without being asked (see `_sampling_shortcuts`).
+        self.drops_all = False
         self.drops_roots = False
         self.drops_unsampled_children = False
+        self.metrics_wanted = False  # True once a meter provider that records is seen
         # (operation, table, id(server)) -> (start attributes, server) for query spans.
         self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
 
@@ -178,15 +180,18 @@ def span_dropped(current: otel_context.Context | None = None) -> bool:
     config = state
     if not (config.drops_roots or config.drops_unsampled_children):
         return False
+    if config.drops_all:
+        return True  # ALWAYS_OFF: no parent to look at
     parent = trace.get_current_span(current).get_span_context()
     if not parent.is_valid:
         return config.drops_roots
     return config.drops_unsampled_children and not parent.trace_flags.sampled
 
 
-def _sampling_shortcuts(provider: Any) -> tuple[bool, bool]:
-    """(drops every root span, drops every child of an unsampled parent) for the SDK's
-    standard samplers, read from their public description; (False, False) otherwise.
+def _sampling_shortcuts(provider: Any) -> tuple[bool, bool, bool]:
+    """(drops everything, drops every root span, drops every child of an unsampled
+    parent) for the SDK's standard samplers, read from their public description;
+    all False for any other sampler.
 
     With ``ALWAYS_OFF``, or ``ParentBased`` under an unsampled parent (the 99% of
     requests that a 1% sampling rate drops), the sampler's answer is known in
@@ -195,15 +200,16 @@ def _sampling_shortcuts(provider: Any) -> tuple[bool, bool]:
     sampler = getattr(provider, "sampler", None)
     describe = getattr(sampler, "get_description", None)
     if describe is None:
-        return False, False
+        return False, False, False
     description = str(describe())
     if description == "AlwaysOffSampler":
-        return True, True
+        return True, True, True
     if not (description.startswith("ParentBased{") and description.endswith("}")):
-        return False, False
+        return False, False, False
     parts = dict(part.split(":", 1) for part in description[12:-1].split(",") if ":" in part)
     off = "AlwaysOffSampler"
     return (
+        False,
         parts.get("root") == off,
         parts.get("remoteParentNotSampled") == off and parts.get("localParentNotSampled") == off,
     )
@@ -217,7 +223,7 @@ def seam_tracer() -> Tracer:
     """
     tracer = state.tracer
     if tracer is None:
-        state.drops_roots, state.drops_unsampled_children = _sampling_shortcuts(
+        state.drops_all, state.drops_roots, state.drops_unsampled_children = _sampling_shortcuts(
             configured_tracer_provider()
         )
         schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
@@ -238,9 +244,14 @@ def metrics_wanted() -> bool:
     """False while no meter provider can receive measurements (none given to
     instrument() and no global SDK provider yet): the seams then skip building
     them. Checked per call, so a provider set later is used from then on."""
+    if state.metrics_wanted:  # once a real provider is seen, it stays (it cannot be unset)
+        return True
     if state.meter_provider is not None:
-        return not isinstance(state.meter_provider, metrics.NoOpMeterProvider)
-    return not isinstance(metrics.get_meter_provider(), _NOTHING_TO_RECORD_INTO)
+        wanted = not isinstance(state.meter_provider, metrics.NoOpMeterProvider)
+    else:
+        wanted = not isinstance(metrics.get_meter_provider(), _NOTHING_TO_RECORD_INTO)
+    state.metrics_wanted = wanted
+    return wanted
 
 
 def seam_metrics() -> OrmMetrics:
