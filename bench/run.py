@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import overhead, report
 from bench.report import FLOOR_SYSTEM
-from bench.schema import USERS, create_schema, drop_schema, server_version_of
+from bench.schema import USERS, create_schema, drop_schema, server_version_of, vacuum
 from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
 
 WORKLOADS = (
@@ -98,6 +98,7 @@ async def run_interleaved(
     try:
         for round_no in range(rounds + 1):  # round 0 warms up (prepared statements, caches)
             for system in systems:
+                vacuum(schema)  # each system starts from the same table, not a bloated one
                 system.activate()
                 try:
                     for workload, run, per in _workloads(system, ids):
@@ -157,6 +158,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     server_version = server_version_of()
     try:
         systems = [s for s in build_systems(providers) if not args.only or s.name in args.only]
+
         def flush() -> None:
             for provider in providers.values():
                 provider.force_flush()

@@ -67,3 +67,10 @@ def drop_schema(schema: str) -> None:
 def server_version_of() -> str:
     with psycopg.connect(DSN) as conn:
         return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+
+
+def vacuum(schema: str) -> None:
+    """Clear the dead rows W4's rolled-back inserts leave in ``users``: without it
+    every later scan of the table (W2) slows down until autovacuum happens by."""
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f'VACUUM "{schema}".users')
