@@ -20,6 +20,7 @@ from opentelemetry_instrumentation_data_bridge import n_plus_one, providers, spa
 from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes
 
 Wrapped = Callable[..., Awaitable[Any]]
+# Each wrapper returns the awaitable the caller awaits (a coroutine function is one).
 Wrapper = Callable[[Wrapped, Any, tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
 
 _EAGER = frozenset({"selectinload", "joined"})
@@ -76,20 +77,28 @@ def _rows(result: Any) -> int:
 
 
 def query_wrapper(operation: str) -> Wrapper:
-    """Wrap a terminal Query method as ``db.query.<operation>``."""
+    """Wrap a terminal Query method as ``db.query.<operation>``.
+
+    The wrapper itself is a plain function: when there is nothing to record
+    (instrumentation suppressed, or a span the sampler is known to drop and no
+    meter provider to receive metrics) it hands back the original coroutine,
+    so the query runs without even an extra coroutine around it.
+    """
     affected = operation in ("update", "delete")
 
-    async def wrapper(
-        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    async def traced(
+        wrapped: Wrapped,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        dropped: bool,
     ) -> Any:
-        if not is_instrumentation_enabled():
-            return await wrapped(*args, **kwargs)
         try:
             table = instance.table_name
             server = server_attributes(instance.session.engine)
             # A span the sampler is known to drop is not built: only metrics remain.
             scope = None
-            if not providers.span_dropped():
+            if not dropped:
                 scope = spans.query_span(
                     providers.seam_tracer(),
                     operation,
@@ -123,6 +132,16 @@ def query_wrapper(operation: str) -> Wrapper:
             raise
         finally:
             _record_metrics(operation, table, span, started, rows, error, server)
+
+    def wrapper(
+        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Awaitable[Any]:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        dropped = providers.span_dropped()
+        if dropped and not providers.metrics_wanted():
+            return wrapped(*args, **kwargs)
+        return traced(wrapped, instance, args, kwargs, dropped)
 
     return wrapper
 

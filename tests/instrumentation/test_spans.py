@@ -369,3 +369,32 @@ async def test_sampled_children_are_still_recorded(blog_engine: Engine) -> None:
     finished = exporter.get_finished_spans()
     assert [s.name for s in finished if s.name == "db.query.find"] == ["db.query.find"]
     assert all(s.context.trace_id == 0xABC for s in finished)
+
+
+async def test_nothing_to_record_means_the_original_coroutine(blog_engine: Engine) -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    from data_bridge_core.query import Query
+
+    original = Query.__dict__["to_list"]
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=TracerProvider(sampler=ALWAYS_OFF), meter_provider=NoOpMeterProvider()
+    )
+    try:
+        async with Session(blog_engine) as session:
+            pending = session.find(Author).to_list()
+            # No span to build and no meter to feed: the query's own coroutine, unwrapped.
+            assert pending.cr_code is original.__code__
+            assert len(await pending) == 3
+    finally:
+        instrumentor.uninstrument()
+    recording = DataBridgeInstrumentor()
+    recording.instrument(tracer_provider=TracerProvider())
+    try:
+        async with Session(blog_engine) as session:
+            pending = session.find(Author).to_list()
+            assert pending.cr_code is not original.__code__  # the traced path
+            assert len(await pending) == 3
+    finally:
+        recording.uninstrument()
