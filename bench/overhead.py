@@ -69,6 +69,7 @@ async def seam_overhead(
     samples: dict[str, list[float]] = {"floor": [], "recording": [], "sampled_out": []}
     try:
         for _ in range(rounds):
+            gc.collect()
             base = await loop(bare)
             samples["floor"].append(_floor_once(providers["recording"], count))
             for name in ("recording", "sampled_out"):
@@ -97,6 +98,7 @@ async def n1_detection_cost(schema: str, pages: int, rounds: int) -> float:
             parents = await session.find(m.User).limit(100).to_list()
             n_plus_one.configure_n1_detection(threshold=5, mode="span")
             for round_no in range(rounds + 1):  # round 0 warms up (first-use imports)
+                gc.collect()  # start each round with no one else's garbage to collect
                 start = time.perf_counter_ns()
                 for _ in range(pages):
                     with n_plus_one.n1_scope():
