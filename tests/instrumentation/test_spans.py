@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import pytest
+from conftest_shared import RecordingSampler
 from instrumentation_models import Article, Author, Remark
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -16,14 +15,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
-    Decision,
     ParentBased,
     Sampler,
-    SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
-from opentelemetry.util.types import Attributes
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
 from data_bridge_core import Engine, IntegrityError, Session, joinedload, selectinload
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
@@ -255,32 +251,8 @@ async def test_spans_nest_under_the_callers_span_across_concurrent_tasks(
         assert all(c.context.trace_id == root.context.trace_id for c in children)
 
 
-class _SeenBySampler(Sampler):
-    """Samples nothing; keeps what each db.query span showed at its start."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, object]] = []
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if name.startswith("db.query."):
-            self.seen.append({"name": name, **dict(attributes or {})})
-        return SamplingResult(Decision.DROP)
-
-    def get_description(self) -> str:
-        return "_SeenBySampler"
-
-
 async def test_samplers_see_the_semconv_sampling_attributes(blog_engine: Engine) -> None:
-    sampler = _SeenBySampler()
+    sampler = RecordingSampler()
     provider = TracerProvider(sampler=sampler)
     instrumentor = DataBridgeInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
@@ -290,7 +262,7 @@ async def test_samplers_see_the_semconv_sampling_attributes(blog_engine: Engine)
     finally:
         instrumentor.uninstrument()
     assert len(authors) == 2
-    assert sampler.seen == [
+    assert [seen for seen in sampler.seen if seen["name"].startswith("db.query.")] == [
         {
             "name": "db.query.find",
             "db.system": "postgresql",

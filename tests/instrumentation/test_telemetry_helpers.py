@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest_shared import RecordingSampler
 from instrumentation_models import Author
-from opentelemetry.context import Context
 from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, StatusCode
-from opentelemetry.util.types import Attributes
+from opentelemetry.trace import SpanKind, StatusCode
 
 from data_bridge_core import Engine, Query, Session
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, telemetry
@@ -179,29 +177,6 @@ def test_disabled_by_environment(
     assert spans.get_finished_spans() == ()
     monkeypatch.setenv("DATA_BRIDGE_TRACING_ENABLED", "true")
     assert telemetry.is_tracing_enabled() is True
-
-
-class RecordingSampler(Sampler):
-    """Drops everything, remembering the attributes it was shown at span start."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, Any]] = []
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: Any = None,
-    ) -> SamplingResult:
-        self.seen.append({"name": name, **dict(attributes or {})})
-        return SamplingResult(Decision.DROP)
-
-    def get_description(self) -> str:
-        return "RecordingSampler"
 
 
 def test_samplers_see_start_attributes_and_dropped_spans_skip_details() -> None:
