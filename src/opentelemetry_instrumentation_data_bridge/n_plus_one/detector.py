@@ -110,16 +110,8 @@ def record_lazy_load(relationship: Any, parent: Any) -> None:
     if site.count < settings.threshold:
         return
     site.parents.clear()  # from here on the count is all we need
-    site_of_call = _describe(frame)
     finding = Finding(
-        model,
-        name,
-        relationship.target_name,
-        site_of_call.filepath,
-        site_of_call.lineno,
-        site_of_call.function,
-        site.count,
-        settings.threshold,
+        model, name, relationship.target_name, _describe(frame), site.count, settings.threshold
     )
     site.finding = finding
     scope.findings.append(finding)
@@ -140,13 +132,7 @@ def record_eager_load(relationship: Any, strategy: str) -> None:
     if key in scope.eager_loads or len(scope.eager_loads) >= MAX_SITES_PER_SCOPE:
         return
     scope.eager_loads[key] = UnusedEagerLoad(
-        model,
-        relationship.name,
-        relationship.target_name,
-        strategy,
-        site_of_call.filepath,
-        site_of_call.lineno,
-        site_of_call.function,
+        model, relationship.name, relationship.target_name, strategy, site_of_call
     )
 
 

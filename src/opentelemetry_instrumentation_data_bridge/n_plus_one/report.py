@@ -30,11 +30,16 @@ class NPlusOneError(Exception):
     """Raised in ``mode="raise"`` when an N+1 pattern is detected (for tests)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CallSite:
+    """The user's line a load was made from."""
+
     filepath: str
     lineno: int
     function: str
+
+    def __str__(self) -> str:
+        return f"{self.filepath}:{self.lineno} ({self.function})"
 
     def attributes(self) -> dict[str, Any]:
         return {
@@ -51,9 +56,7 @@ class Finding:
     model: str
     relationship: str
     target_model: str
-    filepath: str
-    lineno: int
-    function: str
+    site: CallSite
     count: int
     threshold: int
     # The db.n1_warning span, open until the scope ends so it can carry the final count.
@@ -66,7 +69,7 @@ class Finding:
     def message(self) -> str:
         return (
             f"N+1 query: {self.model}.{self.relationship} lazy-loaded for {self.count} parents "
-            f"at {self.filepath}:{self.lineno} ({self.function}). {self.recommendation}"
+            f"at {self.site}. {self.recommendation}"
         )
 
     def attributes(self) -> dict[str, Any]:
@@ -76,7 +79,7 @@ class Finding:
             SpanAttributes.DB_N1_QUERY_COUNT: self.count,
             SpanAttributes.DB_N1_THRESHOLD: self.threshold,
             SpanAttributes.DB_N1_RECOMMENDATION: self.recommendation,
-            **CallSite(self.filepath, self.lineno, self.function).attributes(),
+            **self.site.attributes(),
         }
 
 
@@ -88,9 +91,7 @@ class UnusedEagerLoad:
     relationship: str
     target_model: str
     strategy: str
-    filepath: str
-    lineno: int
-    function: str
+    site: CallSite
 
     @property
     def option(self) -> str:
@@ -102,10 +103,7 @@ class UnusedEagerLoad:
         return f"Remove {self.option}: the loaded {self.target_model} rows were never used"
 
     def message(self) -> str:
-        return (
-            f"Unused eager load: {self.option} at {self.filepath}:{self.lineno} "
-            f"({self.function}). {self.recommendation}"
-        )
+        return f"Unused eager load: {self.option} at {self.site}. {self.recommendation}"
 
     def attributes(self) -> dict[str, Any]:
         return {
@@ -113,7 +111,7 @@ class UnusedEagerLoad:
             SpanAttributes.DB_RELATIONSHIP_TARGET_MODEL: self.target_model,
             SpanAttributes.DB_RELATIONSHIP_STRATEGY: self.strategy,
             SpanAttributes.DB_N1_RECOMMENDATION: self.recommendation,
-            **CallSite(self.filepath, self.lineno, self.function).attributes(),
+            **self.site.attributes(),
         }
 
 
