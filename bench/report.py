@@ -38,11 +38,6 @@ def table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _extra(data: dict[str, Any], system: str, base: str, workload: str) -> float | None:
-    a, b = _cell(data, system, workload), _cell(data, base, workload)
-    return None if a is None or b is None else a - b
-
-
 def targets(data: dict[str, Any]) -> str:
     w1, w3, w4 = data["workloads"][0], data["workloads"][2], data["workloads"][3]
     checks: list[tuple[str, bool | None, str]] = []

@@ -60,8 +60,8 @@ TUPLES_OK = ExecStatus.TUPLES_OK
 
 def _has_relations(obj: Table) -> bool:
     """True when the object holds relationship values (its own state has some)."""
-    state = obj.__dict__[STATE_KEY]
-    return state.__class__ is InstanceState and bool(state.relations)
+    state = own_state(obj)
+    return state is not None and bool(state.relations)
 
 
 def current_session() -> Session:
