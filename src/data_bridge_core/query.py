@@ -226,7 +226,7 @@ class Query(Generic[M]):
             f"SELECT {', '.join(select)} FROM {info.quoted_name}{''.join(joins)}"
             f"{where}{self._tail()}"
         )
-        result = await session.execute(statement, params)
+        result = await session.run_statement(statement, params)
         rows: list[tuple[Any, ...]] = result.rows
         hydrate = session.hydrator(self._model, len(rows))
         n = len(info.field_names)
@@ -255,7 +255,7 @@ class Query(Generic[M]):
             statement = (
                 f"SELECT count(*) FROM (SELECT 1 FROM {info.quoted_name}{where}{self._tail()}) AS q"
             )
-        result = await session.execute(statement, params)
+        result = await session.run_statement(statement, params)
         return int(result.rows[0][0])
 
     async def exists(self) -> bool:
@@ -265,7 +265,7 @@ class Query(Generic[M]):
         info = self._info
         where = compile_where(self._filters, params)
         statement = f"SELECT EXISTS (SELECT 1 FROM {info.quoted_name}{where}{self._tail()})"
-        result = await session.execute(statement, params)
+        result = await session.run_statement(statement, params)
         return bool(result.rows[0][0])
 
     async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -281,7 +281,7 @@ class Query(Generic[M]):
         statement, all_params = compile_aggregate(self._info, pipeline, where, params)
         session = self.session
         await session.autoflush()
-        result = await session.execute(statement, all_params, row_factory=dict_row)
+        result = await session.run_statement(statement, all_params, row_factory=dict_row)
         return list(result.rows)
 
     def _check_bulk(self, what: str) -> None:
@@ -314,7 +314,7 @@ class Query(Generic[M]):
         )
         session = self.session
         await session.autoflush()
-        result = await session.execute(statement, params)
+        result = await session.run_statement(statement, params)
         # Keep objects already in the session in step with the rows just changed.
         for (pk,) in result.rows:
             obj = session.identity_lookup(self._model, pk)
@@ -337,7 +337,7 @@ class Query(Generic[M]):
         statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.primary_key.quoted}"
         session = self.session
         await session.autoflush()
-        result = await session.execute(statement, params)
+        result = await session.run_statement(statement, params)
         for (pk,) in result.rows:
             session.forget(self._model, pk)
         return len(result.rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -76,7 +76,7 @@ def current_session() -> Session:
 
 
 class Result:
-    """What `Session.execute` returns."""
+    """What `Session.execute` and `Session.run_statement` return: the rows, in order."""
 
     __slots__ = ("batch_size", "rowcount", "rows", "statement")
 
@@ -87,6 +87,15 @@ class Result:
         self.rowcount = rowcount
         self.statement = statement
         self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.rows[index]
 
     def __repr__(self) -> str:
         return f"<Result rows={len(self.rows)} rowcount={self.rowcount}>"
@@ -265,7 +274,19 @@ class Session:
         finally:
             await self.engine.release(conn)
 
-    async def execute(
+    async def execute(self, statement: str, params: Sequence[Any] | None = None) -> Result:
+        """Run one raw SQL statement (``%s`` placeholders, values in ``params``).
+
+        The public way to send SQL of your own; it runs in the session's
+        transaction like every ORM statement. Returns a `Result` (iterate it,
+        or read ``.rows`` and ``.rowcount``).
+        """
+        if not isinstance(statement, str):
+            raise TypeError(f"execute() takes SQL text, got {type(statement).__name__}")
+        self._check_open()
+        return await self.run_statement(statement, params)
+
+    async def run_statement(
         self,
         statement: str,
         params: Sequence[Any] | None = None,
@@ -358,7 +379,7 @@ class Session:
     async def load_rows(self, model: type[M], statement: str, params: Sequence[Any]) -> list[M]:
         """Execute a SELECT of ``model``'s columns and return identity-mapped instances."""
         hydrate = self.hydrator(model, 0, unique_rows=True)
-        result = await self.execute(statement, params, row_factory=lambda _cur: hydrate)
+        result = await self.run_statement(statement, params, row_factory=lambda _cur: hydrate)
         rows: list[M] = result.rows
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
@@ -558,7 +579,7 @@ class Session:
         identity = self._identity.setdefault(model, {})
         for batch in plan_inserts(model, objects):
             if len(batch.objects) > 1 and batch.bulk_sql is not None:
-                result = await self.execute(
+                result = await self.run_statement(
                     batch.bulk_sql, batch.column_arrays(), bulk_rows=len(batch.objects)
                 )
                 returned = batch.bulk_returned
@@ -566,9 +587,9 @@ class Session:
             else:
                 params = batch.params()
                 if len(params) == 1:
-                    result = await self.execute(batch.sql, params[0])
+                    result = await self.run_statement(batch.sql, params[0])
                 else:
-                    result = await self.execute(batch.sql, params, batch=True)
+                    result = await self.run_statement(batch.sql, params, batch=True)
                 returned, rows = batch.returned, result.rows
             names = [c.name for c in returned]
             if names:
@@ -604,9 +625,9 @@ class Session:
             statement = update_statement(info, fields)
             rows = [update_params(info, fields, o) for o in objects]
             if len(rows) == 1:
-                result = await self.execute(statement, rows[0])
+                result = await self.run_statement(statement, rows[0])
             else:
-                result = await self.execute(statement, rows, batch=True)
+                result = await self.run_statement(statement, rows, batch=True)
             if len(result.rows) != len(objects):
                 raise InvalidStateError(
                     f"UPDATE of {info.name} matched {len(result.rows)} of {len(objects)} rows: "
@@ -628,7 +649,7 @@ class Session:
                 continue
             info = table_info(model)
             pks = [o.__dict__[info.primary_key.name] for o in objects]
-            await self.execute(
+            await self.run_statement(
                 f"DELETE FROM {info.quoted_name} WHERE {info.primary_key.ident} = ANY(%s)",
                 [pks],
                 bulk_rows=len(pks) if len(pks) > 1 else None,

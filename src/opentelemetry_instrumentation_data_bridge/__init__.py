@@ -61,7 +61,9 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
         ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
     ]
     if capture_statement:  # the statement seam costs a wrapper per SQL statement: opt-in
-        targets.append(("data_bridge_core.session", "Session", "execute", wrappers.execute_wrapper))
+        targets.append((
+                "data_bridge_core.session", "Session", "run_statement", wrappers.execute_wrapper
+            ))
     return targets
 
 

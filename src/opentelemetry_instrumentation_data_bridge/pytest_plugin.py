@@ -211,18 +211,18 @@ def assert_max_queries() -> Callable[[int], AbstractContextManager[list[str]]]:
     @contextmanager
     def limit(n: int) -> Iterator[list[str]]:
         statements: list[str] = []
-        original = Session.__dict__["execute"]
+        original = Session.__dict__["run_statement"]
 
         async def counting(self: Any, statement: str, *args: Any, **kwargs: Any) -> Any:
             statements.append(statement)
             # Bind explicitly: the original may be the instrumentation's wrapt wrapper.
             return await original.__get__(self, type(self))(statement, *args, **kwargs)
 
-        Session.execute = counting  # type: ignore[method-assign]
+        Session.run_statement = counting  # type: ignore[method-assign]
         try:
             yield statements
         finally:
-            Session.execute = original  # type: ignore[method-assign]
+            Session.run_statement = original  # type: ignore[method-assign]
         if len(statements) > n:
             listing = "\n".join(f"  {i + 1}. {s[:160]}" for i, s in enumerate(statements))
             pytest.fail(

@@ -83,17 +83,17 @@ async def fetch(schema: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 class StatementLog:
-    """Records the SQL text of every Session.execute call (wraps the real method)."""
+    """Records the SQL text of every Session.run_statement call (wraps the real method)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.statements: list[str] = []
-        original: Callable[..., Awaitable[Any]] = Session.execute
+        original: Callable[..., Awaitable[Any]] = Session.run_statement
 
         async def logged(session: Session, statement: str, *args: Any, **kwargs: Any) -> Any:
             self.statements.append(statement)
             return await original(session, statement, *args, **kwargs)
 
-        monkeypatch.setattr(Session, "execute", logged)
+        monkeypatch.setattr(Session, "run_statement", logged)
 
     def clear(self) -> None:
         self.statements.clear()

@@ -25,7 +25,7 @@ from data_bridge_core import (
 
 SEAMS = {
     Query: ["to_list", "count", "exists", "aggregate", "update", "delete"],
-    Session: ["open", "close", "flush", "commit", "rollback", "execute"],
+    Session: ["open", "close", "flush", "commit", "rollback", "execute", "run_statement"],
     Relationship: ["load"],
     EagerLoad: ["load"],
 }

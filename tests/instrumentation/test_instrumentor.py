@@ -32,7 +32,7 @@ SEAMS = [
         (Session, "flush"),
         (Session, "commit"),
         (Session, "rollback"),
-        (Session, "execute"),
+        (Session, "run_statement"),
         (Relationship, "load"),
         (EagerLoad, "load"),
     )
@@ -48,7 +48,7 @@ def test_every_seam_is_patched_and_restored_to_the_identical_object(
     tracer_provider: TracerProvider, capture_statement: bool
 ) -> None:
     # The per-statement seam is patched only when statements are captured.
-    seams = [s for s in SEAMS if capture_statement or s != (Session, "execute")]
+    seams = [s for s in SEAMS if capture_statement or s != (Session, "run_statement")]
     before = originals()
     assert len(_patch_targets(capture_statement)) == len(seams)
     instrumentor = DataBridgeInstrumentor()

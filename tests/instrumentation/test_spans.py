@@ -290,13 +290,13 @@ async def test_spans_a_sampler_would_drop_are_not_built(
     instrumentor = DataBridgeInstrumentor()
     instrumentor.instrument(tracer_provider=provider, meter_provider=meters)
     seen: list[object] = []
-    execute = Session.execute
+    execute = Session.run_statement
 
     async def spy(self: Session, *args: object, **kwargs: object) -> object:
         seen.append(trace.get_current_span())  # the span current while SQL runs
         return await execute(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Session, "execute", spy)
+    monkeypatch.setattr(Session, "run_statement", spy)
     unsampled = trace.NonRecordingSpan(
         SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0))
     )
