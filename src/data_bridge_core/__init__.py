@@ -37,6 +37,8 @@ from data_bridge_core.schema.table import (
     InstanceState,
     ResultInfo,
     Table,
+    identity_key,
+    result_of,
     state_of,
     table_info,
 )
@@ -82,11 +84,13 @@ __all__ = [
     "UnknownFieldError",
     "UnsupportedOperationError",
     "current_session",
+    "identity_key",
     "inspect",
     "joinedload",
     "noload",
     "raiseload",
     "relationship",
+    "result_of",
     "selectinload",
     "table_info",
 ]

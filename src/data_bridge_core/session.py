@@ -356,6 +356,9 @@ class Session:
             pk = values[pk_index]
             obj = identity.get(pk)
             if obj is not None:
+                # Now part of this result too (`inspect(obj).result_size` tells N+1
+                # detection whether it came from a multi-row result).
+                state_of(obj).result = result
                 return obj  # type: ignore[return-value]
             obj = new(model)
             d = obj.__dict__

@@ -8,6 +8,7 @@ in the instrumentation's own code is logged once and never reaches the caller.
 
 from __future__ import annotations
 
+import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,7 @@ def query_wrapper(operation: str) -> Wrapper:
     so the query runs without even an extra coroutine around it.
     """
     affected = operation in ("update", "delete")
+    finds = operation == "find"
 
     async def traced(
         wrapped: Wrapped,
@@ -126,7 +128,9 @@ def query_wrapper(operation: str) -> Wrapper:
                     scope.set_result(affected_rows=result)
                 else:
                     scope.set_result(count=rows)
-                return result
+            if finds and rows > 1:
+                _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
+            return result
         except BaseException as exc:
             error = exc
             raise
@@ -190,16 +194,31 @@ def session_wrapper(operation: str) -> Wrapper:
         finally:
             if started is not None and providers.metrics_wanted():
                 providers.seam_metrics().transaction_ended(started, operation)
+            if operation == "close":
+                _detect(n_plus_one.end_session_scope, instance)  # reports loads outside requests
 
     return wrapper
 
 
-async def lazy_load_wrapper(
+def lazy_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    """``obj.rel``: the user's line is read here, where the attribute is accessed
+    (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
+    if not is_instrumentation_enabled():
+        return wrapped(*args, **kwargs)
+    try:
+        site = n_plus_one.lazy_load_site(sys._getframe(1))
+    except Exception as exc:
+        providers.report_failure("run N+1 detection (lazy_load_site)", exc)
+        site = None
+    return _traced_lazy_load(wrapped, instance, args, kwargs, site)
+
+
+async def _traced_lazy_load(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], site: Any
 ) -> Any:
     """``await obj.rel``: a ``db.relationship.select`` span, cache hits included."""
-    if not is_instrumentation_enabled():
-        return await wrapped(*args, **kwargs)
     via: str | None = None
     try:
         obj = args[0] if args else kwargs["instance"]
@@ -227,7 +246,7 @@ async def lazy_load_wrapper(
         scope.set_result(count=_rows(value), cache_hit=cache_hit)
     if not cache_hit:
         # After the span ends, so a warning span is the request's child, not the load's.
-        _detect(n_plus_one.record_lazy_load, instance, obj)
+        _detect(n_plus_one.record_lazy_load, instance, obj, value, site)
     return value
 
 
@@ -255,7 +274,7 @@ async def eager_load_wrapper(
     with scope:
         related = await wrapped(*args, **kwargs)
         scope.set_result(count=len(related))
-    _detect(n_plus_one.record_eager_load, rel, instance.strategy)
+    _detect(n_plus_one.record_eager_load, rel, instance.strategy, batch, related)
     return related
 
 

@@ -110,6 +110,21 @@ def own_state(obj: Table) -> InstanceState | None:
     return state if state.__class__ is InstanceState else None
 
 
+def result_of(obj: Table) -> ResultInfo | None:
+    """The result that last returned an instance (shared by that result's rows; compare
+    by identity, ``.size`` is its row count), None for objects built in Python.
+    Reads without giving the instance its own state."""
+    state = obj.__dict__[STATE_KEY]
+    return state if state.__class__ is ResultInfo else state.result
+
+
+def identity_key(obj: Table) -> tuple[type[Table], Any] | None:
+    """``(model class, primary key)`` of an instance, None while it has no key yet."""
+    model = type(obj)
+    pk = obj.__dict__.get(table_info(model).primary_key.name)
+    return None if pk is None else (model, pk)
+
+
 def session_of(obj: Table) -> Session | None:
     """The session an instance belongs to, without making it its own state."""
     return obj.__dict__[STATE_KEY].session  # type: ignore[no-any-return]

@@ -1,10 +1,21 @@
-"""Detection scopes: an explicit ``n1_scope()`` block, else the current trace.
+"""Detection scopes, and when each one ends.
 
-A trace's scope lives from its first lazy load until its local root span
-ends; `processor.ScopeEndProcessor` (added to the SDK tracer provider by the
-instrumentor) sees that end, reports what the scope found and frees it.
+A load is counted in the first of:
+
+1. the explicit ``n1_scope()`` block around it;
+2. the current trace, when a span of the user's (or their framework's) is
+   current and still recording: one request is one scope. It ends when the
+   trace's local root span ends (`processor.ScopeEndProcessor`, added to the
+   SDK tracer provider by `watch.watch_scope_ends`);
+3. otherwise (a worker, a script, a test without fixture, a task that
+   outlived its request span) the parents' session: the scope ends when the
+   session closes (or, for a session never closed, when it is collected).
+
 Trace scopes are also capped (least recently created evicted first), so a
 provider without the processor, or roots that never end, cannot grow memory.
+Unused eager loads are reported only by scopes that see the use of what was
+loaded end: explicit blocks and requests. Objects outlive their session, so a
+session scope cannot tell an eager load that will never be read.
 """
 
 from __future__ import annotations
@@ -19,8 +30,10 @@ from typing import Any
 
 from opentelemetry import trace
 
+from opentelemetry_instrumentation_data_bridge import providers
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
+    CallSite,
     Finding,
     UnusedEagerLoad,
 )
@@ -28,20 +41,23 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import n1_set
 
 MAX_TRACE_SCOPES = 1024
 MAX_SITES_PER_SCOPE = 256
+MAX_SOURCES_PER_SCOPE = 4096
 
 SiteKey = tuple[str, str, str, int]  # model, relationship, file, line
+# How the rows of one result were loaded: (the parents' result, relationship, strategy).
+Source = tuple[Any, Any, str]
 
 
 @dataclass
 class LazySite:
-    parents: set[int] = field(default_factory=set)
+    parents: set[Any] = field(default_factory=set)  # identity keys until the finding
     count: int = 0
     finding: Finding | None = None
 
 
 @dataclass
 class N1Scope:
-    """Counters of one request (or explicit block); cleared when it ends."""
+    """Counters of one request, session or explicit block; cleared when it ends."""
 
     sites: dict[SiteKey, LazySite] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -49,22 +65,32 @@ class N1Scope:
     eager_loads: dict[SiteKey, UnusedEagerLoad] = field(default_factory=dict)
     eager_used: set[tuple[str, str]] = field(default_factory=set)
     unused_eager_loads: list[UnusedEagerLoad] = field(default_factory=list)
+    # The scope's end is known (block exit, root span end, session close): warning
+    # spans stay open and log records / warnings wait for the final count.
     keeps_warnings_open: bool = True
+    tracks_eager_loads: bool = True
+    # Result (ResultInfo) -> how its rows were loaded; root result -> its query's line.
+    sources: dict[Any, Source] = field(default_factory=dict)
+    query_sites: dict[Any, CallSite] = field(default_factory=dict)
+    # A session scope's finalizer (for a session never closed), detached at close.
+    finalizer: Any = field(default=None, repr=False)
 
 
 _explicit: ContextVar[N1Scope | None] = ContextVar("data_bridge_n1_scope", default=None)
 _ignored: ContextVar[bool] = ContextVar("data_bridge_n1_ignore", default=False)
 _trace_scopes: OrderedDict[int, N1Scope] = OrderedDict()
-_watched_providers: weakref.WeakSet[Any] = weakref.WeakSet()
+_session_scopes: dict[int, N1Scope] = {}  # id(session) -> scope, popped at close
+# SDK tracer providers that carry the scope-end processor (see `watch`).
+watched_providers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
-    """Record final counts, report unused eager loads, free the counters."""
+    """Record final counts, report, free the counters."""
+    settings = n1_settings()
     for site in scope.sites.values():
         if site.finding is not None:
             site.finding.count = site.count
-            report.close_warning(site.finding)
-    settings = n1_settings()
+            report.close_warning(site.finding, settings, scope.keeps_warnings_open)
     for (model, name, _file, _line), unused in scope.eager_loads.items():
         if (model, name) not in scope.eager_used and f"{model}.{name}" not in settings.allowlist:
             scope.unused_eager_loads.append(unused)
@@ -72,6 +98,8 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     scope.sites.clear()
     scope.eager_loads.clear()
     scope.eager_used.clear()
+    scope.sources.clear()
+    scope.query_sites.clear()
 
 
 @contextmanager
@@ -100,29 +128,45 @@ def is_ignored() -> bool:
     return _ignored.get()
 
 
-def current_scope(create: bool = True) -> N1Scope | None:
-    """The explicit scope of this context, else the current trace's (made on first use)."""
+def current_scope(create: bool = True, session: Any = None) -> N1Scope | None:
+    """The scope a load belongs to (see the module's docstring); ``session`` is the
+    session of the loaded objects, for code that runs outside any request."""
     scope = _explicit.get()
     if scope is not None:
         return scope
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
+    span = trace.get_current_span()
+    if span.is_recording() and _span_of_the_caller(span):
+        trace_id = span.get_span_context().trace_id
+        scope = _trace_scopes.get(trace_id)
+        if scope is None and create:
+            scope = N1Scope(keeps_warnings_open=_provider_is_watched())
+            _trace_scopes[trace_id] = scope
+            if len(_trace_scopes) > MAX_TRACE_SCOPES:
+                _, evicted = _trace_scopes.popitem(last=False)
+                finish(evicted)
+        return scope
+    if session is None:
         return None
-    scope = _trace_scopes.get(span_context.trace_id)
+    scope = _session_scopes.get(id(session))
     if scope is None and create:
-        scope = N1Scope(keeps_warnings_open=_provider_is_watched())
-        _trace_scopes[span_context.trace_id] = scope
-        if len(_trace_scopes) > MAX_TRACE_SCOPES:
-            _, evicted = _trace_scopes.popitem(last=False)
-            finish(evicted)
+        scope = _session_scopes[id(session)] = N1Scope(tracks_eager_loads=False)
+        scope.finalizer = weakref.finalize(session, _session_collected, id(session), scope)
     return scope
 
 
-def _provider_is_watched() -> bool:
-    from opentelemetry_instrumentation_data_bridge import providers
+def _span_of_the_caller(span: Any) -> bool:
+    """False for a local root span this instrumentation started itself (an ORM
+    call made with no span current): its trace ends with that call."""
+    parent = getattr(span, "parent", None)
+    if parent is not None and not parent.is_remote:
+        return True  # a child span: the trace's root is above it
+    scope = getattr(span, "instrumentation_scope", None)
+    return scope is None or scope.name != providers.SCOPE
 
+
+def _provider_is_watched() -> bool:
     provider = providers.configured_tracer_provider()
-    return provider is not None and provider in _watched_providers
+    return provider is not None and provider in watched_providers
 
 
 def has_trace_scopes() -> bool:
@@ -136,24 +180,31 @@ def end_trace_scope(root: Any) -> None:
         finish(scope, parent=root.context)
 
 
-def watch_scope_ends(provider: Any) -> bool:
-    """Add the scope-end processor to an SDK tracer provider (once per provider)."""
-    if provider in _watched_providers:
-        return True
-    add = getattr(provider, "add_span_processor", None)
-    if add is None:  # the API's no-op or proxy provider: capped trace scopes only
-        return False
-    from opentelemetry_instrumentation_data_bridge.n_plus_one.processor import (
-        ScopeEndProcessor,
-    )
-
-    add(ScopeEndProcessor())
-    _watched_providers.add(provider)
-    return True
+def end_session_scope(session: Any) -> None:
+    """A session closed: finish and free the scope of its loads made outside requests."""
+    if not _session_scopes:
+        return
+    scope = _session_scopes.pop(id(session), None)
+    if scope is not None:
+        scope.finalizer.detach()
+        finish(scope)
 
 
-def finish_all_trace_scopes() -> None:
-    """On uninstrument: report and free what every open trace scope holds."""
+def _session_collected(key: int, scope: N1Scope) -> None:
+    if _session_scopes.get(key) is scope:
+        del _session_scopes[key]
+        finish(scope)
+
+
+def finish_all_scopes() -> None:
+    """On uninstrument: report and free what every open trace and session scope holds."""
     while _trace_scopes:
         _, scope = _trace_scopes.popitem(last=False)
         finish(scope)
+    while _session_scopes:
+        _, scope = _session_scopes.popitem()
+        scope.finalizer.detach()
+        finish(scope)
+
+
+finish_all_trace_scopes = finish_all_scopes  # the name instrument()'s callers used
