@@ -208,7 +208,8 @@ def lazy_load_wrapper(
     if not is_instrumentation_enabled():
         return wrapped(*args, **kwargs)
     try:
-        site = n_plus_one.lazy_load_site(sys._getframe(1))
+        # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
+        site = n_plus_one.lazy_load_site(sys._getframe(2))
     except Exception as exc:
         providers.report_failure("run N+1 detection (lazy_load_site)", exc)
         site = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from data_bridge_core import identity_key, result_of
@@ -27,11 +27,14 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
     UnusedEagerLoad,
 )
 from opentelemetry_instrumentation_data_bridge.n_plus_one.scopes import (
+    IGNORED,
     MAX_SITES_PER_SCOPE,
     MAX_SOURCES_PER_SCOPE,
     LazySite,
     N1Scope,
     current_scope,
+    last_loop,
+    scope_of_result,
 )
 
 _LIBRARY_MARKERS = (
@@ -41,9 +44,18 @@ _LIBRARY_MARKERS = (
     f"{os.sep}wrapt{os.sep}",
 )
 _UNKNOWN = CallSite("<unknown>", 0, "<unknown>")
+# Where ``obj.rel`` (or a query) was written: its code and bytecode offset. A line
+# number costs a line-table walk, so it is worked out only for a finding.
+Mark = tuple[CodeType, int]
 _MAX_PATH = 16  # levels followed back to the root query (a guard against cycles)
+_MAX_RECENT_QUERIES = 256
+_COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"})
 
+_explicit_scope = scopes._explicit.get  # bound once: this runs on every lazy load
 _library_file: dict[str, bool] = {}  # filename -> inside a library (bounded by the code base)
+# The last multi-row results (ResultInfo) -> where their query was written, for
+# advice naming the query to fix. Bounded; a closed session's results hold nothing.
+_recent_queries: dict[Any, Mark] = {}
 
 
 def user_frame(frame: FrameType | None) -> FrameType | None:
@@ -62,65 +74,90 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     return None
 
 
-_COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"})
+def _mark_of(frame: FrameType | None) -> Mark | None:
+    return None if frame is None else (frame.f_code, frame.f_lasti)
+
+
+def call_site(mark: Mark | None) -> CallSite:
+    """The file, line and function of a mark."""
+    if mark is None:
+        return _UNKNOWN
+    code, offset = mark
+    line = code.co_firstlineno
+    for start, end, number in code.co_lines():
+        if start <= offset < end and number is not None:
+            line = number
+            break
+    function = code.co_name
+    if function in _COMPREHENSIONS:
+        # `gather(*(u.posts for u in users))`: the function that holds the expression.
+        outer = code.co_qualname.rsplit(".<locals>.", 1)[0]
+        function = outer.rsplit(".", 1)[-1] if outer != code.co_qualname else function
+    return CallSite(code.co_filename, line, function)
 
 
 def _describe(frame: FrameType | None) -> CallSite:
-    if frame is None:
-        return _UNKNOWN
-    code = frame.f_code
-    name = code.co_name
-    if name in _COMPREHENSIONS and frame.f_back is not None:
-        # `gather(*(u.posts for u in users))`: the line is the expression's, the
-        # function the one that holds it.
-        name = frame.f_back.f_code.co_name
-    return CallSite(code.co_filename, frame.f_lineno, name)
+    return call_site(_mark_of(frame))
 
 
-def lazy_load_site(frame: FrameType | None) -> CallSite | None:
-    """The user's line of ``obj.rel``, read where the attribute is accessed (``frame``
-    is the accessor's): under ``asyncio.gather`` the load later runs in a task
-    of its own, with no frame of the user's above it. None when detection is off."""
-    if not settings_module._settings.enabled:
+def lazy_load_site(frame: FrameType | None) -> Mark | None:
+    """Where ``obj.rel`` was written, read when the attribute is accessed: under
+    ``asyncio.gather`` the load runs later in a task of its own, with no frame of
+    the user's above it. ``frame`` is the accessor's caller, usually the user's
+    (checked, and walked from if not, when a load is counted). None when
+    detection is off. This runs on every ``obj.rel``: two attribute reads."""
+    if frame is None or not settings_module._settings.enabled:
         return None
-    return _describe(user_frame(frame))
+    return (frame.f_code, frame.f_lasti)
 
 
 def record_lazy_load(
-    relationship: Any, parent: Any, value: Any = None, site: CallSite | None = None
+    relationship: Any, parent: Any, value: Any = None, mark: Mark | None = None
 ) -> None:
-    """A lazy load ran SQL for ``parent`` and returned ``value``: count it at its call site.
+    """A lazy load ran SQL for ``parent`` and returned ``value``: count it where
+    ``obj.rel`` was written (``mark``, from `lazy_load_site`).
 
-    This runs on every lazy load that ran SQL, so the common path is kept to plain reads.
+    This runs on every lazy load that ran SQL, so the common path (the next
+    load of the same loop) is kept to a few reads and compares.
     """
     settings = settings_module._settings
-    if not settings.enabled or scopes._ignored.get():
+    if not settings.enabled:
+        return
+    explicit = _explicit_scope()
+    if explicit is IGNORED:
         return
     result = result_of(parent)
     if result is None:
         return  # built in Python: nothing was loaded together with it
-    scope = current_scope(session=result.session)
-    if scope is None:
-        return
-    if value:
-        _note_source(scope, value, result, relationship, "select")
-    if result.size < 2:
-        return  # from get()/first(): a loop over it is not N+1
-    model = relationship.owner.__name__
-    name = relationship.name
-    if settings.allowlist and f"{model}.{name}" in settings.allowlist:
-        return
-    if site is None:
-        site = _describe(user_frame(sys._getframe(1)))
-    key = (model, name, site.filepath, site.lineno)
-    lazy = scope.sites.get(key)
-    if lazy is None:
-        if len(scope.sites) >= MAX_SITES_PER_SCOPE:
+    loop = last_loop
+    if (
+        result is loop.result
+        and relationship is loop.relationship
+        and mark is not None
+        and mark[0] is loop.code
+        and mark[1] == loop.offset
+        and explicit is loop.explicit
+        and not loop.scope.ended
+    ):
+        scope, lazy = loop.scope, loop.lazy
+    else:
+        found = _find_loop(relationship, result, mark, explicit, settings)
+        if found is None:
+            if value:
+                scope_of_value = scope_of_result(result)
+                if scope_of_value is not None:
+                    _note_source(scope_of_value, value, result, relationship, "select")
             return
-        lazy = scope.sites[key] = LazySite()
-    if lazy.finding is not None:
+        scope, lazy = found
+    if value:  # _note_source, inlined: this is the path of every load of a loop
+        loaded = result_of(value[0] if value.__class__ is list else value)
+        sources = scope.sources
+        if loaded not in sources and loaded is not None and len(sources) < MAX_SOURCES_PER_SCOPE:
+            sources[loaded] = (result, relationship, "select")
+    finding = lazy.finding
+    if finding is not None:
         lazy.count += 1  # already reported: keep counting for the final figure
-        lazy.finding.count = lazy.count
+        finding.count = lazy.count
         return
     lazy.parents.add(identity_key(parent))
     lazy.count = len(lazy.parents)
@@ -128,29 +165,65 @@ def record_lazy_load(
         return
     lazy.parents.clear()  # from here on the count is all we need
     option, root = _advice(scope, result, relationship)
+    query = _recent_queries.get(root)
+    assert loop.code is not None
     finding = Finding(
-        model,
-        name,
+        relationship.owner.__name__,
+        relationship.name,
         relationship.target_name,
-        site,
+        call_site((loop.code, loop.offset)),
         lazy.count,
         settings.threshold,
         option,
-        scope.query_sites.get(root),
+        None if query is None else call_site(query),
     )
     lazy.finding = finding
     scope.findings.append(finding)
     report.open_warning(finding, settings, reports_at_end=scope.keeps_warnings_open)
 
 
+def _find_loop(
+    relationship: Any, result: Any, mark: Mark | None, explicit: Any, settings: Any
+) -> tuple[N1Scope, LazySite] | None:
+    """The scope and counter of a load that is not the next of the last loop (which
+    it becomes); None when the load does not count."""
+    if result.size < 2:
+        return None  # from get()/first(): a loop over it is not N+1
+    if settings.allowlist and (
+        f"{relationship.owner.__name__}.{relationship.name}" in settings.allowlist
+    ):
+        return None
+    scope = scope_of_result(result)
+    if scope is None:
+        return None
+    if mark is None or _library_file.get(mark[0].co_filename, True):
+        mark = _mark_of(user_frame(sys._getframe(2)))  # not known to be the user's line
+        if mark is None:
+            return None
+    # id(code): hashing a code object hashes its whole content.
+    key = (relationship, id(mark[0]), mark[1])
+    lazy = scope.sites.get(key)
+    if lazy is None:
+        if len(scope.sites) >= MAX_SITES_PER_SCOPE:
+            return None
+        lazy = scope.sites[key] = LazySite()
+    loop = last_loop
+    loop.result, loop.relationship, loop.code, loop.offset = result, relationship, *mark
+    loop.explicit, loop.scope, loop.lazy = explicit, scope, lazy
+    return scope, lazy
+
+
 def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str) -> None:
-    """Remember that the rows of ``value``'s result came through ``relationship``."""
-    first = value[0] if isinstance(value, list) else value
-    loaded = result_of(first)
-    if loaded is None or loaded is parents:
-        return
+    """Remember that the rows of ``value``'s result came through ``relationship``
+    from ``parents`` (a result), for advice about a loop over them."""
+    loaded = result_of(value[0] if value.__class__ is list else value)
     sources = scope.sources
-    if loaded not in sources and len(sources) < MAX_SOURCES_PER_SCOPE:
+    if (
+        loaded is not None
+        and loaded is not parents
+        and loaded not in sources
+        and len(sources) < MAX_SOURCES_PER_SCOPE
+    ):
         sources[loaded] = (parents, relationship, how)
 
 
@@ -169,50 +242,53 @@ def _advice(scope: N1Scope, result: Any, relationship: Any) -> tuple[str, Any]:
     return option, result
 
 
+def _remember_query(result: Any, mark: Mark | None) -> None:
+    recent = _recent_queries
+    if mark is None or result in recent:
+        return
+    recent[result] = mark
+    if len(recent) > _MAX_RECENT_QUERIES:
+        del recent[next(iter(recent))]
+
+
 def record_eager_load(
     relationship: Any, strategy: str, batch: Any = None, related: Any = None
 ) -> None:
     """An eager load filled ``relationship`` for a batch of parents in this scope."""
     settings = settings_module._settings
-    if not settings.enabled or scopes._ignored.get():
+    if not settings.enabled:
         return
     scope = current_scope(session=None if batch is None else batch.session)
     if scope is None:
         return
-    site_of_call = _describe(user_frame(sys._getframe(1)))
+    mark = _mark_of(user_frame(sys._getframe(1)))
     if batch is not None and batch.parents:
         parents = result_of(batch.parents[0])
         if related:
             _note_source(scope, related, parents, relationship, strategy)
-        if batch.depth == 0 and parents is not None and parents not in scope.query_sites:
+        if batch.depth == 0 and parents is not None:
             # The eager load runs inside the query's to_list(): its line is the query's.
-            scope.query_sites[parents] = site_of_call
+            _remember_query(parents, mark)
     if not scope.tracks_eager_loads:
         return
+    site = call_site(mark)
     model = relationship.owner.__name__
-    key = (model, relationship.name, site_of_call.filepath, site_of_call.lineno)
+    key = (model, relationship.name, site.filepath, site.lineno)
     if key in scope.eager_loads or len(scope.eager_loads) >= MAX_SITES_PER_SCOPE:
         return
     scope.eager_loads[key] = UnusedEagerLoad(
-        model, relationship.name, relationship.target_name, strategy, site_of_call
+        model, relationship.name, relationship.target_name, strategy, site
     )
 
 
 def record_query(rows: list[Any]) -> None:
-    """A query returned ``rows``: remember its line, for advice about loops over them."""
-    settings = settings_module._settings
-    if len(rows) < 2 or not settings.enabled or scopes._ignored.get():
+    """A query returned ``rows``: remember where it was written, for advice about
+    loops over them. Per multi-row query: a short frame walk and a dict entry."""
+    if len(rows) < 2 or not settings_module._settings.enabled:
         return
     result = result_of(rows[0])
-    if result is None:
-        return
-    scope = current_scope(session=result.session)
-    if (
-        scope is not None
-        and result not in scope.query_sites
-        and len(scope.query_sites) < MAX_SOURCES_PER_SCOPE
-    ):
-        scope.query_sites[result] = _describe(user_frame(sys._getframe(1)))
+    if result is not None:
+        _remember_query(result, _mark_of(user_frame(sys._getframe(1))))
 
 
 def record_eager_use(relationship: Any) -> None:

@@ -2,12 +2,13 @@
 
 Imported only when the tracer provider is the SDK's (the API alone has no
 processors); trace scopes are then freed at the end of each request. It is
-given the two functions it calls, so it imports nothing of detection's.
+given the open trace scopes and the function that ends one, so it imports
+nothing of detection's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any
 
 from opentelemetry.context import Context
@@ -15,15 +16,15 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 
 class ScopeEndProcessor(SpanProcessor):
-    def __init__(self, has_scopes: Callable[[], bool], root_ended: Callable[[Any], None]) -> None:
-        self._has_scopes = has_scopes
+    def __init__(self, open_scopes: Sized, root_ended: Callable[[Any], None]) -> None:
+        self._open_scopes = open_scopes
         self._root_ended = root_ended
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not self._has_scopes():
+        if not self._open_scopes:
             return  # the common case: one truthiness check per span
         parent = span.parent
         if parent is None or parent.is_remote:

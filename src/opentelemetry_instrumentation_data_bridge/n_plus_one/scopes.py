@@ -33,7 +33,6 @@ from opentelemetry import trace
 from opentelemetry_instrumentation_data_bridge import providers
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
-    CallSite,
     Finding,
     UnusedEagerLoad,
 )
@@ -43,7 +42,8 @@ MAX_TRACE_SCOPES = 1024
 MAX_SITES_PER_SCOPE = 256
 MAX_SOURCES_PER_SCOPE = 4096
 
-SiteKey = tuple[str, str, str, int]  # model, relationship, file, line
+SiteKey = tuple[str, str, str, int]  # model, relationship, file, line (eager loads)
+LazyKey = tuple[Any, int, int]  # relationship, id(code), bytecode offset of `obj.rel`
 # How the rows of one result were loaded: (the parents' result, relationship, strategy).
 Source = tuple[Any, Any, str]
 
@@ -59,7 +59,7 @@ class LazySite:
 class N1Scope:
     """Counters of one request, session or explicit block; cleared when it ends."""
 
-    sites: dict[SiteKey, LazySite] = field(default_factory=dict)
+    sites: dict[LazyKey, LazySite] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     # Eager loads run in the scope, and the relationships read from eager-loaded values.
     eager_loads: dict[SiteKey, UnusedEagerLoad] = field(default_factory=dict)
@@ -69,23 +69,67 @@ class N1Scope:
     # spans stay open and log records / warnings wait for the final count.
     keeps_warnings_open: bool = True
     tracks_eager_loads: bool = True
-    # Result (ResultInfo) -> how its rows were loaded; root result -> its query's line.
+    # Result (ResultInfo) -> how its rows were loaded.
     sources: dict[Any, Source] = field(default_factory=dict)
-    query_sites: dict[Any, CallSite] = field(default_factory=dict)
     # A session scope's finalizer (for a session never closed), detached at close.
     finalizer: Any = field(default=None, repr=False)
+    ended: bool = False
+    # Results whose scope `scope_of_result` remembers (forgotten when this scope ends).
+    remembered: list[Any] = field(default_factory=list)
+
+
+class LastLoop:
+    """The last counted loop: its parents' result, relationship, line, scope and counter.
+
+    A loop's loads come in a row, and the next one that matches skips the scope
+    and site lookups (`detector.record_lazy_load` re-checks that the scope has
+    not ended and that no explicit scope was opened since).
+    """
+
+    __slots__ = ("code", "explicit", "lazy", "offset", "relationship", "result", "scope")
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        self.result: Any = None
+        self.relationship: Any = None
+        self.code: Any = None
+        self.offset = -1
+        self.explicit: N1Scope | None = None
+        self.scope: N1Scope = _NO_SCOPE
+        self.lazy = LazySite()
 
 
 _explicit: ContextVar[N1Scope | None] = ContextVar("data_bridge_n1_scope", default=None)
-_ignored: ContextVar[bool] = ContextVar("data_bridge_n1_ignore", default=False)
 _trace_scopes: OrderedDict[int, N1Scope] = OrderedDict()
 _session_scopes: dict[int, N1Scope] = {}  # id(session) -> scope, popped at close
 # SDK tracer providers that carry the scope-end processor (see `watch`).
 watched_providers: weakref.WeakSet[Any] = weakref.WeakSet()
+# The request span of the last lookup and its scope: the loads of one request
+# come in a row, and this skips re-deciding their scope for each.
+_last: tuple[Any, N1Scope | None] = (None, None)
+# Result (ResultInfo) -> the scope its parents' lazy loads are counted in.
+_scope_of_result: dict[Any, N1Scope] = {}
+_NO_SCOPE = N1Scope(ended=True)
+# What `n1_ignore()` puts in place of the explicit scope: one context lookup
+# then tells a load both whether it is ignored and which explicit scope it is in.
+IGNORED = N1Scope(ended=True)
+last_loop = LastLoop()
 
 
 def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     """Record final counts, report, free the counters."""
+    global _last
+    scope.ended = True
+    if _last[1] is scope:
+        _last = (None, None)
+    if last_loop.scope is scope:
+        last_loop.forget()
+    for result in scope.remembered:
+        if _scope_of_result.get(result) is scope:
+            del _scope_of_result[result]
+    scope.remembered.clear()
     settings = n1_settings()
     for site in scope.sites.values():
         if site.finding is not None:
@@ -99,7 +143,6 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     scope.eager_loads.clear()
     scope.eager_used.clear()
     scope.sources.clear()
-    scope.query_sites.clear()
 
 
 @contextmanager
@@ -116,16 +159,17 @@ def n1_scope() -> Iterator[N1Scope]:
 
 @contextmanager
 def n1_ignore() -> Iterator[None]:
-    """Loads inside this block are not counted (deliberate loops, fixtures, factories)."""
-    token = _ignored.set(True)
+    """Loads inside this block are not counted (deliberate loops, fixtures, factories);
+    an ``n1_scope()`` opened inside it counts again (the innermost block wins)."""
+    token = _explicit.set(IGNORED)
     try:
         yield
     finally:
-        _ignored.reset(token)
+        _explicit.reset(token)
 
 
 def is_ignored() -> bool:
-    return _ignored.get()
+    return _explicit.get() is IGNORED
 
 
 def current_scope(create: bool = True, session: Any = None) -> N1Scope | None:
@@ -133,9 +177,13 @@ def current_scope(create: bool = True, session: Any = None) -> N1Scope | None:
     session of the loaded objects, for code that runs outside any request."""
     scope = _explicit.get()
     if scope is not None:
-        return scope
+        return None if scope is IGNORED else scope
+    global _last
     span = trace.get_current_span()
-    if span.is_recording() and _span_of_the_caller(span):
+    recording = span.is_recording()
+    if recording and span is _last[0]:
+        return _last[1]
+    if recording and _span_of_the_caller(span):
         trace_id = span.get_span_context().trace_id
         scope = _trace_scopes.get(trace_id)
         if scope is None and create:
@@ -144,6 +192,8 @@ def current_scope(create: bool = True, session: Any = None) -> N1Scope | None:
             if len(_trace_scopes) > MAX_TRACE_SCOPES:
                 _, evicted = _trace_scopes.popitem(last=False)
                 finish(evicted)
+        if scope is not None:
+            _last = (span, scope)
         return scope
     if session is None:
         return None
@@ -151,6 +201,27 @@ def current_scope(create: bool = True, session: Any = None) -> N1Scope | None:
     if scope is None and create:
         scope = _session_scopes[id(session)] = N1Scope(tracks_eager_loads=False)
         scope.finalizer = weakref.finalize(session, _session_collected, id(session), scope)
+    return scope
+
+
+def scope_of_result(result: Any) -> N1Scope | None:
+    """The scope for a lazy load from a parent of ``result`` (a ResultInfo).
+
+    A loop's loads come from the parents of one result, in one scope: the
+    scope found for the first is remembered for the others (while it lasts),
+    which skips looking up the current span on each load. An explicit scope
+    opened since still wins.
+    """
+    scope = _explicit.get()
+    if scope is not None:
+        return None if scope is IGNORED else scope
+    scope = _scope_of_result.get(result)
+    if scope is not None and not scope.ended:
+        return scope
+    scope = current_scope(session=result.session)
+    if scope is not None and len(scope.remembered) < MAX_SOURCES_PER_SCOPE:
+        _scope_of_result[result] = scope
+        scope.remembered.append(result)
     return scope
 
 

@@ -19,6 +19,6 @@ def watch_scope_ends(provider: Any) -> bool:
         ScopeEndProcessor,
     )
 
-    add(ScopeEndProcessor(scopes.has_trace_scopes, scopes.end_trace_scope))
+    add(ScopeEndProcessor(scopes._trace_scopes, scopes.end_trace_scope))
     scopes.watched_providers.add(provider)
     return True
