@@ -111,3 +111,34 @@ async def test_a_task_that_outlives_its_request_span_is_reported(
     assert warning["code.function.name"] == "background"
     assert scopes._trace_scopes == {}
     assert scopes._session_scopes == {}
+
+
+async def test_scopes_of_sessions_and_their_memos_are_freed(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    from opentelemetry_instrumentation_data_bridge.n_plus_one import detector
+
+    for _ in range(30):
+        await job(blog_engine)
+    assert len(named(spans, "db.n1_warning")) == 30  # one per session block
+    assert scopes._session_scopes == {}
+    assert scopes._scope_of_result == {}
+    assert scopes.last_loop.result is None
+    assert len(detector._recent_queries) <= 256
+
+
+async def test_uninstrument_reports_and_frees_the_scope_of_a_session_left_open(
+    blog_engine: Engine, spans: InMemorySpanExporter, instrumented: Any
+) -> None:
+    session = Session(blog_engine)
+    for author in await session.find(Author).to_list():
+        await author.articles
+    assert len(scopes._session_scopes) == 1
+    instrumented.uninstrument()
+    try:
+        assert scopes._session_scopes == {}
+        [warning] = named(spans, "db.n1_warning")
+        assert warning["db.n1.query_count"] == 3
+    finally:
+        await session.close()
+        instrumented.instrument()  # the fixture uninstruments at teardown
