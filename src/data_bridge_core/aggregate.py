@@ -186,7 +186,7 @@ def compile_aggregate(
         name: _Field(
             expr=column.quoted,
             python_type=column.column_type.python_type,
-            check=column.bind,
+            check=column.bind_operand,
             nullable=column.nullable,
             plain=True,
         )

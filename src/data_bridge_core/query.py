@@ -303,8 +303,8 @@ class Query(Generic[M]):
             column = info.column(name, "update()")
             if column.primary_key:
                 raise UnsupportedOperationError(f"update() cannot change the primary key {name!r}")
-            if value is None and not column.nullable:
-                raise ValueError(f"{self._model.__name__}.{name} is NOT NULL")
+            # The assignment's check: ValidationError before any SQL, values normalised.
+            value = values[name] = column.check(value)
             assignments.append(f"{column.ident} = %s")
             params.append(column.bind(value))
         where = compile_where(self._filters, params)
