@@ -51,6 +51,7 @@ from psycopg import sql
 
 from data_bridge_core.errors import ColumnTypeError, UnknownFieldError, UnsupportedOperationError
 from data_bridge_core.schema.table import TableInfo
+from data_bridge_core.schema.types import exact_int
 
 __all__ = ["compile_aggregate"]
 
@@ -541,8 +542,9 @@ def _sum_constant(out: str, operand: Any) -> _Field:
             f"$sum for {out!r} takes a number or a '$field' reference, got {operand!r}"
         )
     if isinstance(operand, int):
-        # An int is written as a literal (str(int) is only digits and '-').
-        text = "count(*)" if operand == 1 else f"count(*) * {operand}"
+        # Written as a literal: the plain int's text is only digits and '-'.
+        number = exact_int(operand)
+        text = "count(*)" if number == 1 else f"count(*) * {number}"
         return _Field(text, int, _numeric_check(out), False)
     return _Field("count(*) * %s", float, _numeric_check(out), False, params=(operand,))
 
@@ -573,6 +575,8 @@ def _output_name(name: Any, stage: str) -> str:
 
 
 def _count_arg(value: Any, stage: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    # A plain int, since it is written into the SQL text (see exact_int).
+    number = -1 if isinstance(value, bool) or not isinstance(value, int) else exact_int(value)
+    if number < 0:
         raise UnsupportedOperationError(f"{stage} takes a non-negative int, got {value!r}")
-    return value
+    return number

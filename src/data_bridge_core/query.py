@@ -23,6 +23,7 @@ from data_bridge_core.schema.table import (
     state_of,
     table_info,
 )
+from data_bridge_core.schema.types import exact_int
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -31,9 +32,12 @@ M = TypeVar("M", bound=Table)
 
 
 def _non_negative_int(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} takes a non-negative int, got {value!r}")
-    return value
+    # A plain int: LIMIT/OFFSET are written into the SQL text, and an int
+    # subclass would decide its own text (its __format__).
+    number = exact_int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
+    if number < 0:
+        raise ValueError(f"{what} takes a non-negative int, got {type(value).__name__}")
+    return number
 
 
 class Query(Generic[M]):
