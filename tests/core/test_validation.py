@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -31,6 +32,8 @@ class Sample(Table):
     at: dt.datetime | None = None
     clock: dt.time | None = None
     data: dict[str, Any] = Column(default_factory=dict)
+    price: Decimal = Column(default=Decimal(0), column_type="numeric(5,2)")
+    amount: Decimal = Decimal(0)
 
     class Settings:
         table_name = "samples"
@@ -70,6 +73,9 @@ BAD_VALUES = [
     ("data", {"pass\x00word": 1}, r"holds a NUL character \(jsonb cannot store \\u0000\)", "pass"),
     ("data", ["pass\udc00word"], r"holds a lone surrogate", "pass"),
     ("clock", dt.time(1, 2, tzinfo=dt.UTC), r"time zone", None),
+    ("price", Decimal("999.995"), r"out of range for numeric\(5,2\) .*less than 10\^3", "999"),
+    ("price", Decimal("-Infinity"), r"out of range for numeric\(5,2\)", "Infinity"),
+    ("amount", Decimal("1e-16384"), r"out of range for numeric \(", "16384"),
 ]
 IDS = [
     "nul",
@@ -84,6 +90,9 @@ IDS = [
     "json-nul",
     "json-surrogate",
     "aware-time",
+    "numeric-precision",
+    "numeric-infinity",
+    "numeric-range",
 ]
 
 
@@ -188,6 +197,8 @@ async def test_naive_and_aware_datetimes_in_one_flush_are_stored_as_the_instants
         await session.commit()
         loaded = await session.find(Sample).filter(Sample.at == naive).to_list()
         assert [s.name for s in loaded] == ["naive"]
+        both = session.find(Sample).filter(Sample.at.in_([naive, aware])).order_by(Sample.id)
+        assert [s.name for s in await both.to_list()] == ["naive", "aware"]
         obj = loaded[0]
         obj.at = dt.datetime(2027, 1, 1)
         assert obj.at == dt.datetime(2027, 1, 1).astimezone()
@@ -234,7 +245,18 @@ def test_a_wrong_type_is_a_column_type_error_that_does_not_echo_the_value() -> N
     assert isinstance(info.value, TypeError)
 
 
-def test_nan_and_infinity_are_valid_floats_and_an_int4_column_takes_its_full_range() -> None:
-    obj = Sample(name="ok", ratio=float("nan"), small=2**31 - 1, big=-(2**63))
+async def test_values_at_the_edges_of_each_range_are_stored(
+    sample_engine: Engine, schema: str
+) -> None:
+    obj = Sample(name="edges", ratio=float("nan"), small=2**31 - 1, big=-(2**63))
     obj.ratio = float("inf")
+    obj.price = Decimal("999.994")
+    obj.amount = Decimal("NaN")
     assert (obj.small, obj.big, obj.ratio) == (2**31 - 1, -(2**63), float("inf"))
+    async with Session(sample_engine) as session:
+        session.add(obj)
+        await session.commit()
+    row = await fetch(
+        schema, "SELECT small, big, ratio, price, amount::text FROM samples WHERE name = 'edges'"
+    )
+    assert row == [(2**31 - 1, -(2**63), float("inf"), Decimal("999.99"), "NaN")]

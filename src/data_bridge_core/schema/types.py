@@ -191,6 +191,56 @@ def _decimal(value: Any) -> bool:
     return isinstance(value, Decimal | int) and not isinstance(value, bool)
 
 
+_PRECISION = re.compile(r"^\s*(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)\s*$")
+# PostgreSQL's numeric: up to 131072 digits before the point, 16383 after.
+_NUMERIC_INT_BITS = 435_000  # 10**131072 has about 435411 bits
+_NUMERIC_PROBLEM = "is out of range for numeric (131072 digits before the point, 16383 after)"
+
+
+def _decimal_type(sql_type: str) -> ColumnType:
+    match = _PRECISION.match(sql_type.lower())
+    if match is None:
+
+        def fits(value: Decimal | int) -> bool:
+            if isinstance(value, int):
+                return value.bit_length() <= _NUMERIC_INT_BITS
+            if not value.is_finite():
+                return True  # NaN and ±Infinity are numeric values
+            exponent = value.as_tuple().exponent
+            return value.adjusted() < 131072 and isinstance(exponent, int) and exponent >= -16383
+
+        problem = _NUMERIC_PROBLEM
+    else:
+        precision, scale = int(match.group(1)), int(match.group(2) or 0)
+        # The value must round (half away from zero) to less than 10**(precision - scale).
+        bound = Decimal(10) ** (precision - scale) - Decimal(5).scaleb(-scale - 1)
+        problem = (
+            f"is out of range for {sql_type} (it must round to less than 10^{precision - scale})"
+        )
+
+        def fits(value: Decimal | int) -> bool:
+            if isinstance(value, int):
+                return abs(value) < bound
+            return value.is_nan() or abs(value) < bound
+
+    def accepts(value: Any) -> bool:
+        return _decimal(value) and fits(value)
+
+    def coerce(value: Any) -> Any:
+        if not _decimal(value):
+            raise InvalidValue("Decimal", wrong_type=True)
+        raise InvalidValue(problem)
+
+    return ColumnType(
+        Decimal,
+        sql_type,
+        accepts,
+        "Decimal",
+        coerce=coerce,
+        coerce_operand=_operand(_decimal, "Decimal"),
+    )
+
+
 def _wrong_type(description: str) -> Callable[[Any], Any]:
     def coerce(value: Any) -> Any:
         raise InvalidValue(description, wrong_type=True)
@@ -324,7 +374,7 @@ def column_type_for(python_type: type, sql_type: str | None = None) -> ColumnTyp
     if python_type is bool:
         return _simple(bool, sql_type, "bool")
     if python_type is Decimal:
-        return ColumnType(Decimal, sql_type, _decimal, "Decimal", coerce=_wrong_type("Decimal"))
+        return _decimal_type(sql_type)
     if python_type is dt.datetime:
         return ColumnType(
             dt.datetime,
