@@ -488,7 +488,8 @@ def _is_operator_dict(condition: Any, name: str) -> bool:
         return True
     if any(dollar):
         raise UnsupportedOperationError(
-            f"$match on field {name!r} mixes operators and plain keys: {dict(condition)!r}"
+            # The keys only: the values are data, kept out of messages (and logs).
+            f"$match on field {name!r} mixes operators and plain keys: {list(condition)!r}"
         )
     return False
 
@@ -503,7 +504,7 @@ def _condition(target: _Field, name: str, op: str, value: Any, params: list[Any]
             value, list | tuple | set | frozenset
         ):
             raise UnsupportedOperationError(
-                f"$match operator {op!r} on field {name!r} takes a list, got {value!r}"
+                f"$match operator {op!r} on field {name!r} takes a list, got {type(value).__name__}"
             )
         values = [target.check(v) for v in value if v is not None]
         has_none = any(v is None for v in value)

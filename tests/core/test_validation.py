@@ -260,3 +260,16 @@ async def test_values_at_the_edges_of_each_range_are_stored(
         schema, "SELECT small, big, ratio, price, amount::text FROM samples WHERE name = 'edges'"
     )
     assert row == [(2**31 - 1, -(2**63), float("inf"), Decimal("999.99"), "NaN")]
+
+
+async def test_aggregate_shape_errors_name_the_field_but_not_the_value(
+    sample_engine: Engine,
+) -> None:
+    async with Session(sample_engine) as session:
+        query = session.find(Sample)
+        with pytest.raises(ValueError, match=r"'\$in' on field 'name' takes a list, got str$"):
+            await query.aggregate([{"$match": {"name": {"$in": "secret-text"}}}])
+        with pytest.raises(ValueError, match=r"plain keys: \['\$eq', 'k'\]$"):
+            await query.aggregate([{"$match": {"data": {"$eq": {}, "k": "secret-text"}}}])
+        rows = await query.aggregate([{"$match": {"name": {"$in": ["kept"]}}}])
+        assert [r["name"] for r in rows] == ["kept"]
