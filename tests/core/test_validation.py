@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,7 @@ from data_bridge_core import (
     Table,
     ValidationError,
 )
+from data_bridge_core.schema import types
 
 
 class Sample(Table):
@@ -273,3 +275,33 @@ async def test_aggregate_shape_errors_name_the_field_but_not_the_value(
             await query.aggregate([{"$match": {"data": {"$eq": {}, "k": "secret-text"}}}])
         rows = await query.aggregate([{"$match": {"name": {"$in": ["kept"]}}}])
         assert [r["name"] for r in rows] == ["kept"]
+
+
+@pytest.fixture
+def berlin_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    types._LOCAL_OFFSETS.clear()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+    types._LOCAL_OFFSETS.clear()
+
+
+@pytest.mark.usefixtures("berlin_time")
+def test_naive_datetimes_around_daylight_saving_changes_get_the_offset_astimezone_gives() -> None:
+    converted = 0
+    for day in (dt.datetime(2026, 3, 29), dt.datetime(2026, 10, 25)):
+        for minute in range(0, 4 * 60):
+            for fold in (0, 1):
+                for second in (0, 59):
+                    naive = (day + dt.timedelta(minutes=minute, seconds=second)).replace(fold=fold)
+                    stored = Sample(name="t", at=naive).at
+                    expected = naive.astimezone()
+                    assert stored is not None
+                    assert (stored, stored.utcoffset()) == (expected, expected.utcoffset())
+                    converted += 1
+    assert converted == 2 * 4 * 60 * 2 * 2
+    summer, winter = dt.datetime(2026, 7, 1, 12), dt.datetime(2026, 1, 1, 12)
+    assert Sample(name="s", at=summer).at == dt.datetime(2026, 7, 1, 10, tzinfo=dt.UTC)
+    assert Sample(name="w", at=winter).at == dt.datetime(2026, 1, 1, 11, tzinfo=dt.UTC)
