@@ -194,17 +194,17 @@ class ColumnInfo:
         ctype = self.column_type
         if ctype.accepts(value):
             return value
-        return self._coerce(ctype.coerce, value)
-
-    def _coerce(self, coerce: Callable[[Any], Any], value: Any) -> Any:
         try:
-            return coerce(value)
+            return ctype.coerce(value)  # a naive datetime made aware, or InvalidValue
         except InvalidValue as exc:
-            if exc.wrong_type:
-                raise ColumnTypeError(
-                    self.owner.__name__, self.name, self.column_type.description, value
-                ) from None
-            raise ValidationError(self.owner.__name__, self.name, exc.problem) from None
+            raise self._error(exc, value) from None
+
+    def _error(self, exc: InvalidValue, value: Any) -> ValidationError:
+        if exc.wrong_type:
+            return ColumnTypeError(
+                self.owner.__name__, self.name, self.column_type.description, value
+            )
+        return ValidationError(self.owner.__name__, self.name, exc.problem)
 
     def bind(self, value: Any) -> Any:
         """Check a value to store and return it as the parameter psycopg should send."""
@@ -222,7 +222,10 @@ class ColumnInfo:
             return None
         ctype = self.column_type
         if not ctype.accepts(value):
-            value = self._coerce(ctype.coerce_operand or ctype.coerce, value)
+            try:
+                value = (ctype.coerce_operand or ctype.coerce)(value)
+            except InvalidValue as exc:
+                raise self._error(exc, value) from None
         return ctype.adapt(value) if ctype.adapt is not None else value
 
     def __getattr__(self, name: str) -> Any:
