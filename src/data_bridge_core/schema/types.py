@@ -279,7 +279,8 @@ def _datetime_coerce(value: Any) -> Any:
     # minutes, so the zone of a minute is kept and reused: with pickle's own
     # constructor, datetime(state, tzinfo), this costs a quarter of astimezone()
     # (it matters for `default_factory=datetime.now`). Ambiguous times
-    # (fold=1) and times in a gap always take the exact path.
+    # (fold=1) and times in a gap always take the exact path. (A process that
+    # changes its time zone at run time, time.tzset(), should clear _LOCAL_OFFSETS.)
     # Protocol 4: the state keeps the fold bit (protocol 2 drops it).
     state: bytes = value.__reduce_ex__(4)[1][0]  # type: ignore[assignment]
     zone = _LOCAL_OFFSETS.get(state[:6])
