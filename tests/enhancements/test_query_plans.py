@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from enhancements_fixtures import Instrument
 from instrumentation_models import Article, Author, Remark
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from data_bridge_core import Engine, Session
@@ -115,3 +115,27 @@ def test_a_bad_threshold_is_refused_before_anything_is_patched(
     from data_bridge_core.query import Query
 
     assert not hasattr(Query.to_list, "__wrapped__")
+
+
+def test_a_shape_is_planned_again_once_its_interval_has_passed(
+    tracer_provider: TracerProvider,
+) -> None:
+    statement = "SELECT id FROM authors WHERE id = %s"
+    again = query_plans.QueryPlans(threshold_ms=0, interval_s=0)
+    held = query_plans.QueryPlans(threshold_ms=0)
+    with tracer_provider.get_tracer("t").start_as_current_span("db.query.find") as span:
+        assert [again.wants(statement, span, 1) for _ in range(2)] == [True, True]
+        assert [held.wants(statement, span, 1) for _ in range(2)] == [True, False]
+        assert held.wants("UPDATE authors SET age = %s", span, 1) is False
+
+
+async def test_uninstrument_restores_the_statement_seam_wrapped_twice(
+    instrument_with: Instrument,
+) -> None:
+    original = Session.run_statement
+    instrumentor = instrument_with(
+        explain_threshold_ms=0, enable_commenter=True, capture_statement=True
+    )
+    assert Session.run_statement is not original
+    instrumentor.uninstrument()
+    assert Session.run_statement is original
