@@ -22,6 +22,7 @@ database operations slower than a threshold on the logger
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -137,7 +138,8 @@ class _Dispatcher:
         return flushed
 
 
-_dispatching: dict[int, _Dispatcher] = {}
+# Weak keys: a provider's id can be reused once it is gone, the provider itself cannot.
+_dispatching: weakref.WeakKeyDictionary[Any, _Dispatcher] = weakref.WeakKeyDictionary()
 
 
 def activate(provider: Any) -> bool:
@@ -147,10 +149,10 @@ def activate(provider: Any) -> bool:
     if add is None:  # the API's no-op or proxy provider has no processors
         _active_provider = None
         return False
-    if id(provider) not in _dispatching:
+    if provider not in _dispatching:
         dispatcher = _Dispatcher(provider)
         add(dispatcher)
-        _dispatching[id(provider)] = dispatcher
+        _dispatching[provider] = dispatcher
     _active_provider = id(provider)
     return True
 

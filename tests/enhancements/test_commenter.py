@@ -155,3 +155,24 @@ def test_bad_commenter_options_are_refused(
 ) -> None:
     with pytest.raises(error, match=message):
         instrument_with(**options)
+
+
+async def test_a_failing_option_callable_leaves_the_statement_uncommented_and_is_logged_once(
+    instrument_with: Instrument,
+    tracer_provider: TracerProvider,
+    blog_engine: Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken() -> str:
+        raise KeyError("no route")
+
+    instrument_with(enable_commenter=True, commenter_options={"route": broken})
+
+    async def raw(session: Session) -> None:
+        with tracer_provider.get_tracer("app").start_as_current_span("request"):
+            assert (await session.execute("SELECT count(*) FROM authors")).rows == [(3,)]
+            assert (await session.execute("SELECT count(*) FROM authors")).rows == [(3,)]
+
+    assert await statement_seen_by_server(blog_engine, raw) == "SELECT count(*) FROM authors"
+    failures = [r for r in caplog.records if "sqlcommenter" in r.getMessage()]
+    assert len(failures) == 1
