@@ -445,10 +445,6 @@ _SQL_TYPES: dict[type, str] = {
 _TYPES: dict[type, ColumnType] = {t: c for t in _SQL_TYPES if (c := column_type_for(t)) is not None}
 
 
-def supported_types() -> list[type]:
-    return list(_TYPES)
-
-
 def resolve_annotation(annotation: Any, owner: str, field: str) -> tuple[ColumnType, bool]:
     """Map an evaluated annotation to (column type, nullable-by-annotation).
 
