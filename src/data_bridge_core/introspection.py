@@ -11,7 +11,7 @@ unqualified name through the connection's ``search_path`` (``to_regclass``).
 Types are compared by OID, the declared one resolved by the server
 (``to_regtype``), so spellings such as ``int8``/``bigint`` or
 ``varchar(20)``/``character varying`` agree; a type modifier (the ``20``) is
-not compared.
+not compared, and a domain over the declared type is that type.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from data_bridge_core.schema.table import Table, table_info
 _COLUMNS_SQL = """
 SELECT m.ord, m.col, r.oid IS NOT NULL, a.attname IS NOT NULL,
        format_type(a.atttypid, NULL), format_type(t.oid, NULL),
-       t.oid IS NULL OR a.atttypid = t.oid
+       t.oid IS NULL OR a.atttypid = t.oid OR d.typbasetype = t.oid
 FROM unnest(%s::int[], %s::text[], %s::text[], %s::text[]) AS m(ord, rel, col, declared)
 LEFT JOIN LATERAL (SELECT to_regclass(m.rel)::oid AS oid) AS r ON true
 LEFT JOIN LATERAL (SELECT to_regtype(m.declared)::oid AS oid) AS t ON true
 LEFT JOIN pg_attribute AS a
   ON a.attrelid = r.oid AND a.attname = m.col AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_type AS d ON d.oid = a.atttypid AND d.typtype = 'd'
 ORDER BY m.ord
 """
 
