@@ -36,7 +36,7 @@ from data_bridge_core.errors import (
 from data_bridge_core.hydration import make_hydrator
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.schema.table import Table, new_query, table_info
-from data_bridge_core.state import STATE_KEY, state_of
+from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 from data_bridge_core.transaction import LogLevel, TransactionLog
 from data_bridge_core.unit_of_work import UnitOfWork
 
@@ -155,7 +155,9 @@ class Session:
 
     def __contains__(self, obj: object) -> bool:
         state = getattr(obj, "__dict__", {}).get(STATE_KEY)
-        return state is not None and state.owner is self._identity
+        if state is None or state.owner is not self._identity:
+            return False
+        return not isinstance(state, InstanceState) or not state.deleted  # deleted: gone
 
     def __len__(self) -> int:
         return len(self._identity) + len(self._work.pending)
