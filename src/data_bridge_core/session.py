@@ -190,17 +190,21 @@ class Session:
         """Roll back anything uncommitted, give the connection back, detach all objects."""
         if self._closed:
             return
+        rolled_back = False
         try:
             if self._conn is not None:
+                rolled_back = True
                 try:
                     await self._end_transaction(commit=False)
                 finally:
-                    self._rolled_back()
+                    self._log.roll_back(
+                        self._log.levels[0], self._identity, self._work, forget_relations=False
+                    )
         finally:
             self._closed = True
+            self._failed = None
             self._work.discard_unflushed()
-            self._identity.clear()
-            self._log = TransactionLog()
+            self._identity.clear(forget_relations=rolled_back)
             if self._token is not None:
                 try:
                     _current.reset(self._token)

@@ -93,8 +93,19 @@ class TransactionLog:
 
     # -- undo ----------------------------------------------------------------------------
 
-    def roll_back(self, level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
-        """Undo ``level`` (and the levels inside it) in memory; they are closed."""
+    def roll_back(
+        self,
+        level: LogLevel,
+        identity: IdentityMap,
+        work: UnitOfWork,
+        *,
+        forget_relations: bool = True,
+    ) -> None:
+        """Undo ``level`` (and the levels inside it) in memory; they are closed.
+
+        ``forget_relations=False``: the caller detaches every object right after
+        and drops their relationship values in the same pass.
+        """
         while self.levels[-1] is not level:
             self.levels.pop().merge_into(self.levels[-1])
         if level.name is None:
@@ -102,6 +113,9 @@ class TransactionLog:
         else:
             self.levels.pop()
         _restore(level, identity, work)
+        if forget_relations:
+            # Relationship values may describe rows that no longer exist: load them again.
+            identity.forget_relations()
 
     def committed(self) -> None:
         """The transaction committed: deleted objects leave, the log starts again."""
@@ -137,5 +151,3 @@ def _restore(level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
         if loaded is not None and loaded not in level.changes:
             # Loaded after a bulk change: its values are the rolled-back ones.
             identity.detach(loaded)
-    # Relationship values may describe rows that no longer exist: load them again.
-    identity.forget_relations()

@@ -105,3 +105,19 @@ async def test_leaving_the_session_block_with_the_flush_error_rolls_back_and_clo
         fresh.add(User(name="Ok", email="ok@x.org"))
         await fresh.commit()
     assert await fetch(schema, "SELECT count(*) FROM users") == [(2,)]
+
+
+async def test_a_lazy_load_after_a_failed_flush_raises_pending_rollback_until_rollback(
+    engine: Engine,
+) -> None:
+    await seed(engine, users=1, posts=1)
+    async with Session(engine) as session:
+        user = await session.get(User, 1)
+        assert user is not None
+        session.add(User(name="Dup", email="u0@x.org"))
+        with pytest.raises(IntegrityError):
+            await session.flush()
+        with pytest.raises(PendingRollbackError):
+            await user.posts
+        await session.rollback()
+        assert [p.title for p in await user.posts] == ["p0.0"]  # positive twin

@@ -92,3 +92,19 @@ async def test_a_committed_bulk_update_stays_on_the_loaded_object(
         await session.rollback()  # nothing left to undo
         assert user.age == 77
     assert await fetch(schema, "SELECT age FROM users") == [(77,)]
+
+
+async def test_objects_deleted_by_a_flush_leave_the_session_at_commit(
+    engine: Engine, schema: str
+) -> None:
+    await seed(engine, users=2, posts=0)
+    async with Session(engine) as session:
+        first, second = await session.find(User).order_by(User.id).to_list()
+        await session.delete(first)
+        await session.flush()
+        assert first not in session
+        assert inspect(first).session is session  # until the transaction ends
+        await session.commit()
+        assert inspect(first).session is None
+        assert second in session and inspect(second).session is session
+    assert await fetch(schema, "SELECT name FROM users") == [("u1",)]

@@ -167,3 +167,39 @@ async def test_refresh_takes_only_persistent_objects_of_the_session(engine: Engi
         await session.find(User).filter(User.id == new.id).delete()
         with pytest.raises(InvalidStateError):
             await session.refresh(new)
+
+
+async def test_rollback_inside_a_savepoint_block_ends_the_whole_transaction(
+    engine: Engine, schema: str
+) -> None:
+    await _with_taken_email(engine)
+    async with Session(engine) as session:
+        owner = await session.find(User).first()
+        assert owner is not None
+        owner.age = 1
+        await session.flush()
+        async with session.begin_nested():
+            owner.age = 2
+            await session.rollback()
+        assert owner.age == 50
+        assert not session.in_transaction
+        owner.age = 3  # a new transaction
+        await session.commit()
+    assert await fetch(schema, "SELECT age FROM users") == [(3,)]
+
+
+async def test_commit_inside_a_savepoint_block_commits_the_whole_transaction(
+    engine: Engine, schema: str
+) -> None:
+    await _with_taken_email(engine)
+    async with Session(engine) as session:
+        session.add(User(name="Before", email="before@x.org"))
+        async with session.begin_nested():
+            session.add(User(name="Inside", email="inside@x.org"))
+            await session.commit()
+        assert not session.in_transaction
+    assert await fetch(schema, "SELECT name FROM users ORDER BY id") == [
+        ("Owner",),
+        ("Before",),
+        ("Inside",),
+    ]
