@@ -47,7 +47,6 @@ __all__ = ["NestedTransaction", "Result", "Session", "current_session"]
 
 M = TypeVar("M", bound=Table)
 
-_current = current  # the task's current session (data_bridge_core.context)
 _cursor_names = itertools.count(1)
 _savepoint_names = itertools.count(1)
 
@@ -184,7 +183,7 @@ class Session:
         """Make this session the current one of the running task."""
         self._check_open()
         if self._token is None:
-            self._token = _current.set(self)
+            self._token = current.set(self)
 
     async def close(self) -> None:
         """Roll back anything uncommitted, give the connection back, detach all objects."""
@@ -207,10 +206,10 @@ class Session:
             self._identity.clear(forget_relations=rolled_back)
             if self._token is not None:
                 try:
-                    _current.reset(self._token)
+                    current.reset(self._token)
                 except ValueError:  # closed from another context than the one that opened it
-                    if _current.get() is self:
-                        _current.set(None)
+                    if current.get() is self:
+                        current.set(None)
                 self._token = None
 
     def _check_open(self) -> None:
