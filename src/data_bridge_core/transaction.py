@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_bridge_core.identity import IdentityMap
-from data_bridge_core.schema.table import Table
+from data_bridge_core.identity import IdentityMap, identity_key
+from data_bridge_core.schema.table import Table, table_info
 from data_bridge_core.state import state_of
 from data_bridge_core.unit_of_work import UnitOfWork
 
@@ -137,9 +137,16 @@ def _restore(level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
         state.deleted = False
         state.persistent = True
         identity.put(obj)
+    held = identity.by_model
     for obj, generated in level.inserted.items():
-        identity.discard(obj)
+        # identity.discard(obj), inlined: a large flush rolled back passes here per row
+        # (modified and related were cleared above).
         d = obj.__dict__
+        found = held.get(type(obj))
+        if found is not None:
+            key = identity_key(table_info(type(obj)), d)
+            if found.get(key) is obj:
+                del found[key]
         for name in generated:  # back to "the database will assign it"
             d[name] = None
         state = state_of(obj)
