@@ -282,6 +282,7 @@ class UnitOfWork:
         info = table_info(model)
         held = self.identity.model_map(model)
         run = self.runner.run_statement
+        record_inserted = self.log.record_inserted
         for batch in plan_inserts(model, objects):
             if len(batch.objects) > 1 and batch.bulk_sql is not None:
                 result = await run(
@@ -311,7 +312,7 @@ class UnitOfWork:
                 state.persistent = True
                 state.changed = None
                 held[identity_key(info, obj.__dict__)] = obj
-                self.log.record_inserted(obj, generated)
+                record_inserted(obj, generated)
                 del self.pending[obj]
 
     async def _update_modified(self, order: list[type[Table]]) -> None:

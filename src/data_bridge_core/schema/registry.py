@@ -38,4 +38,3 @@ def lookup(name: str, near: type) -> type[Table]:
     same_scope = [c for c in candidates if _scope(c) == _scope(near)]
     same_module = [c for c in candidates if c.__module__ == near.__module__]
     return (same_scope or same_module or candidates)[-1]
-
