@@ -14,12 +14,15 @@ from data_bridge_core.errors import (
     MissingFieldError,
     ModelDefinitionError,
     NoSessionError,
+    PendingRollbackError,
     RaiseLoadError,
     RelationshipError,
+    SchemaMismatchError,
     SessionClosedError,
     SessionError,
     UnknownFieldError,
     UnsupportedOperationError,
+    ValidationError,
 )
 from data_bridge_core.loading import (
     EagerBatch,
@@ -32,17 +35,9 @@ from data_bridge_core.loading import (
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
-from data_bridge_core.schema.table import (
-    STATE_KEY,
-    InstanceState,
-    ResultInfo,
-    Table,
-    identity_key,
-    result_of,
-    state_of,
-    table_info,
-)
-from data_bridge_core.session import Result, Session, current_session
+from data_bridge_core.schema.table import Table, identity_key, table_info
+from data_bridge_core.session import NestedTransaction, Result, Session, current_session
+from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, result_of, state_of
 
 __version__ = "0.1.0"
 
@@ -71,18 +66,22 @@ __all__ = [
     "InvalidStateError",
     "MissingFieldError",
     "ModelDefinitionError",
+    "NestedTransaction",
     "NoSessionError",
+    "PendingRollbackError",
     "Query",
     "RaiseLoadError",
     "Relationship",
     "RelationshipError",
     "Result",
+    "SchemaMismatchError",
     "Session",
     "SessionClosedError",
     "SessionError",
     "Table",
     "UnknownFieldError",
     "UnsupportedOperationError",
+    "ValidationError",
     "current_session",
     "identity_key",
     "inspect",

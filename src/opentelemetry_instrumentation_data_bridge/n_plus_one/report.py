@@ -190,11 +190,17 @@ def close_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) 
     """The scope ended: the warning span gets the final count and ends; the log record
     or warning goes out now unless it went out when found (``reports_at_end`` false)."""
     span, finding.span = finding.span, None
-    if span is not None:
-        span.set_attribute(SpanAttributes.DB_N1_QUERY_COUNT, finding.count)
-        span.end()
+    if span is None:
+        if reports_at_end:
+            _log_or_warn(finding, settings, final=True)
+        return
+    span.set_attribute(SpanAttributes.DB_N1_QUERY_COUNT, finding.count)
     if reports_at_end:
-        _log_or_warn(finding, settings, final=True)
+        # In the warning span's context: the record carries the request's trace id
+        # (log correlation), although the request span is no longer current.
+        with trace.use_span(span, end_on_exit=False):
+            _log_or_warn(finding, settings, final=True)
+    span.end()
 
 
 def _log_or_warn(finding: Finding, settings: N1Settings, final: bool) -> None:
@@ -209,17 +215,22 @@ def report_unused(
 ) -> None:
     """A ``db.unused_eager_load`` span under the scope's span (``parent``, else the current)."""
     tracer, system = _tracer()
+    ctx = (
+        trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        if parent is not None
+        else otel_context.get_current()
+    )
     if tracer is not None:
-        ctx = (
-            trace.set_span_in_context(trace.NonRecordingSpan(parent))
-            if parent is not None
-            else otel_context.get_current()
-        )
         tracer.start_span(
             SpanNames.UNUSED_EAGER_LOAD, context=ctx, attributes={**system, **unused.attributes()}
         ).end()
     if settings.mode == "log":
-        logger.log(settings.log_level, unused.message())
+        # In the request's context (log correlation): its span has ended already.
+        token = otel_context.attach(ctx)
+        try:
+            logger.log(settings.log_level, unused.message())
+        finally:
+            otel_context.detach(token)
     elif settings.mode in ("warn", "raise"):
         # Never raised: an extra query is a cost, not a failure, and a scope's end
         # must not replace an exception already on its way out.
