@@ -123,7 +123,7 @@ async def test_scopes_of_sessions_and_their_memos_are_freed(
     assert len(named(spans, "db.n1_warning")) == 30  # one per session block
     assert scopes._session_scopes == {}
     assert scopes._scope_of_result == {}
-    assert scopes.last_loop.result is None
+    assert scopes.last_loop is scopes.NO_LOOP
     assert len(detector._recent_queries) <= 256
 
 

@@ -33,7 +33,6 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.scopes import (
     LazySite,
     N1Scope,
     current_scope,
-    last_loop,
     scope_of_result,
 )
 
@@ -58,6 +57,14 @@ _library_file: dict[str, bool] = {}  # filename -> inside a library (bounded by 
 _recent_queries: dict[Any, Mark] = {}
 
 
+def _in_library(filename: str) -> bool:
+    """Whether a file is the ORM's, the instrumentation's, asyncio's or wrapt's."""
+    inside = _library_file.get(filename)
+    if inside is None:
+        inside = _library_file[filename] = any(m in filename for m in _LIBRARY_MARKERS)
+    return inside
+
+
 def user_frame(frame: FrameType | None) -> FrameType | None:
     """From ``frame`` outwards, the first frame outside the ORM, the instrumentation,
     asyncio and wrapt (the user's line). A walk of a few steps: no stack is
@@ -67,7 +74,7 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
         filename = frame.f_code.co_filename
         inside = library.get(filename)
         if inside is None:
-            inside = library[filename] = any(m in filename for m in _LIBRARY_MARKERS)
+            inside = _in_library(filename)
         if not inside:
             return frame
         frame = frame.f_back
@@ -129,17 +136,17 @@ def record_lazy_load(
     result = result_of(parent)
     if result is None:
         return  # built in Python: nothing was loaded together with it
-    loop = last_loop
+    loop = scopes.last_loop
     if (
-        result is loop.result
-        and relationship is loop.relationship
+        result is loop[0]
+        and relationship is loop[1]
         and mark is not None
-        and mark[0] is loop.code
-        and mark[1] == loop.offset
-        and explicit is loop.explicit
-        and not loop.scope.ended
+        and mark[0] is loop[2]
+        and mark[1] == loop[3]
+        and explicit is loop[4]
+        and not loop[5].ended
     ):
-        scope, lazy = loop.scope, loop.lazy
+        scope, lazy = loop[5], loop[6]
     else:
         found = _find_loop(relationship, result, mark, explicit, settings)
         if found is None:
@@ -148,7 +155,8 @@ def record_lazy_load(
                 if scope_of_value is not None:
                     _note_source(scope_of_value, value, result, relationship, "select")
             return
-        scope, lazy = found
+        loop = scopes.last_loop
+        scope, lazy = loop[5], loop[6]
     if value:  # _note_source, inlined: this is the path of every load of a loop
         loaded = result_of(value[0] if value.__class__ is list else value)
         sources = scope.sources
@@ -166,12 +174,11 @@ def record_lazy_load(
     lazy.parents.clear()  # from here on the count is all we need
     option, root = _advice(scope, result, relationship)
     query = _recent_queries.get(root)
-    assert loop.code is not None
     finding = Finding(
         relationship.owner.__name__,
         relationship.name,
         relationship.target_name,
-        call_site((loop.code, loop.offset)),
+        call_site((loop[2], loop[3])),
         lazy.count,
         settings.threshold,
         option,
@@ -184,9 +191,9 @@ def record_lazy_load(
 
 def _find_loop(
     relationship: Any, result: Any, mark: Mark | None, explicit: Any, settings: Any
-) -> tuple[N1Scope, LazySite] | None:
-    """The scope and counter of a load that is not the next of the last loop (which
-    it becomes); None when the load does not count."""
+) -> bool | None:
+    """For a load that is not the next of the last loop: find its scope and
+    counter and make it the last loop (True); None when the load does not count."""
     if result.size < 2:
         return None  # from get()/first(): a loop over it is not N+1
     if settings.allowlist and (
@@ -196,8 +203,8 @@ def _find_loop(
     scope = scope_of_result(result)
     if scope is None:
         return None
-    if mark is None or _library_file.get(mark[0].co_filename, True):
-        mark = _mark_of(user_frame(sys._getframe(2)))  # not known to be the user's line
+    if mark is None or _in_library(mark[0].co_filename):
+        mark = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
         if mark is None:
             return None
     # id(code): hashing a code object hashes its whole content.
@@ -207,10 +214,9 @@ def _find_loop(
         if len(scope.sites) >= MAX_SITES_PER_SCOPE:
             return None
         lazy = scope.sites[key] = LazySite()
-    loop = last_loop
-    loop.result, loop.relationship, loop.code, loop.offset = result, relationship, *mark
-    loop.explicit, loop.scope, loop.lazy = explicit, scope, lazy
-    return scope, lazy
+    # One rebinding: another thread never sees half of it.
+    scopes.last_loop = (result, relationship, mark[0], mark[1], explicit, scope, lazy)
+    return True
 
 
 def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str) -> None:

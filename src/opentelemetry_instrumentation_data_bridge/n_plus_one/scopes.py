@@ -78,29 +78,6 @@ class N1Scope:
     remembered: list[Any] = field(default_factory=list)
 
 
-class LastLoop:
-    """The last counted loop: its parents' result, relationship, line, scope and counter.
-
-    A loop's loads come in a row, and the next one that matches skips the scope
-    and site lookups (`detector.record_lazy_load` re-checks that the scope has
-    not ended and that no explicit scope was opened since).
-    """
-
-    __slots__ = ("code", "explicit", "lazy", "offset", "relationship", "result", "scope")
-
-    def __init__(self) -> None:
-        self.forget()
-
-    def forget(self) -> None:
-        self.result: Any = None
-        self.relationship: Any = None
-        self.code: Any = None
-        self.offset = -1
-        self.explicit: N1Scope | None = None
-        self.scope: N1Scope = _NO_SCOPE
-        self.lazy = LazySite()
-
-
 _explicit: ContextVar[N1Scope | None] = ContextVar("data_bridge_n1_scope", default=None)
 _trace_scopes: OrderedDict[int, N1Scope] = OrderedDict()
 _session_scopes: dict[int, N1Scope] = {}  # id(session) -> scope, popped at close
@@ -112,20 +89,25 @@ _last: tuple[Any, N1Scope | None] = (None, None)
 # Result (ResultInfo) -> the scope its parents' lazy loads are counted in.
 _scope_of_result: dict[Any, N1Scope] = {}
 _NO_SCOPE = N1Scope(ended=True)
+# The last counted loop: (its parents' result, relationship, code, bytecode offset,
+# explicit scope, scope, counter). A loop's loads come in a row; the next one
+# that matches skips the scope and site lookups (`detector.record_lazy_load`).
+LastLoop = tuple[Any, Any, Any, int, "N1Scope | None", N1Scope, LazySite]
+NO_LOOP: LastLoop = (None, None, None, -1, None, _NO_SCOPE, LazySite())
+last_loop: LastLoop = NO_LOOP
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
 # then tells a load both whether it is ignored and which explicit scope it is in.
 IGNORED = N1Scope(ended=True)
-last_loop = LastLoop()
 
 
 def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     """Record final counts, report, free the counters."""
-    global _last
+    global _last, last_loop
     scope.ended = True
     if _last[1] is scope:
         _last = (None, None)
-    if last_loop.scope is scope:
-        last_loop.forget()
+    if last_loop[5] is scope:
+        last_loop = NO_LOOP
     for result in scope.remembered:
         if _scope_of_result.get(result) is scope:
             del _scope_of_result[result]
