@@ -137,6 +137,7 @@ async def test_uninstrument_reports_and_frees_the_scope_of_a_session_left_open(
     instrumented.uninstrument()
     try:
         assert scopes._session_scopes == {}
+        assert scopes.recent_queries == {}
         [warning] = named(spans, "db.n1_warning")
         assert warning["db.n1.query_count"] == 3
     finally:

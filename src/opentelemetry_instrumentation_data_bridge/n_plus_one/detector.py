@@ -52,9 +52,7 @@ _COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>
 
 _explicit_scope = scopes._explicit.get  # bound once: this runs on every lazy load
 _library_file: dict[str, bool] = {}  # filename -> inside a library (bounded by the code base)
-# The last multi-row results (ResultInfo) -> where their query was written, for
-# advice naming the query to fix. Bounded; a closed session's results hold nothing.
-_recent_queries: dict[Any, Mark] = {}
+_recent_queries = scopes.recent_queries
 
 
 def _in_library(filename: str) -> bool:

@@ -89,6 +89,10 @@ _last: tuple[Any, N1Scope | None] = (None, None)
 # Result (ResultInfo) -> the scope its parents' lazy loads are counted in.
 _scope_of_result: dict[Any, N1Scope] = {}
 _NO_SCOPE = N1Scope(ended=True)
+# The last multi-row results (ResultInfo) -> where their query was written
+# (code, bytecode offset), for advice naming the query to fix. Bounded by the
+# detector; a closed session's results hold nothing of it.
+recent_queries: dict[Any, tuple[Any, int]] = {}
 # The last counted loop: (its parents' result, relationship, code, bytecode offset,
 # explicit scope, scope, counter). A loop's loads come in a row; the next one
 # that matches skips the scope and site lookups (`detector.record_lazy_load`).
@@ -251,6 +255,7 @@ def _session_collected(key: int, scope: N1Scope) -> None:
 
 def finish_all_scopes() -> None:
     """On uninstrument: report and free what every open trace and session scope holds."""
+    recent_queries.clear()
     while _trace_scopes:
         _, scope = _trace_scopes.popitem(last=False)
         finish(scope)
