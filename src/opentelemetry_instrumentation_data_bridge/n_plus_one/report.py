@@ -9,7 +9,9 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation._semconv import _StabilityMode
 
+from opentelemetry_instrumentation_data_bridge import providers
 from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes, SpanNames
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import N1Settings
 
@@ -65,10 +67,6 @@ class CallSite:
 
 
 def _old_code_attributes_wanted() -> bool:
-    from opentelemetry.instrumentation._semconv import _StabilityMode
-
-    from opentelemetry_instrumentation_data_bridge import providers
-
     return providers.state.mode is _StabilityMode.DATABASE_DUP
 
 
@@ -157,8 +155,6 @@ class UnusedEagerLoad:
 
 
 def _tracer() -> Any:
-    from opentelemetry_instrumentation_data_bridge import providers
-
     return providers.get_tracer(), providers.system_attributes()
 
 
