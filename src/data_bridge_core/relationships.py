@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from data_bridge_core.errors import (
+    DataBridgeError,
     InvalidStateError,
     ModelDefinitionError,
     RaiseLoadError,
     RelationshipError,
+    UnsupportedOperationError,
 )
 from data_bridge_core.schema import registry
+from data_bridge_core.schema.expressions import Exists, Expression
 from data_bridge_core.schema.table import (
     InstanceState,
     Table,
@@ -176,6 +179,15 @@ class Relationship:
         if len(found) == 1:
             return found[0]
         if not found:
+            association = self._association_hint(owner, target)
+            if association or (uselist and self._back_is_list(target)):
+                table = association or "<association table>"
+                back = f', back_populates="{self.back_populates}"' if self.back_populates else ""
+                raise ModelDefinitionError(
+                    f"{owner.__name__}.{self.name}: {owner.__name__} and {target.__name__} have "
+                    f"no foreign key to each other; a many-to-many goes through an association "
+                    f"table: declare relationship(secondary=\"{table}\"{back})"
+                )
             raise ModelDefinitionError(
                 f"{owner.__name__}.{self.name}: no foreign key links {owner_info.name!r} and "
                 f"{target_info.name!r}; declare Column(foreign_key='table.column') on one side"
@@ -185,6 +197,26 @@ class Relationship:
             f"{owner.__name__}.{self.name}: several {direction} foreign keys ({names}); "
             "pass relationship(foreign_key=...) to choose one"
         )
+
+    def _association_hint(self, owner: type[Table], target: type[Table]) -> str:
+        """For a missing foreign key: the association table linking both sides, if any."""
+        owner_name, target_name = table_info(owner).name, table_info(target).name
+        for model in registry.models_near(owner):
+            if model is owner or model is target:
+                continue
+            try:
+                refs = {table for _, table, _ in table_info(model).iter_foreign_keys()}
+            except DataBridgeError:  # an unrelated model that cannot be mapped yet: no hint from it
+                continue
+            if owner_name in refs and target_name in refs:
+                return table_info(model).name
+        return ""
+
+    def _back_is_list(self, target: type[Table]) -> bool:
+        if not self.back_populates:
+            return False
+        other = target.__dict__.get("__relationships__", {}).get(self.back_populates)
+        return other is not None and other._parse_annotation()[1]
 
     # -- read-only state --------------------------------------------------------
 
@@ -228,6 +260,62 @@ class Relationship:
         if not self._resolved:
             self._resolve()
         return self._select_in_sql
+
+    @property
+    def join_condition(self) -> str:
+        """The ON condition linking the owner's table with the target's (to-one only)."""
+        if self.direction == MANY_TO_ONE:
+            return f"{table_info(self.target).primary_key.quoted} = {self.fk.quoted}"
+        return f"{self.fk.quoted} = {table_info(self.owner).primary_key.quoted}"
+
+    # -- filters across the relationship ------------------------------------------
+
+    def any(self, *criteria: Expression | bool) -> Expression:
+        """``EXISTS`` a related row matching ``criteria``: ``User.posts.any(Post.title == "x")``."""
+        if not self.uselist:
+            raise UnsupportedOperationError(
+                f"{self!r} is a single object: write {self.owner.__name__}.{self.name}.has(...)"
+            )
+        return self._exists(criteria, "any")
+
+    def has(self, *criteria: Expression | bool) -> Expression:
+        """``EXISTS`` the related object matching ``criteria``: ``Post.author.has(...)``."""
+        if self.uselist:
+            raise UnsupportedOperationError(
+                f"{self!r} is a list: write {self.owner.__name__}.{self.name}.any(...)"
+            )
+        return self._exists(criteria, "has")
+
+    def _exists(self, criteria: tuple[Expression | bool, ...], method: str) -> Expression:
+        target = self.target
+        if target is self.owner:
+            raise UnsupportedOperationError(
+                f"{self!r}.{method}() on a relationship of a model to itself needs table "
+                "aliases, which are not supported; use session.execute() with your own SQL"
+            )
+        checked: list[Expression] = []
+        for criterion in criteria:
+            if not isinstance(criterion, Expression):
+                raise TypeError(
+                    f"{self!r}.{method}() takes expressions such as "
+                    f"{target.__name__}.id == 1, got {criterion!r}"
+                )
+            for model in criterion.models():
+                if model is not target and not issubclass(target, model):
+                    raise UnsupportedOperationError(
+                        f"{self!r}.{method}() filters {target.__name__} rows; it cannot read "
+                        f"a column of {model.__name__}"
+                    )
+            checked.append(criterion)
+        combined: Expression | None = None
+        for criterion in checked:
+            combined = criterion if combined is None else combined & criterion
+        target_info = table_info(target)
+        if self.direction == MANY_TO_ONE:
+            correlation = f"{target_info.primary_key.quoted} = {self.fk.quoted}"
+        else:
+            correlation = f"{self.fk.quoted} = {table_info(self.owner).primary_key.quoted}"
+        return Exists(self.owner, target_info.quoted_name, correlation, combined)
 
     def strategy_for(self, instance: Table) -> str:
         state = own_state(instance)

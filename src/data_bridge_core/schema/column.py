@@ -7,21 +7,13 @@ expression object behind ``User.age > 18``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
 from data_bridge_core.errors import ColumnTypeError
-from data_bridge_core.schema.expressions import (
-    Between,
-    Comparison,
-    Expression,
-    InList,
-    IsNull,
-    Like,
-    OrderBy,
-)
+from data_bridge_core.schema.expressions import Operand
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.types import ColumnType
@@ -129,7 +121,7 @@ def Column(
     )
 
 
-class ColumnInfo:
+class ColumnInfo(Operand):
     """One mapped column; also the left-hand side of query expressions."""
 
     # Set by the model machinery once the annotation is resolved.
@@ -205,55 +197,20 @@ class ColumnInfo:
     def __repr__(self) -> str:
         return f"<column {self.owner.__name__}.{self.name}>"
 
-    # -- expressions --------------------------------------------------------
+    # -- expressions (operators come from Operand) ---------------------------
 
-    def __eq__(self, other: object) -> Expression:  # type: ignore[override]
-        if other is None:
-            return IsNull(self, negate=False)
-        return Comparison(self, "=", other)
+    def sql(self, params: list[Any]) -> str:
+        return self.quoted
 
-    def __ne__(self, other: object) -> Expression:  # type: ignore[override]
-        if other is None:
-            return IsNull(self, negate=True)
-        return Comparison(self, "<>", other)
+    def models(self) -> Iterator[type]:
+        yield self.owner
 
-    def __lt__(self, other: Any) -> Expression:
-        return Comparison(self, "<", other)
+    @property
+    def label(self) -> str:
+        return f"{self.owner.__name__}.{self.name}"
 
-    def __le__(self, other: Any) -> Expression:
-        return Comparison(self, "<=", other)
-
-    def __gt__(self, other: Any) -> Expression:
-        return Comparison(self, ">", other)
-
-    def __ge__(self, other: Any) -> Expression:
-        return Comparison(self, ">=", other)
+    @property
+    def text(self) -> str:
+        return self.name
 
     __hash__ = object.__hash__
-
-    def in_(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=False)
-
-    def not_in(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=True)
-
-    def like(self, pattern: str) -> Expression:
-        return Like(self, pattern, insensitive=False)
-
-    def ilike(self, pattern: str) -> Expression:
-        return Like(self, pattern, insensitive=True)
-
-    def is_null(self) -> Expression:
-        return IsNull(self, negate=False)
-
-    def is_not_null(self) -> Expression:
-        return IsNull(self, negate=True)
-
-    def between(self, low: Any, high: Any) -> Expression:
-        return Between(self, low, high)
-
-    def asc(self) -> OrderBy:
-        return OrderBy(self, descending=False)
-
-    def desc(self) -> OrderBy:
-        return OrderBy(self, descending=True)
