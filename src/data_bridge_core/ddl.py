@@ -25,6 +25,10 @@ def create_table(model: type[Table]) -> list[str]:
         if column.options.unique and not column.primary_key:
             name = _ident(f"{info.name}_{column.name}_key")
             lines.append(f"CONSTRAINT {name} UNIQUE ({column.ident})")
+    for group in info.unique_constraints:
+        name = _ident(f"{info.name}_{'_'.join(group)}_key")
+        columns = ", ".join(info.columns[n].ident for n in group)
+        lines.append(f"CONSTRAINT {name} UNIQUE ({columns})")
     for column, ref_table, ref_column in info.iter_foreign_keys():
         name = _ident(f"{info.name}_{column.name}_fkey")
         clause = (
@@ -43,6 +47,10 @@ def create_table(model: type[Table]) -> list[str]:
             statements.append(
                 f"CREATE INDEX IF NOT EXISTS {index} ON {info.quoted_name} ({column.ident})"
             )
+    for group in info.indexes:
+        index = _ident(f"ix_{info.name}_{'_'.join(group)}")
+        columns = ", ".join(info.columns[n].ident for n in group)
+        statements.append(f"CREATE INDEX IF NOT EXISTS {index} ON {info.quoted_name} ({columns})")
     return statements
 
 

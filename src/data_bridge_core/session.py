@@ -48,6 +48,7 @@ from data_bridge_core.unit_of_work import (
     update_params,
     update_statement,
 )
+from data_bridge_core.upsert import CHUNK_ROWS, UpsertPlan
 
 M = TypeVar("M", bound=Table)
 
@@ -470,6 +471,89 @@ class Session:
         self._pending[obj] = None
         if state.relations:
             self._related[obj] = None
+
+    async def upsert(
+        self, objects: Sequence[Table], *, on: Sequence[str], update: Sequence[str]
+    ) -> int:
+        """``INSERT ... ON CONFLICT (on) DO UPDATE SET <update> = EXCLUDED...``; rows written.
+
+        ``update=()`` means ``DO NOTHING``: rows whose key exists are skipped.
+        Every object written (inserted or updated) gets the row's values,
+        database-assigned keys included, and joins the session.
+        """
+        self._check_open()
+        objects = list(objects)
+        if not objects:
+            return 0
+        model = type(objects[0])
+        for obj in objects:
+            if type(obj) is not model or STATE_KEY not in obj.__dict__:
+                raise TypeError(
+                    f"upsert() takes new objects of one model, got {obj!r} with {objects[0]!r}"
+                )
+            state = state_of(obj)
+            if state.persistent:
+                raise InvalidStateError(
+                    f"upsert() writes new objects; {obj!r} is already in the database: "
+                    "set its attributes and flush instead"
+                )
+            if state.session is not None and state.session is not self:
+                raise InvalidStateError(f"{obj!r} belongs to another session")
+        plan = UpsertPlan(table_info(model), on, update)
+        plan.check_distinct(objects)
+        for obj in objects:  # written here, not by the autoflush below
+            self._pending.pop(obj, None)
+            state_of(obj).session = None
+        await self.autoflush()
+        written = 0
+        for obj in objects:
+            pull_foreign_keys(obj)
+        for batch in plan_inserts(model, objects):
+            inserted_names = [c.name for c in batch.returned]
+            for start in range(0, len(batch.objects), CHUNK_ROWS):
+                chunk = batch.objects[start : start + CHUNK_ROWS]
+                params = [value for row in batch.params_of(chunk) for value in row]
+                result = await self.run_statement(
+                    plan.statement(batch.columns, len(chunk)), params
+                )
+                self._absorb_upserted(plan, chunk, result.rows, inserted_names)
+                written += len(result.rows)
+        return written
+
+    def _absorb_upserted(
+        self, plan: UpsertPlan, objects: list[Table], rows: list[Any], generated: list[str]
+    ) -> None:
+        info = plan.info
+        names = info.field_names
+        by_key = {plan.key_of(obj): obj for obj in objects}
+        identity = self._identity.setdefault(info.model, {})
+        for row in rows:
+            obj = by_key[plan.key_of_row(row)]
+            values, inserted = row[:-1], row[-1]
+            pk = values[info.pk_index]
+            loaded = identity.get(pk)
+            obj.__dict__.update(zip(names, values, strict=True))
+            if loaded is not None and loaded is not obj:
+                # The row was already loaded: that object shows the new values
+                # (restored if the transaction rolls back); `obj` stays detached.
+                state = state_of(loaded)
+                for name, value in zip(names, values, strict=True):
+                    old = loaded.__dict__.get(name)
+                    if old != value:
+                        if state.original is None:
+                            state.original = {}
+                        state.original.setdefault(name, old)
+                        loaded.__dict__[name] = value
+                        self._touched[loaded] = None
+                continue
+            state = state_of(obj)
+            state.session = self
+            state.persistent = True
+            state.inserted_in_tx = bool(inserted)
+            state.changed = None
+            identity[pk] = obj
+            # Rolled back, the object leaves the session (and loses the keys it was given).
+            self._inserted_in_tx.append((obj, generated if inserted else []))
 
     def add_all(self, objects: Sequence[Table]) -> None:
         for obj in objects:

@@ -150,9 +150,13 @@ class InsertBatch:
         return (pk, *(c for c in self.returned if c is not pk))
 
     def params(self) -> list[list[Any]]:
+        return self.params_of(self.objects)
+
+    def params_of(self, objects: list[Table]) -> list[list[Any]]:
+        """One parameter row per object, in the batch's column order."""
         adapters = [(c.name, c.column_type.adapt) for c in self.columns]
         rows = []
-        for obj in self.objects:
+        for obj in objects:
             d = obj.__dict__
             rows.append(
                 [

@@ -74,9 +74,13 @@ async def test_any_and_has_filter_with_exists_subqueries(engine: Engine, sql: St
             .to_list()
         )
         assert [p.title for p in combined] == ["p1.0", "p2.0"]
-        nested = await session.find(User).filter(
-            User.posts.any(Post.comments.any(Comment.body == "c0") & (Post.title == "p2.1"))
-        ).to_list()
+        nested = (
+            await session.find(User)
+            .filter(
+                User.posts.any(Post.comments.any(Comment.body == "c0") & (Post.title == "p2.1"))
+            )
+            .to_list()
+        )
         assert [u.name for u in nested] == ["u2"]
 
 
@@ -95,8 +99,8 @@ async def test_join_filters_and_orders_by_the_joined_model(
         )
         posts = await q.to_list()
         assert [p.title for p in posts] == ["p2.0", "p0.0"]
-        assert 'FROM "posts" JOIN "users" ON "users"."id" = "posts"."author_id"' in (
-            sql.statements[0]
+        assert (
+            'FROM "posts" JOIN "users" ON "users"."id" = "posts"."author_id"' in (sql.statements[0])
         )
         assert await q.count() == 2
         assert await q.exists() is True

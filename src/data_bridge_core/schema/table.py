@@ -158,6 +158,39 @@ class TableInfo:
             and c.foreign_key is None
         ]
 
+        settings = model.__dict__.get("Settings")
+        # Multi-column constraints: Settings.unique / Settings.indexes, lists of field tuples.
+        self.unique_constraints = self._column_groups(settings, "unique")
+        self.indexes = self._column_groups(settings, "indexes")
+
+    def _column_groups(self, settings: object, attribute: str) -> tuple[tuple[str, ...], ...]:
+        declared = getattr(settings, attribute, None)
+        if declared is None:
+            return ()
+        where = f"{self.model.__name__}.Settings.{attribute}"
+        if isinstance(declared, str) or not isinstance(declared, list | tuple):
+            raise ModelDefinitionError(
+                f"{where} takes a list of column tuples, as in [('author_id', 'title')]"
+            )
+        groups = []
+        for group in declared:
+            names = (group,) if isinstance(group, str) else tuple(group)
+            if not names or not all(isinstance(n, str) for n in names):
+                raise ModelDefinitionError(f"{where}: {group!r} is not a tuple of field names")
+            for name in names:
+                self.column(name, where)
+            groups.append(names)
+        return tuple(groups)
+
+    def is_unique_key(self, names: tuple[str, ...]) -> bool:
+        """True when the columns ``names`` (any order) carry a primary key or UNIQUE constraint."""
+        wanted = set(names)
+        if wanted == {self.primary_key.name}:
+            return True
+        if len(wanted) == 1 and self.columns[next(iter(wanted))].options.unique:
+            return True
+        return any(set(group) == wanted for group in self.unique_constraints)
+
     def column(self, field: str, context: str = "") -> ColumnInfo:
         try:
             return self.columns[field]
