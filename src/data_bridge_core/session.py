@@ -27,6 +27,7 @@ from data_bridge_core.errors import (
     InvalidStateError,
     NoSessionError,
     SessionClosedError,
+    UnsupportedOperationError,
     wrap_database_error,
 )
 from data_bridge_core.query import Query
@@ -381,6 +382,42 @@ class Session:
         """Execute a SELECT of ``model``'s columns and return identity-mapped instances."""
         hydrate = self.hydrator(model, 0, unique_rows=True)
         result = await self.run_statement(statement, params, row_factory=lambda _cur: hydrate)
+        rows: list[M] = result.rows
+        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
+        return rows
+
+    async def from_sql(
+        self, model: type[M], statement: str, params: Sequence[Any] | None = None
+    ) -> list[M]:
+        """Model instances from your own SELECT, through the identity map.
+
+        The statement must return every column of ``model`` (by name, in any
+        order; extra columns are ignored): ``SELECT users.* FROM users JOIN ...``.
+        A row already in the session comes back as the session's object,
+        unchanged, as with any query.
+        """
+        if not isinstance(statement, str):
+            raise TypeError(f"from_sql() takes SQL text, got {type(statement).__name__}")
+        self._check_open()
+        await self.autoflush()
+        info = table_info(model)
+        hydrate = self.hydrator(model, 0)
+
+        def by_name(cur: Any) -> Callable[[Sequence[Any]], M]:
+            returned = [c.name for c in cur.description or ()]
+            missing = [n for n in info.field_names if n not in returned]
+            if missing:
+                raise UnsupportedOperationError(
+                    f"from_sql({model.__name__}, ...): the statement does not return the "
+                    f"column(s) {', '.join(missing)}; select them all, as in "
+                    f"SELECT {info.name}.* FROM {info.name} ..."
+                )
+            positions = [returned.index(n) for n in info.field_names]
+            if positions == list(range(len(positions))):
+                return hydrate
+            return lambda values: hydrate([values[i] for i in positions])
+
+        result = await self.run_statement(statement, params, row_factory=by_name)
         rows: list[M] = result.rows
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
