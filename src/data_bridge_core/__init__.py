@@ -40,6 +40,7 @@ from data_bridge_core.schema.table import (
     state_of,
     table_info,
 )
+from data_bridge_core.schema.typed import Mapped, Rel
 from data_bridge_core.session import Result, Session, current_session
 
 __version__ = "0.1.0"
@@ -67,11 +68,13 @@ __all__ = [
     "InstanceState",
     "IntegrityError",
     "InvalidStateError",
+    "Mapped",
     "MissingFieldError",
     "ModelDefinitionError",
     "NoSessionError",
     "Query",
     "RaiseLoadError",
+    "Rel",
     "Relationship",
     "RelationshipError",
     "Result",

@@ -30,6 +30,7 @@ from data_bridge_core.schema.table import (
     state_of,
     table_info,
 )
+from data_bridge_core.schema.typed import unwrap, unwrap_text
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.column import ColumnInfo
@@ -99,6 +100,8 @@ class Relationship:
 
     def _parse_annotation(self) -> tuple[str, bool]:
         annotation = self._annotation
+        # Rel[list[Post]] (the typed style) reads as list[Post].
+        annotation = unwrap_text(annotation) if isinstance(annotation, str) else unwrap(annotation)
         if not isinstance(annotation, str):
             origin = typing.get_origin(annotation)
             uselist = origin in (list, Sequence) or annotation in (list,)

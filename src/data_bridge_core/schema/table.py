@@ -12,7 +12,7 @@ import inspect
 import sys
 import typing
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, dataclass_transform
 
 from data_bridge_core.errors import (
     MissingFieldError,
@@ -21,6 +21,7 @@ from data_bridge_core.errors import (
 )
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, quote_ident
+from data_bridge_core.schema.typed import unwrap, unwrap_text
 from data_bridge_core.schema.types import resolve_annotation
 
 if TYPE_CHECKING:
@@ -231,6 +232,7 @@ def _finalize(model: type[Table]) -> TableInfo:
     for column in columns.values():
         annotation = column.raw_annotation
         if isinstance(annotation, str):
+            annotation = unwrap_text(annotation)
             try:
                 annotation = eval(annotation, globalns, {"Any": Any})
             except Exception as exc:
@@ -238,6 +240,7 @@ def _finalize(model: type[Table]) -> TableInfo:
                     f"{model.__name__}.{column.name}: cannot evaluate annotation "
                     f"{column.raw_annotation!r}: {exc}"
                 ) from exc
+        annotation = unwrap(annotation)
         column_type, optional = resolve_annotation(annotation, model.__name__, column.name)
         opts = column.options
         if opts.column_type is not None:
@@ -260,6 +263,11 @@ def _annotations_of(cls: type) -> dict[str, Any]:
     return dict(inspect.get_annotations(cls))
 
 
+# PEP 681: type checkers derive each model's keyword-only constructor from its
+# annotations. Column() is deliberately not a field specifier: a checker would
+# then call `id: int = Column(primary_key=True)` a required argument; the
+# constructor itself reports a missing required field at run time.
+@dataclass_transform(kw_only_default=True, eq_default=False)
 class Table:
     """Base class of models: subclass it with annotated fields."""
 
