@@ -42,6 +42,7 @@ from data_bridge_core.schema.table import (
 )
 from data_bridge_core.schema.typed import Mapped, Rel
 from data_bridge_core.session import Result, Session, current_session
+from data_bridge_core.views import loaded
 
 __version__ = "0.1.0"
 
@@ -87,6 +88,7 @@ __all__ = [
     "current_session",
     "inspect",
     "joinedload",
+    "loaded",
     "noload",
     "raiseload",
     "relationship",
