@@ -1,8 +1,9 @@
 """The README's and docs/usage.md's Python examples pass ``mypy --strict``.
 
-Each document's ```python blocks become one module: imports, classes and
-functions stay at module level; the other statements of a block become the
-body of an ``async def`` whose parameters are the names the document's
+Each document's ```python blocks become one module: a block that defines
+classes or functions stays at module level as written; of any other block,
+the imports go to module level and the statements become the body of an
+``async def`` whose parameters are the names the document's
 ``<!-- mypy context: ... -->`` comment declares, one per line
 (``session: Session``; the comment may also hold the imports they need).
 A block right after ``<!-- mypy: skip -->`` is not checked (the plain
@@ -27,7 +28,7 @@ DOCUMENTS = ["README.md", "docs/usage.md"]
 _BLOCK = re.compile(r"(<!-- mypy: skip -->\s*)?```python\n(.*?)```", re.DOTALL)
 _CONTEXT = re.compile(r"<!-- mypy context:[^\n]*\n(.*?)-->", re.DOTALL)
 
-_MODULE_LEVEL = (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+_DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +52,15 @@ def example_module(markdown: str) -> str:
             continue
         tree = compile(match.group(2), "<example>", "exec", flags=flags)
         assert isinstance(tree, ast.Module)
+        # A block that defines classes or functions is a module: it stays at module
+        # level as written. Any other block is a snippet run inside a coroutine.
+        is_module = any(isinstance(node, _DEFINITIONS) for node in tree.body)
         body: list[str] = []
         for node in tree.body:
             text = ast.unparse(node)
             if isinstance(node, ast.ImportFrom) and node.module == "__future__":
                 future.append(text)
-            elif isinstance(node, _MODULE_LEVEL):
+            elif is_module or isinstance(node, ast.Import | ast.ImportFrom):
                 top.append(text)
             else:
                 body.append(text)
