@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from psycopg.rows import dict_row
 
+from data_bridge_core.aggregate import compile_aggregate
+from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.relationships import Relationship
 from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
-from data_bridge_core.schema.table import (
-    InstanceState,
-    Table,
-    state_of,
-    table_info,
-)
+from data_bridge_core.schema.table import Table, install_query_factory, table_info
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -195,8 +192,6 @@ class Query(Generic[M]):
     def session(self) -> Session:
         if self._session is not None:
             return self._session
-        from data_bridge_core.session import current_session
-
         return current_session()
 
     # -- SQL -----------------------------------------------------------------------------
@@ -339,8 +334,6 @@ class Query(Generic[M]):
             raise UnsupportedOperationError(
                 "aggregate() does not take join(); filter with .has(...)/.any(...) instead"
             )
-        from data_bridge_core.aggregate import compile_aggregate
-
         params: list[Any] = []
         where = compile_where(self._filters, params)
         statement, all_params = compile_aggregate(self._info, pipeline, where, params)
@@ -393,20 +386,9 @@ class Query(Generic[M]):
         )
         session = self.session
         await session.autoflush()
-        result = await session.run_statement(statement, params)
-        # Keep objects already in the session in step with the rows just changed.
-        names = tuple(values)
-        for pk, *new in result.rows:
-            obj = session.identity_lookup(self._model, pk)
-            if obj is None:
-                continue
-            state: InstanceState = state_of(obj)
-            for name, value in zip(names, new, strict=True):
-                if state.original is None:
-                    state.original = {}
-                state.original.setdefault(name, obj.__dict__.get(name))
-                obj.__dict__[name] = value
-        return len(result.rows)
+        # Through the unit of work: loaded objects show the new values, and the
+        # transaction's log can put the old ones back on rollback.
+        return await session.unit_of_work.bulk_update(self._model, statement, params, tuple(values))
 
     async def delete(self) -> int:
         """``DELETE ... WHERE <filters>``; returns the rows affected."""
@@ -417,10 +399,7 @@ class Query(Generic[M]):
         statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.primary_key.quoted}"
         session = self.session
         await session.autoflush()
-        result = await session.run_statement(statement, params)
-        for (pk,) in result.rows:
-            session.forget(self._model, pk)
-        return len(result.rows)
+        return await session.unit_of_work.bulk_delete(self._model, statement, params)
 
     # -- streaming --------------------------------------------------------------------------
 
@@ -443,3 +422,5 @@ class Query(Generic[M]):
     def __repr__(self) -> str:
         return f"<Query {self._model.__name__} filters={len(self._filters)} limit={self._limit}>"
 
+
+install_query_factory(Query)

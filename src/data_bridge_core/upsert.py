@@ -1,7 +1,7 @@
 """Planning ``session.upsert()``: ``INSERT ... ON CONFLICT (...) DO UPDATE / DO NOTHING``.
 
-The session executes the statements; this module checks the request against
-the model and writes the SQL. Rows come back with ``RETURNING`` every column
+The unit of work executes the statements; this module checks the request
+against the model and writes the SQL. Rows come back with ``RETURNING`` every column
 and ``xmax = 0`` (true for a row this statement inserted, false for one it
 updated), and are matched to their objects by the conflict key.
 """
@@ -16,7 +16,7 @@ from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.table import Table, TableInfo
 
 # Rows per statement: keeps the parameter count far below PostgreSQL's 65535.
-CHUNK_ROWS = 500
+UPSERT_CHUNK_ROWS = 500
 
 
 class UpsertPlan:

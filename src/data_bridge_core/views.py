@@ -14,7 +14,8 @@ from typing import Any
 
 from data_bridge_core.errors import RelationshipError
 from data_bridge_core.relationships import MANY_TO_ONE
-from data_bridge_core.schema.table import Table, own_state, session_of, table_info
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.state import own_state, session_of
 
 
 class LoadedView:

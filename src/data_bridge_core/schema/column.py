@@ -18,6 +18,15 @@ from data_bridge_core.schema.expressions import Operand
 if TYPE_CHECKING:
     from data_bridge_core.schema.types import ColumnType
 
+# Finalizes the mapping of a model class (`schema.table.table_info`, one layer up,
+# registers itself here): a column reads its type only once its model is finalized.
+_finalize_model: Callable[[type], object] | None = None
+
+
+def register_finalizer(finalize: Callable[[type], object]) -> None:
+    global _finalize_model
+    _finalize_model = finalize
+
 
 def quote_ident(name: str) -> str:
     """An identifier quoted by psycopg.sql, with ``%`` doubled for ``%s``-style statements."""
@@ -187,10 +196,8 @@ class ColumnInfo(Operand):
     def __getattr__(self, name: str) -> Any:
         # column_type, nullable and quoted are filled in when the model is
         # finalized (on first use, once forward references can resolve).
-        if name in ("column_type", "nullable", "quoted"):
-            from data_bridge_core.schema.table import table_info
-
-            table_info(self.owner)
+        if name in ("column_type", "nullable", "quoted") and _finalize_model is not None:
+            _finalize_model(self.owner)
             return object.__getattribute__(self, name)
         raise AttributeError(name)
 
