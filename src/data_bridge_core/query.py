@@ -382,7 +382,7 @@ class Query(Generic[M]):
         returning = ", ".join(info.column(name).quoted for name in values)
         statement = (
             f"UPDATE {info.quoted_name} SET {', '.join(assignments)}{where} "
-            f"RETURNING {info.primary_key.quoted}, {returning}"
+            f"RETURNING {info.key_returning}, {returning}"
         )
         session = self.session
         await session.autoflush()
@@ -396,7 +396,7 @@ class Query(Generic[M]):
         info = self._info
         params: list[Any] = []
         where = compile_where(self._filters, params)
-        statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.primary_key.quoted}"
+        statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.key_returning}"
         session = self.session
         await session.autoflush()
         return await session.unit_of_work.bulk_delete(self._model, statement, params)

@@ -319,6 +319,22 @@ class Session:
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
+    async def load_keyed_rows(
+        self, model: type[M], statement: str, params: Sequence[Any]
+    ) -> list[tuple[Any, M]]:
+        """Like `load_rows` for a SELECT whose first column is a key and the rest
+        ``model``'s columns (a many-to-many's parent key): (key, instance) pairs."""
+        self._check_usable()
+        hydrate = make_hydrator(self._identity, model, 0)
+
+        def pair(values: Sequence[Any]) -> tuple[Any, M]:
+            return values[0], hydrate(values[1:])
+
+        result = await self.run_statement(statement, params, row_factory=lambda _cur: pair)
+        rows: list[tuple[Any, M]] = result.rows
+        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
+        return rows
+
     async def from_sql(
         self, model: type[M], statement: str, params: Sequence[Any] | None = None
     ) -> list[M]:
@@ -371,6 +387,10 @@ class Session:
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc
 
+    def held_objects(self, model: type[M]) -> list[M]:
+        """Every object of ``model`` the session holds (no SQL)."""
+        return list(self._identity.by_model.get(model, {}).values())  # type: ignore[arg-type]
+
     def identity_lookup(self, model: type[M], pk: Any) -> M | None:
         """The object of that identity the session holds, or None (no SQL)."""
         return self._identity.get(model, pk)  # type: ignore[return-value]
@@ -384,15 +404,23 @@ class Session:
         return query.filter(*filters) if filters else query
 
     async def get(self, model: type[M], pk: Any) -> M | None:
-        """The row with that primary key: from the identity map, or one SELECT."""
+        """The row with that primary key: from the identity map, or one SELECT.
+
+        A composite key is a tuple, in the order the key columns are declared:
+        ``session.get(ArticleTag, (article_id, tag_id))``.
+        """
         self._check_usable()
-        pk_column = table_info(model).primary_key
-        pk_column.check(pk)
+        info = table_info(model)
+        info.check_key(pk, "get()")
         obj = self._identity.get(model, pk)
         if obj is not None:
             return obj  # type: ignore[return-value]
         query: Query[M] = new_query(model, self)
-        rows = await query.filter(pk_column == pk).limit(1).to_list()
+        if info.composite:
+            query = query.filter(*(c == v for c, v in zip(info.primary_keys, pk, strict=True)))
+        else:
+            query = query.filter(info.primary_key == pk)
+        rows = await query.limit(1).to_list()
         return rows[0] if rows else None
 
     async def refresh(self, obj: Table) -> None:
@@ -411,11 +439,8 @@ class Session:
         await self.autoflush()
         info = table_info(type(obj))
         key = self._identity.key_of(obj)
-        statement = (
-            f"SELECT {info.select_list} FROM {info.quoted_name} "
-            f"WHERE {info.primary_key.quoted} = %s"
-        )
-        result = await self.run_statement(statement, [key])
+        statement = f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
+        result = await self.run_statement(statement, info.key_params(key))
         if not result.rows:
             raise InvalidStateError(f"{obj!r} no longer exists in the database")
         self._work.apply_loaded(obj, dict(zip(info.field_names, result.rows[0], strict=True)))

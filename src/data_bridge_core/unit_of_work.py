@@ -16,11 +16,25 @@ from typing import Any, Protocol
 from psycopg.rows import RowFactory
 
 from data_bridge_core.ddl import dependency_order
-from data_bridge_core.dml import delete_statement, plan_inserts, update_params, update_statement
+from data_bridge_core.dml import (
+    delete_params,
+    delete_statement,
+    link_statements,
+    plan_inserts,
+    update_params,
+    update_statement,
+)
 from data_bridge_core.errors import DatabaseError, InvalidStateError
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
-from data_bridge_core.schema.relation import MANY_TO_ONE, ONE_TO_MANY
-from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.schema.relation import (
+    ASSIGNED,
+    LINKED,
+    MANY_TO_MANY,
+    MANY_TO_ONE,
+    ONE_TO_MANY,
+    RelationshipDeclaration,
+)
+from data_bridge_core.schema.table import Table, TableInfo, table_info
 from data_bridge_core.state import InstanceState, own_state, state_of
 from data_bridge_core.upsert import UPSERT_CHUNK_ROWS, UpsertPlan
 
@@ -201,7 +215,10 @@ class UnitOfWork:
         result = await self.runner.run_statement(statement, params)
         found = self.identity.by_model.get(model)
         log = self.log
-        for key, *new in result.rows:
+        width = len(table_info(model).primary_keys)
+        for row in result.rows:
+            key = row[0] if width == 1 else tuple(row[:width])
+            new = row[width:]
             obj = found.get(key) if found is not None else None
             if obj is None:
                 log.record_stale(model, key)  # loaded later, it must not outlive a rollback
@@ -281,8 +298,9 @@ class UnitOfWork:
     async def bulk_delete(self, model: type[Table], statement: str, params: Sequence[Any]) -> int:
         """Run a ``DELETE ... RETURNING key``; the matching loaded objects leave the session."""
         result = await self.runner.run_statement(statement, params)
-        for (key,) in result.rows:
-            self.forget(model, key)
+        composite = table_info(model).composite
+        for row in result.rows:
+            self.forget(model, tuple(row) if composite else row[0])
         return len(result.rows)
 
     def apply_loaded(self, obj: Table, values: dict[str, Any]) -> None:
@@ -321,6 +339,9 @@ class UnitOfWork:
         """Write pending inserts, changed columns and deletes, in foreign-key order."""
         self._cascade()
         related = self.identity.related
+        # Objects that may hold assigned many-to-many lists (their links are written
+        # once every insert is done, so new targets have their keys).
+        linking = [*related, *(o for o in self.pending if _has_relations(o))]
         by_model: dict[type[Table], list[Table]] = {}
         for obj in self.pending:
             by_model.setdefault(type(obj), []).append(obj)
@@ -345,6 +366,8 @@ class UnitOfWork:
         for obj in list(related):
             if state_of(obj).persistent:
                 push_foreign_keys(obj)
+        if linking:
+            await self._write_links(linking)
         await self._update_modified(order)
         await self._delete_marked(order)
         related.clear()
@@ -385,6 +408,64 @@ class UnitOfWork:
                 self.log.record_inserted(obj, generated)
                 del self.pending[obj]
 
+    async def _write_links(self, objects: list[Table]) -> None:
+        """Replace the association rows of every many-to-many list assigned since the
+        last flush: one DELETE and one INSERT per relationship."""
+        work: dict[RelationshipDeclaration, tuple[list[Table], list[tuple[Any, Any]]]] = {}
+        for obj in dict.fromkeys(objects):
+            state = own_state(obj)
+            if state is None or not state.loaded_via or not state.relations:
+                continue
+            relationships = table_info(type(obj)).relationships
+            for name, via in state.loaded_via.items():
+                rel = relationships.get(name)
+                if via != ASSIGNED or rel is None or rel.direction != MANY_TO_MANY:
+                    continue
+                _, owner_key, _, target_key = rel.link_columns
+                owners, pairs = work.setdefault(rel, ([], []))
+                owners.append(obj)
+                key = obj.__dict__[owner_key.name]
+                for target in state.relations[name]:
+                    target_value = target.__dict__.get(target_key.name)
+                    if target_value is None:
+                        raise InvalidStateError(
+                            f"{rel!r}: {target!r} has no key; add it to the session"
+                        )
+                    pairs.append((key, target_value))
+        for many, (owners, pairs) in work.items():
+            association = many.association
+            assert association is not None
+            info = table_info(association)
+            owner_fk, owner_key, target_fk, _ = many.link_columns
+            delete, insert = link_statements(info, owner_fk, target_fk)
+            keys = [o.__dict__[owner_key.name] for o in owners if state_of(o).persistent]
+            result = await self.runner.run_statement(delete, [keys])
+            for row in result.rows:  # link objects the session holds leave it
+                self.forget(association, tuple(row) if info.composite else row[0])
+            unique = list(dict.fromkeys(pairs))
+            if unique:
+                columns = [list(column) for column in zip(*unique, strict=True)]
+                await self.runner.run_statement(insert, columns, bulk_rows=len(unique))
+            for obj in owners:
+                loaded_via = state_of(obj).loaded_via
+                assert loaded_via is not None
+                loaded_via[many.name] = LINKED
+
+    async def _unlink(self, info: TableInfo, objects: list[Table]) -> None:
+        """Before rows are deleted: the association rows of their many-to-many lists."""
+        for rel in info.relationships.values():
+            if rel.direction != MANY_TO_MANY:
+                continue
+            association = rel.association
+            assert association is not None
+            owner_fk, owner_key, target_fk, _ = rel.link_columns
+            links = table_info(association)
+            delete, _ = link_statements(links, owner_fk, target_fk)
+            keys = [o.__dict__[owner_key.name] for o in objects]
+            result = await self.runner.run_statement(delete, [keys])
+            for row in result.rows:
+                self.forget(association, tuple(row) if links.composite else row[0])
+
     async def _update_modified(self, order: list[type[Table]]) -> None:
         groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
         for obj in self.identity.modified:
@@ -424,8 +505,11 @@ class UnitOfWork:
                 continue
             info = table_info(model)
             keys = [identity_key(info, o.__dict__) for o in objects]
+            await self._unlink(info, objects)
             await self.runner.run_statement(
-                delete_statement(info), [keys], bulk_rows=len(keys) if len(keys) > 1 else None
+                delete_statement(info),
+                delete_params(info, keys),
+                bulk_rows=len(keys) if len(keys) > 1 else None,
             )
             for key in keys:
                 self.forget(model, key)

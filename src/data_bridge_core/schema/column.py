@@ -138,6 +138,8 @@ class ColumnInfo(Operand):
     nullable: bool
     quoted: str  # "users"."age", quoted by psycopg.sql
     raw_annotation: Any = None  # the annotation as written (maybe a string), resolved later
+    # One of several primary-key columns: its value is given, never an identity.
+    in_composite_key: bool = False
 
     def __init__(self, owner: type, name: str, options: ColumnOptions) -> None:
         self.owner = owner
@@ -156,7 +158,7 @@ class ColumnInfo(Operand):
     def database_generated(self) -> bool:
         """True when PostgreSQL supplies the value if none is given."""
         return self.server_default is not None or (
-            self.primary_key and self.column_type.python_type is int
+            self.primary_key and not self.in_composite_key and self.column_type.python_type is int
         )
 
     @property

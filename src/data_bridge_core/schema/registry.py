@@ -45,3 +45,13 @@ def models_near(near: type) -> list[type[Table]]:
     models = [c for refs in _by_name.values() for ref in refs if (c := ref()) is not None]
     same_scope = [c for c in models if _scope(c) == _scope(near)]
     return same_scope or [c for c in models if c.__module__ == near.__module__]
+
+
+def scoped_models(near: type) -> list[list[type[Table]]]:
+    """Every model, in groups to search in turn: ``near``'s scope, its module, all."""
+    models = [c for refs in _by_name.values() for ref in refs if (c := ref()) is not None]
+    return [
+        [c for c in models if _scope(c) == _scope(near)],
+        [c for c in models if c.__module__ == near.__module__],
+        models,
+    ]

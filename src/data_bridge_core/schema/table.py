@@ -72,13 +72,24 @@ class TableInfo:
         self.field_names = tuple(columns)
         self.relationships = relationships
         pks = [c for c in columns.values() if c.primary_key]
-        if len(pks) != 1:
+        if not pks:
             raise ModelDefinitionError(
-                f"{model.__name__} needs exactly one primary key column "
-                f"(Column(primary_key=True)), found {len(pks)}"
+                f"{model.__name__} needs a primary key: declare Column(primary_key=True) "
+                "on one column (or on several, for a composite key)"
             )
+        # Several key columns make a composite key: the identity of a row is the
+        # tuple of their values (`session.get(Model, (a, b))`).
+        self.primary_keys = tuple(pks)
+        self.composite = len(pks) > 1
+        for column in pks:
+            column.in_composite_key = self.composite
         self.primary_key = pks[0]
         self.pk_index = self.field_names.index(self.primary_key.name)
+        self.key_names = tuple(c.name for c in pks)
+        self.key_indexes = tuple(self.field_names.index(c.name) for c in pks)
+        # The key columns as a RETURNING / SELECT list, and the WHERE matching one key.
+        self.key_returning = ", ".join(c.quoted for c in pks)
+        self.key_where = " AND ".join(f"{c.quoted} = %s" for c in pks)
         self.select_list = ", ".join(c.quoted for c in columns.values())
         # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).
         self.generated = tuple(c for c in columns.values() if c.database_generated)
@@ -123,11 +134,29 @@ class TableInfo:
     def is_unique_key(self, names: tuple[str, ...]) -> bool:
         """True when the columns ``names`` (any order) carry a primary key or UNIQUE constraint."""
         wanted = set(names)
-        if wanted == {self.primary_key.name}:
+        if wanted == set(self.key_names):
             return True
         if len(wanted) == 1 and self.columns[next(iter(wanted))].options.unique:
             return True
         return any(set(group) == wanted for group in self.unique_constraints)
+
+    def key_params(self, key: Any) -> list[Any]:
+        """The parameters of `key_where` for one identity key."""
+        return list(key) if self.composite else [key]
+
+    def check_key(self, key: Any, context: str) -> Any:
+        """Validate a key given by the caller: a value, or a tuple for a composite key."""
+        if not self.composite:
+            return self.primary_key.check(key)
+        names = ", ".join(self.key_names)
+        if not isinstance(key, tuple) or len(key) != len(self.primary_keys):
+            raise TypeError(
+                f"{self.model.__name__} has a composite primary key ({names}): {context} "
+                f"takes a tuple of {len(self.primary_keys)} values, got {key!r}"
+            )
+        for column, value in zip(self.primary_keys, key, strict=True):
+            column.check(value)
+        return key
 
     def column(self, field: str, context: str = "") -> ColumnInfo:
         try:
