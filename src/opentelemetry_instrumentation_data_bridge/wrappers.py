@@ -194,6 +194,12 @@ def session_wrapper(operation: str) -> Wrapper:
     return wrapper
 
 
+def _secondary(relationship: Any) -> dict[str, Any]:
+    """The association table of a many-to-many, as a span attribute (nothing otherwise)."""
+    secondary = getattr(relationship, "secondary", None)
+    return {SpanAttributes.DB_RELATIONSHIP_SECONDARY: secondary} if secondary else {}
+
+
 async def lazy_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -214,6 +220,7 @@ async def lazy_load_wrapper(
                 target_model=instance.target_name,
                 strategy="select",
                 fk_column=instance.fk_column,
+                **_secondary(instance),
             )
     except Exception as exc:
         providers.report_failure("describe db.relationship.select", exc)
@@ -248,6 +255,7 @@ async def eager_load_wrapper(
             fk_column=rel.fk_column,
             batch_count=batch.batch_count,
             depth=batch.depth,
+            **_secondary(rel),
         )
     except Exception as exc:
         providers.report_failure("describe an eager load", exc)
