@@ -265,3 +265,20 @@ async def test_the_query_forms_of_api_md(
         assert names == ["Ann", "Bob", "Cy", "Ann"]
         await session.commit()
     assert await fetch(schema, "SELECT views FROM articles WHERE id = 1") == [(1,)]
+
+
+async def test_deleting_an_owner_deletes_its_links_first(
+    rel_engine: Engine, schema: str, sql: StatementLog
+) -> None:
+    await _seed(rel_engine)
+    async with Session(rel_engine) as session:
+        article = await session.find(Article).filter(Article.title == "Hi").first()
+        assert article is not None
+        await session.delete(article)
+        sql.clear()
+        await session.commit()
+        assert sql.statements[0].startswith(
+            'DELETE FROM "article_tags" WHERE "article_id" = ANY(%s)'
+        )
+    assert await fetch(schema, "SELECT count(*) FROM article_tags") == [(1,)]
+    assert await fetch(schema, "SELECT title FROM articles ORDER BY id") == [("Yo",), ("Re",)]
