@@ -91,8 +91,9 @@ class IdentityMap:
     def discard(self, obj: Table) -> None:
         """Stop holding ``obj`` (its state keeps its owner; see `detach`)."""
         found = self.by_model.get(type(obj))
-        if found is not None and found.get(self.key_of(obj)) is obj:
-            del found[self.key_of(obj)]
+        key = self.key_of(obj)
+        if found is not None and found.get(key) is obj:
+            del found[key]
         self.modified.pop(obj, None)
         self.related.pop(obj, None)
 
@@ -117,8 +118,8 @@ class IdentityMap:
                     own.relations = None
                     own.loaded_via = None
 
-    def clear(self) -> None:
-        """Detach every object (the session closes)."""
+    def clear(self, *, forget_relations: bool = False) -> None:
+        """Detach every object (the session closes); one pass over the loaded rows."""
         for result in self.results:
             result.owner = None  # detaches every row still sharing it
         self.results.clear()
@@ -127,6 +128,9 @@ class IdentityMap:
                 own = obj.__dict__[STATE_KEY]
                 if own.__class__ is InstanceState:
                     own.owner = None
+                    if forget_relations:
+                        own.relations = None
+                        own.loaded_via = None
         self.by_model.clear()
         self.modified.clear()
         self.related.clear()

@@ -631,4 +631,3 @@ def _append_backref(target: Table, name: str, item: Table) -> None:
             current.append(item)
     else:
         state.relations[name] = item
-

@@ -37,7 +37,7 @@ from data_bridge_core.errors import (
 from data_bridge_core.hydration import make_hydrator
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.schema.table import Table, new_query, table_info
-from data_bridge_core.state import STATE_KEY, state_of
+from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 from data_bridge_core.transaction import LogLevel, TransactionLog
 from data_bridge_core.unit_of_work import UnitOfWork
 from data_bridge_core.upsert import UpsertPlan
@@ -49,7 +49,6 @@ __all__ = ["NestedTransaction", "Result", "Session", "current_session"]
 
 M = TypeVar("M", bound=Table)
 
-_current = current  # the task's current session (data_bridge_core.context)
 _cursor_names = itertools.count(1)
 _savepoint_names = itertools.count(1)
 
@@ -157,7 +156,9 @@ class Session:
 
     def __contains__(self, obj: object) -> bool:
         state = getattr(obj, "__dict__", {}).get(STATE_KEY)
-        return state is not None and state.owner is self._identity
+        if state is None or state.owner is not self._identity:
+            return False
+        return not isinstance(state, InstanceState) or not state.deleted  # deleted: gone
 
     def __len__(self) -> int:
         return len(self._identity) + len(self._work.pending)
@@ -184,29 +185,33 @@ class Session:
         """Make this session the current one of the running task."""
         self._check_open()
         if self._token is None:
-            self._token = _current.set(self)
+            self._token = current.set(self)
 
     async def close(self) -> None:
         """Roll back anything uncommitted, give the connection back, detach all objects."""
         if self._closed:
             return
+        rolled_back = False
         try:
             if self._conn is not None:
+                rolled_back = True
                 try:
                     await self._end_transaction(commit=False)
                 finally:
-                    self._rolled_back()
+                    self._log.roll_back(
+                        self._log.levels[0], self._identity, self._work, forget_relations=False
+                    )
         finally:
             self._closed = True
+            self._failed = None
             self._work.discard_unflushed()
-            self._identity.clear()
-            self._log = TransactionLog()
+            self._identity.clear(forget_relations=rolled_back)
             if self._token is not None:
                 try:
-                    _current.reset(self._token)
+                    current.reset(self._token)
                 except ValueError:  # closed from another context than the one that opened it
-                    if _current.get() is self:
-                        _current.set(None)
+                    if current.get() is self:
+                        current.set(None)
                 self._token = None
 
     def _check_open(self) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_bridge_core.identity import IdentityMap
-from data_bridge_core.schema.table import Table
+from data_bridge_core.identity import IdentityMap, identity_key
+from data_bridge_core.schema.table import Table, table_info
 from data_bridge_core.state import state_of
 from data_bridge_core.unit_of_work import UnitOfWork
 
@@ -93,8 +93,19 @@ class TransactionLog:
 
     # -- undo ----------------------------------------------------------------------------
 
-    def roll_back(self, level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
-        """Undo ``level`` (and the levels inside it) in memory; they are closed."""
+    def roll_back(
+        self,
+        level: LogLevel,
+        identity: IdentityMap,
+        work: UnitOfWork,
+        *,
+        forget_relations: bool = True,
+    ) -> None:
+        """Undo ``level`` (and the levels inside it) in memory; they are closed.
+
+        ``forget_relations=False``: the caller detaches every object right after
+        and drops their relationship values in the same pass.
+        """
         while self.levels[-1] is not level:
             self.levels.pop().merge_into(self.levels[-1])
         if level.name is None:
@@ -102,6 +113,9 @@ class TransactionLog:
         else:
             self.levels.pop()
         _restore(level, identity, work)
+        if forget_relations:
+            # Relationship values may describe rows that no longer exist: load them again.
+            identity.forget_relations()
 
     def committed(self) -> None:
         """The transaction committed: deleted objects leave, the log starts again."""
@@ -123,9 +137,16 @@ def _restore(level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
         state.deleted = False
         state.persistent = True
         identity.put(obj)
+    held = identity.by_model
     for obj, generated in level.inserted.items():
-        identity.discard(obj)
+        # identity.discard(obj), inlined: a large flush rolled back passes here per row
+        # (modified and related were cleared above).
         d = obj.__dict__
+        found = held.get(type(obj))
+        if found is not None:
+            key = identity_key(table_info(type(obj)), d)
+            if found.get(key) is obj:
+                del found[key]
         for name in generated:  # back to "the database will assign it"
             d[name] = None
         state = state_of(obj)
@@ -137,5 +158,3 @@ def _restore(level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
         if loaded is not None and loaded not in level.changes:
             # Loaded after a bulk change: its values are the rolled-back ones.
             identity.detach(loaded)
-    # Relationship values may describe rows that no longer exist: load them again.
-    identity.forget_relations()

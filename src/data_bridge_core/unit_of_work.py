@@ -376,6 +376,7 @@ class UnitOfWork:
         info = table_info(model)
         held = self.identity.model_map(model)
         run = self.runner.run_statement
+        record_inserted = self.log.record_inserted
         for batch in plan_inserts(model, objects):
             if len(batch.objects) > 1 and batch.bulk_sql is not None:
                 result = await run(
@@ -405,7 +406,7 @@ class UnitOfWork:
                 state.persistent = True
                 state.changed = None
                 held[identity_key(info, obj.__dict__)] = obj
-                self.log.record_inserted(obj, generated)
+                record_inserted(obj, generated)
                 del self.pending[obj]
 
     async def _write_links(self, objects: list[Table]) -> None:

@@ -103,6 +103,41 @@ def test_data_bridge_core_has_no_import_cycle() -> None:
     assert cycles(import_graph("data_bridge_core")) == []
 
 
+# The core's layers, lowest first (docs/repository-layout.md): a module may import
+# modules of its own layer or of a lower one, never of a higher one. A module not
+# listed is held by the cycle check only; give it its layer here.
+LAYERS = [
+    ["errors", "context", "schema.types", "schema.expressions", "schema.registry"],
+    ["schema.column", "schema.relation", "state"],
+    ["schema.table"],
+    ["ddl", "dml", "introspection", "aggregate", "engine"],
+    ["execution"],
+    ["identity", "hydration"],
+    ["unit_of_work"],
+    ["transaction"],
+    ["session"],
+    ["relationships", "loading"],
+    ["query"],
+]
+
+
+def test_each_core_module_imports_only_its_own_layer_or_lower_ones() -> None:
+    rank = {f"data_bridge_core.{m}": i for i, layer in enumerate(LAYERS) for m in layer}
+    graph = import_graph("data_bridge_core")
+    assert len([m for m in graph if m in rank]) >= 20  # the listed modules are found
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if module in rank
+        for target in targets
+        if target in rank and rank[target] > rank[module]
+    )
+    assert upward == []
+    # An object's state reports to a protocol: it imports nothing of the package.
+    assert graph["data_bridge_core.state"] == set()
+    assert "data_bridge_core.unit_of_work" in graph["data_bridge_core.session"]
+
+
 @pytest.mark.skipif(not SHARED_TOOL.exists(), reason="no ../shared/tools beside the clone")
 def test_the_shared_import_cycle_tool_counts_zero_cycles_in_the_core() -> None:
     done = subprocess.run(
