@@ -146,6 +146,58 @@ def query_wrapper(operation: str) -> Wrapper:
     return wrapper
 
 
+def _model_table(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The table a session-level query works on: upsert's objects, from_sql's model."""
+    if operation == "upsert":
+        objects = args[0] if args else kwargs.get("objects")
+        first = next(iter(objects), None) if objects else None
+        model = type(first) if first is not None else None
+    else:
+        model = args[0] if args else kwargs.get("model")
+    if model is None:
+        return None
+    from data_bridge_core import table_info
+
+    return table_info(model).name
+
+
+def session_query_wrapper(operation: str) -> Wrapper:
+    """Wrap a Session method that is a query of its own (``upsert``, ``from_sql``)
+    as ``db.query.<operation>``: its statements get a span of their own."""
+
+    async def wrapper(
+        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not is_instrumentation_enabled():
+            return await wrapped(*args, **kwargs)
+        try:
+            table = _model_table(operation, args, kwargs)
+            server = server_attributes(instance.engine)
+            scope = spans.query_span(providers.seam_tracer(), operation, table, server=server)
+        except Exception as exc:  # our bug must not become the user's
+            providers.report_failure(f"describe db.query.{operation}", exc)
+            return await wrapped(*args, **kwargs)
+        started = time.perf_counter_ns()
+        span = rows = error = None
+        try:
+            with scope as span:
+                result = await wrapped(*args, **kwargs)
+                if operation == "upsert":
+                    rows = int(result)
+                    scope.set_result(affected_rows=rows)
+                else:
+                    rows = len(result)
+                    scope.set_result(count=rows)
+                return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record_metrics(operation, table, span, started, rows, error, server)
+
+    return wrapper
+
+
 def _count_rows(operation: str, result: Any) -> int:
     """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
     if operation in ("update", "delete", "count", "exists"):

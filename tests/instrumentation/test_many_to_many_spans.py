@@ -80,3 +80,22 @@ async def test_one_to_many_spans_have_no_association_table(
     (lazy,) = (attrs_of(s) for s in named_spans(spans, "db.relationship.select"))
     assert lazy["db.relationship.strategy"] == "select"
     assert "db.relationship.secondary" not in lazy
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_upsert_and_from_sql_send_their_statements_inside_query_spans(
+    blog_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    async with Session(blog_engine) as session:
+        fresh = Author(name="new", email="a0@x.org")  # a0@x.org exists: updated
+        n = await session.upsert([fresh], on=("email",), update=("name",))
+        assert n == 1
+        rows = await session.from_sql(Author, "SELECT * FROM authors WHERE age > %s", (25,))
+        assert len(rows) == 2
+    (upsert,) = (attrs_of(s) for s in named_spans(spans, "db.query.upsert"))
+    assert upsert["db.collection.name"] == "authors"
+    assert upsert["db.operation.name"] == "upsert"
+    assert upsert["db.result.affected_rows"] == 1
+    (raw,) = (attrs_of(s) for s in named_spans(spans, "db.query.from_sql"))
+    assert raw["db.collection.name"] == "authors"
+    assert raw["db.result.count"] == 2
