@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError
+from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
+from data_bridge_core.schema.types import check_text
 
 _TRUTH_VALUE = (
     "a filter expression has no truth value: combine expressions with & | ~ "
@@ -64,7 +65,7 @@ class Operand:
         """The operand's SQL text (values it holds are appended to ``params``)."""
         raise NotImplementedError
 
-    def bind(self, value: Any) -> Any:
+    def bind_operand(self, value: Any) -> Any:
         """Check a Python value compared with this operand; return the parameter to send."""
         raise NotImplementedError
 
@@ -198,11 +199,11 @@ class Arithmetic(Operand):
     def sql(self, params: list[Any]) -> str:
         return f"({self._side(self.left, params)} {self.op} {self._side(self.right, params)})"
 
-    def bind(self, value: Any) -> Any:
+    def bind_operand(self, value: Any) -> Any:
         if value is None or isinstance(value, (*_ARITHMETIC_VALUES, dt.date, dt.time)):
             return value
         anchor = self.left if isinstance(self.left, Operand) else self.right
-        return anchor.bind(value)
+        return anchor.bind_operand(value)
 
     def models(self) -> Iterator[type]:
         for side in (self.left, self.right):
@@ -231,7 +232,7 @@ def _label(side: Any) -> str:
 def _operand(left: Operand, value: Any, params: list[Any]) -> str:
     if isinstance(value, Operand):
         return value.sql(params)
-    params.append(left.bind(value))
+    params.append(left.bind_operand(value))
     return "%s"
 
 
@@ -284,7 +285,7 @@ class InList(Expression):
         self.negate = negate
 
     def compile(self, params: list[Any]) -> str:
-        bind = self.column.bind
+        bind = self.column.bind_operand
         left = self.column.sql(params)
         params.append([bind(v) for v in self.values])
         # ANY/ALL with one array parameter keeps the statement text stable
@@ -309,6 +310,11 @@ class Like(Expression):
         self.insensitive = insensitive
 
     def compile(self, params: list[Any]) -> str:
+        # Checked here, like every other operand: when the query is built for sending.
+        problem = check_text(self.pattern)
+        if problem is not None:
+            owner, _, field = self.column.label.partition(".")
+            raise ValidationError(owner, field, problem)
         left = self.column.sql(params)
         params.append(self.pattern)
         return f"{left} {'ILIKE' if self.insensitive else 'LIKE'} %s"
