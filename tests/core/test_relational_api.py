@@ -282,3 +282,18 @@ async def test_deleting_an_owner_deletes_its_links_first(
         )
     assert await fetch(schema, "SELECT count(*) FROM article_tags") == [(1,)]
     assert await fetch(schema, "SELECT title FROM articles ORDER BY id") == [("Yo",), ("Re",)]
+
+
+async def test_bulk_update_and_delete_keep_composite_key_objects_in_step(
+    rel_engine: Engine, schema: str
+) -> None:
+    await _seed(rel_engine)
+    async with Session(rel_engine) as session:
+        links = await session.find(ArticleTag).filter(ArticleTag.article_id == 1).to_list()
+        assert len(links) == 2
+        removed = await session.find(ArticleTag).filter(ArticleTag.article_id == 1).delete()
+        assert removed == 2
+        assert all(inspect(link).deleted for link in links)
+        assert all(link not in session for link in links)
+        await session.commit()
+    assert await fetch(schema, "SELECT article_id FROM article_tags") == [(2,)]
