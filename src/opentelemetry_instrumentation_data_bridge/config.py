@@ -1,10 +1,12 @@
-"""Where the instrumentation's telemetry goes: providers, options, and what the sampler
-decides in advance.
+"""The instrumentation's configuration: the options of ``instrument()``, the providers
+they name, and what those providers decide in advance.
 
-`configure` (called by ``instrument()``) records the tracer and meter
-providers and the options; `state` holds them, with the tracer, the meter
-and the ORM instruments made from them. The seams read `state` on every
-call, so everything here is computed once per `configure`.
+`configure` (called by ``instrument()``) records the options in `state`;
+one accessor per thing made from them: `tracer`, `meter`, `orm_metrics`
+(each built once per `configure`). The reference's public getters
+`get_tracer` / `get_meter` add its rule that a disabled instrumentation
+gives ``None``. The seams read `state` on every call, so everything here is
+computed once per `configure`.
 
 Logger: ``opentelemetry_instrumentation_data_bridge``.
 """
@@ -12,6 +14,7 @@ Logger: ``opentelemetry_instrumentation_data_bridge``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -47,6 +50,24 @@ SCOPE = "opentelemetry_instrumentation_data_bridge"
 
 logger = logging.getLogger(SCOPE)
 
+# The options instrument() accepts, with what each does: the one table to extend.
+# (BaseInstrumentor itself takes skip_dep_check and raise_exception_on_conflict.)
+INSTRUMENT_OPTIONS: dict[str, str] = {
+    "tracer_provider": "the TracerProvider for the spans (default: the global one)",
+    "meter_provider": "the MeterProvider for the metrics (default: the global one)",
+    "capture_statement": "record the parameterized SQL (default: DATA_BRIDGE_CAPTURE_STATEMENT)",
+}
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """TypeError naming every unknown option of ``instrument()`` and the valid ones."""
+    unknown = sorted(set(options) - set(INSTRUMENT_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"instrument() got unknown option(s) {', '.join(unknown)}; "
+            f"valid options: {', '.join(INSTRUMENT_OPTIONS)}"
+        )
+
 
 class _Config:
     """Where the helpers send telemetry; set by `configure`, read on every span."""
@@ -54,7 +75,7 @@ class _Config:
     def __init__(self) -> None:
         self.tracer_provider: trace.TracerProvider | None = None
         self.meter_provider: metrics.MeterProvider | None = None
-        self.capture_statement: bool | None = None
+        self.capture_statement = False
         self.tracer: Tracer | None = None
         self.meter: metrics.Meter | None = None
         self.mode: _StabilityMode = _StabilityMode.DEFAULT
@@ -92,7 +113,7 @@ def configure(
     config.meter_provider = meter_provider
     # Read once here: statement capture is asked about on every SQL statement.
     config.capture_statement = (
-        capture_statement
+        bool(capture_statement)
         if capture_statement is not None
         else env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)
     )
@@ -131,9 +152,7 @@ def system_attributes() -> dict[str, Any]:
 def statement_capture_enabled() -> bool:
     """capture_statement given to instrument(), else DATA_BRIDGE_CAPTURE_STATEMENT
     as it was when instrument() (or `configure`) ran."""
-    if state.capture_statement is not None:
-        return state.capture_statement
-    return env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)
+    return state.capture_statement
 
 
 def configured_tracer_provider() -> trace.TracerProvider:
@@ -141,34 +160,53 @@ def configured_tracer_provider() -> trace.TracerProvider:
     return state.tracer_provider or trace.get_tracer_provider()
 
 
+def _schema_url() -> str:
+    return str(_get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE]))
+
+
+def tracer() -> Tracer:
+    """The data-bridge tracer on the configured provider (made once per `configure`).
+
+    The seams use it directly: ``instrument()`` patches nothing when tracing
+    is disabled, so they need not read the environment on every call.
+    """
+    made = state.tracer
+    if made is None:
+        provider = configured_tracer_provider()
+        shortcuts = _sampling_shortcuts(getattr(provider, "sampler", None))
+        state.drops_all, state.drops_roots, state.drops_unsampled_children = shortcuts
+        made = trace.get_tracer(SCOPE, __version__, state.tracer_provider, schema_url=_schema_url())
+        state.tracer = made
+    return made
+
+
+def meter() -> metrics.Meter:
+    """The data-bridge meter on the configured provider (made once per `configure`)."""
+    made = state.meter
+    if made is None:
+        made = metrics.get_meter(SCOPE, __version__, state.meter_provider, schema_url=_schema_url())
+        state.meter = made
+    return made
+
+
+def orm_metrics() -> OrmMetrics:
+    """The ORM's instruments on `meter` (made once per `configure`)."""
+    instruments = state.orm_metrics
+    if instruments is None:
+        from opentelemetry_instrumentation_data_bridge.metrics import OrmMetrics
+
+        instruments = state.orm_metrics = OrmMetrics(meter())
+    return instruments
+
+
 def get_tracer() -> Tracer | None:
-    """The data-bridge tracer, or None when tracing is disabled."""
-    if not is_tracing_enabled():
-        return None
-    return seam_tracer()
-
-
-def orm_metrics() -> OrmMetrics | None:
-    """The ORM instruments on the configured meter (None when tracing is disabled)."""
-    if not is_tracing_enabled():
-        return None
-    return seam_metrics()
+    """The data-bridge tracer, or None when tracing is disabled (the reference's helper)."""
+    return tracer() if is_tracing_enabled() else None
 
 
 def get_meter() -> metrics.Meter | None:
-    """The data-bridge meter, or None when tracing is disabled."""
-    if not is_tracing_enabled():
-        return None
-    return _meter()
-
-
-def _meter() -> metrics.Meter:
-    meter = state.meter
-    if meter is None:
-        schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
-        meter = metrics.get_meter(SCOPE, __version__, state.meter_provider, schema_url=schema_url)
-        state.meter = meter
-    return meter
+    """The data-bridge meter, or None when tracing is disabled (the reference's helper)."""
+    return meter() if is_tracing_enabled() else None
 
 
 def span_dropped(current: otel_context.Context | None = None) -> bool:
@@ -188,56 +226,49 @@ def span_dropped(current: otel_context.Context | None = None) -> bool:
     return config.drops_unsampled_children and not parent.trace_flags.sampled
 
 
-def _sampling_shortcuts(provider: Any) -> tuple[bool, bool, bool]:
+def _sampling_shortcuts(sampler: Any) -> tuple[bool, bool, bool]:
     """(drops everything, drops every root span, drops every child of an unsampled
-    parent) for the SDK's standard samplers, read from their public description;
-    all False for any other sampler.
+    parent) for the SDK's deterministic samplers; all False for any other sampler.
 
     With ``ALWAYS_OFF``, or ``ParentBased`` under an unsampled parent (the 99% of
     requests that a 1% sampling rate drops), the sampler's answer is known in
     advance, so the seams skip the span instead of building one to throw away.
+    The answer is the sampler's own: it is asked, through its public
+    ``should_sample``, about a root and about unsampled local and remote
+    parents, each with the lowest and the highest trace id (a ratio sampler
+    answers differently for the two, so it is never taken for "always drops").
+    Only the SDK's own ``StaticSampler`` and ``ParentBased`` are asked: another
+    sampler may count or log what it is shown.
     """
-    sampler = getattr(provider, "sampler", None)
-    describe = getattr(sampler, "get_description", None)
-    if describe is None:
+    try:
+        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+    except ImportError:  # pragma: no cover - the API alone has no samplers
         return False, False, False
-    description = str(describe())
-    if description == "AlwaysOffSampler":
-        return True, True, True
-    if not (description.startswith("ParentBased{") and description.endswith("}")):
+    if not isinstance(sampler, (StaticSampler, ParentBased)):
         return False, False, False
-    parts = dict(part.split(":", 1) for part in description[12:-1].split(",") if ":" in part)
-    off = "AlwaysOffSampler"
-    return (
-        False,
-        parts.get("root") == off,
-        parts.get("remoteParentNotSampled") == off and parts.get("localParentNotSampled") == off,
-    )
 
-
-def seam_tracer() -> Tracer:
-    """The tracer of the patched seams.
-
-    ``instrument()`` patches nothing when tracing is disabled, so unlike
-    `get_tracer` this does not read the environment on every call.
-    """
-    tracer = state.tracer
-    if tracer is None:
-        state.drops_all, state.drops_roots, state.drops_unsampled_children = _sampling_shortcuts(
-            configured_tracer_provider()
+    def always_drops(parent: otel_context.Context | None) -> bool:
+        return all(
+            sampler.should_sample(parent, trace_id, "probe").decision is Decision.DROP
+            for trace_id in (1, 2**128 - 1)
         )
-        schema_url = _get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE])
-        tracer = trace.get_tracer(SCOPE, __version__, state.tracer_provider, schema_url=schema_url)
-        state.tracer = tracer
-    return tracer
 
-
-try:  # the API's stand-in until an SDK MeterProvider is set globally
-    from opentelemetry.metrics._internal import _ProxyMeterProvider
-
-    _NOTHING_TO_RECORD_INTO: tuple[type, ...] = (metrics.NoOpMeterProvider, _ProxyMeterProvider)
-except ImportError:  # pragma: no cover - another API version: always record
-    _NOTHING_TO_RECORD_INTO = (metrics.NoOpMeterProvider,)
+    try:
+        roots = always_drops(None)
+        unsampled = all(
+            always_drops(
+                trace.set_span_in_context(
+                    trace.NonRecordingSpan(
+                        trace.SpanContext(1, 1, is_remote=remote, trace_flags=trace.TraceFlags(0))
+                    )
+                )
+            )
+            for remote in (False, True)
+        )
+    except Exception as exc:  # a sampler that cannot answer: ask it about every span
+        report_failure("read the sampler", exc)
+        return False, False, False
+    return isinstance(sampler, StaticSampler) and roots, roots, unsampled
 
 
 def metrics_wanted() -> bool:
@@ -246,19 +277,9 @@ def metrics_wanted() -> bool:
     them. Checked per call, so a provider set later is used from then on."""
     if state.metrics_wanted:  # once a real provider is seen, it stays (it cannot be unset)
         return True
-    if state.meter_provider is not None:
-        wanted = not isinstance(state.meter_provider, metrics.NoOpMeterProvider)
-    else:
-        wanted = not isinstance(metrics.get_meter_provider(), _NOTHING_TO_RECORD_INTO)
+    provider = state.meter_provider or metrics.get_meter_provider()
+    # The API package's own providers (the no-op one, and the proxy that stands in
+    # until a global provider is set) record nothing; any other implementation does.
+    wanted = not type(provider).__module__.startswith("opentelemetry.metrics")
     state.metrics_wanted = wanted
     return wanted
-
-
-def seam_metrics() -> OrmMetrics:
-    """The ORM instruments for the patched seams (see `seam_tracer`)."""
-    instruments = state.orm_metrics
-    if instruments is None:
-        from opentelemetry_instrumentation_data_bridge.metrics import OrmMetrics
-
-        instruments = state.orm_metrics = OrmMetrics(_meter())
-    return instruments
