@@ -87,6 +87,7 @@ class _Config:
         self.drops_roots = False
         self.drops_unsampled_children = False
         self.metrics_wanted = False  # True once a meter provider that records is seen
+        self.silent_meter_provider: object = None  # the last one seen that records nothing
         # (operation, table, id(server)) -> (start attributes, server) for query spans.
         self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
 
@@ -233,18 +234,18 @@ def _sampling_shortcuts(sampler: Any) -> tuple[bool, bool, bool]:
     With ``ALWAYS_OFF``, or ``ParentBased`` under an unsampled parent (the 99% of
     requests that a 1% sampling rate drops), the sampler's answer is known in
     advance, so the seams skip the span instead of building one to throw away.
-    The answer is the sampler's own: it is asked, through its public
-    ``should_sample``, about a root and about unsampled local and remote
-    parents, each with the lowest and the highest trace id (a ratio sampler
-    answers differently for the two, so it is never taken for "always drops").
-    Only the SDK's own ``StaticSampler`` and ``ParentBased`` are asked: another
-    sampler may count or log what it is shown.
+    The answer is the sampler's own, asked once through its public
+    ``should_sample`` with the lowest and the highest trace id (a ratio sampler
+    answers differently for the two, so it is never taken for "always drops"):
+    a ``StaticSampler`` about a root; a ``ParentBased`` about unsampled local
+    and remote parents only (its delegates for those are ``ALWAYS_OFF`` unless
+    configured otherwise), never about a root, whose delegate is often the
+    application's own sampler. Other samplers are not asked: they may count or
+    log what they are shown.
     """
     try:
         from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
     except ImportError:  # pragma: no cover - the API alone has no samplers
-        return False, False, False
-    if not isinstance(sampler, (StaticSampler, ParentBased)):
         return False, False, False
 
     def always_drops(parent: otel_context.Context | None) -> bool:
@@ -253,33 +254,35 @@ def _sampling_shortcuts(sampler: Any) -> tuple[bool, bool, bool]:
             for trace_id in (1, 2**128 - 1)
         )
 
+    def unsampled_parent(remote: bool) -> otel_context.Context:
+        parent = trace.SpanContext(1, 1, is_remote=remote, trace_flags=trace.TraceFlags(0))
+        return trace.set_span_in_context(trace.NonRecordingSpan(parent))
+
     try:
-        roots = always_drops(None)
-        unsampled = all(
-            always_drops(
-                trace.set_span_in_context(
-                    trace.NonRecordingSpan(
-                        trace.SpanContext(1, 1, is_remote=remote, trace_flags=trace.TraceFlags(0))
-                    )
-                )
-            )
-            for remote in (False, True)
-        )
+        if isinstance(sampler, StaticSampler):
+            off = always_drops(None)
+            return off, off, off
+        if isinstance(sampler, ParentBased):
+            return False, False, all(always_drops(unsampled_parent(r)) for r in (False, True))
     except Exception as exc:  # a sampler that cannot answer: ask it about every span
         report_failure("read the sampler", exc)
-        return False, False, False
-    return isinstance(sampler, StaticSampler) and roots, roots, unsampled
+    return False, False, False
 
 
 def metrics_wanted() -> bool:
     """False while no meter provider can receive measurements (none given to
     instrument() and no global SDK provider yet): the seams then skip building
     them. Checked per call, so a provider set later is used from then on."""
-    if state.metrics_wanted:  # once a real provider is seen, it stays (it cannot be unset)
+    config = state
+    if config.metrics_wanted:  # once a real provider is seen, it stays (it cannot be unset)
         return True
-    provider = state.meter_provider or metrics.get_meter_provider()
+    provider = config.meter_provider or metrics.get_meter_provider()
+    if provider is config.silent_meter_provider:
+        return False
     # The API package's own providers (the no-op one, and the proxy that stands in
     # until a global provider is set) record nothing; any other implementation does.
-    wanted = not type(provider).__module__.startswith("opentelemetry.metrics")
-    state.metrics_wanted = wanted
-    return wanted
+    if type(provider).__module__.startswith("opentelemetry.metrics"):
+        config.silent_meter_provider = provider
+        return False
+    config.metrics_wanted = True
+    return True

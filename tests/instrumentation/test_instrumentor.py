@@ -5,18 +5,19 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from conftest_shared import RecordingSampler
 from instrumentation_models import Author
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from data_bridge_core import Engine, Session
 from data_bridge_core.loading import EagerLoad
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship
-from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, _patch_targets
+from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, _patch_targets, config
 
 SEAMS = [
     (cls, name)
@@ -221,5 +222,18 @@ def test_an_unknown_instrument_option_is_a_type_error_naming_the_valid_ones(
     instrumentor.instrument(tracer_provider=tracer_provider, capture_statement=False)
     try:
         assert hasattr(Query.__dict__["to_list"], "__wrapped__")
+    finally:
+        instrumentor.uninstrument()
+
+
+def test_the_sampler_shortcut_never_asks_the_applications_own_root_sampler() -> None:
+    root = RecordingSampler()
+    provider = TracerProvider(sampler=ParentBased(root))
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        assert root.seen == []  # instrument() asked it nothing
+        # ParentBased's own delegates for unsampled parents (ALWAYS_OFF) were asked.
+        assert (config.state.drops_roots, config.state.drops_unsampled_children) == (False, True)
     finally:
         instrumentor.uninstrument()
