@@ -12,8 +12,9 @@ value. Spans, events and metrics therefore get a description built here:
 - `describe`: SQLSTATE, constraint/table/column names, and a message with
   values removed. For a PostgreSQL error: its primary message only (DETAIL,
   HINT, CONTEXT dropped), quoted text masked unless it is one of the names
-  the server reported, and nothing at all for ``RAISE`` (class P0), whose
-  text is the application's. For other exceptions: quoted text and numbers
+  the server reported, and nothing of the text of ``RAISE`` (class P0),
+  which is the application's; without a server message (a connection
+  failure) the first line of the exception's text, masked. For other exceptions: quoted text and numbers
   masked. A `ColumnTypeError` keeps model, field and the expected type.
 - `stacktrace`: the frames of the exception and of its causes, each closed by
   its class and masked message instead of its text.
@@ -82,11 +83,21 @@ def _mask(text: str, keep: frozenset[str] = frozenset()) -> str:
     return "".join(p if p.startswith('"') else _NUMBER.sub(MASK, p) for p in parts)
 
 
-def _database_message(sqlstate: str | None, diag: Any, names: frozenset[str]) -> str:
-    primary = getattr(diag, "message_primary", None) or ""
+def _database_message(
+    exc: BaseException, sqlstate: str | None, diag: Any, names: frozenset[str]
+) -> str:
     if sqlstate and sqlstate.startswith("P0"):
-        primary = ""  # RAISE in a function: the text is the application's own
-    message = _mask(primary.strip(), names) if primary else "database error"
+        message = "raised by a database function"  # RAISE: the text is the application's
+    elif primary := (getattr(diag, "message_primary", None) or "").strip():
+        message = _mask(primary, names)
+    else:
+        # No server message (a connection failure, a pool timeout): the first line
+        # of the exception's own text, masked; DETAIL and the rest follow on later lines.
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else ""
+        if sqlstate and first.startswith(f"[{sqlstate}]"):  # DatabaseError's own prefix
+            first = first[len(sqlstate) + 2 :].lstrip()
+        message = _mask(first) if first else "database error"
     return f"[{sqlstate}] {message}" if sqlstate else message
 
 
@@ -107,7 +118,7 @@ def describe(exc: BaseException) -> ErrorDescription:
                 attributes[key] = value
                 names.add(value)
         names.update(v for v in (getattr(diag, n, None) for n in _OTHER_NAMES) if v)
-        message = _database_message(sqlstate, diag, frozenset(names))
+        message = _database_message(exc, sqlstate, diag, frozenset(names))
     elif _is_column_type_error(exc):
         message = _column_type_message(exc)
     else:

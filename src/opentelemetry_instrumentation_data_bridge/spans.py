@@ -67,7 +67,6 @@ def add_exception(span: Span | None, exception: BaseException) -> None:
                 "exception.type": description.type,
                 "exception.message": description.message,
                 "exception.stacktrace": stacktrace(exception),
-                "exception.escaped": "False",
             },
         )
         span.set_status(

@@ -158,6 +158,28 @@ async def test_a_value_quoted_in_the_primary_message_is_masked(
     assert SECRET not in everything_exported(spans, metric_reader, caplog)
 
 
+@pytest.mark.usefixtures("instrumented")
+async def test_the_text_of_a_raise_in_a_database_function_is_left_out(
+    blog_engine: Engine,
+    spans: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with Session(blog_engine) as session:
+        await session.execute(
+            "CREATE FUNCTION check_email(e text) RETURNS void LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'bad email %%', e; END $$"
+        )
+        with pytest.raises(DatabaseError) as caught:
+            await session.execute("SELECT check_email(%s)", [SECRET])
+    assert SECRET in str(caught.value)
+    failed_call = [s for s in spans.get_finished_spans() if s.name == "db.query.execute"][-1]
+    event = exception_event(failed_call)
+    assert event["exception.message"] == "[P0001] raised by a database function"
+    assert SECRET not in everything_exported(spans, metric_reader, caplog)
+
+
 class Raising(SpanProcessor):
     def __init__(self, on_start: bool, on_end: bool) -> None:
         self.raise_on_start = on_start
