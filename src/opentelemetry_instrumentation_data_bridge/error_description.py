@@ -14,8 +14,9 @@ value. Spans, events and metrics therefore get a description built here:
   HINT, CONTEXT dropped), quoted text masked unless it is one of the names
   the server reported, and nothing of the text of ``RAISE`` (class P0),
   which is the application's; without a server message (a connection
-  failure) the first line of the exception's text, masked. For other exceptions: quoted text and numbers
-  masked. A `ColumnTypeError` keeps model, field and the expected type.
+  failure) the first line of the exception's text, masked. For other
+  exceptions: quoted text and numbers masked. A `ColumnTypeError` keeps
+  model, field and the expected type.
 - `stacktrace`: the frames of the exception and of its causes, each closed by
   its class and masked message instead of its text.
 
@@ -127,6 +128,7 @@ def describe(exc: BaseException) -> ErrorDescription:
 
 
 def _is_column_type_error(exc: BaseException) -> bool:
+    # By shape: the core is an optional dependency of this package (its "instruments" extra).
     return all(hasattr(exc, a) for a in ("model_name", "field", "expected")) and isinstance(
         exc, TypeError
     )

@@ -16,12 +16,18 @@ user's span still ends and reaches the user's processors.
 from __future__ import annotations
 
 import weakref
-from typing import Any
-
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry_instrumentation_data_bridge.config import report_failure
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+else:
+    try:
+        from opentelemetry.sdk.trace import SpanProcessor
+    except ImportError:  # pragma: no cover - the API alone: nothing is ever attached
+        SpanProcessor = object
 
 
 class Detachable(SpanProcessor):

@@ -220,8 +220,12 @@ async def test_a_raising_span_processor_never_breaks_an_orm_call(
         assert await session.find(Author).count() == 53  # each row committed exactly once
     ours = [r for r in caplog.records if r.exc_info and "processor on_" in str(r.exc_info[1])]
     assert len(ours) == 1  # logged once, not once per span
-    assert ours[0].getMessage().startswith(
-        "data-bridge instrumentation failed to " + ("start" if on_start else "end") + " a span"
+    assert (
+        ours[0]
+        .getMessage()
+        .startswith(
+            "data-bridge instrumentation failed to " + ("start" if on_start else "end") + " a span"
+        )
     )
     # The raising processor comes first, so the exporter behind it saw no span end.
     assert exporter.get_finished_spans() == ()
