@@ -14,6 +14,10 @@ or run an unmodified program under ``opentelemetry-instrument`` (entry point
 - ``tracer_provider`` / ``meter_provider``: default the global providers.
 - ``capture_statement``: record the parameterized SQL (off by default; also
   ``DATA_BRIDGE_CAPTURE_STATEMENT``).
+- ``explain_threshold_ms``: reads slower than this get a ``query_plan`` event
+  (docs/query-plans.md).
+- ``enable_commenter`` / ``commenter_options``: sqlcommenter comments on each
+  statement (docs/sqlcommenter.md).
 
 Any other option is a ``TypeError`` (the table: ``config.INSTRUMENT_OPTIONS``).
 
@@ -85,8 +89,19 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
             logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
             return
-        from opentelemetry_instrumentation_data_bridge import n_plus_one, pool_metrics
+        from opentelemetry_instrumentation_data_bridge import (
+            n_plus_one,
+            pool_metrics,
+            processors,
+            statement_hooks,
+        )
 
+        # Options of the future-enhancement modules; bad values raise before anything is patched.
+        hook = statement_hooks.statement_wrapper(
+            explain_threshold_ms=kwargs.get("explain_threshold_ms"),
+            enable_commenter=kwargs.get("enable_commenter", False),
+            commenter_options=kwargs.get("commenter_options"),
+        )
         config.configure(
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
@@ -97,7 +112,15 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         config.tracer()
         config.orm_metrics()
         # N+1 scopes of a trace end with its root span: watch for that on the SDK provider.
-        n_plus_one.watch_scope_ends(config.configured_tracer_provider())
+        provider = config.configured_tracer_provider()
+        n_plus_one.watch_scope_ends(provider)
+        processors.activate(provider)
+
+        if hook is not None:  # inside the statement-capture wrapper: it sees the SQL uncommented
+            from data_bridge_core.session import Session
+
+            wrap_function_wrapper(Session, "run_statement", hook)
+            self._patched.append((Session, "run_statement"))
 
         for module_name, class_name, method, wrapper in _patch_targets(
             config.statement_capture_enabled()
@@ -110,8 +133,9 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []
-        from opentelemetry_instrumentation_data_bridge import config, n_plus_one
+        from opentelemetry_instrumentation_data_bridge import config, n_plus_one, processors
 
+        processors.deactivate()
         n_plus_one.finish_all_trace_scopes()
         if config.OTEL_AVAILABLE:  # the hooks are SDK span processors
             from opentelemetry_instrumentation_data_bridge import provider_hooks

@@ -56,6 +56,9 @@ INSTRUMENT_OPTIONS: dict[str, str] = {
     "tracer_provider": "the TracerProvider for the spans (default: the global one)",
     "meter_provider": "the MeterProvider for the metrics (default: the global one)",
     "capture_statement": "record the parameterized SQL (default: DATA_BRIDGE_CAPTURE_STATEMENT)",
+    "explain_threshold_ms": "reads slower than this get a query_plan event (docs/query-plans.md)",
+    "enable_commenter": "sqlcommenter comments on each statement (docs/sqlcommenter.md)",
+    "commenter_options": "extra sqlcommenter pairs (docs/sqlcommenter.md)",
 }
 
 

@@ -16,6 +16,7 @@ Logger: ``opentelemetry_instrumentation_data_bridge``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -40,6 +41,9 @@ from opentelemetry_instrumentation_data_bridge.config import (
     statement_capture_enabled,
 )
 
+# Future Enhancements 3-5 of the reference: processors, linked tasks, sampling.
+from opentelemetry_instrumentation_data_bridge.linked_tasks import create_linked_task
+
 # N+1 detection (Future Enhancement 1 of the reference), re-exported here.
 from opentelemetry_instrumentation_data_bridge.n_plus_one import (
     NPlusOneError,
@@ -53,6 +57,13 @@ from opentelemetry_instrumentation_data_bridge.pool_metrics import (
     ConnectionPoolMetrics,
     get_connection_pool_metrics,
 )
+from opentelemetry_instrumentation_data_bridge.processors import (
+    SLOW_QUERY_LOGGER,
+    SlowOperation,
+    SlowQueryProcessor,
+    add_span_processor,
+    remove_span_processor,
+)
 from opentelemetry_instrumentation_data_bridge.spans import (
     SpanScope,
     add_exception,
@@ -62,6 +73,12 @@ from opentelemetry_instrumentation_data_bridge.spans import (
     set_span_result,
     set_span_statement,
 )
+
+with contextlib.suppress(ImportError):  # an SDK Sampler: only with the (optional) SDK
+    from opentelemetry_instrumentation_data_bridge.sampling import (
+        AttributeBasedSampler,
+        DurationRuleProcessor,
+    )
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -186,16 +203,23 @@ def instrument_session(operation: str) -> Callable[[F], F]:
 
 __all__ = [
     "OTEL_AVAILABLE",
+    "SLOW_QUERY_LOGGER",
+    "AttributeBasedSampler",
     "ConnectionPoolMetrics",
+    "DurationRuleProcessor",
     "MetricNames",
     "NPlusOneError",
     "NPlusOneWarning",
+    "SlowOperation",
+    "SlowQueryProcessor",
     "SpanAttributes",
     "SpanNames",
     "UnusedEagerLoadWarning",
     "add_exception",
+    "add_span_processor",
     "configure",
     "configure_n1_detection",
+    "create_linked_task",
     "create_query_span",
     "create_relationship_span",
     "create_session_span",
@@ -208,6 +232,7 @@ __all__ = [
     "is_tracing_enabled",
     "n1_ignore",
     "n1_scope",
+    "remove_span_processor",
     "reset",
     "set_span_result",
     "set_span_statement",

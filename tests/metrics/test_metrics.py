@@ -161,11 +161,11 @@ async def test_a_builtin_exception_has_the_same_error_type_on_span_and_metric(
     spans: InMemorySpanExporter,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken_hydration(self: Session, *args: object, **kwargs: object) -> object:
+    async def broken_loading(self: Session, *args: object, **kwargs: object) -> object:
         raise KeyError("column")
 
     async with Session(blog_engine) as session:
-        monkeypatch.setattr(Session, "hydrator", broken_hydration)
+        monkeypatch.setattr(Session, "load_rows", broken_loading)
         with pytest.raises(KeyError):
             await session.find(Author).to_list()
     (span,) = [s for s in spans.get_finished_spans() if s.name == "db.query.find"]

@@ -26,6 +26,7 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import n1_settings
 
 MAX_TRACE_SCOPES = 1024
+SCOPE_END = "n+1 scope end"  # the key of ScopeEndProcessor on a provider (provider_hooks)
 MAX_SITES_PER_SCOPE = 256
 
 SiteKey = tuple[str, str, str, int]  # model, relationship, file, line
@@ -119,7 +120,7 @@ def current_scope(create: bool = True) -> N1Scope | None:
 def _provider_is_watched() -> bool:
     from opentelemetry_instrumentation_data_bridge import config, provider_hooks
 
-    return provider_hooks.attached(config.configured_tracer_provider())
+    return provider_hooks.attached(config.configured_tracer_provider(), SCOPE_END)
 
 
 def has_trace_scopes() -> bool:
@@ -140,13 +141,13 @@ def watch_scope_ends(provider: Any) -> bool:
         return False  # the API's no-op or proxy provider: capped trace scopes only
     from opentelemetry_instrumentation_data_bridge import provider_hooks
 
-    if provider_hooks.attached(provider):
+    if provider_hooks.attached(provider, SCOPE_END):
         return True
     from opentelemetry_instrumentation_data_bridge.n_plus_one.processor import (
         ScopeEndProcessor,
     )
 
-    return provider_hooks.attach(provider, ScopeEndProcessor())
+    return provider_hooks.attach(provider, SCOPE_END, ScopeEndProcessor())
 
 
 def finish_all_trace_scopes() -> None:
