@@ -204,18 +204,21 @@ def stream_wrapper(
     The span starts with the first row asked for and ends when the iteration
     ends, fails, or is abandoned (``aclose()``, or the generator collected);
     ``db.result.count`` is the number of rows streamed by then. It is current
-    only while the query fetches (each step attaches it), never while the
-    caller's loop body runs between rows.
+    only while the query works (the first step: autoflush, the statement, the
+    first batch; then each step that fetches the next ``batch_size`` rows),
+    never while the caller's loop body runs between rows.
     """
     through, dropped = _nothing_to_record()
     rows = wrapped(*args, **kwargs)
     if through:
         return rows
-    return _traced_stream(rows, instance, dropped)
+    size = args[0] if args else kwargs.get("batch_size", 1000)
+    batch = size if isinstance(size, int) and size > 0 else 1
+    return _traced_stream(rows, instance, dropped, batch)
 
 
 async def _traced_stream(
-    rows: AsyncGenerator[Any, None], query: Any, dropped: bool
+    rows: AsyncGenerator[Any, None], query: Any, dropped: bool, batch: int
 ) -> AsyncGenerator[Any, None]:
     opened = _describe("db.query.stream", _describe_query, "stream", query, dropped)
     table, server, scope = opened if opened is not None else (None, {}, None)
@@ -227,7 +230,12 @@ async def _traced_stream(
     error: BaseException | None = None
     try:
         while True:
-            token = otel_context.attach(context) if context is not None else None
+            # Attached for the steps that reach the database: the first, and every
+            # batch-th row (the cursor fetches batch_size rows at a time); the other
+            # steps hand out rows already fetched, and an attach per row costs.
+            token = None
+            if context is not None and count % batch == 0:
+                token = otel_context.attach(context)
             try:
                 row = await rows.__anext__()
             except StopAsyncIteration:

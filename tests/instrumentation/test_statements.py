@@ -158,3 +158,25 @@ async def test_a_statement_sent_outside_any_orm_span_is_not_put_on_the_callers_s
         instrumentor.uninstrument()
     assert "db.statement" not in attrs(named(spans, "job")[0])
     assert attrs(named(spans, "db.query.count")[0])["db.statement"].startswith("SELECT count(*)")
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_the_stream_span_parents_its_own_work_but_not_the_loop_body(
+    blog_engine: Engine, spans: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    tracer = tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("request") as request:
+        async with Session(blog_engine) as session:
+            session.add(Author(name="new", email="new@x.org"))  # flushed by the stream
+            async for author in session.find(Author).stream(2):
+                with tracer.start_as_current_span(f"handle {author.name}"):
+                    pass
+    stream = named(spans, "db.query.stream")[0]
+    assert attrs(stream)["db.result.count"] == 4
+    flush = named(spans, "db.session.flush")[0]
+    assert flush.parent is not None and flush.parent.span_id == stream.context.span_id
+    handled = [s for s in spans.get_finished_spans() if s.name.startswith("handle ")]
+    assert len(handled) == 4
+    for span in handled:
+        assert span.parent is not None
+        assert span.parent.span_id == request.get_span_context().span_id
