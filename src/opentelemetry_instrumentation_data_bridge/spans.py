@@ -8,13 +8,13 @@ samplers should see and adds the rest only when it records.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation._semconv import _set_db_statement
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
@@ -126,6 +126,7 @@ class SpanScope:
         "_attributes",
         "_details",
         "_kind",
+        "_links",
         "_name",
         "_result",
         "_token",
@@ -142,8 +143,10 @@ class SpanScope:
         kind: SpanKind,
         attributes: dict[str, Any],
         details: Callable[[], dict[str, Any]] | None = None,
+        links: Sequence[Link] | None = None,
     ) -> None:
         self._tracer = tracer
+        self._links = links
         self._name = name
         self._kind = kind
         self._attributes = attributes
@@ -172,6 +175,7 @@ class SpanScope:
                 current,
                 kind=self._kind,
                 attributes=self._attributes,
+                links=self._links,
                 record_exception=False,
                 set_status_on_exception=False,
             )

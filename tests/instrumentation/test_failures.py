@@ -248,3 +248,29 @@ async def test_the_same_workload_with_a_well_behaved_processor_exports_spans(
         instrumentor.uninstrument()
     names = [s.name for s in exporter.get_finished_spans()]
     assert names.count("db.session.commit") == 1
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_a_failing_linked_task_records_its_error_without_the_value(
+    blog_engine: Engine,
+    spans: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry_instrumentation_data_bridge.telemetry import create_linked_task
+
+    caplog.set_level(logging.DEBUG)
+
+    async def signup() -> None:
+        async with Session(blog_engine) as session:
+            session.add(Author(name="dup", email="a0@x.org"))  # a0@x.org exists
+            await session.commit()
+
+    with pytest.raises(IntegrityError) as caught:
+        await create_linked_task(signup(), name="signup")
+    assert "a0@x.org" in str(caught.value)
+    task_span = failed(spans, "signup")
+    assert exception_event(task_span)["exception.message"] == (
+        '[23505] duplicate key value violates unique constraint "authors_email_key"'
+    )
+    assert "a0@x.org" not in everything_exported(spans, metric_reader, caplog)
