@@ -120,6 +120,12 @@ class SpanScope:
     where samplers see them. When the span records, ``details()`` and the
     result given to `set_result` are added in one ``set_attributes`` at the end
     (each SDK call takes the span's lock); when it does not, neither is built.
+
+    ``with`` starts, attaches, detaches and ends; `start` and `finish` do the
+    same without attaching, for a span that is current only at times (a
+    stream's, attached for the steps that fetch) or under a parent of its own
+    (a linked task's root). Starting and ending are guarded: a sampler or span
+    processor that raises is logged once and the operation goes on.
     """
 
     __slots__ = (
