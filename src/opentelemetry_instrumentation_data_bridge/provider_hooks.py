@@ -103,7 +103,10 @@ def attach(provider: Any, key: str, processor: Forwarded) -> bool:
 
 def attached(provider: Any, key: str) -> bool:
     """Whether a processor was attached to ``provider`` under ``key`` (and not detached)."""
-    hub = _hubs.get(provider)
+    try:
+        hub = _hubs.get(provider)
+    except TypeError:  # a provider without weak references was never attached to
+        return False
     return hub is not None and key in hub.keys
 
 

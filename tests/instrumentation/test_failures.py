@@ -22,6 +22,7 @@ from data_bridge_core import (
     Session,
 )
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
+from opentelemetry_instrumentation_data_bridge.telemetry import create_linked_task
 
 SECRET = "s3cr3t"
 
@@ -257,8 +258,6 @@ async def test_a_failing_linked_task_records_its_error_without_the_value(
     metric_reader: InMemoryMetricReader,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from opentelemetry_instrumentation_data_bridge.telemetry import create_linked_task
-
     caplog.set_level(logging.DEBUG)
 
     async def signup() -> None:
