@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -119,7 +120,7 @@ async def test_an_abandoned_stream_ends_its_span_with_the_rows_read_so_far(
                 break  # the generator is dropped here, never closed explicitly
         gc.collect()
         for _ in range(3):  # the loop's async-generator finalizer runs aclose() as a task
-            await __import__("asyncio").sleep(0)
+            await asyncio.sleep(0)
     counts = [attrs(s)["db.result.count"] for s in named(spans, "db.query.stream")]
     assert counts == [1, 2]
 
