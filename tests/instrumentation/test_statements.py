@@ -119,8 +119,16 @@ async def test_an_abandoned_stream_ends_its_span_with_the_rows_read_so_far(
             if author.id == 2:
                 break  # the generator is dropped here, never closed explicitly
         gc.collect()
-        for _ in range(3):  # the loop's async-generator finalizer runs aclose() as a task
-            await asyncio.sleep(0)
+        # asyncio's finalizer hook schedules the dropped generator's aclose() as a task
+        # (created on the loop's next turn): await it.
+        await asyncio.sleep(0)
+        closing = [
+            task
+            for task in asyncio.all_tasks()
+            if type(task.get_coro()).__name__ == "async_generator_athrow"
+        ]
+        assert len(closing) == 1
+        await asyncio.gather(*closing)
     counts = [attrs(s)["db.result.count"] for s in named(spans, "db.query.stream")]
     assert counts == [1, 2]
 
