@@ -20,6 +20,7 @@ from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_
 from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.expressions import Expression, OrderBy, compile_where
 from data_bridge_core.schema.table import Table, install_query_factory, table_info
+from data_bridge_core.schema.types import exact_int
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -28,9 +29,12 @@ M = TypeVar("M", bound=Table)
 
 
 def _non_negative_int(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} takes a non-negative int, got {value!r}")
-    return value
+    # A plain int: LIMIT/OFFSET are written into the SQL text, and an int
+    # subclass would decide its own text (its __format__).
+    number = exact_int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
+    if number < 0:
+        raise ValueError(f"{what} takes a non-negative int, got {type(value).__name__}")
+    return number
 
 
 class Query(Generic[M]):
@@ -296,8 +300,8 @@ class Query(Generic[M]):
             column = info.column(name, "update()")
             if column.primary_key:
                 raise UnsupportedOperationError(f"update() cannot change the primary key {name!r}")
-            if value is None and not column.nullable:
-                raise ValueError(f"{self._model.__name__}.{name} is NOT NULL")
+            # The assignment's check: ValidationError before any SQL, values normalised.
+            value = values[name] = column.check(value)
             assignments.append(f"{column.ident} = %s")
             params.append(column.bind(value))
         where = compile_where(self._filters, params)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError
+from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
+from data_bridge_core.schema.types import check_text
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.column import ColumnInfo
@@ -54,7 +55,7 @@ def _expect_expression(value: object) -> Expression:
 def _operand(column: ColumnInfo, value: Any, params: list[Any]) -> str:
     if isinstance(value, ColumnReference):
         return value.quoted
-    params.append(column.bind(value))
+    params.append(column.bind_operand(value))
     return "%s"
 
 
@@ -81,7 +82,7 @@ class InList(Expression):
         self.negate = negate
 
     def compile(self, params: list[Any]) -> str:
-        bind = self.column.bind
+        bind = self.column.bind_operand
         params.append([bind(v) for v in self.values])
         # ANY/ALL with one array parameter keeps the statement text stable
         # whatever the number of values (good for prepared statements).
@@ -101,6 +102,10 @@ class Like(Expression):
         self.insensitive = insensitive
 
     def compile(self, params: list[Any]) -> str:
+        # Checked here, like every other operand: when the query is built for sending.
+        problem = check_text(self.pattern)
+        if problem is not None:
+            raise ValidationError(self.column.owner.__name__, self.column.name, problem)
         params.append(self.pattern)
         return f"{self.column.quoted} {'ILIKE' if self.insensitive else 'LIKE'} %s"
 

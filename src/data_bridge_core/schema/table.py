@@ -12,7 +12,6 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from data_bridge_core.context import current_session
@@ -25,7 +24,7 @@ from data_bridge_core.schema import column as column_module
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, quote_ident
 from data_bridge_core.schema.relation import RelationshipDeclaration
-from data_bridge_core.schema.types import resolve_annotation
+from data_bridge_core.schema.types import column_type_for, resolve_annotation
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 
 if TYPE_CHECKING:
@@ -145,13 +144,16 @@ def _finalize(model: type[Table]) -> TableInfo:
         column_type, optional = resolve_annotation(annotation, model.__name__, column.name)
         opts = column.options
         if opts.column_type is not None:
-            column_type = replace(column_type, sql_type=opts.column_type)
+            # The value checks follow the chosen SQL type (an int4 column's range).
+            fitted = column_type_for(column_type.python_type, opts.column_type)
+            column_type = fitted if fitted is not None else column_type
         column.column_type = column_type
         column.nullable = optional if opts.nullable is None else opts.nullable
         if column.primary_key and column.nullable:
             raise ModelDefinitionError(f"{model.__name__}.{column.name}: a primary key is NOT NULL")
         if not column.primary_key and opts.nullable is None and column.default is None:
             column.nullable = True  # `x: int = None` reads as nullable too
+        column.accepts_none = column.nullable or column.database_generated
     info = TableInfo(model, table_name_of(model), columns, dict(model.__relationships__))
     model.__table_info__ = info
     return info
@@ -222,8 +224,9 @@ class Table:
                     related[key] = value
                     continue
                 raise UnknownFieldError(type(self), key, f"{type(self).__name__}()")
-            if value is not None and not check[0](value):
-                check[1].check(value)  # raises ColumnTypeError, naming the field
+            if value is None or not check[0](value):
+                # The slow path: None, a value to normalise, or an error naming the field.
+                value = check[1].check(value)
             d[key] = value
         if len(d) <= len(accepts):  # some fields were left out: defaults, then required
             for name, column, has_default in info.fillers:
@@ -245,12 +248,7 @@ class Table:
         if column is None:
             object.__setattr__(self, name, value)
             return
-        if value is not None:
-            value = column.check(value)
-        elif not column.nullable and not column.database_generated:
-            from data_bridge_core.errors import ColumnTypeError
-
-            raise ColumnTypeError(type(self).__name__, name, "a value (NOT NULL)", value)
+        value = column.check(value)
         d = self.__dict__
         old = d.get(name, MISSING)
         d[name] = value
