@@ -15,8 +15,9 @@ value. Spans, events and metrics therefore get a description built here:
   the server reported, and nothing of the text of ``RAISE`` (class P0),
   which is the application's; without a server message (a connection
   failure) the first line of the exception's text, masked. For other
-  exceptions: quoted text and numbers masked. A `ColumnTypeError` keeps
-  model, field and the expected type.
+  exceptions: quoted text and numbers masked, except the core's
+  ``ValidationError`` (``ColumnTypeError``...), whose message names model,
+  column and problem and never the value.
 - `stacktrace`: the frames of the exception and of its causes, each closed by
   its class and masked message instead of its text.
 
@@ -120,25 +121,22 @@ def describe(exc: BaseException) -> ErrorDescription:
                 names.add(value)
         names.update(v for v in (getattr(diag, n, None) for n in _OTHER_NAMES) if v)
         message = _database_message(exc, sqlstate, diag, frozenset(names))
-    elif _is_column_type_error(exc):
-        message = _column_type_message(exc)
+    elif _is_validation_error(exc):
+        message = str(exc)  # "<Model>.<column> <problem>": the core never puts the value in
     else:
         message = _mask(str(exc))
     return ErrorDescription(kind, message, attributes)
 
 
-def _is_column_type_error(exc: BaseException) -> bool:
-    # By shape: the core is an optional dependency of this package (its "instruments" extra).
-    return all(hasattr(exc, a) for a in ("model_name", "field", "expected")) and isinstance(
-        exc, TypeError
+def _is_validation_error(exc: BaseException) -> bool:
+    """data_bridge_core's ValidationError (ColumnTypeError...), whose message names
+    model, column and problem and by its contract never the value. Recognized by
+    shape: the core is an optional dependency of this package (its "instruments" extra)."""
+    return (
+        isinstance(exc, ValueError)
+        and all(hasattr(exc, a) for a in ("model_name", "field", "problem"))
+        and type(exc).__module__.startswith("data_bridge_core.")
     )
-
-
-def _column_type_message(exc: Any) -> str:
-    """``Model.field expects <type>, got <type> (?)``: the value is the part left out."""
-    got = re.search(r", got (\w+)", str(exc))
-    tail = f", got {got.group(1)} ({MASK})" if got else ""
-    return f"{exc.model_name}.{exc.field} expects {exc.expected}{tail}"
 
 
 def message_of(exc: BaseException) -> str:
