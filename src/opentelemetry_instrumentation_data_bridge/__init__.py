@@ -61,6 +61,8 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
     targets.append((query, "Query", "stream", wrappers.stream_wrapper))
     for operation in ("open", "close", "flush", "commit", "rollback"):
         targets.append((session, "Session", operation, wrappers.session_wrapper(operation)))
+    for operation in ("upsert", "from_sql"):
+        targets.append((session, "Session", operation, wrappers.session_query_wrapper(operation)))
     targets += [
         (session, "Session", "execute", wrappers.execute_wrapper),
         ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),

@@ -335,6 +335,65 @@ async def _traced_execute(
         _record_metrics(operation, None, span, started, rows, error, server)
 
 
+# -- session-level queries --------------------------------------------------------------
+
+
+def _model_table(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The table a session-level query works on: upsert's objects, from_sql's model."""
+    if operation == "upsert":
+        objects = args[0] if args else kwargs.get("objects")
+        first = next(iter(objects), None) if objects else None
+        model = type(first) if first is not None else None
+    else:
+        model = args[0] if args else kwargs.get("model")
+    if model is None:
+        return None
+    from data_bridge_core import table_info
+
+    return table_info(model).name
+
+
+def _describe_session_query(
+    operation: str, session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any], SpanScope]:
+    table = _model_table(operation, args, kwargs)
+    server = server_attributes(session.engine)
+    return table, server, spans.query_span(config.tracer(), operation, table, server=server)
+
+
+def session_query_wrapper(operation: str) -> Wrapper:
+    """Wrap a Session method that is a query of its own (``upsert``, ``from_sql``)
+    as ``db.query.<operation>``: its statements get a span of their own."""
+    what = f"db.query.{operation}"
+
+    async def wrapper(
+        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        opened = _opening(what, _describe_session_query, operation, instance, args, kwargs)
+        if opened is None:
+            return await wrapped(*args, **kwargs)
+        table, server, scope = opened
+        started = time.perf_counter_ns()
+        span = rows = error = None
+        try:
+            with scope as span:
+                result = await wrapped(*args, **kwargs)
+                if operation == "upsert":
+                    rows = int(result)
+                    scope.set_result(affected_rows=rows)
+                else:
+                    rows = len(result)
+                    scope.set_result(count=rows)
+                return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record_metrics(operation, table, span, started, rows, error, server)
+
+    return wrapper
+
+
 # -- sessions ---------------------------------------------------------------------------
 
 
@@ -382,6 +441,12 @@ def session_wrapper(operation: str) -> Wrapper:
 # -- relationships ----------------------------------------------------------------------
 
 
+def _secondary(relationship: Any) -> dict[str, Any]:
+    """The association table of a many-to-many, as a span attribute (nothing otherwise)."""
+    secondary = getattr(relationship, "secondary", None)
+    return {SpanAttributes.DB_RELATIONSHIP_SECONDARY: secondary} if secondary else {}
+
+
 def _describe_lazy(
     relationship: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[SpanScope | None, Any, bool] | None:
@@ -399,6 +464,7 @@ def _describe_lazy(
         target_model=relationship.target_name,
         strategy="select",
         fk_column=relationship.fk_column,
+        **_secondary(relationship),
     )
     return scope, obj, relationship.is_loaded(obj)
 
@@ -436,6 +502,7 @@ def _describe_eager(
         fk_column=rel.fk_column,
         batch_count=batch.batch_count,
         depth=batch.depth,
+        **_secondary(rel),
     )
     return scope, rel
 

@@ -35,6 +35,8 @@ SEAMS = [
         (Session, "commit"),
         (Session, "rollback"),
         (Session, "execute"),
+        (Session, "upsert"),
+        (Session, "from_sql"),
         (Session, "run_statement"),
         (Session, "stream_rows"),
         (Relationship, "load"),
