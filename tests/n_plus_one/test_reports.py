@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from data_bridge_core import Engine, Session, joinedload
+from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.telemetry import (
     NPlusOneError,
     NPlusOneWarning,
@@ -112,18 +113,16 @@ async def test_duplicate_semconv_mode_also_keeps_the_old_code_attributes(
         _OpenTelemetrySemanticConventionStability,
     )
 
-    from opentelemetry_instrumentation_data_bridge import providers
-
     monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "database/dup")
     monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
-    providers.configure(tracer_provider=tracer_provider)
+    config.configure(tracer_provider=tracer_provider)
     try:
         with tracer_provider.get_tracer("t").start_as_current_span("GET /remarks"):
             await remarks_loop(blog_engine)
     finally:
         monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN")
         monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
-        providers.configure(tracer_provider=tracer_provider)
+        config.configure(tracer_provider=tracer_provider)
     warning = attributes_of(spans, "db.n1_warning")
     assert warning["code.line.number"] == warning["code.lineno"] == LINES["loop"]
     assert warning["code.function.name"] == warning["code.function"] == "remarks_loop"

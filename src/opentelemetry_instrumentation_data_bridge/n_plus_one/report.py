@@ -11,7 +11,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation._semconv import _StabilityMode
 
-from opentelemetry_instrumentation_data_bridge import providers
+from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes, SpanNames
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import N1Settings
 
@@ -67,7 +67,7 @@ class CallSite:
 
 
 def _old_code_attributes_wanted() -> bool:
-    return providers.state.mode is _StabilityMode.DATABASE_DUP
+    return config.state.mode is _StabilityMode.DATABASE_DUP
 
 
 @dataclass
@@ -155,7 +155,7 @@ class UnusedEagerLoad:
 
 
 def _tracer() -> Any:
-    return providers.get_tracer(), providers.system_attributes()
+    return config.get_tracer(), config.system_attributes()
 
 
 def open_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from opentelemetry_instrumentation_data_bridge import providers
+from opentelemetry_instrumentation_data_bridge import config, provider_hooks
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
     Finding,
@@ -39,6 +39,7 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import n1_settings
 
 MAX_TRACE_SCOPES = 1024
+SCOPE_END = "n+1 scope end"  # the key of ScopeEndProcessor on a provider (provider_hooks)
 MAX_SITES_PER_SCOPE = 256
 MAX_SOURCES_PER_SCOPE = 4096
 
@@ -81,8 +82,6 @@ class N1Scope:
 _explicit: ContextVar[N1Scope | None] = ContextVar("data_bridge_n1_scope", default=None)
 _trace_scopes: OrderedDict[int, N1Scope] = OrderedDict()
 _session_scopes: dict[int, N1Scope] = {}  # id(session) -> scope, popped at close
-# SDK tracer providers that carry the scope-end processor (see `watch`).
-watched_providers: weakref.WeakSet[Any] = weakref.WeakSet()
 # The request span of the last lookup and its scope: the loads of one request
 # come in a row, and this skips re-deciding their scope for each.
 _last: tuple[Any, N1Scope | None] = (None, None)
@@ -218,12 +217,11 @@ def _span_of_the_caller(span: Any) -> bool:
     if parent is not None and not parent.is_remote:
         return True  # a child span: the trace's root is above it
     scope = getattr(span, "instrumentation_scope", None)
-    return scope is None or scope.name != providers.SCOPE
+    return scope is None or scope.name != config.SCOPE
 
 
 def _provider_is_watched() -> bool:
-    provider = providers.configured_tracer_provider()
-    return provider is not None and provider in watched_providers
+    return provider_hooks.attached(config.configured_tracer_provider(), SCOPE_END)
 
 
 def has_trace_scopes() -> bool:
