@@ -1,0 +1,129 @@
+"""Acceptance checks as a user runs them: the advice, pasted into the root query's
+``.options(...)``, removes the loop; nothing is advised that would create one."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+from acceptance_models import Comment, Post, User, app_engine  # noqa: F401  (fixture)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from data_bridge_core import Engine, Session, joinedload, selectinload
+from opentelemetry_instrumentation_data_bridge.telemetry import n1_ignore, n1_scope
+
+pytestmark = pytest.mark.usefixtures("instrumented")
+
+QUERY_LINE: dict[str, int] = {}
+
+
+def apply(option: str) -> Any:
+    """The advice, evaluated as the user would paste it."""
+    names = {"selectinload": selectinload, "joinedload": joinedload}
+    return eval(option, {**names, "User": User, "Post": Post, "Comment": Comment})
+
+
+def lazy_loads(spans: InMemorySpanExporter) -> list[str]:
+    """The relationships of the lazy loads that ran SQL."""
+    return [
+        str((s.attributes or {})["db.relationship.name"])
+        for s in spans.get_finished_spans()
+        if s.name == "db.relationship.select"
+        and (s.attributes or {}).get("db.relationship.cache_hit") is False
+    ]
+
+
+def named(spans: InMemorySpanExporter, name: str) -> list[dict[str, Any]]:
+    return [dict(s.attributes or {}) for s in spans.get_finished_spans() if s.name == name]
+
+
+async def authors_of_comments(engine: Engine, *options: Any) -> None:
+    """Walk up from each comment to its post, the post's author and all their posts."""
+    async with Session(engine) as session:
+        QUERY_LINE["comments"] = sys._getframe().f_lineno + 1
+        comments = await session.find(Comment).options(*options).order_by(Comment.id).to_list()
+        for comment in comments:
+            post = await comment.post
+            user = await post.user
+            await user.posts
+
+
+async def test_loops_reached_through_lazy_many_to_one_loads_are_found_at_every_level(
+    app_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    with n1_scope() as scope:
+        await authors_of_comments(app_engine)
+    found = {f"{f.model}.{f.relationship}": f for f in scope.findings}
+    assert sorted(found) == ["Comment.post", "Post.user", "User.posts"]
+    assert [found[k].count for k in sorted(found)] == [10, 10, 10]
+    assert found["User.posts"].recommendation == (
+        "Use selectinload(Comment.post)"
+        ".options(selectinload(Post.user).options(selectinload(User.posts)))"
+    )
+    assert found["Post.user"].option == "selectinload(Comment.post).options(selectinload(Post.user))"
+    for finding in found.values():
+        assert finding.query_site is not None
+        assert finding.query_site.lineno == QUERY_LINE["comments"]
+    # The longest advice, pasted into the comments query, removes every loop.
+    spans.clear()
+    with n1_scope() as fixed:
+        await authors_of_comments(app_engine, apply(found["User.posts"].option))
+    assert lazy_loads(spans) == []
+    assert fixed.findings == []
+    assert fixed.unused_eager_loads == []
+
+
+async def test_a_walk_up_from_objects_fetched_one_by_one_is_not_a_loop(
+    app_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    with n1_scope() as scope:
+        async with Session(app_engine) as session:
+            for pk in range(1, 61, 6):  # a comment of each user, fetched by primary key
+                comment = await session.get(Comment, pk)
+                assert comment is not None
+                post = await comment.post
+                await post.user
+    assert len(lazy_loads(spans)) == 20
+    assert scope.findings == []
+
+
+async def test_eager_loads_read_inside_n1_ignore_are_not_called_unused(
+    app_engine: Engine, spans: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    with tracer_provider.get_tracer("t").start_as_current_span("GET /users"):
+        async with Session(app_engine) as session:
+            users = await session.find(User).options(selectinload(User.posts)).to_list()
+            with n1_ignore():
+                posts = [p for user in users for p in await user.posts]
+    assert len(posts) == 30
+    assert named(spans, "db.unused_eager_load") == []
+
+
+async def test_eager_loads_read_inside_a_nested_n1_scope_are_not_called_unused(
+    app_engine: Engine, spans: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    with tracer_provider.get_tracer("t").start_as_current_span("GET /users"):
+        async with Session(app_engine) as session:
+            users = await session.find(User).options(selectinload(User.posts)).to_list()
+            with n1_scope() as inner:
+                posts = [p for user in users for p in await user.posts]
+    assert len(posts) == 30
+    assert inner.unused_eager_loads == []
+    assert named(spans, "db.unused_eager_load") == []
+
+
+async def test_eager_loads_left_unread_around_an_ignored_block_are_still_reported(
+    app_engine: Engine, spans: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    with tracer_provider.get_tracer("t").start_as_current_span("GET /users"):
+        async with Session(app_engine) as session:
+            users = await session.find(User).options(selectinload(User.posts)).to_list()
+            with n1_ignore():
+                names = [user.name for user in users]
+    assert len(names) == 10
+    [unused] = named(spans, "db.unused_eager_load")
+    assert unused["db.n1.recommendation"] == (
+        "Remove selectinload(User.posts): the loaded Post rows were never used"
+    )
