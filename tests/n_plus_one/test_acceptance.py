@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from acceptance_models import Comment, Post, User, app_engine  # noqa: F401  (fixture)
+from acceptance_models import Comment, Post, User
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -62,7 +62,9 @@ async def test_loops_reached_through_lazy_many_to_one_loads_are_found_at_every_l
         "Use selectinload(Comment.post)"
         ".options(selectinload(Post.user).options(selectinload(User.posts)))"
     )
-    assert found["Post.user"].option == "selectinload(Comment.post).options(selectinload(Post.user))"
+    assert found["Post.user"].option == (
+        "selectinload(Comment.post).options(selectinload(Post.user))"
+    )
     for finding in found.values():
         assert finding.query_site is not None
         assert finding.query_site.lineno == QUERY_LINE["comments"]
@@ -127,3 +129,30 @@ async def test_eager_loads_left_unread_around_an_ignored_block_are_still_reporte
     assert unused["db.n1.recommendation"] == (
         "Remove selectinload(User.posts): the loaded Post rows were never used"
     )
+
+
+async def test_a_loop_that_starts_on_rows_loaded_before_the_root_query_still_names_it(
+    app_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    with n1_scope() as scope:
+        async with Session(app_engine) as session:
+            first = await session.get(User, 1)
+            assert first is not None
+            await first.posts  # its posts are the first parents of the loop below
+            line = sys._getframe().f_lineno + 1
+            users = await session.find(User).order_by(User.id).to_list()
+            for user in users:
+                for post in await user.posts:
+                    await post.comments
+    found = {f"{f.model}.{f.relationship}": f for f in scope.findings}
+    comments = found["Post.comments"]
+    assert comments.recommendation == (
+        "Use selectinload(User.posts).options(selectinload(Post.comments))"
+    )
+    assert comments.count == 30
+    assert comments.query_site is not None
+    assert comments.query_site.lineno == line
+    assert f"the query at {comments.query_site}" in comments.message()
+    warnings = named(spans, "db.n1_warning")
+    [warning] = [w for w in warnings if w["db.relationship.name"] == "comments"]
+    assert warning["db.n1.query_site"] == str(comments.query_site)

@@ -145,7 +145,9 @@ def record_lazy_load(
         and not loop[5].ended
     ):
         scope, lazy = loop[5], loop[6]
+        new_parents = False
     else:
+        new_parents = True
         found = _find_loop(relationship, result, mark, explicit, settings)
         if found is None:
             if value:
@@ -164,6 +166,8 @@ def record_lazy_load(
     if finding is not None:
         lazy.count += 1  # already reported: keep counting for the final figure
         finding.count = lazy.count
+        if new_parents and finding.query_site is None:
+            _late_query_site(scope, result, relationship, finding)
         return
     lazy.parents.add(identity_key(parent))
     lazy.count = len(lazy.parents)
@@ -192,8 +196,6 @@ def _find_loop(
 ) -> bool | None:
     """For a load that is not the next of the last loop: find its scope and
     counter and make it the last loop (True); None when the load does not count."""
-    if result.size < 2:
-        return None  # from get()/first(): a loop over it is not N+1
     if settings.allowlist and (
         f"{relationship.owner.__name__}.{relationship.name}" in settings.allowlist
     ):
@@ -201,6 +203,8 @@ def _find_loop(
     scope = scope_of_result(result)
     if scope is None:
         return None
+    if result.size < 2 and not _loaded_in_a_loop(scope, result):
+        return None  # from get()/first(): a loop over it is not N+1
     if mark is None or _in_library(mark[0].co_filename):
         mark = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
         if mark is None:
@@ -215,6 +219,32 @@ def _find_loop(
     # One rebinding: another thread never sees half of it.
     scopes.last_loop = (result, relationship, mark[0], mark[1], explicit, scope, lazy)
     return True
+
+
+def _late_query_site(scope: N1Scope, result: Any, relationship: Any, finding: Finding) -> None:
+    """The loop's first parents led to no known query (rows loaded through a
+    ``get()`` before the multi-row query returned them again): name the query
+    of later parents, when their path is the same advice."""
+    option, root = _advice(scope, result, relationship)
+    query = _recent_queries.get(root)
+    if query is not None and option == finding.option:
+        finding.query_site = call_site(query)
+        report.add_query_site(finding)
+
+
+def _loaded_in_a_loop(scope: N1Scope, result: Any) -> bool:
+    """Whether a one-row result was lazy-loaded for a parent of a multi-row result,
+    directly or level by level (`comment.post`, then `post.user`): a loop over
+    such rows is a loop over the multi-row result."""
+    sources = scope.sources
+    for _ in range(_MAX_PATH):
+        source = sources.get(result)
+        if source is None:
+            return False
+        result = source[0]
+        if result.size > 1:
+            return True
+    return False
 
 
 def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str) -> None:
@@ -296,7 +326,15 @@ def record_query(rows: list[Any]) -> None:
 
 
 def record_eager_use(relationship: Any) -> None:
-    """An eager-loaded value was read: that eager load was worth its query."""
-    scope = current_scope(create=False)
+    """An eager-loaded value was read: that eager load was worth its query.
+
+    Marked in the explicit block around the read and in the request: a read
+    inside ``n1_ignore()`` or a nested ``n1_scope()`` still uses what the
+    request loaded (calling it unused would advise creating an N+1)."""
+    key = (relationship.owner.__name__, relationship.name)
+    explicit = _explicit_scope()
+    if explicit is not None and explicit is not IGNORED and explicit.eager_loads:
+        explicit.eager_used.add(key)
+    scope = scopes.ambient_scope(create=False)
     if scope is not None and scope.eager_loads:
-        scope.eager_used.add((relationship.owner.__name__, relationship.name))
+        scope.eager_used.add(key)

@@ -163,6 +163,13 @@ def current_scope(create: bool = True, session: Any = None) -> N1Scope | None:
     scope = _explicit.get()
     if scope is not None:
         return None if scope is IGNORED else scope
+    return ambient_scope(create, session)
+
+
+def ambient_scope(create: bool = True, session: Any = None) -> N1Scope | None:
+    """The scope of the current request, else of ``session``: `current_scope`
+    without the explicit block (an ``n1_ignore()`` or ``n1_scope()`` inside a
+    request still reads what the request eager-loaded)."""
     global _last
     span = trace.get_current_span()
     recording = span.is_recording()
