@@ -52,6 +52,9 @@ _COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>
 
 _explicit_scope = scopes._explicit.get  # bound once: this runs on every lazy load
 _library_file: dict[str, bool] = {}  # filename -> inside a library (bounded by the code base)
+_MAX_KNOWN_SITES = 1024
+# (id(code), offset) -> (code, its call site); the code is held, so its id stays its own.
+_known_sites: dict[tuple[int, int], tuple[CodeType, CallSite]] = {}
 _recent_queries = scopes.recent_queries
 
 
@@ -84,10 +87,23 @@ def _mark_of(frame: FrameType | None) -> Mark | None:
 
 
 def call_site(mark: Mark | None) -> CallSite:
-    """The file, line and function of a mark."""
+    """The file, line and function of a mark (remembered: the same loop and query
+    are found again in every request, and a line-table walk costs)."""
     if mark is None:
         return _UNKNOWN
     code, offset = mark
+    key = (id(code), offset)
+    known = _known_sites.get(key)
+    if known is not None and known[0] is code:  # an id is reused once its code is freed
+        return known[1]
+    site = _describe_mark(code, offset)
+    if len(_known_sites) >= _MAX_KNOWN_SITES:
+        _known_sites.clear()
+    _known_sites[key] = (code, site)
+    return site
+
+
+def _describe_mark(code: CodeType, offset: int) -> CallSite:
     line = code.co_firstlineno
     for start, end, number in code.co_lines():
         if start <= offset < end and number is not None:
@@ -120,48 +136,48 @@ def record_lazy_load(
     relationship: Any, parent: Any, value: Any = None, mark: Mark | None = None
 ) -> None:
     """A lazy load ran SQL for ``parent`` and returned ``value``: count it where
-    ``obj.rel`` was written (``mark``, from `lazy_load_site`).
+    ``obj.rel`` was written (``mark``, from `lazy_load_site`; None when
+    detection was off at the access).
 
-    This runs on every lazy load that ran SQL, so the common path (the next
-    load of the same loop) is kept to a few reads and compares.
+    This runs on every lazy load that ran SQL, between two database round trips
+    (cold caches: each object and global read costs), so the common path (the
+    next load of the same loop) is a handful of reads and compares.
     """
-    settings = settings_module._settings
-    if not settings.enabled:
+    if mark is None:
         return
     explicit = _explicit_scope()
     if explicit is IGNORED:
         return
     result = result_of(parent)
-    if result is None:
-        return  # built in Python: nothing was loaded together with it
     loop = scopes.last_loop
     if (
         result is loop[0]
         and relationship is loop[1]
-        and mark is not None
-        and mark[0] is loop[2]
-        and mark[1] == loop[3]
-        and explicit is loop[4]
-        and not loop[5].ended
+        and mark == loop[2]  # the code object compares by identity first
+        and explicit is loop[3]
     ):
-        scope, lazy = loop[5], loop[6]
+        scope, lazy = loop[4], loop[5]
         new_parents = False
     else:
-        new_parents = True
-        found = _find_loop(relationship, result, mark, explicit, settings)
-        if found is None:
+        if result is None:
+            return  # built in Python: nothing was loaded together with it
+        settings = settings_module._settings
+        if not settings.enabled:
+            return
+        if _find_loop(relationship, result, mark, explicit, settings) is None:
             if value:
                 scope_of_value = scope_of_result(result)
                 if scope_of_value is not None:
                     _note_source(scope_of_value, value, result, relationship, "select")
             return
         loop = scopes.last_loop
-        scope, lazy = loop[5], loop[6]
+        scope, lazy = loop[4], loop[5]
+        new_parents = True
     if value:  # _note_source, inlined: this is the path of every load of a loop
         loaded = result_of(value[0] if value.__class__ is list else value)
         sources = scope.sources
         if loaded not in sources and loaded is not None and len(sources) < MAX_SOURCES_PER_SCOPE:
-            sources[loaded] = (result, relationship, "select")
+            sources[loaded] = loop[6]
     finding = lazy.finding
     if finding is not None:
         lazy.count += 1  # already reported: keep counting for the final figure
@@ -169,6 +185,14 @@ def record_lazy_load(
         if new_parents and finding.query_site is None:
             _late_query_site(scope, result, relationship, finding)
         return
+    _count_parent(scope, lazy, relationship, parent, result, loop[2])
+
+
+def _count_parent(
+    scope: N1Scope, lazy: LazySite, relationship: Any, parent: Any, result: Any, mark: Mark
+) -> None:
+    """Before the finding: count distinct parents; at the threshold, report."""
+    settings = settings_module._settings
     lazy.parents.add(identity_key(parent))
     lazy.count = len(lazy.parents)
     if lazy.count < settings.threshold:
@@ -180,7 +204,7 @@ def record_lazy_load(
         relationship.owner.__name__,
         relationship.name,
         relationship.target_name,
-        call_site((loop[2], loop[3])),
+        call_site(mark),
         lazy.count,
         settings.threshold,
         option,
@@ -192,7 +216,7 @@ def record_lazy_load(
 
 
 def _find_loop(
-    relationship: Any, result: Any, mark: Mark | None, explicit: Any, settings: Any
+    relationship: Any, result: Any, mark: Mark, explicit: Any, settings: Any
 ) -> bool | None:
     """For a load that is not the next of the last loop: find its scope and
     counter and make it the last loop (True); None when the load does not count."""
@@ -205,7 +229,7 @@ def _find_loop(
         return None
     if result.size < 2 and not _loaded_in_a_loop(scope, result):
         return None  # from get()/first(): a loop over it is not N+1
-    if mark is None or _in_library(mark[0].co_filename):
+    if _in_library(mark[0].co_filename):
         mark = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
         if mark is None:
             return None
@@ -217,7 +241,8 @@ def _find_loop(
             return None
         lazy = scope.sites[key] = LazySite()
     # One rebinding: another thread never sees half of it.
-    scopes.last_loop = (result, relationship, mark[0], mark[1], explicit, scope, lazy)
+    source = (result, relationship, "select")
+    scopes.last_loop = (result, relationship, mark, explicit, scope, lazy, source)
     return True
 
 

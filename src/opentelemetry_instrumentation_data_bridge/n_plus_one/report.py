@@ -197,7 +197,7 @@ def close_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) 
             _log_or_warn(finding, settings, final=True)
         return
     span.set_attribute(SpanAttributes.DB_N1_QUERY_COUNT, finding.count)
-    if reports_at_end:
+    if reports_at_end and settings.mode in ("log", "warn"):
         # In the warning span's context: the record carries the request's trace id
         # (log correlation), although the request span is no longer current.
         with trace.use_span(span, end_on_exit=False):

@@ -92,11 +92,12 @@ _NO_SCOPE = N1Scope(ended=True)
 # (code, bytecode offset), for advice naming the query to fix. Bounded by the
 # detector; a closed session's results hold nothing of it.
 recent_queries: dict[Any, tuple[Any, int]] = {}
-# The last counted loop: (its parents' result, relationship, code, bytecode offset,
-# explicit scope, scope, counter). A loop's loads come in a row; the next one
-# that matches skips the scope and site lookups (`detector.record_lazy_load`).
-LastLoop = tuple[Any, Any, Any, int, "N1Scope | None", N1Scope, LazySite]
-NO_LOOP: LastLoop = (None, None, None, -1, None, _NO_SCOPE, LazySite())
+# The last counted loop: (its parents' result, relationship, mark (code, bytecode
+# offset), explicit scope, scope, counter, the source its loads' rows get). A
+# loop's loads come in a row; the next one that matches skips the scope and site
+# lookups (`detector.record_lazy_load`). Reset when its scope ends (`finish`).
+LastLoop = tuple[Any, Any, Any, "N1Scope | None", N1Scope, LazySite, Any]
+NO_LOOP: LastLoop = (None, None, None, None, _NO_SCOPE, LazySite(), None)
 last_loop: LastLoop = NO_LOOP
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
 # then tells a load both whether it is ignored and which explicit scope it is in.
@@ -109,7 +110,7 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     scope.ended = True
     if _last[1] is scope:
         _last = (None, None)
-    if last_loop[5] is scope:
+    if last_loop[4] is scope:
         last_loop = NO_LOOP
     for result in scope.remembered:
         if _scope_of_result.get(result) is scope:
