@@ -16,55 +16,55 @@ USERS, POSTS_PER_USER, COMMENTS_PER_POST = 10, 3, 2
 ARTICLES, TAGS, TAGS_PER_ARTICLE = 8, 6, 3
 
 
-class User(Table):
+class Reader(Table):
     id: int = Column(primary_key=True)
     name: str
-    posts: list[Post] = relationship(back_populates="user")
+    entries: list[Entry] = relationship(back_populates="reader")
 
     class Settings:
         table_name = "acc_users"
 
 
-class Post(Table):
+class Entry(Table):
     id: int = Column(primary_key=True)
     user_id: int = Column(foreign_key="acc_users.id")
     title: str
-    user: User = relationship(back_populates="posts")
-    comments: list[Comment] = relationship(back_populates="post")
+    reader: Reader = relationship(back_populates="entries")
+    notes: list[Note] = relationship(back_populates="entry")
 
     class Settings:
         table_name = "acc_posts"
 
 
-class Comment(Table):
+class Note(Table):
     id: int = Column(primary_key=True)
     post_id: int = Column(foreign_key="acc_posts.id")
     body: str
-    post: Post = relationship(back_populates="comments")
+    entry: Entry = relationship(back_populates="notes")
 
     class Settings:
         table_name = "acc_comments"
 
 
-class Article(Table):
+class Paper(Table):
     id: int = Column(primary_key=True)
     title: str
-    tags: list[Tag] = relationship(secondary="acc_article_tags", back_populates="articles")
+    labels: list[Label] = relationship(secondary="acc_article_tags", back_populates="papers")
 
     class Settings:
         table_name = "acc_articles"
 
 
-class Tag(Table):
+class Label(Table):
     id: int = Column(primary_key=True)
     label: str
-    articles: list[Article] = relationship(secondary="acc_article_tags", back_populates="tags")
+    papers: list[Paper] = relationship(secondary="acc_article_tags", back_populates="labels")
 
     class Settings:
         table_name = "acc_tags"
 
 
-class ArticleTag(Table):
+class PaperLabel(Table):
     article_id: int = Column(primary_key=True, foreign_key="acc_articles.id")
     tag_id: int = Column(primary_key=True, foreign_key="acc_tags.id")
 
@@ -80,7 +80,7 @@ async def app_engine() -> AsyncIterator[Engine]:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
     engine = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
     try:
-        await engine.create_all(User, Post, Comment, Article, Tag, ArticleTag)
+        await engine.create_all(Reader, Entry, Note, Paper, Label, PaperLabel)
         conn = await engine.acquire()
         try:
             async with conn.transaction():

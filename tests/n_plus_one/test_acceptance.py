@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from acceptance_models import Comment, Post, User
+from acceptance_models import Note, Entry, Reader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -22,7 +22,7 @@ QUERY_LINE: dict[str, int] = {}
 def apply(option: str) -> Any:
     """The advice, evaluated as the user would paste it."""
     names = {"selectinload": selectinload, "joinedload": joinedload}
-    return eval(option, {**names, "User": User, "Post": Post, "Comment": Comment})
+    return eval(option, {**names, "Reader": Reader, "Entry": Entry, "Note": Note})
 
 
 def lazy_loads(spans: InMemorySpanExporter) -> list[str]:
@@ -43,11 +43,11 @@ async def authors_of_comments(engine: Engine, *options: Any) -> None:
     """Walk up from each comment to its post, the post's author and all their posts."""
     async with Session(engine) as session:
         QUERY_LINE["comments"] = sys._getframe().f_lineno + 1
-        comments = await session.find(Comment).options(*options).order_by(Comment.id).to_list()
+        comments = await session.find(Note).options(*options).order_by(Note.id).to_list()
         for comment in comments:
-            post = await comment.post
-            user = await post.user
-            await user.posts
+            post = await comment.entry
+            user = await post.reader
+            await user.entries
 
 
 async def test_loops_reached_through_lazy_many_to_one_loads_are_found_at_every_level(
@@ -56,14 +56,14 @@ async def test_loops_reached_through_lazy_many_to_one_loads_are_found_at_every_l
     with n1_scope() as scope:
         await authors_of_comments(app_engine)
     found = {f"{f.model}.{f.relationship}": f for f in scope.findings}
-    assert sorted(found) == ["Comment.post", "Post.user", "User.posts"]
+    assert sorted(found) == ["Entry.reader", "Note.entry", "Reader.entries"]
     assert [found[k].count for k in sorted(found)] == [10, 10, 10]
-    assert found["User.posts"].recommendation == (
-        "Use selectinload(Comment.post)"
-        ".options(selectinload(Post.user).options(selectinload(User.posts)))"
+    assert found["Reader.entries"].recommendation == (
+        "Use selectinload(Note.entry)"
+        ".options(selectinload(Entry.reader).options(selectinload(Reader.entries)))"
     )
-    assert found["Post.user"].option == (
-        "selectinload(Comment.post).options(selectinload(Post.user))"
+    assert found["Entry.reader"].option == (
+        "selectinload(Note.entry).options(selectinload(Entry.reader))"
     )
     for finding in found.values():
         assert finding.query_site is not None
@@ -71,7 +71,7 @@ async def test_loops_reached_through_lazy_many_to_one_loads_are_found_at_every_l
     # The longest advice, pasted into the comments query, removes every loop.
     spans.clear()
     with n1_scope() as fixed:
-        await authors_of_comments(app_engine, apply(found["User.posts"].option))
+        await authors_of_comments(app_engine, apply(found["Reader.entries"].option))
     assert lazy_loads(spans) == []
     assert fixed.findings == []
     assert fixed.unused_eager_loads == []
@@ -83,10 +83,10 @@ async def test_a_walk_up_from_objects_fetched_one_by_one_is_not_a_loop(
     with n1_scope() as scope:
         async with Session(app_engine) as session:
             for pk in range(1, 61, 6):  # a comment of each user, fetched by primary key
-                comment = await session.get(Comment, pk)
+                comment = await session.get(Note, pk)
                 assert comment is not None
-                post = await comment.post
-                await post.user
+                post = await comment.entry
+                await post.reader
     assert len(lazy_loads(spans)) == 20
     assert scope.findings == []
 
@@ -96,9 +96,9 @@ async def test_eager_loads_read_inside_n1_ignore_are_not_called_unused(
 ) -> None:
     with tracer_provider.get_tracer("t").start_as_current_span("GET /users"):
         async with Session(app_engine) as session:
-            users = await session.find(User).options(selectinload(User.posts)).to_list()
+            users = await session.find(Reader).options(selectinload(Reader.entries)).to_list()
             with n1_ignore():
-                posts = [p for user in users for p in await user.posts]
+                posts = [p for user in users for p in await user.entries]
     assert len(posts) == 30
     assert named(spans, "db.unused_eager_load") == []
 
@@ -108,9 +108,9 @@ async def test_eager_loads_read_inside_a_nested_n1_scope_are_not_called_unused(
 ) -> None:
     with tracer_provider.get_tracer("t").start_as_current_span("GET /users"):
         async with Session(app_engine) as session:
-            users = await session.find(User).options(selectinload(User.posts)).to_list()
+            users = await session.find(Reader).options(selectinload(Reader.entries)).to_list()
             with n1_scope() as inner:
-                posts = [p for user in users for p in await user.posts]
+                posts = [p for user in users for p in await user.entries]
     assert len(posts) == 30
     assert inner.unused_eager_loads == []
     assert named(spans, "db.unused_eager_load") == []
@@ -121,13 +121,13 @@ async def test_eager_loads_left_unread_around_an_ignored_block_are_still_reporte
 ) -> None:
     with tracer_provider.get_tracer("t").start_as_current_span("GET /users"):
         async with Session(app_engine) as session:
-            users = await session.find(User).options(selectinload(User.posts)).to_list()
+            users = await session.find(Reader).options(selectinload(Reader.entries)).to_list()
             with n1_ignore():
                 names = [user.name for user in users]
     assert len(names) == 10
     [unused] = named(spans, "db.unused_eager_load")
     assert unused["db.n1.recommendation"] == (
-        "Remove selectinload(User.posts): the loaded Post rows were never used"
+        "Remove selectinload(Reader.entries): the loaded Entry rows were never used"
     )
 
 
@@ -136,23 +136,23 @@ async def test_a_loop_that_starts_on_rows_loaded_before_the_root_query_still_nam
 ) -> None:
     with n1_scope() as scope:
         async with Session(app_engine) as session:
-            first = await session.get(User, 1)
+            first = await session.get(Reader, 1)
             assert first is not None
-            await first.posts  # its posts are the first parents of the loop below
+            await first.entries  # its posts are the first parents of the loop below
             line = sys._getframe().f_lineno + 1
-            users = await session.find(User).order_by(User.id).to_list()
+            users = await session.find(Reader).order_by(Reader.id).to_list()
             for user in users:
-                for post in await user.posts:
-                    await post.comments
+                for post in await user.entries:
+                    await post.notes
     found = {f"{f.model}.{f.relationship}": f for f in scope.findings}
-    comments = found["Post.comments"]
+    comments = found["Entry.notes"]
     assert comments.recommendation == (
-        "Use selectinload(User.posts).options(selectinload(Post.comments))"
+        "Use selectinload(Reader.entries).options(selectinload(Entry.notes))"
     )
     assert comments.count == 30
     assert comments.query_site is not None
     assert comments.query_site.lineno == line
     assert f"the query at {comments.query_site}" in comments.message()
     warnings = named(spans, "db.n1_warning")
-    [warning] = [w for w in warnings if w["db.relationship.name"] == "comments"]
+    [warning] = [w for w in warnings if w["db.relationship.name"] == "notes"]
     assert warning["db.n1.query_site"] == str(comments.query_site)

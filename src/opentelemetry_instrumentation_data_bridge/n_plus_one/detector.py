@@ -230,9 +230,10 @@ def _find_loop(
     if result.size < 2 and not _loaded_in_a_loop(scope, result):
         return None  # from get()/first(): a loop over it is not N+1
     if _in_library(mark[0].co_filename):
-        mark = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
-        if mark is None:
+        walked = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
+        if walked is None:
             return None
+        mark = walked
     # id(code): hashing a code object hashes its whole content.
     key = (relationship, id(mark[0]), mark[1])
     lazy = scope.sites.get(key)
