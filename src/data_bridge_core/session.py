@@ -574,29 +574,35 @@ class Session:
         self._check_usable()
         return NestedTransaction(self)
 
-    async def _begin_savepoint(self) -> LogLevel:
+    async def savepoint(self) -> LogLevel:
+        """Flush, then ``SAVEPOINT``: the level `release_savepoint` or
+        `rollback_to_savepoint` ends. ``begin_nested()`` calls these three; they are
+        seams (one operation each) rather than API to call by hand."""
         self._check_usable()
         await self.flush()
         name = f"data_bridge_sp_{next(_savepoint_names)}"
         await self.run_statement(f"SAVEPOINT {name}")
         return self._log.begin_savepoint(name)
 
-    async def _release_savepoint(self, level: LogLevel) -> None:
+    async def release_savepoint(self, level: LogLevel) -> None:
+        """Flush the block's changes, then ``RELEASE SAVEPOINT`` (rolled back to it
+        when that flush fails)."""
         if not self._log.is_open(level):
             return  # the whole transaction was committed or rolled back inside the block
         try:
             await self.flush()
         except BaseException:
-            await self._rollback_savepoint(level)
+            await self.rollback_to_savepoint(level)
             raise
         failed = self._failed
         if failed is not None:  # a flush failed inside and its error was caught there
-            await self._rollback_savepoint(level)
+            await self.rollback_to_savepoint(level)
             raise PendingRollbackError(failed) from failed
         await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
         self._log.release(level)
 
-    async def _rollback_savepoint(self, level: LogLevel) -> None:
+    async def rollback_to_savepoint(self, level: LogLevel) -> None:
+        """``ROLLBACK TO SAVEPOINT`` and release it; the objects get their values back."""
         if not self._log.is_open(level):
             return
         try:
@@ -624,7 +630,7 @@ class NestedTransaction:
         self._level: LogLevel | None = None
 
     async def __aenter__(self) -> Self:
-        self._level = await self.session._begin_savepoint()
+        self._level = await self.session.savepoint()
         return self
 
     async def __aexit__(
@@ -636,7 +642,10 @@ class NestedTransaction:
         level = self._level
         assert level is not None, "NestedTransaction used without `async with`"
         self._level = None
+        session = self.session
+        if not session._log.is_open(level):
+            return  # the whole transaction was committed or rolled back inside the block
         if exc_type is None:
-            await self.session._release_savepoint(level)
+            await session.release_savepoint(level)
         else:
-            await self.session._rollback_savepoint(level)
+            await session.rollback_to_savepoint(level)
