@@ -150,9 +150,15 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []
-        from opentelemetry_instrumentation_data_bridge import config, n_plus_one, processors
+        from opentelemetry_instrumentation_data_bridge import (
+            config,
+            n_plus_one,
+            pool_metrics,
+            processors,
+        )
 
         processors.deactivate()
+        pool_metrics.get_connection_pool_metrics().deactivate()  # its instruments stay: quiet
         n_plus_one.finish_all_scopes()
         if config.OTEL_AVAILABLE:  # the hooks are SDK span processors
             from opentelemetry_instrumentation_data_bridge import provider_hooks
