@@ -163,3 +163,17 @@ async def test_a_plan_goes_only_on_the_orm_span_that_sent_the_read_never_on_the_
     [execute] = finished(spans, "db.query.execute")
     [plan] = plans(execute)
     assert "on authors" in plan
+
+
+async def test_the_plan_helper_never_runs_a_second_statement_hidden_behind_a_read(
+    blog_engine: Engine,
+) -> None:
+    from data_bridge_core.query_plans import generic_plan
+
+    async with Session(blog_engine) as session:
+        await session.execute("CREATE TABLE plan_log (n int)")
+        hidden = "SELECT 1; INSERT INTO plan_log VALUES (1)"
+        assert await generic_plan(session, hidden) is None
+        assert await generic_plan(session, "SELECT 1 ; ") is not None  # a trailing `;` is fine
+        assert (await session.execute("SELECT count(*) FROM plan_log")).rows == [(0,)]
+        await session.rollback()
