@@ -19,6 +19,7 @@ from data_bridge_core.errors import (
     RaiseLoadError,
     RelationshipError,
     UnsupportedOperationError,
+    described,
 )
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.expressions import Exists, Expression
@@ -404,7 +405,7 @@ class Relationship(RelationshipDeclaration):
             if not isinstance(criterion, Expression):
                 raise TypeError(
                     f"{self!r}.{method}() takes expressions such as "
-                    f"{target.__name__}.id == 1, got {criterion!r}"
+                    f"{target.__name__}.id == 1, got {described(criterion)}"
                 )
             for model in criterion.models():
                 if model is not target and not issubclass(target, model):
@@ -473,7 +474,9 @@ class Relationship(RelationshipDeclaration):
             if value is None:
                 value = []
             if not isinstance(value, list):
-                raise TypeError(f"{self.owner.__name__}.{self.name} takes a list, got {value!r}")
+                raise TypeError(
+                    f"{self.owner.__name__}.{self.name} takes a list, got {described(value)}"
+                )
             for item in value:
                 self._check_target(item)
         elif value is not None:

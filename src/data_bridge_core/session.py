@@ -32,6 +32,7 @@ from data_bridge_core.errors import (
     PendingRollbackError,
     SessionClosedError,
     UnsupportedOperationError,
+    described,
     wrap_database_error,
 )
 from data_bridge_core.hydration import make_hydrator
@@ -476,7 +477,8 @@ class Session:
         for obj in objects:
             if type(obj) is not model or STATE_KEY not in obj.__dict__:
                 raise TypeError(
-                    f"upsert() takes new objects of one model, got {obj!r} with {objects[0]!r}"
+                    "upsert() takes new objects of one model, got "
+                    f"{described(obj)} with {described(objects[0])}"
                 )
         plan = UpsertPlan(table_info(model), on, update)
         plan.check_distinct(objects)

@@ -299,9 +299,43 @@ class UnitOfWork:
         """Run a ``DELETE ... RETURNING key``; the matching loaded objects leave the session."""
         result = await self.runner.run_statement(statement, params)
         composite = table_info(model).composite
-        for row in result.rows:
-            self.forget(model, tuple(row) if composite else row[0])
+        held = self.identity.by_model.get(model, {})
+        keys = [tuple(row) if composite else row[0] for row in result.rows]
+        gone = [obj for obj in (held.get(key) for key in keys) if obj is not None]
+        for key in keys:
+            self.forget(model, key)
+        self._drop_from_loaded_lists(gone)
         return len(result.rows)
+
+    def _drop_from_loaded_lists(self, gone: Sequence[Table]) -> None:
+        """Deleted rows leave the loaded lists of held objects (``user.posts``, ``tag.articles``).
+
+        A rollback forgets every loaded list, so one that reads the row again
+        loads it from the database then.
+        """
+        if not gone:
+            return
+        ids = {id(obj) for obj in gone}
+        models = {type(obj) for obj in gone}
+        for model, held in self.identity.by_model.items():
+            names = [
+                rel.name
+                for rel in table_info(model).relationships.values()
+                if rel.direction in (ONE_TO_MANY, MANY_TO_MANY) and rel.target in models
+            ]
+            if not names:
+                continue
+            for obj in held.values():
+                state = own_state(obj)
+                if state is None or not state.relations:
+                    continue
+                for name in names:
+                    value = state.relations.get(name)
+                    if isinstance(value, list):
+                        if any(id(item) in ids for item in value):
+                            value[:] = [item for item in value if id(item) not in ids]
+                    elif value is not None and id(value) in ids:  # a one-to-one
+                        state.relations[name] = None
 
     def apply_loaded(self, obj: Table, values: dict[str, Any]) -> None:
         """Put freshly read column values on ``obj`` (``Session.refresh``), logging the old."""
@@ -514,4 +548,5 @@ class UnitOfWork:
             )
             for key in keys:
                 self.forget(model, key)
+            self._drop_from_loaded_lists(objects)
         self.deleted.clear()
