@@ -479,6 +479,12 @@ class Relationship(RelationshipDeclaration):
                 )
             for item in value:
                 self._check_target(item)
+            if len({id(item) for item in value}) != len(value):
+                # One row links once: the list holds each object once, as it reads back.
+                unique: dict[int, Any] = {}
+                for item in value:
+                    unique.setdefault(id(item), item)
+                value = list(unique.values())
         elif value is not None:
             self._check_target(value)
         previous = _loaded_value(instance, self.name)

@@ -24,7 +24,7 @@ from data_bridge_core.dml import (
     update_params,
     update_statement,
 )
-from data_bridge_core.errors import DatabaseError, InvalidStateError
+from data_bridge_core.errors import DatabaseError, InvalidStateError, UnsupportedOperationError
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
 from data_bridge_core.schema.relation import (
     ASSIGNED,
@@ -78,6 +78,30 @@ def related_objects(obj: Table) -> list[Table]:
         elif value is not None:
             found.append(value)
     return found
+
+
+def _refuse_unwritten_relations(obj: Table) -> None:
+    """Upsert writes columns: refuse related objects it would silently leave out."""
+    state = own_state(obj)
+    if state is None or not state.relations:
+        return
+    info = table_info(type(obj))
+    model = info.model.__name__
+    for name, value in state.relations.items():
+        rel = info.relationships.get(name)
+        if rel is None or not value:
+            continue
+        if rel.direction == MANY_TO_ONE:
+            if value.__dict__.get(table_info(rel.target).primary_key.name) is None:
+                raise UnsupportedOperationError(
+                    f"upsert() writes columns only; {model}.{name} holds a new "
+                    f"{rel.target.__name__} without a key: add it and flush first"
+                )
+            continue  # a stored target is only its key, which the row carries
+        raise UnsupportedOperationError(
+            f"upsert() writes columns only; {model}.{name} was given objects it would not "
+            f"write: upsert the {model} objects first, then link them and flush"
+        )
 
 
 def pull_foreign_keys(obj: Table) -> None:
@@ -238,11 +262,15 @@ class UnitOfWork:
             state = state_of(obj)
             if state.persistent:
                 raise InvalidStateError(
-                    f"upsert() writes new objects; {obj!r} is already in the database: "
+                    f"upsert() writes new objects; a {type(obj).__name__} object is already in "
+                    "the database: "
                     "set its attributes and flush instead"
                 )
             if state.owner is not None and state.owner is not identity:
-                raise InvalidStateError(f"{obj!r} belongs to another session")
+                raise InvalidStateError(
+                    f"upsert(): a {type(obj).__name__} object belongs to another session"
+                )
+            _refuse_unwritten_relations(obj)
         for obj in objects:
             if self.pending.pop(obj, MISSING_OBJ) is not MISSING_OBJ:
                 state_of(obj).owner = None

@@ -15,6 +15,7 @@ from data_bridge_core import (
     Column,
     Engine,
     IntegrityError,
+    InvalidStateError,
     Session,
     Table,
     UnsupportedOperationError,
@@ -95,8 +96,15 @@ async def test_upsert_errors_name_the_columns_not_the_duplicate_values(engine: E
                 [User(name="a", email=SECRET), Post(title=SECRET)], on=("email",), update=()
             )
         assert str(mixed.value) == "upsert() takes new objects of one model, got Post with User"
-        written = await session.upsert([User(name="a", email=SECRET)], on=("email",), update=())
+        stored = User(name="a", email=SECRET)
+        written = await session.upsert([stored], on=("email",), update=())
         assert written == 1
+        with pytest.raises(InvalidStateError) as again:
+            await session.upsert([stored], on=("email",), update=())
+        assert str(again.value) == (
+            "upsert() writes new objects; a User object is already in the database: "
+            "set its attributes and flush instead"
+        )
 
 
 async def test_a_unique_violation_names_the_constraint_and_keeps_the_values_on_the_cause(
@@ -243,3 +251,56 @@ async def test_a_deleted_child_leaves_its_parents_loaded_list(engine: Engine) ->
         assert await user.posts == []
         await session.rollback()  # the row is back: the list loads again from the database
         assert [p.title for p in await user.posts] == ["p0.0", "p0.1"]
+
+
+async def test_upsert_refuses_objects_whose_relationships_it_would_not_write(
+    rel_engine: Engine,  # noqa: F811
+    schema: str,
+) -> None:
+    await _seed(rel_engine)
+    async with Session(rel_engine) as session:
+        ann = await session.find(User).filter(User.name == "Ann").first()
+        assert ann is not None
+        tagged = Tag(name="rust", articles=[Article(title="New", author=ann)])
+        with pytest.raises(UnsupportedOperationError) as caught:
+            await session.upsert([tagged], on=("name",), update=())
+        assert str(caught.value) == (
+            "upsert() writes columns only; Tag.articles was given objects it would not "
+            "write: upsert the Tag objects first, then link them and flush"
+        )
+        orphan = Article(title="Orphan", author=User(name="Zed", email="zed@x.org"))
+        with pytest.raises(UnsupportedOperationError) as new_target:
+            await session.upsert([orphan], on=("author_id", "title"), update=())
+        assert str(new_target.value) == (
+            "upsert() writes columns only; Article.author holds a new User without a key: "
+            "add it and flush first"
+        )
+        # a many-to-one to a stored object is only its key: that upserts
+        linked = Article(title="Linked", author=ann)
+        assert await session.upsert([linked], on=("author_id", "title"), update=()) == 1
+        await session.commit()
+    assert await fetch(schema, "SELECT title FROM articles ORDER BY id") == [
+        ("Hi",),
+        ("Yo",),
+        ("Re",),
+        ("Linked",),
+    ]
+    assert await fetch(schema, "SELECT name FROM tags WHERE name = 'rust'") == []
+
+
+async def test_a_many_to_many_list_with_an_object_twice_holds_it_once(
+    rel_engine: Engine,  # noqa: F811
+    schema: str,
+) -> None:
+    await _seed(rel_engine)
+    async with Session(rel_engine) as session:
+        hi = await session.find(Article).filter(Article.title == "Hi").first()
+        python = await session.find(Tag).filter(Tag.name == "python").first()
+        assert hi is not None and python is not None
+        hi.tags = [python, python]
+        assert await hi.tags == [python]
+        assert await python.articles == [hi]
+        await session.commit()
+    assert await fetch(
+        schema, "SELECT count(*) FROM article_tags WHERE article_id = %s", hi.id
+    ) == [(1,)]
