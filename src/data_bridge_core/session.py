@@ -384,14 +384,29 @@ class Session:
         conn = await self._connection()
         hydrate = self.hydrator(model, batch_size)
         name = f"data_bridge_stream_{next(_cursor_names)}"
+        size = max(batch_size, 1)
+        cur = conn.cursor(name, row_factory=lambda _cur: hydrate)
         try:
-            async with conn.cursor(name, row_factory=lambda _cur: hydrate) as cur:
-                cur.itersize = max(batch_size, 1)
-                await cur.execute(statement, params)
-                async for obj in cur:
+            await cur.execute(statement, params)
+            while True:
+                if self._conn is not conn:
+                    # commit()/rollback() in the loop ended the transaction, closing the
+                    # cursor, and gave the connection back: it may serve another session now.
+                    raise InvalidStateError(
+                        "the transaction of this stream ended (commit() or rollback() inside "
+                        "the loop), which closed its server-side cursor: end the transaction "
+                        "after the loop, or read the rows with to_list() first"
+                    )
+                batch = await cur.fetchmany(size)
+                for obj in batch:
                     yield obj
+                if len(batch) < size:
+                    break
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc
+        finally:
+            if self._conn is conn:  # else the cursor died with its transaction
+                await cur.close()
 
     def held_objects(self, model: type[M]) -> list[M]:
         """Every object of ``model`` the session holds (no SQL)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from core_fixtures import Post, StatementLog, User, fetch, seed
+from core_fixtures import DSN, Post, StatementLog, User, fetch, seed
 from test_relational_api import Article, ArticleTag, Tag, _seed, rel_engine  # noqa: F401
 
 from data_bridge_core import (
@@ -304,3 +304,49 @@ async def test_a_many_to_many_list_with_an_object_twice_holds_it_once(
     assert await fetch(
         schema, "SELECT count(*) FROM article_tags WHERE article_id = %s", hi.id
     ) == [(1,)]
+
+
+async def test_ending_the_transaction_inside_a_stream_says_why_the_stream_stopped(
+    engine: Engine,
+) -> None:
+    await seed(engine, users=3, posts=0)
+    async with Session(engine) as session:
+        names: list[str] = []
+
+        async def commit_while_streaming() -> None:
+            async for user in session.find(User).order_by(User.id).stream(batch_size=1):
+                names.append(user.name)
+                await session.commit()
+
+        with pytest.raises(InvalidStateError) as caught:
+            await commit_while_streaming()
+        assert names == ["u0"]
+        assert str(caught.value) == (
+            "the transaction of this stream ended (commit() or rollback() inside the loop), "
+            "which closed its server-side cursor: end the transaction after the loop, or "
+            "read the rows with to_list() first"
+        )
+        # the session goes on; a stream left alone reads every row
+        assert [u.name async for u in session.find(User).order_by(User.id)] == ["u0", "u1", "u2"]
+
+
+async def test_a_stream_whose_transaction_ended_never_touches_the_connection_given_back(
+    engine: Engine, schema: str
+) -> None:
+    await seed(engine, users=3, posts=0)
+    one = Engine(DSN, min_size=0, max_size=1, options=f"-c search_path={schema}")
+    try:
+        async with Session(one) as streaming, Session(one) as other:
+            stream = streaming.find(User).order_by(User.id).stream(batch_size=1)
+            first = await anext(stream)
+            await streaming.commit()  # the only connection goes back to the pool...
+            other.add(User(name="other", email="other@x.org"))
+            await other.flush()  # ...and now holds the other session's transaction
+            with pytest.raises(InvalidStateError):
+                await anext(stream)
+            await stream.aclose()
+            await other.commit()  # its transaction was not disturbed
+            assert first.name == "u0"
+    finally:
+        await one.dispose()
+    assert await fetch(schema, "SELECT name FROM users WHERE name = 'other'") == [("other",)]
