@@ -8,6 +8,7 @@ a new query. Terminal coroutines (`to_list`, `count`, `exists`, `aggregate`,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -419,10 +420,11 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        async for obj in session.stream_rows(
-            self._model, self._select_sql(params), params, batch_size
-        ):
-            yield obj
+        rows = session.stream_rows(self._model, self._select_sql(params), params, batch_size)
+        # Closing this iterator closes the cursor's at once, not when it is collected.
+        async with contextlib.aclosing(rows):
+            async for obj in rows:
+                yield obj
 
     def __aiter__(self) -> AsyncIterator[M]:
         return self.stream()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -379,7 +379,7 @@ class Session:
 
     async def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
-    ) -> AsyncIterator[M]:
+    ) -> AsyncGenerator[M, None]:
         """Like `load_rows`, through a server-side cursor (not routed through `execute`)."""
         conn = await self._connection()
         hydrate = self.hydrator(model, batch_size)

@@ -6,6 +6,8 @@ before any SQL is sent, and loaded lists that follow a delete.
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 import pytest
 from core_fixtures import DSN, Post, StatementLog, User, fetch, seed
@@ -350,3 +352,16 @@ async def test_a_stream_whose_transaction_ended_never_touches_the_connection_giv
     finally:
         await one.dispose()
     assert await fetch(schema, "SELECT name FROM users WHERE name = 'other'") == [("other",)]
+
+
+async def test_closing_a_stream_closes_its_server_side_cursor_at_once(engine: Engine) -> None:
+    await seed(engine, users=3, posts=0)
+    open_cursors = "SELECT name FROM pg_cursors WHERE name LIKE 'data_bridge_stream_%%'"
+    async with Session(engine) as session:
+        async with contextlib.aclosing(session.find(User).order_by(User.id).stream(1)) as rows:
+            async for user in rows:
+                assert len((await session.execute(open_cursors)).rows) == 1  # open while read
+                assert user.name == "u0"
+                break
+        assert (await session.execute(open_cursors)).rows == []
+        assert await session.find(User).count() == 3
