@@ -168,13 +168,6 @@ def wrap_database_error(exc: Exception) -> DatabaseError:
     sqlstate: str | None = getattr(exc, "sqlstate", None)
     cls = IntegrityError if sqlstate is not None and sqlstate.startswith("23") else DatabaseError
     message = str(exc).strip() or type(exc).__name__
-    detail = getattr(getattr(exc, "diag", None), "message_detail", None)
-    if detail:
-        # The DETAIL line quotes row values ("Key (email)=(ann@x.org) already
-        # exists"); it stays on the psycopg exception (``__cause__.diag``).
-        message = "\n".join(
-            line for line in message.splitlines() if not line.startswith("DETAIL:")
-        ).strip()
     if sqlstate:
         message = f"[{sqlstate}] {message}"
     return cls(message, sqlstate)
