@@ -487,6 +487,12 @@ class Relationship(RelationshipDeclaration):
                 value = list(unique.values())
         elif value is not None:
             self._check_target(value)
+        if self.direction == MANY_TO_ONE and self.fk.primary_key:
+            # The FK is part of the key: set it first, so that refusing to move a
+            # stored row's key (Table.__setattr__ raises) leaves nothing half-assigned.
+            key = None if value is None else value.__dict__.get(self._target_key_name)
+            if value is None or key is not None:
+                setattr(instance, self.fk.name, key)
         previous = _loaded_value(instance, self.name)
         set_loaded(instance, self.name, value, ASSIGNED)
         state: InstanceState = state_of(instance)
@@ -523,6 +529,10 @@ class Relationship(RelationshipDeclaration):
                     set_loaded(item, self.back_populates, instance, "assigned")
         if state.owner is not None:
             state.owner.note_related(instance)
+
+    @property
+    def _target_key_name(self) -> str:
+        return table_info(self.target).primary_key.name
 
     def _check_target(self, value: Any) -> None:
         if not isinstance(value, self.target):

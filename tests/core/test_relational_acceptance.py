@@ -19,6 +19,7 @@ from data_bridge_core import (
     Session,
     Table,
     UnsupportedOperationError,
+    relationship,
 )
 
 SECRET = "s3cr3t-p4ss"
@@ -28,6 +29,7 @@ class Follow(Table):  # a user following a user: composite key, one more column
     follower_id: int = Column(primary_key=True, foreign_key="users.id")
     followee_id: int = Column(primary_key=True, foreign_key="users.id")
     since: int = 0
+    followee: User = relationship(foreign_key="followee_id")
 
     class Settings:
         table_name = "follows"
@@ -344,3 +346,26 @@ async def test_closing_a_stream_closes_its_server_side_cursor_at_once(engine: En
                 break
         assert (await session.execute(open_cursors)).rows == []
         assert await session.find(User).count() == 3
+
+
+async def test_relinking_a_stored_association_row_is_refused_and_leaves_it_as_it_was(
+    engine: Engine, schema: str
+) -> None:
+    await engine.create_all(Follow)
+    await seed(engine, users=3, posts=0)
+    async with Session(engine) as session:
+        u0, u1, u2 = await session.find(User).order_by(User.id).to_list()
+        session.add(Follow(follower_id=u0.id, followee=u1))  # a new row: linking is fine
+        await session.commit()
+        follow = await session.get(Follow, (u0.id, u1.id))
+        assert follow is not None and await follow.followee is u1
+        with pytest.raises(UnsupportedOperationError) as caught:
+            follow.followee = u2  # followee_id is part of the key
+        assert str(caught.value).startswith("Follow.followee_id is part of the primary key")
+        assert follow.followee_id == u1.id
+        assert await follow.followee is u1
+        follow.since = 3
+        await session.commit()
+    assert await fetch(schema, "SELECT follower_id, followee_id, since FROM follows") == [
+        (1, 2, 3)
+    ]
