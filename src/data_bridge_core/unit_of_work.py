@@ -404,6 +404,7 @@ class UnitOfWork:
         # Objects that may hold assigned many-to-many lists (their links are written
         # once every insert is done, so new targets have their keys).
         linking = [*related, *(o for o in self.pending if _has_relations(o))]
+        inserting = {id(o) for o in self.pending}  # no links can exist for these yet
         by_model: dict[type[Table], list[Table]] = {}
         for obj in self.pending:
             by_model.setdefault(type(obj), []).append(obj)
@@ -429,7 +430,7 @@ class UnitOfWork:
             if state_of(obj).persistent:
                 push_foreign_keys(obj)
         if linking:
-            await self._write_links(linking)
+            await self._write_links(linking, inserting)
         await self._update_modified(order)
         await self._delete_marked(order)
         related.clear()
@@ -471,9 +472,10 @@ class UnitOfWork:
                 record_inserted(obj, generated)
                 del self.pending[obj]
 
-    async def _write_links(self, objects: list[Table]) -> None:
+    async def _write_links(self, objects: list[Table], inserted: set[int]) -> None:
         """Replace the association rows of every many-to-many list assigned since the
-        last flush: one DELETE and one INSERT per relationship."""
+        last flush: one DELETE (of stored owners' links; ``inserted`` holds the ids of
+        objects this flush inserted, which have none) and one INSERT per relationship."""
         work: dict[RelationshipDeclaration, tuple[list[Table], list[tuple[Any, Any]]]] = {}
         for obj in dict.fromkeys(objects):
             state = own_state(obj)
@@ -492,7 +494,8 @@ class UnitOfWork:
                     target_value = target.__dict__.get(target_key.name)
                     if target_value is None:
                         raise InvalidStateError(
-                            f"{rel!r}: {target!r} has no key; add it to the session"
+                            f"{rel!r}: a {type(target).__name__} in the list has no key; "
+                            "add it to the session"
                         )
                     pairs.append((key, target_value))
         for many, (owners, pairs) in work.items():
@@ -501,10 +504,15 @@ class UnitOfWork:
             info = table_info(association)
             owner_fk, owner_key, target_fk, _ = many.link_columns
             delete, insert = link_statements(info, owner_fk, target_fk)
-            keys = [o.__dict__[owner_key.name] for o in owners if state_of(o).persistent]
-            result = await self.runner.run_statement(delete, [keys])
-            for row in result.rows:  # link objects the session holds leave it
-                self.forget(association, tuple(row) if info.composite else row[0])
+            keys = [
+                o.__dict__[owner_key.name]
+                for o in owners
+                if state_of(o).persistent and id(o) not in inserted
+            ]
+            if keys:
+                result = await self.runner.run_statement(delete, [keys])
+                for row in result.rows:  # link objects the session holds leave it
+                    self.forget(association, tuple(row) if info.composite else row[0])
             unique = list(dict.fromkeys(pairs))
             if unique:
                 columns = [list(column) for column in zip(*unique, strict=True)]

@@ -369,3 +369,26 @@ async def test_relinking_a_stored_association_row_is_refused_and_leaves_it_as_it
     assert await fetch(schema, "SELECT follower_id, followee_id, since FROM follows") == [
         (1, 2, 3)
     ]
+
+
+async def test_a_new_objects_links_are_inserted_without_deleting_first(
+    rel_engine: Engine,  # noqa: F811
+    schema: str,
+    sql: StatementLog,
+) -> None:
+    async with Session(rel_engine) as session:
+        ann = User(name="Ann", email="ann@x.org")
+        python = Tag(name="python")
+        article = Article(title="Hi", author=ann, tags=[python])
+        session.add(article)
+        sql.clear()
+        await session.flush()
+        tables = [s.split('"')[1] for s in sql.statements]
+        assert sorted(tables[:2]) == ["tags", "users"]
+        assert tables[2:] == ["articles", "article_tags"]
+        assert sql.statements[-1].startswith('INSERT INTO "article_tags"')
+        article.tags = []  # a stored one: its old links go
+        sql.clear()
+        await session.commit()
+        assert [s.split(" ")[0] for s in sql.statements] == ["DELETE"]
+    assert await fetch(schema, "SELECT count(*) FROM article_tags") == [(0,)]
