@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -32,6 +32,7 @@ from data_bridge_core.errors import (
     PendingRollbackError,
     SessionClosedError,
     UnsupportedOperationError,
+    described,
     wrap_database_error,
 )
 from data_bridge_core.hydration import make_hydrator
@@ -378,19 +379,34 @@ class Session:
 
     async def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
-    ) -> AsyncIterator[M]:
+    ) -> AsyncGenerator[M, None]:
         """Like `load_rows`, through a server-side cursor (not routed through `execute`)."""
         conn = await self._connection()
         hydrate = self.hydrator(model, batch_size)
         name = f"data_bridge_stream_{next(_cursor_names)}"
+        size = max(batch_size, 1)
+        cur = conn.cursor(name, row_factory=lambda _cur: hydrate)
         try:
-            async with conn.cursor(name, row_factory=lambda _cur: hydrate) as cur:
-                cur.itersize = max(batch_size, 1)
-                await cur.execute(statement, params)
-                async for obj in cur:
+            await cur.execute(statement, params)
+            while True:
+                if self._conn is not conn:
+                    # commit()/rollback() in the loop ended the transaction, closing the
+                    # cursor, and gave the connection back: it may serve another session now.
+                    raise InvalidStateError(
+                        "the transaction of this stream ended (commit() or rollback() inside "
+                        "the loop), which closed its server-side cursor: end the transaction "
+                        "after the loop, or read the rows with to_list() first"
+                    )
+                batch = await cur.fetchmany(size)
+                for obj in batch:
                     yield obj
+                if len(batch) < size:
+                    break
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc
+        finally:
+            if self._conn is conn:  # else the cursor died with its transaction
+                await cur.close()
 
     def held_objects(self, model: type[M]) -> list[M]:
         """Every object of ``model`` the session holds (no SQL)."""
@@ -476,7 +492,8 @@ class Session:
         for obj in objects:
             if type(obj) is not model or STATE_KEY not in obj.__dict__:
                 raise TypeError(
-                    f"upsert() takes new objects of one model, got {obj!r} with {objects[0]!r}"
+                    "upsert() takes new objects of one model, got "
+                    f"{described(obj)} with {described(objects[0])}"
                 )
         plan = UpsertPlan(table_info(model), on, update)
         plan.check_distinct(objects)
