@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from acceptance_models import Note, Entry, Reader
+from acceptance_models import Entry, Note, Reader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
