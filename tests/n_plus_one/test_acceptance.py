@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from acceptance_models import Entry, Note, Reader
+from acceptance_models import Entry, Label, Note, Paper, Reader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -22,7 +22,8 @@ QUERY_LINE: dict[str, int] = {}
 def apply(option: str) -> Any:
     """The advice, evaluated as the user would paste it."""
     names = {"selectinload": selectinload, "joinedload": joinedload}
-    return eval(option, {**names, "Reader": Reader, "Entry": Entry, "Note": Note})
+    models = {"Reader": Reader, "Entry": Entry, "Note": Note, "Paper": Paper, "Label": Label}
+    return eval(option, {**names, **models})
 
 
 def lazy_loads(spans: InMemorySpanExporter) -> list[str]:
@@ -156,3 +157,38 @@ async def test_a_loop_that_starts_on_rows_loaded_before_the_root_query_still_nam
     warnings = named(spans, "db.n1_warning")
     [warning] = [w for w in warnings if w["db.relationship.name"] == "notes"]
     assert warning["db.n1.query_site"] == str(comments.query_site)
+
+
+async def papers_of_labels_of_papers(engine: Engine, *options: Any) -> None:
+    """A many-to-many walk three levels deep: label -> papers -> labels -> papers."""
+    async with Session(engine) as session:
+        QUERY_LINE["labels"] = sys._getframe().f_lineno + 1
+        labels = await session.find(Label).options(*options).order_by(Label.id).to_list()
+        for label in labels:
+            for paper in await label.papers:
+                for other in await paper.labels:
+                    await other.papers
+
+
+async def test_a_many_to_many_walk_gets_the_path_of_its_nesting_not_of_the_identity_map(
+    app_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    with n1_scope() as scope:
+        await papers_of_labels_of_papers(app_engine)
+    advice = {f"{f.model}.{f.relationship}": f.option for f in scope.findings}
+    # Labels and papers come back through several loads (one identity map): the
+    # advice follows the loops as written, three levels, not each reload.
+    assert advice == {
+        "Paper.labels": "selectinload(Label.papers).options(selectinload(Paper.labels))",
+        "Label.papers": "selectinload(Label.papers)"
+        ".options(selectinload(Paper.labels).options(selectinload(Label.papers)))",
+    }
+    for finding in scope.findings:
+        assert finding.query_site is not None
+        assert finding.query_site.lineno == QUERY_LINE["labels"]
+    spans.clear()
+    with n1_scope() as fixed:
+        await papers_of_labels_of_papers(app_engine, apply(advice["Label.papers"]))
+    assert lazy_loads(spans) == []
+    assert fixed.findings == []
+    assert fixed.unused_eager_loads == []

@@ -47,6 +47,7 @@ _UNKNOWN = CallSite("<unknown>", 0, "<unknown>")
 # number costs a line-table walk, so it is worked out only for a finding.
 Mark = tuple[CodeType, int]
 _MAX_PATH = 16  # levels followed back to the root query (a guard against cycles)
+_MAX_WALK = 256  # sources followed, rounds erased included
 _MAX_RECENT_QUERIES = 256
 _COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"})
 
@@ -168,7 +169,7 @@ def record_lazy_load(
             if value:
                 scope_of_value = scope_of_result(result)
                 if scope_of_value is not None:
-                    _note_source(scope_of_value, value, result, relationship, "select")
+                    _note_source(scope_of_value, value, result, relationship, "select", mark)
             return
         loop = scopes.last_loop
         scope, lazy = loop[4], loop[5]
@@ -183,7 +184,7 @@ def record_lazy_load(
         lazy.count += 1  # already reported: keep counting for the final figure
         finding.count = lazy.count
         if new_parents and finding.query_site is None:
-            _late_query_site(scope, result, relationship, finding)
+            _late_query_site(scope, result, relationship, loop[2], finding)
         return
     _count_parent(scope, lazy, relationship, parent, result, loop[2])
 
@@ -198,7 +199,7 @@ def _count_parent(
     if lazy.count < settings.threshold:
         return
     lazy.parents.clear()  # from here on the count is all we need
-    option, root = _advice(scope, result, relationship)
+    option, root = _advice(scope, result, relationship, mark)
     query = _recent_queries.get(root)
     finding = Finding(
         relationship.owner.__name__,
@@ -242,16 +243,18 @@ def _find_loop(
             return None
         lazy = scope.sites[key] = LazySite()
     # One rebinding: another thread never sees half of it.
-    source = (result, relationship, "select")
+    source = (result, relationship, "select", mark)
     scopes.last_loop = (result, relationship, mark, explicit, scope, lazy, source)
     return True
 
 
-def _late_query_site(scope: N1Scope, result: Any, relationship: Any, finding: Finding) -> None:
+def _late_query_site(
+    scope: N1Scope, result: Any, relationship: Any, mark: Mark, finding: Finding
+) -> None:
     """The loop's first parents led to no known query (rows loaded through a
     ``get()`` before the multi-row query returned them again): name the query
     of later parents, when their path is the same advice."""
-    option, root = _advice(scope, result, relationship)
+    option, root = _advice(scope, result, relationship, mark)
     query = _recent_queries.get(root)
     if query is not None and option == finding.option:
         finding.query_site = call_site(query)
@@ -273,7 +276,9 @@ def _loaded_in_a_loop(scope: N1Scope, result: Any) -> bool:
     return False
 
 
-def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str) -> None:
+def _note_source(
+    scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str, mark: Mark | None
+) -> None:
     """Remember that the rows of ``value``'s result came through ``relationship``
     from ``parents`` (a result), for advice about a loop over them."""
     loaded = result_of(value[0] if value.__class__ is list else value)
@@ -284,19 +289,38 @@ def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, ho
         and loaded not in sources
         and len(sources) < MAX_SOURCES_PER_SCOPE
     ):
-        sources[loaded] = (parents, relationship, how)
+        sources[loaded] = (parents, relationship, how, mark)
 
 
-def _advice(scope: N1Scope, result: Any, relationship: Any) -> tuple[str, Any]:
+def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple[str, Any]:
     """The loader option for the root query, and the root result: each level the
-    parents came through, outermost first, ``.options(...)``-nested."""
-    steps = [(relationship, "selectinload")]
+    parents came through, outermost first, ``.options(...)``-nested.
+
+    Rows the identity map hands out again belong to the result that returned
+    them last, so a walk over many-to-many rows can go round: label, papers,
+    labels, papers of the same loops. A step at a relationship and line met
+    before closes such a round, which is erased (as in a loop-erased walk): the
+    advice follows the loops as written.
+    """
+    steps: list[tuple[Any, str, Mark | None]] = [(relationship, "selectinload", mark)]
     sources = scope.sources
-    while result in sources and len(steps) < _MAX_PATH:
-        result, rel, how = sources[result]
-        steps.append((rel, how))
+    for _ in range(_MAX_WALK):
+        source = sources.get(result)
+        if source is None:
+            break
+        result, rel, how, where = source
+        if where is not None:
+            again = next(
+                (i for i, (r, _, w) in enumerate(steps) if r is rel and w == where), None
+            )
+            if again is not None:
+                del steps[again + 1 :]
+                continue
+        if len(steps) >= _MAX_PATH:
+            break
+        steps.append((rel, how, where))
     option = ""
-    for rel, how in steps:  # innermost first
+    for rel, how, _ in steps:  # innermost first
         text = f"{OPTION_OF_STRATEGY.get(how, 'selectinload')}({rel.owner.__name__}.{rel.name})"
         option = f"{text}.options({option})" if option else text
     return option, result
@@ -325,7 +349,7 @@ def record_eager_load(
     if batch is not None and batch.parents:
         parents = result_of(batch.parents[0])
         if related:
-            _note_source(scope, related, parents, relationship, strategy)
+            _note_source(scope, related, parents, relationship, strategy, None)
         if batch.depth == 0 and parents is not None:
             # The eager load runs inside the query's to_list(): its line is the query's.
             _remember_query(parents, mark)

@@ -46,7 +46,10 @@ MAX_SOURCES_PER_SCOPE = 4096
 SiteKey = tuple[str, str, str, int]  # model, relationship, file, line (eager loads)
 LazyKey = tuple[Any, int, int]  # relationship, id(code), bytecode offset of `obj.rel`
 # How the rows of one result were loaded: (the parents' result, relationship, strategy).
-Source = tuple[Any, Any, str]
+# Also where the load was written (lazy loads): a walk that meets the same
+# relationship and line again went round through rows the identity map
+# returned again, not through a level of the code (`detector._advice`).
+Source = tuple[Any, Any, str, "tuple[Any, int] | None"]
 
 
 @dataclass
