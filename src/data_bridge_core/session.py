@@ -358,8 +358,10 @@ class Session:
         obj = self._identity.get(model, pk)
         if obj is not None:
             return obj  # type: ignore[return-value]
-        query: Query[M] = new_query(model, self)
-        rows = await query.filter(pk_column == pk).limit(1).to_list()
+        # Through Query.to_list (the seam instrumentations wrap), built without
+        # filter()/limit()'s checks and copies: the condition is the model's own key.
+        query: Query[M] = new_query(model, self)._keyed(pk_column == pk)
+        rows = await query.to_list()
         return rows[0] if rows else None
 
     async def refresh(self, obj: Table) -> None:
