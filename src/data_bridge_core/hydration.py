@@ -79,7 +79,7 @@ def make_hydrator(
     held = identity.model_map(model)
     # Every row shares this object as its state until it needs its own.
     result = ResultInfo(result_size, identity)
-    identity.results.add(result)
+    identity.add_result(result)
     hydrate, hydrate_new = row_maker_factory(table_info(model))(model, held, result)
     chosen = hydrate_new if unique_rows and not held else hydrate
     chosen.result = result  # type: ignore[attr-defined]
