@@ -36,8 +36,10 @@ from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
 from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.schema.typed import Mapped, Rel
 from data_bridge_core.session import NestedTransaction, Result, Session, current_session
 from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, state_of
+from data_bridge_core.views import loaded
 
 __version__ = "0.1.0"
 
@@ -64,6 +66,7 @@ __all__ = [
     "InstanceState",
     "IntegrityError",
     "InvalidStateError",
+    "Mapped",
     "MissingFieldError",
     "ModelDefinitionError",
     "NestedTransaction",
@@ -71,6 +74,7 @@ __all__ = [
     "PendingRollbackError",
     "Query",
     "RaiseLoadError",
+    "Rel",
     "Relationship",
     "RelationshipError",
     "Result",
@@ -85,6 +89,7 @@ __all__ = [
     "current_session",
     "inspect",
     "joinedload",
+    "loaded",
     "noload",
     "raiseload",
     "relationship",

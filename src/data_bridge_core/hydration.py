@@ -30,10 +30,15 @@ def _build_factory(info: TableInfo) -> RowMakerFactory:
     stores = "".join(
         f"        d[{name!r}] = values[{index}]\n" for index, name in enumerate(info.field_names)
     )
+    # The identity key: one column's value, or a tuple of the composite key's.
+    if info.composite:
+        key = "(" + "".join(f"values[{i}], " for i in info.key_indexes) + ")"
+    else:
+        key = f"values[{info.pk_index}]"
     source = (
         "def factory(model, held, result):\n"
         "    def hydrate(values):\n"
-        f"        pk = values[{info.pk_index}]\n"
+        f"        pk = {key}\n"
         "        obj = held.get(pk)\n"
         "        if obj is not None:\n"
         "            return obj\n"
@@ -48,7 +53,7 @@ def _build_factory(info: TableInfo) -> RowMakerFactory:
         "        d = obj.__dict__\n"
         f"{stores}"
         "        d[state_key] = result\n"
-        f"        held[values[{info.pk_index}]] = obj\n"
+        f"        held[{key}] = obj\n"
         "        return obj\n"
         "    return hydrate, hydrate_new\n"
     )

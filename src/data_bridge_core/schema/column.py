@@ -7,22 +7,13 @@ expression object behind ``User.age > 18``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
 from data_bridge_core.errors import ColumnTypeError, ValidationError
-from data_bridge_core.schema.expressions import (
-    Between,
-    ColumnReference,
-    Comparison,
-    Expression,
-    InList,
-    IsNull,
-    Like,
-    OrderBy,
-)
+from data_bridge_core.schema.expressions import Operand
 from data_bridge_core.schema.types import InvalidValue
 
 if TYPE_CHECKING:
@@ -140,7 +131,7 @@ def Column(
     )
 
 
-class ColumnInfo(ColumnReference):
+class ColumnInfo(Operand):
     """One mapped column; also the left-hand side of query expressions."""
 
     # Set by the model machinery once the annotation is resolved.
@@ -150,6 +141,8 @@ class ColumnInfo(ColumnReference):
     # None can be written: the column is nullable, or PostgreSQL fills it.
     accepts_none: bool
     raw_annotation: Any = None  # the annotation as written (maybe a string), resolved later
+    # One of several primary-key columns: its value is given, never an identity.
+    in_composite_key: bool = False
 
     def __init__(self, owner: type, name: str, options: ColumnOptions) -> None:
         self.owner = owner
@@ -168,7 +161,7 @@ class ColumnInfo(ColumnReference):
     def database_generated(self) -> bool:
         """True when PostgreSQL supplies the value if none is given."""
         return self.server_default is not None or (
-            self.primary_key and self.column_type.python_type is int
+            self.primary_key and not self.in_composite_key and self.column_type.python_type is int
         )
 
     @property
@@ -252,55 +245,20 @@ class ColumnInfo(ColumnReference):
     def __repr__(self) -> str:
         return f"<column {self.owner.__name__}.{self.name}>"
 
-    # -- expressions --------------------------------------------------------
+    # -- expressions (operators come from Operand) ---------------------------
 
-    def __eq__(self, other: object) -> Expression:  # type: ignore[override]
-        if other is None:
-            return IsNull(self, negate=False)
-        return Comparison(self, "=", other)
+    def sql(self, params: list[Any]) -> str:
+        return self.quoted
 
-    def __ne__(self, other: object) -> Expression:  # type: ignore[override]
-        if other is None:
-            return IsNull(self, negate=True)
-        return Comparison(self, "<>", other)
+    def models(self) -> Iterator[type]:
+        yield self.owner
 
-    def __lt__(self, other: Any) -> Expression:
-        return Comparison(self, "<", other)
+    @property
+    def label(self) -> str:
+        return f"{self.owner.__name__}.{self.name}"
 
-    def __le__(self, other: Any) -> Expression:
-        return Comparison(self, "<=", other)
-
-    def __gt__(self, other: Any) -> Expression:
-        return Comparison(self, ">", other)
-
-    def __ge__(self, other: Any) -> Expression:
-        return Comparison(self, ">=", other)
+    @property
+    def text(self) -> str:
+        return self.name
 
     __hash__ = object.__hash__
-
-    def in_(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=False)
-
-    def not_in(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=True)
-
-    def like(self, pattern: str) -> Expression:
-        return Like(self, pattern, insensitive=False)
-
-    def ilike(self, pattern: str) -> Expression:
-        return Like(self, pattern, insensitive=True)
-
-    def is_null(self) -> Expression:
-        return IsNull(self, negate=False)
-
-    def is_not_null(self) -> Expression:
-        return IsNull(self, negate=True)
-
-    def between(self, low: Any, high: Any) -> Expression:
-        return Between(self, low, high)
-
-    def asc(self) -> OrderBy:
-        return OrderBy(self, descending=False)
-
-    def desc(self) -> OrderBy:
-        return OrderBy(self, descending=True)

@@ -116,9 +116,9 @@ class UnusedEagerLoad:
 
 
 def _tracer() -> Any:
-    from opentelemetry_instrumentation_data_bridge import providers
+    from opentelemetry_instrumentation_data_bridge import config
 
-    return providers.get_tracer(), providers.system_attributes()
+    return config.get_tracer(), config.system_attributes()
 
 
 def open_warning(finding: Finding, settings: N1Settings, keep_open: bool) -> None:

@@ -9,7 +9,6 @@ provider without the processor, or roots that never end, cannot grow memory.
 
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import n1_settings
 
 MAX_TRACE_SCOPES = 1024
+SCOPE_END = "n+1 scope end"  # the key of ScopeEndProcessor on a provider (provider_hooks)
 MAX_SITES_PER_SCOPE = 256
 
 SiteKey = tuple[str, str, str, int]  # model, relationship, file, line
@@ -55,7 +55,6 @@ class N1Scope:
 _explicit: ContextVar[N1Scope | None] = ContextVar("data_bridge_n1_scope", default=None)
 _ignored: ContextVar[bool] = ContextVar("data_bridge_n1_ignore", default=False)
 _trace_scopes: OrderedDict[int, N1Scope] = OrderedDict()
-_watched_providers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
@@ -119,10 +118,9 @@ def current_scope(create: bool = True) -> N1Scope | None:
 
 
 def _provider_is_watched() -> bool:
-    from opentelemetry_instrumentation_data_bridge import providers
+    from opentelemetry_instrumentation_data_bridge import config, provider_hooks
 
-    provider = providers.configured_tracer_provider()
-    return provider is not None and provider in _watched_providers
+    return provider_hooks.attached(config.configured_tracer_provider(), SCOPE_END)
 
 
 def has_trace_scopes() -> bool:
@@ -137,19 +135,19 @@ def end_trace_scope(root: Any) -> None:
 
 
 def watch_scope_ends(provider: Any) -> bool:
-    """Add the scope-end processor to an SDK tracer provider (once per provider)."""
-    if provider in _watched_providers:
+    """Add the scope-end processor to an SDK tracer provider (once per provider);
+    ``uninstrument()`` takes it off again (`provider_hooks.detach_all`)."""
+    if getattr(provider, "add_span_processor", None) is None:
+        return False  # the API's no-op or proxy provider: capped trace scopes only
+    from opentelemetry_instrumentation_data_bridge import provider_hooks
+
+    if provider_hooks.attached(provider, SCOPE_END):
         return True
-    add = getattr(provider, "add_span_processor", None)
-    if add is None:  # the API's no-op or proxy provider: capped trace scopes only
-        return False
     from opentelemetry_instrumentation_data_bridge.n_plus_one.processor import (
         ScopeEndProcessor,
     )
 
-    add(ScopeEndProcessor())
-    _watched_providers.add(provider)
-    return True
+    return provider_hooks.attach(provider, SCOPE_END, ScopeEndProcessor())
 
 
 def finish_all_trace_scopes() -> None:
