@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.schema.table import Table, TableInfo, table_info
-from data_bridge_core.state import STATE_KEY, ResultInfo
+from data_bridge_core.state import STATE_KEY, ResultInfo, state_of
 
 M = TypeVar("M", bound=Table)
 
@@ -41,6 +41,9 @@ def _build_factory(info: TableInfo) -> RowMakerFactory:
         f"        pk = {key}\n"
         "        obj = held.get(pk)\n"
         "        if obj is not None:\n"
+        # Now part of this result too (`inspect(obj).result_size` tells N+1
+        # detection whether it came from a multi-row result).
+        "            state_of(obj).result = result\n"
         "            return obj\n"
         "        obj = new(model)\n"
         "        d = obj.__dict__\n"
@@ -57,7 +60,11 @@ def _build_factory(info: TableInfo) -> RowMakerFactory:
         "        return obj\n"
         "    return hydrate, hydrate_new\n"
     )
-    namespace: dict[str, Any] = {"new": object.__new__, "state_key": STATE_KEY}
+    namespace: dict[str, Any] = {
+        "new": object.__new__,
+        "state_key": STATE_KEY,
+        "state_of": state_of,
+    }
     exec(compile(source, f"<data_bridge row maker {info.name}>", "exec"), namespace)
     factory: RowMakerFactory = namespace["factory"]
     return factory

@@ -138,7 +138,7 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from opentelemetry_instrumentation_data_bridge import config, n_plus_one, processors
 
         processors.deactivate()
-        n_plus_one.finish_all_trace_scopes()
+        n_plus_one.finish_all_scopes()
         if config.OTEL_AVAILABLE:  # the hooks are SDK span processors
             from opentelemetry_instrumentation_data_bridge import provider_hooks
 

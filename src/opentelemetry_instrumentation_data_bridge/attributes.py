@@ -55,6 +55,7 @@ class SpanAttributes:
     DB_N1_QUERY_COUNT = "db.n1.query_count"
     DB_N1_THRESHOLD = "db.n1.threshold"
     DB_N1_RECOMMENDATION = "db.n1.recommendation"
+    DB_N1_QUERY_SITE = "db.n1.query_site"  # file:line (function) of the query to fix
 
 
 class MetricNames:

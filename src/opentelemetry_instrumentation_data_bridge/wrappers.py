@@ -10,6 +10,7 @@ once and the call runs untraced.
 from __future__ import annotations
 
 import re
+import sys
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -147,6 +148,7 @@ def query_wrapper(operation: str) -> Wrapper:
     so the query runs without even an extra coroutine around it.
     """
     affected = operation in ("update", "delete")
+    finds = operation == "find"
 
     async def traced(
         wrapped: Wrapped,
@@ -173,7 +175,9 @@ def query_wrapper(operation: str) -> Wrapper:
                     scope.set_result(affected_rows=result)
                 else:
                     scope.set_result(count=rows)
-                return result
+            if finds and rows > 1:
+                _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
+            return result
         except BaseException as exc:
             error = exc
             raise
@@ -437,6 +441,8 @@ def session_wrapper(operation: str) -> Wrapper:
         finally:
             if started is not None and config.metrics_wanted():
                 config.orm_metrics().transaction_ended(started, operation)
+            if operation == "close":
+                _detect(n_plus_one.end_session_scope, instance)  # reports loads outside requests
 
     return wrapper
 
@@ -472,11 +478,28 @@ def _describe_lazy(
     return scope, obj, relationship.is_loaded(obj)
 
 
-async def lazy_load_wrapper(
+def lazy_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    """``obj.rel``: the user's line is read here, where the attribute is accessed
+    (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
+    if not is_instrumentation_enabled():
+        return wrapped(*args, **kwargs)
+    try:
+        # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
+        site = n_plus_one.lazy_load_site(sys._getframe(2))
+    except Exception as exc:
+        config.report_failure("run N+1 detection (lazy_load_site)", exc)
+        site = None
+    return _traced_lazy_load(wrapped, instance, args, kwargs, site)
+
+
+async def _traced_lazy_load(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], site: Any
 ) -> Any:
     """``await obj.rel``: a ``db.relationship.select`` span, cache hits included."""
-    opened = _opening("db.relationship.select", _describe_lazy, instance, args, kwargs)
+    # The guarded opening's first half ran in `lazy_load_wrapper`, at the access.
+    opened = _describe("db.relationship.select", _describe_lazy, instance, args, kwargs)
     if opened is None:
         return await wrapped(*args, **kwargs)
     scope, obj, cache_hit = opened
@@ -488,13 +511,13 @@ async def lazy_load_wrapper(
         scope.set_result(count=_rows(value), cache_hit=cache_hit)
     if not cache_hit:
         # After the span ends, so a warning span is the request's child, not the load's.
-        _detect(n_plus_one.record_lazy_load, instance, obj)
+        _detect(n_plus_one.record_lazy_load, instance, obj, value, site)
     return value
 
 
 def _describe_eager(
     eager: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[SpanScope, Any]:
+) -> tuple[SpanScope, Any, Any]:
     batch = args[0] if args else kwargs["batch"]
     rel = eager.relationship
     scope = spans.relationship_span(
@@ -507,7 +530,7 @@ def _describe_eager(
         depth=batch.depth,
         **_secondary(rel),
     )
-    return scope, rel
+    return scope, rel, batch
 
 
 async def eager_load_wrapper(
@@ -517,11 +540,11 @@ async def eager_load_wrapper(
     opened = _opening("an eager load", _describe_eager, instance, args, kwargs)
     if opened is None:
         return await wrapped(*args, **kwargs)
-    scope, rel = opened
+    scope, rel, batch = opened
     with scope:
         related = await wrapped(*args, **kwargs)
         scope.set_result(count=len(related))
-    _detect(n_plus_one.record_eager_load, rel, instance.strategy)
+    _detect(n_plus_one.record_eager_load, rel, instance.strategy, batch, related)
     return related
 
 
