@@ -131,9 +131,10 @@ class IdentityMap:
     def forget_relations(self) -> None:
         """Drop loaded relationship values: they may describe rows that changed."""
         # One pass over every loaded row, inlined; a shared state holds no relations.
+        # (getattr, not __dict__: reading __dict__ would build a dict per loaded row.)
         for found in self.by_model.values():
             for obj in found.values():
-                own = obj.__dict__[STATE_KEY]
+                own = getattr(obj, STATE_KEY)
                 if own.__class__ is InstanceState:
                     own.relations = None
                     own.loaded_via = None
@@ -146,7 +147,7 @@ class IdentityMap:
         self._prune_at = _PRUNE_EVERY
         for found in self.by_model.values():
             for obj in found.values():
-                own = obj.__dict__[STATE_KEY]
+                own = getattr(obj, STATE_KEY)
                 if own.__class__ is InstanceState:
                     own.owner = None
                     if forget_relations:

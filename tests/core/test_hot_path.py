@@ -69,3 +69,24 @@ async def test_a_long_session_keeps_no_reference_to_results_whose_rows_are_gone(
         assert [r.size for r in live] == [1]
         assert inspect(kept[0]).session is session
     assert inspect(kept[0]).session is None  # closing detached the row through its result
+
+
+def _has_attribute_dict(obj: object) -> bool:
+    # What the garbage collector sees inside the object: its values while they sit
+    # in the object's own array, or the dict once one was built.
+    return any(type(r) is dict for r in gc.get_referents(obj))
+
+
+async def test_a_loaded_row_builds_no_attribute_dict_until_it_is_changed(engine: Engine) -> None:
+    await seed(engine, users=3, posts=0)
+    async with Session(engine) as session:
+        users = await session.find(User).order_by(User.id).to_list()
+        assert [u.name for u in users] == ["u0", "u1", "u2"]  # reads keep it compact
+        assert not any(_has_attribute_dict(u) for u in users)
+        users[0].age = 99  # a change needs the object's own state: the dict is built
+        assert _has_attribute_dict(users[0])
+        assert inspect(users[0]).modified == frozenset({"age"})
+        assert not _has_attribute_dict(users[1])
+    # Closing the session detaches the rows without building their dicts.
+    assert not _has_attribute_dict(users[1])
+    assert inspect(users[1]).session is None
