@@ -34,7 +34,8 @@ def _build_factory(info: TableInfo) -> RowMakerFactory:
     # with repr) go into the source. `st` is object.__setattr__: the model's own
     # __setattr__ checks and records user changes, which loading is not.
     stores = "".join(
-        f"        st(obj, {name!r}, values[{index}])\n" for index, name in enumerate(info.field_names)
+        f"        st(obj, {name!r}, values[{index}])\n"
+        for index, name in enumerate(info.field_names)
     )
     # The identity key: one column's value, or a tuple of the composite key's.
     if info.composite:
