@@ -10,6 +10,7 @@ from data_bridge_core import Engine, Session, inspect
 from data_bridge_core.hydration import row_maker_factory
 from data_bridge_core.query import Query
 from data_bridge_core.schema.table import table_info
+from data_bridge_core.state import result_of
 
 
 def test_every_slot_of_a_query_is_carried_over_by_its_builders() -> None:
@@ -86,6 +87,10 @@ async def test_a_loaded_row_builds_no_attribute_dict_until_it_is_changed(engine:
         users[0].age = 99  # a change needs the object's own state: the dict is built
         assert _has_attribute_dict(users[0])
         assert inspect(users[0]).modified == frozenset({"age"})
+        assert not _has_attribute_dict(users[1])
+        again = await session.find(User).filter(User.id == users[1].id).to_list()
+        assert again == [users[1]]  # a second result holding it: an own state, still compact
+        assert result_of(users[1]) is not result_of(users[2])
         assert not _has_attribute_dict(users[1])
     # Closing the session detaches the rows without building their dicts.
     assert not _has_attribute_dict(users[1])
