@@ -520,9 +520,15 @@ async def _traced_lazy_load(
     with scope:
         value = await wrapped(*args, **kwargs)
         scope.set_result(count=_rows(value), cache_hit=cache_hit)
-    if not cache_hit:
+    if not cache_hit and site is not None:
         # After the span ends, so a warning span is the request's child, not the load's.
-        _detect(n_plus_one.record_lazy_load, instance, obj, value, site)
+        # `_detect`, inlined: this runs on every lazy load.
+        try:
+            n_plus_one.record_lazy_load(instance, obj, value, site)
+        except n_plus_one.NPlusOneError:
+            raise
+        except Exception as exc:
+            config.report_failure("run N+1 detection (record_lazy_load)", exc)
     return value
 
 
