@@ -8,7 +8,6 @@ afterwards, so runs can repeat and run side by side.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,8 +24,9 @@ from data_bridge_core.errors import ColumnTypeError, UnknownFieldError, Unsuppor
 from data_bridge_core.schema.column import Column
 from data_bridge_core.schema.expressions import compile_where
 from data_bridge_core.schema.table import Table, table_info
+from database_server import dsn
 
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 
 
 class AggUser(Table):

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from database_server import dsn
+
 ROOT = Path(__file__).resolve().parents[2]
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 
 
 def run_demo(*args: str, drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -10,8 +9,9 @@ import psycopg
 import pytest
 
 from data_bridge_core import Column, Engine, Table, relationship
+from database_server import dsn
 
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 
 
 class Author(Table):

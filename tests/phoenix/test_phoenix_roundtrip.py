@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from phoenix_server import PhoenixServer
 
+from database_server import dsn
+
 ROOT = Path(__file__).resolve().parents[2]
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 
 
 def run_demo_exporting(endpoint: str, protocol: str, project: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -14,7 +13,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+from database_server import dsn
+
+DSN = dsn()
 
 CONFTEST = f"""
 from __future__ import annotations
