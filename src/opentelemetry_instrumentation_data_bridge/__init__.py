@@ -21,93 +21,22 @@ patch nothing at all.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
-from opentelemetry.instrumentation.utils import unwrap
-from wrapt import wrap_function_wrapper
-
-from opentelemetry_instrumentation_data_bridge.environment_variables import (
-    DATA_BRIDGE_TRACING_ENABLED,
-    env_flag,
-)
-from opentelemetry_instrumentation_data_bridge.package import _instruments
 from opentelemetry_instrumentation_data_bridge.version import __version__
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from opentelemetry_instrumentation_data_bridge.instrumentor import DataBridgeInstrumentor
 
 
-def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, Any]]:
-    """(module, class, method, wrapper) for every seam of docs/extension-points.md."""
-    from opentelemetry_instrumentation_data_bridge import wrappers
+def __getattr__(name: str) -> Any:
+    # The instrumentor, and with it OpenTelemetry and wrapt, loads on first use: the pytest
+    # plugin imports this package in every test run of every project that has it installed.
+    if name == "DataBridgeInstrumentor":
+        from opentelemetry_instrumentation_data_bridge.instrumentor import DataBridgeInstrumentor
 
-    targets: list[tuple[str, str, str, Any]] = [
-        ("data_bridge_core.query", "Query", "to_list", wrappers.query_wrapper("find")),
-    ]
-    for operation in ("count", "exists", "aggregate", "update", "delete"):
-        targets.append(
-            ("data_bridge_core.query", "Query", operation, wrappers.query_wrapper(operation))
-        )
-    for operation in ("open", "close", "flush", "commit", "rollback"):
-        targets.append(
-            ("data_bridge_core.session", "Session", operation, wrappers.session_wrapper(operation))
-        )
-    targets += [
-        ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
-        ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
-    ]
-    if capture_statement:  # the statement seam costs a wrapper per SQL statement: opt-in
-        targets.append((
-                "data_bridge_core.session", "Session", "run_statement", wrappers.execute_wrapper
-            ))
-    return targets
-
-
-class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Patches data_bridge_core's seams with spans (and metrics) on instrument()."""
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
-
-    def _instrument(self, **kwargs: Any) -> None:
-        self._patched: list[tuple[Any, str]] = []
-        if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
-            logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
-            return
-        from opentelemetry_instrumentation_data_bridge import n_plus_one, providers, telemetry
-
-        providers.configure(
-            tracer_provider=kwargs.get("tracer_provider"),
-            meter_provider=kwargs.get("meter_provider"),
-            capture_statement=kwargs.get("capture_statement"),
-        )
-        telemetry.get_connection_pool_metrics().ensure_instruments()
-        # Made now, not on the first ORM call: that call should not pay for them.
-        providers.seam_tracer()
-        providers.seam_metrics()
-        # N+1 scopes of a trace end with its root span: watch for that on the SDK provider.
-        n_plus_one.watch_scope_ends(providers.configured_tracer_provider())
-        import importlib
-
-        capture = providers.statement_capture_enabled()
-        for module_name, class_name, method, wrapper in _patch_targets(capture):
-            module = importlib.import_module(module_name)
-            owner = getattr(module, class_name)
-            wrap_function_wrapper(owner, method, wrapper)
-            self._patched.append((owner, method))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        for owner, method in getattr(self, "_patched", []):
-            unwrap(owner, method)
-        self._patched = []
-        from opentelemetry_instrumentation_data_bridge import n_plus_one, providers
-
-        n_plus_one.finish_all_trace_scopes()
-        providers.reset()
+        return DataBridgeInstrumentor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DataBridgeInstrumentor", "__version__"]
