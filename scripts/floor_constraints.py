@@ -4,6 +4,9 @@ Reads the ``>=`` floors of both distributions (dependencies and every extra)
 from ``pyproject.toml`` and ``packaging/instrumentation/pyproject.toml``, so
 the floors tier of ``.ci/run`` installs exactly what the metadata promises
 to work with. A package floored in several places gets its highest floor.
+
+    python scripts/floor_constraints.py            # print the constraints
+    python scripts/floor_constraints.py --verify   # check this interpreter has them exactly
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +66,27 @@ def _exact(version: str) -> str:
     return ".".join(parts)
 
 
+def verify() -> int:
+    """Every floored package that is installed has exactly its floor; returns the count."""
+    checked = 0
+    wrong = []
+    for name, version in sorted(floors().items()):
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue  # an extra the tier does not install (phoenix)
+        checked += 1
+        if _version_key(installed) != _version_key(_exact(version)):
+            wrong.append(f"{name}: floor {version}, installed {installed}")
+    if wrong:
+        raise SystemExit("not installed at their declared floors:\n  " + "\n  ".join(wrong))
+    return checked
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--verify"]:
+        sys.stdout.write(f"{verify()} packages installed exactly at their declared floors\n")
+        return
     for name, version in sorted(floors().items()):
         sys.stdout.write(f"{name}=={_exact(version)}\n")
 
