@@ -21,22 +21,46 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 DSN_VARIABLE = "DATA_BRIDGE_TEST_DSN"
 DEFAULT_DSN_VARIABLE = "DATA_BRIDGE_TEST_DEFAULT_DSN"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
-_HEADER = pytest.StashKey[str]()
-_STOP = pytest.StashKey[Callable[[], None]]()
-_EXPORTED = pytest.StashKey[bool]()
 
 
 def dsn() -> str:
-    """The DSN of the run's server (valid once pytest is configured)."""
+    """The DSN of the run's server."""
     return os.environ.get(DSN_VARIABLE) or os.environ.get(DEFAULT_DSN_VARIABLE) or DEFAULT_DSN
+
+
+class ServerAttributes(NamedTuple):
+    """Where `dsn()` points, as the instrumentation and the engine report it."""
+
+    database: str
+    address: str
+    port: int
+
+    def span_attributes(self) -> dict[str, str | int]:
+        """``server.port`` is left out for PostgreSQL's default port 5432."""
+        attributes: dict[str, str | int] = {"server.address": self.address}
+        if self.port != 5432:
+            attributes["server.port"] = self.port
+        return attributes
+
+
+def server() -> ServerAttributes:
+    """Database, host (or socket directory) and port of `dsn()`."""
+    params = conninfo_to_dict(dsn())
+    return ServerAttributes(
+        database=str(params.get("dbname") or params.get("user") or "postgres"),
+        address=str(params.get("host") or params.get("hostaddr") or ""),
+        port=int(params.get("port") or 5432),
+    )
 
 
 def _answers(candidate: str) -> str | None:
@@ -76,37 +100,64 @@ def _start_embedded() -> tuple[str, Callable[[], None]]:
     return str(server.get_uri("postgres")), stop
 
 
-def pytest_configure(config: pytest.Config) -> None:
+class _Resolution:
+    """What `_resolve` decided: the header line, or the error to stop the run with."""
+
+    def __init__(self) -> None:
+        self.header: str | None = None
+        self.error: str | None = None
+        self.exported = False
+        self.stop: Callable[[], None] | None = None
+
+
+def _resolve() -> _Resolution:
+    resolution = _Resolution()
     configured = os.environ.get(DSN_VARIABLE)
     if configured:
         problem = _answers(configured)
         if problem is not None:
-            raise pytest.UsageError(f"{DSN_VARIABLE}={configured} does not answer: {problem}")
-        config.stash[_HEADER] = f"PostgreSQL: {configured} ({DSN_VARIABLE})"
-        return
+            resolution.error = f"{DSN_VARIABLE}={configured} does not answer: {problem}"
+        else:
+            resolution.header = f"PostgreSQL: {configured} ({DSN_VARIABLE})"
+        return resolution
     default = os.environ.get(DEFAULT_DSN_VARIABLE) or DEFAULT_DSN
     problem = _answers(default)
     if problem is None:
         os.environ[DSN_VARIABLE] = default
-        config.stash[_EXPORTED] = True
-        config.stash[_HEADER] = f"PostgreSQL: {default} (default address)"
-        return
-    embedded, stop = _start_embedded()
-    config.stash[_STOP] = stop
+        resolution.exported = True
+        resolution.header = f"PostgreSQL: {default} (default address)"
+        return resolution
+    try:
+        embedded, resolution.stop = _start_embedded()
+    except pytest.UsageError as exc:
+        resolution.error = str(exc)
+        return resolution
     os.environ[DSN_VARIABLE] = embedded
-    config.stash[_EXPORTED] = True
-    config.stash[_HEADER] = (
+    resolution.exported = True
+    resolution.header = (
         f"PostgreSQL: embedded server at {embedded} (nothing answers at {default}: {problem})"
     )
+    return resolution
+
+
+# Decided on import, while the root conftest loads: the conftests of the test packages, loaded
+# right after it and before any pytest_configure hook, read the DSN at import time.
+_RESOLUTION = _resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _RESOLUTION.error is not None:
+        raise pytest.UsageError(_RESOLUTION.error)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    return config.stash.get(_HEADER, None)
+    return _RESOLUTION.header
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if config.stash.get(_EXPORTED, False):
+    if _RESOLUTION.exported:
         os.environ.pop(DSN_VARIABLE, None)
-    stop = config.stash.get(_STOP, None)
-    if stop is not None:
+        _RESOLUTION.exported = False
+    if _RESOLUTION.stop is not None:
+        stop, _RESOLUTION.stop = _RESOLUTION.stop, None
         stop()
