@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if otlp is not None:
         provider.add_span_processor(BatchSpanProcessor(otlp))
     instrumentor = DataBridgeInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    # 0 ms: every read shape of the demo shows its plan (in production: 100 or more).
+    instrumentor.instrument(tracer_provider=provider, explain_threshold_ms=0)
 
     dsn, cleanup = resolve_dsn(args.dsn)
     try:

@@ -19,10 +19,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from database_server import dsn
 from psycopg.conninfo import make_conninfo
 
 from data_bridge_core import Column, Engine, Session, Table, relationship
-from database_server import dsn
 
 DSN = dsn()
 PGBOUNCER_DSN = os.environ.get("DATA_BRIDGE_TEST_PGBOUNCER_DSN")

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from database_server import dsn
 
 from data_bridge_core import Column, Engine, Table, relationship
-from database_server import dsn
 
 DSN = dsn()
 

@@ -14,6 +14,7 @@ from data_bridge_core.errors import (
     MissingFieldError,
     ModelDefinitionError,
     NoSessionError,
+    PendingRollbackError,
     RaiseLoadError,
     RelationshipError,
     SessionClosedError,
@@ -32,15 +33,9 @@ from data_bridge_core.loading import (
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
-from data_bridge_core.schema.table import (
-    STATE_KEY,
-    InstanceState,
-    ResultInfo,
-    Table,
-    state_of,
-    table_info,
-)
-from data_bridge_core.session import Result, Session, current_session
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.session import NestedTransaction, Result, Session, current_session
+from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, state_of
 
 __version__ = "0.1.0"
 
@@ -69,7 +64,9 @@ __all__ = [
     "InvalidStateError",
     "MissingFieldError",
     "ModelDefinitionError",
+    "NestedTransaction",
     "NoSessionError",
+    "PendingRollbackError",
     "Query",
     "RaiseLoadError",
     "Relationship",

@@ -1,6 +1,8 @@
-"""CREATE / DROP statements generated from a model's mapping."""
+"""CREATE / DROP statements generated from a model's mapping, and the order of tables."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from data_bridge_core.schema.column import quote_ident as _ident
 from data_bridge_core.schema.table import Table, table_info
@@ -48,3 +50,26 @@ def create_table(model: type[Table]) -> list[str]:
 
 def drop_table(model: type[Table]) -> str:
     return f"DROP TABLE IF EXISTS {table_info(model).quoted_name} CASCADE"
+
+
+def dependency_order(models: Iterable[type[Table]]) -> list[type[Table]]:
+    """Models sorted so that referenced tables come first (stable; cycles keep input order)."""
+    models = list(dict.fromkeys(models))
+    by_table = {table_info(m).name: m for m in models}
+    deps: dict[type[Table], set[type[Table]]] = {}
+    for model in models:
+        deps[model] = {
+            by_table[ref_table]
+            for _, ref_table, _ in table_info(model).iter_foreign_keys()
+            if ref_table in by_table and by_table[ref_table] is not model
+        }
+    ordered: list[type[Table]] = []
+    placed: set[type[Table]] = set()
+    while len(ordered) < len(models):
+        ready = [m for m in models if m not in placed and deps[m] <= placed]
+        if not ready:  # a cycle: keep the remaining models in the order given
+            ready = [m for m in models if m not in placed]
+        for model in ready:
+            ordered.append(model)
+            placed.add(model)
+    return ordered

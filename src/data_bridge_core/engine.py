@@ -17,9 +17,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from data_bridge_core import ddl
+from data_bridge_core.ddl import dependency_order
 from data_bridge_core.errors import DatabaseError, wrap_database_error
 from data_bridge_core.schema.table import Table
-from data_bridge_core.unit_of_work import dependency_order
 
 
 class Engine:

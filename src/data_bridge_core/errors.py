@@ -74,6 +74,18 @@ class InvalidStateError(SessionError):
     """An object is in a state that does not allow the operation."""
 
 
+class PendingRollbackError(SessionError):
+    """A flush failed and rolled the transaction back; call ``session.rollback()`` first."""
+
+    def __init__(self, original: BaseException) -> None:
+        self.original = original
+        super().__init__(
+            "this session's transaction was rolled back after a failed flush "
+            f"({type(original).__name__}: {original}); call `await session.rollback()` "
+            "before using the session again"
+        )
+
+
 class RelationshipError(DataBridgeError):
     """A relationship cannot be resolved or loaded."""
 

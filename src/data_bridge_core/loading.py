@@ -19,12 +19,8 @@ from data_bridge_core.relationships import (
     Relationship,
     set_loaded,
 )
-from data_bridge_core.schema.table import (
-    InstanceState,
-    Table,
-    state_of,
-    table_info,
-)
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.state import InstanceState, state_of
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session

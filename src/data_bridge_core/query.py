@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from psycopg.rows import dict_row
 
+from data_bridge_core.aggregate import compile_aggregate
+from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.expressions import Expression, OrderBy, compile_where
-from data_bridge_core.schema.table import (
-    InstanceState,
-    Table,
-    state_of,
-    table_info,
-)
+from data_bridge_core.schema.table import Table, install_query_factory, table_info
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -161,8 +158,6 @@ class Query(Generic[M]):
     def session(self) -> Session:
         if self._session is not None:
             return self._session
-        from data_bridge_core.session import current_session
-
         return current_session()
 
     # -- SQL -----------------------------------------------------------------------------
@@ -274,8 +269,6 @@ class Query(Generic[M]):
             raise UnsupportedOperationError(
                 "aggregate() uses $sort/$limit/$skip stages, not order_by()/limit()/offset()"
             )
-        from data_bridge_core.aggregate import compile_aggregate
-
         params: list[Any] = []
         where = compile_where(self._filters, params)
         statement, all_params = compile_aggregate(self._info, pipeline, where, params)
@@ -314,19 +307,9 @@ class Query(Generic[M]):
         )
         session = self.session
         await session.autoflush()
-        result = await session.run_statement(statement, params)
-        # Keep objects already in the session in step with the rows just changed.
-        for (pk,) in result.rows:
-            obj = session.identity_lookup(self._model, pk)
-            if obj is None:
-                continue
-            state: InstanceState = state_of(obj)
-            for name, value in values.items():
-                if state.original is None:
-                    state.original = {}
-                state.original.setdefault(name, obj.__dict__.get(name))
-                obj.__dict__[name] = value
-        return len(result.rows)
+        # Through the unit of work: loaded objects show the new values, and the
+        # transaction's log can put the old ones back on rollback.
+        return await session.unit_of_work.bulk_update(self._model, statement, params, values)
 
     async def delete(self) -> int:
         """``DELETE ... WHERE <filters>``; returns the rows affected."""
@@ -337,10 +320,7 @@ class Query(Generic[M]):
         statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.primary_key.quoted}"
         session = self.session
         await session.autoflush()
-        result = await session.run_statement(statement, params)
-        for (pk,) in result.rows:
-            session.forget(self._model, pk)
-        return len(result.rows)
+        return await session.unit_of_work.bulk_delete(self._model, statement, params)
 
     # -- streaming --------------------------------------------------------------------------
 
@@ -372,3 +352,6 @@ def _check_model(expression: Expression, model: type[Table]) -> None:
         raise UnsupportedOperationError(
             f"cannot filter {model.__name__} on {column!r}: it belongs to another model"
         )
+
+
+install_query_factory(Query)

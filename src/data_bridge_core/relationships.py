@@ -16,24 +16,18 @@ from data_bridge_core.errors import (
     InvalidStateError,
     ModelDefinitionError,
     RaiseLoadError,
-    RelationshipError,
 )
 from data_bridge_core.schema import registry
-from data_bridge_core.schema.table import (
-    InstanceState,
-    Table,
-    own_state,
-    session_of,
-    state_of,
-    table_info,
-)
+from data_bridge_core.schema.relation import MANY_TO_ONE, ONE_TO_MANY, RelationshipDeclaration
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.state import InstanceState, own_state, session_of, state_of
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.column import ColumnInfo
     from data_bridge_core.session import Session
 
-ONE_TO_MANY = "one_to_many"
-MANY_TO_ONE = "many_to_one"
+__all__ = ["MANY_TO_ONE", "NOLOAD", "ONE_TO_MANY", "RAISE", "Relationship", "relationship"]
+
 # Strategies stored per instance by raiseload()/noload() options.
 RAISE = "raise"
 NOLOAD = "noload"
@@ -57,7 +51,7 @@ def relationship(
     return Relationship(back_populates=back_populates, foreign_key=foreign_key, order_by=order_by)
 
 
-class Relationship:
+class Relationship(RelationshipDeclaration):
     """The class attribute behind ``User.posts``; its properties are read-only state."""
 
     strategy = "select"
@@ -292,8 +286,8 @@ class Relationship:
             for item in value if self.uselist else ([value] if value is not None else []):
                 if self.back_populates:
                     set_loaded(item, self.back_populates, instance, "assigned")
-        if state.session is not None:
-            state.session._note_related(instance)
+        if state.owner is not None:
+            state.owner.note_related(instance)
 
     def _check_target(self, value: Any) -> None:
         if not isinstance(value, self.target):
@@ -377,10 +371,3 @@ def _append_backref(target: Table, name: str, item: Table) -> None:
             current.append(item)
     else:
         state.relations[name] = item
-
-
-def relationship_of(model: type[Table], name: str) -> Relationship:
-    rel = table_info(model).relationships.get(name)
-    if rel is None:
-        raise RelationshipError(f"{model.__name__} has no relationship {name!r}")
-    return rel

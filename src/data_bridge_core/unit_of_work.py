@@ -1,47 +1,52 @@
-"""Planning a flush: which objects to write, in which table order, with which columns.
+"""The unit of work: what the next flush writes, and the flush itself.
 
-The session executes the plan; this module only decides. Tables are ordered
-so that a row's foreign-key targets are inserted before it (and deleted after
-it); objects linked through relationships get their foreign keys copied from
-the related object's primary key just before they are written.
+It holds the objects added (pending) and marked for deletion; the identity
+map holds the modified ones. `UnitOfWork.flush` writes them in foreign-key
+order (referenced tables first for inserts, last for deletes), copying
+foreign keys from related objects just before each write. Bulk
+``Query.update()`` / ``.delete()`` run here too, so that every write of a
+transaction lands in the one log its rollback restores from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from data_bridge_core.relationships import MANY_TO_ONE, ONE_TO_MANY
-from data_bridge_core.schema.column import ColumnInfo
-from data_bridge_core.schema.table import (
-    Table,
-    TableInfo,
-    own_state,
-    table_info,
-)
+from psycopg.rows import RowFactory
+
+from data_bridge_core.ddl import dependency_order
+from data_bridge_core.dml import delete_statement, plan_inserts, update_params, update_statement
+from data_bridge_core.errors import DatabaseError, InvalidStateError
+from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
+from data_bridge_core.schema.relation import MANY_TO_ONE, ONE_TO_MANY
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.state import InstanceState, own_state, state_of
 
 
-def dependency_order(models: Iterable[type[Table]]) -> list[type[Table]]:
-    """Models sorted so that referenced tables come first (stable; cycles keep input order)."""
-    models = list(dict.fromkeys(models))
-    by_table = {table_info(m).name: m for m in models}
-    deps: dict[type[Table], set[type[Table]]] = {}
-    for model in models:
-        deps[model] = {
-            by_table[ref_table]
-            for _, ref_table, _ in table_info(model).iter_foreign_keys()
-            if ref_table in by_table and by_table[ref_table] is not model
-        }
-    ordered: list[type[Table]] = []
-    placed: set[type[Table]] = set()
-    while len(ordered) < len(models):
-        ready = [m for m in models if m not in placed and deps[m] <= placed]
-        if not ready:  # a cycle: keep the remaining models in the order given
-            ready = [m for m in models if m not in placed]
-        for model in ready:
-            ordered.append(model)
-            placed.add(model)
-    return ordered
+class StatementResult(Protocol):
+    rows: list[Any]
+    rowcount: int
+
+
+class StatementRunner(Protocol):
+    """The session's one way to run SQL (`Session.run_statement`)."""
+
+    async def run_statement(
+        self,
+        statement: str,
+        params: Sequence[Any] | None = None,
+        *,
+        batch: bool = False,
+        row_factory: RowFactory[Any] | None = None,
+        bulk_rows: int | None = None,
+    ) -> StatementResult: ...
+
+
+def _has_relations(obj: Table) -> bool:
+    """True when the object holds relationship values (its own state has some)."""
+    state = own_state(obj)
+    return state is not None and bool(state.relations)
 
 
 def related_objects(obj: Table) -> list[Table]:
@@ -91,127 +96,267 @@ def push_foreign_keys(obj: Table) -> None:
                 setattr(child, rel.fk.name, pk)
 
 
-class InsertBatch:
-    """Rows of one table that share the same column list: one (batched) INSERT."""
+class UnitOfWork:
+    """Pending and deleted objects of one session, and the flush that writes them."""
 
-    def __init__(self, info: TableInfo, columns: tuple[ColumnInfo, ...]) -> None:
-        self.info = info
-        self.columns = columns
-        self.objects: list[Table] = []
-        included = {c.name for c in columns}
-        self.returned = tuple(
-            c for c in info.columns.values() if c.name not in included and c.database_generated
-        )
-        names = ", ".join(c.ident for c in columns)
-        values = ", ".join(["%s"] * len(columns))
-        returning = ", ".join(c.ident for c in self.returned)
-        if columns:
-            self.sql = f"INSERT INTO {info.quoted_name} ({names}) VALUES ({values})"
-        else:
-            self.sql = f"INSERT INTO {info.quoted_name} DEFAULT VALUES"
-        if returning:
-            self.sql += f" RETURNING {returning}"
-        self.bulk_sql = self._bulk_sql(names)
-
-    def _bulk_sql(self, names: str) -> str | None:
-        """One ``INSERT ... SELECT FROM unnest(column arrays)`` for the whole batch.
-
-        The returned rows must be matched back to their objects. PostgreSQL does
-        not promise RETURNING order, so the primary key is returned first: a key
-        the objects carry is looked up; a key from an integer identity/sequence
-        is assigned in the ``ORDER BY ord`` order, so sorting by it restores the
-        input order (SQLAlchemy's insertmanyvalues relies on the same rule).
-        Other generated keys (say a uuid server default) keep the per-row path.
-        """
-        pk = self.info.primary_key
-        self.pk_given = False
-        if not self.columns:
-            return None
-        # ColumnInfo overloads ==, so membership is tested by identity.
-        self.pk_given = any(c is pk for c in self.columns)
-        pk_generated = any(c is pk for c in self.returned)
-        if not self.pk_given and not (pk_generated and pk.column_type.python_type is int):
-            return None
-        aliases = [f"c{i}" for i in range(len(self.columns))]
-        # %b: arrays sent in binary are dumped about twice as fast as text ones.
-        arrays = ", ".join(f"%b::{c.column_type.sql_type}[]" for c in self.columns)
-        returning = ", ".join(c.ident for c in self.bulk_returned)
-        return (
-            f"INSERT INTO {self.info.quoted_name} ({names}) "
-            f"SELECT {', '.join(aliases)} FROM unnest({arrays}) "
-            f"WITH ORDINALITY AS v({', '.join(aliases)}, ord) ORDER BY ord "
-            f"RETURNING {returning}"
-        )
+    def __init__(self, identity: IdentityMap, log: ChangeLog, runner: StatementRunner) -> None:
+        self.identity = identity
+        self.log = log
+        self.runner = runner
+        self.pending: dict[Table, None] = {}
+        self.deleted: dict[Table, None] = {}
 
     @property
-    def bulk_returned(self) -> tuple[ColumnInfo, ...]:
-        """Columns the bulk INSERT returns: the primary key, then the generated ones."""
-        pk = self.info.primary_key
-        return (pk, *(c for c in self.returned if c is not pk))
+    def has_changes(self) -> bool:
+        identity = self.identity
+        return bool(self.pending or identity.modified or self.deleted or identity.related)
 
-    def params(self) -> list[list[Any]]:
-        adapters = [(c.name, c.column_type.adapt) for c in self.columns]
-        rows = []
-        for obj in self.objects:
+    # -- registration -------------------------------------------------------------
+
+    def add(self, obj: Table) -> None:
+        """Schedule a new object for INSERT, or re-attach a detached persistent one."""
+        identity = self.identity
+        state = state_of(obj)
+        if state.owner is identity:
+            self.deleted.pop(obj, None)
+            return
+        if state.owner is not None:
+            raise InvalidStateError(f"{obj!r} belongs to another session")
+        if state.persistent:
+            current = identity.get(type(obj), identity.key_of(obj))
+            if current is not None and current is not obj:
+                raise InvalidStateError(f"another object with the identity of {obj!r} is loaded")
+            identity.put(obj)
+            if state.changed:
+                identity.modified[obj] = None
+            return
+        if state.deleted:
+            raise InvalidStateError(f"{obj!r} was deleted")
+        state.owner = identity
+        self.pending[obj] = None
+        if state.relations:
+            identity.related[obj] = None
+
+    def delete(self, obj: Table) -> None:
+        """Mark an object for DELETE at the next flush (a pending one is just dropped)."""
+        state = state_of(obj)
+        if state.owner is not self.identity:
+            raise InvalidStateError(f"{obj!r} is not in this session")
+        if obj in self.pending:
+            del self.pending[obj]
+            state.owner = None
+            return
+        self.deleted[obj] = None
+
+    def expunge(self, obj: Table) -> None:
+        """Detach one object from the session."""
+        state = state_of(obj)
+        if state.owner is not self.identity:
+            raise InvalidStateError(f"{obj!r} is not in this session")
+        self.pending.pop(obj, None)
+        self.deleted.pop(obj, None)
+        if state.persistent:
+            self.identity.discard(obj)
+        self.identity.modified.pop(obj, None)
+        self.identity.related.pop(obj, None)
+        state.owner = None
+
+    def forget(self, model: type[Table], key: Any) -> None:
+        """A row was deleted in the database: its object leaves the identity map."""
+        found = self.identity.by_model.get(model)
+        obj = found.pop(key, None) if found is not None else None
+        if obj is not None:
+            state = state_of(obj)
+            state.persistent = False
+            state.deleted = True
+            self.identity.modified.pop(obj, None)
+            self.deleted.pop(obj, None)
+            # It keeps its owner until commit, so that a rollback can bring it back.
+            self.log.record_deleted(obj)
+
+    def discard_unflushed(self) -> None:
+        """Forget every change not yet written (the transaction they were for is gone)."""
+        for obj in self.pending:
+            state_of(obj).owner = None
+        for obj in self.identity.modified:
+            state_of(obj).changed = None
+        self.pending.clear()
+        self.deleted.clear()
+        self.identity.modified.clear()
+        self.identity.related.clear()
+
+    # -- bulk statements of Query.update() / Query.delete() ------------------------
+
+    async def bulk_update(
+        self, model: type[Table], statement: str, params: Sequence[Any], values: dict[str, Any]
+    ) -> int:
+        """Run an ``UPDATE ... RETURNING key`` and show the new values on loaded objects."""
+        result = await self.runner.run_statement(statement, params)
+        found = self.identity.by_model.get(model)
+        log = self.log
+        for (key,) in result.rows:
+            obj = found.get(key) if found is not None else None
+            if obj is None:
+                log.record_stale(model, key)  # loaded later, it must not outlive a rollback
+                continue
             d = obj.__dict__
-            rows.append(
-                [
-                    (adapt(d[name]) if adapt is not None and d[name] is not None else d[name])
-                    for name, adapt in adapters
-                ]
-            )
-        return rows
+            for name, value in values.items():
+                old = d.get(name)
+                if old != value or type(old) is not type(value):
+                    log.record_change(obj, name, old)
+                    d[name] = value
+        return len(result.rows)
 
-    def column_arrays(self) -> list[list[Any]]:
-        """The batch as one list per column (the parameters of `bulk_sql`)."""
-        objects = self.objects
-        arrays = []
-        for column in self.columns:
-            name, adapt = column.name, column.column_type.adapt
-            values = [obj.__dict__[name] for obj in objects]
-            if adapt is not None:
-                values = [None if v is None else adapt(v) for v in values]
-            arrays.append(values)
-        return arrays
+    async def bulk_delete(self, model: type[Table], statement: str, params: Sequence[Any]) -> int:
+        """Run a ``DELETE ... RETURNING key``; the matching loaded objects leave the session."""
+        result = await self.runner.run_statement(statement, params)
+        for (key,) in result.rows:
+            self.forget(model, key)
+        return len(result.rows)
 
-    def match_returned(self, rows: list[Any]) -> list[Any]:
-        """Rows of the bulk INSERT in the order of `objects` (see `_bulk_sql`)."""
-        if self.pk_given:
-            by_key = {row[0]: row for row in rows}
-            key = self.info.primary_key.name
-            return [by_key[obj.__dict__[key]] for obj in self.objects]
-        return sorted(rows, key=lambda row: row[0])
-
-
-def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
-    """Group the new objects of one model by the columns their INSERT must name.
-
-    Only database-generated columns can be left out (when they hold no value),
-    so an object's group is decided by which of those few are None.
-    """
-    info = table_info(model)
-    generated = [c.name for c in info.generated]
-    batches: dict[tuple[bool, ...], InsertBatch] = {}
-    for obj in objects:
+    def apply_loaded(self, obj: Table, values: dict[str, Any]) -> None:
+        """Put freshly read column values on ``obj`` (``Session.refresh``), logging the old."""
         d = obj.__dict__
-        key = tuple([d.get(name) is None for name in generated])
-        batch = batches.get(key)
-        if batch is None:
-            omitted = {name for name, empty in zip(generated, key, strict=True) if empty}
-            columns = tuple(c for c in info.columns.values() if c.name not in omitted)
-            batch = batches[key] = InsertBatch(info, columns)
-        batch.objects.append(obj)
-    return list(batches.values())
+        state = state_of(obj)
+        for name, value in values.items():
+            old = d.get(name)
+            if old != value or type(old) is not type(value):
+                self.log.record_change(obj, name, old)
+                d[name] = value
+        state.changed = None
+        state.relations = None
+        state.loaded_via = None
+        self.identity.modified.pop(obj, None)
 
+    # -- flush ----------------------------------------------------------------------
 
-def update_statement(info: TableInfo, fields: tuple[str, ...]) -> str:
-    assignments = ", ".join(f"{info.columns[f].ident} = %s" for f in fields)
-    pk = info.primary_key
-    return f"UPDATE {info.quoted_name} SET {assignments} WHERE {pk.ident} = %s RETURNING {pk.ident}"
+    def _cascade(self) -> None:
+        """Add new objects reachable from the session's objects through relationships."""
+        # Only objects holding relationship values can reach others.
+        stack = [*self.identity.related, *(o for o in self.pending if _has_relations(o))]
+        seen: set[int] = set()
+        while stack:
+            obj = stack.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            for other in related_objects(obj):
+                state: InstanceState = state_of(other)
+                if state.owner is None and not state.persistent and not state.deleted:
+                    self.add(other)
+                    stack.append(other)
 
+    async def flush(self) -> None:
+        """Write pending inserts, changed columns and deletes, in foreign-key order."""
+        self._cascade()
+        related = self.identity.related
+        by_model: dict[type[Table], list[Table]] = {}
+        for obj in self.pending:
+            by_model.setdefault(type(obj), []).append(obj)
+        for obj in related:
+            pull_foreign_keys(obj)
+        models = (
+            set(by_model)
+            | {type(o) for o in self.identity.modified}
+            | {type(o) for o in self.deleted}
+        )
+        order = dependency_order(sorted(models, key=lambda m: m.__name__))
+        for model in order:
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            linked = [obj for obj in objects if _has_relations(obj)]
+            for obj in linked:
+                pull_foreign_keys(obj)
+            await self._insert(model, objects)
+            for obj in linked:
+                push_foreign_keys(obj)
+        for obj in list(related):
+            if state_of(obj).persistent:
+                push_foreign_keys(obj)
+        await self._update_modified(order)
+        await self._delete_marked(order)
+        related.clear()
 
-def update_params(info: TableInfo, fields: tuple[str, ...], obj: Table) -> list[Any]:
-    d = obj.__dict__
-    params = [info.columns[f].bind(d[f]) for f in fields]
-    params.append(d[info.primary_key.name])
-    return params
+    async def _insert(self, model: type[Table], objects: list[Table]) -> None:
+        info = table_info(model)
+        held = self.identity.model_map(model)
+        run = self.runner.run_statement
+        record_inserted = self.log.record_inserted
+        for batch in plan_inserts(model, objects):
+            if len(batch.objects) > 1 and batch.bulk_sql is not None:
+                result = await run(
+                    batch.bulk_sql, batch.column_arrays(), bulk_rows=len(batch.objects)
+                )
+                returned = batch.bulk_returned
+                rows = batch.match_returned(result.rows) if result.rows else result.rows
+            else:
+                params = batch.params()
+                if len(params) == 1:
+                    result = await run(batch.sql, params[0])
+                else:
+                    result = await run(batch.sql, params, batch=True)
+                returned, rows = batch.returned, result.rows
+            names = [c.name for c in returned]
+            if names:
+                if len(rows) != len(batch.objects):
+                    raise DatabaseError(
+                        f"INSERT into {info.name} returned {len(rows)} rows for "
+                        f"{len(batch.objects)} objects"
+                    )
+                for obj, row in zip(batch.objects, rows, strict=True):
+                    obj.__dict__.update(zip(names, row, strict=True))
+            generated = tuple(c.name for c in batch.returned)  # cleared again by a rollback
+            for obj in batch.objects:
+                state = state_of(obj)
+                state.persistent = True
+                state.changed = None
+                held[identity_key(info, obj.__dict__)] = obj
+                record_inserted(obj, generated)
+                del self.pending[obj]
+
+    async def _update_modified(self, order: list[type[Table]]) -> None:
+        groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
+        for obj in self.identity.modified:
+            state = state_of(obj)
+            if not state.changed or obj in self.deleted:
+                continue
+            pull_foreign_keys(obj)
+            fields = tuple(sorted(state.changed))
+            groups.setdefault((type(obj), fields), []).append(obj)
+        rank = {m: i for i, m in enumerate(order)}
+        for (model, fields), objects in sorted(groups.items(), key=lambda g: rank.get(g[0][0], 0)):
+            info = table_info(model)
+            statement = update_statement(info, fields)
+            rows = [update_params(info, fields, o) for o in objects]
+            if len(rows) == 1:
+                result = await self.runner.run_statement(statement, rows[0])
+            else:
+                result = await self.runner.run_statement(statement, rows, batch=True)
+            if len(result.rows) != len(objects):
+                raise InvalidStateError(
+                    f"UPDATE of {info.name} matched {len(result.rows)} of {len(objects)} rows: "
+                    "a row was deleted by someone else"
+                )
+            for obj in objects:
+                state_of(obj).changed = None
+        self.identity.modified.clear()
+
+    async def _delete_marked(self, order: list[type[Table]]) -> None:
+        if not self.deleted:
+            return
+        by_model: dict[type[Table], list[Table]] = {}
+        for obj in self.deleted:
+            by_model.setdefault(type(obj), []).append(obj)
+        for model in reversed(order):
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            info = table_info(model)
+            keys = [identity_key(info, o.__dict__) for o in objects]
+            await self.runner.run_statement(
+                delete_statement(info), [keys], bulk_rows=len(keys) if len(keys) > 1 else None
+            )
+            for key in keys:
+                self.forget(model, key)
+        self.deleted.clear()

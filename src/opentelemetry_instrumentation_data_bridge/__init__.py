@@ -14,6 +14,10 @@ or run an unmodified program under ``opentelemetry-instrument`` (entry point
 - ``tracer_provider`` / ``meter_provider``: default the global providers.
 - ``capture_statement``: record the parameterized SQL (off by default; also
   ``DATA_BRIDGE_CAPTURE_STATEMENT``).
+- ``explain_threshold_ms``: reads slower than this get a ``query_plan`` event
+  (docs/query-plans.md).
+- ``enable_commenter`` / ``commenter_options``: sqlcommenter comments on each
+  statement (docs/sqlcommenter.md).
 
 ``DATA_BRIDGE_TRACING_ENABLED=false`` (or ``0``/``no``) makes ``instrument()``
 patch nothing at all.

@@ -63,8 +63,20 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
             logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
             return
-        from opentelemetry_instrumentation_data_bridge import n_plus_one, providers, telemetry
+        from opentelemetry_instrumentation_data_bridge import (
+            n_plus_one,
+            processors,
+            providers,
+            statement_hooks,
+            telemetry,
+        )
 
+        # Options of the future-enhancement modules; bad values raise before anything is patched.
+        hook = statement_hooks.statement_wrapper(
+            explain_threshold_ms=kwargs.get("explain_threshold_ms"),
+            enable_commenter=kwargs.get("enable_commenter", False),
+            commenter_options=kwargs.get("commenter_options"),
+        )
         providers.configure(
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
@@ -76,7 +88,14 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         providers.seam_metrics()
         # N+1 scopes of a trace end with its root span: watch for that on the SDK provider.
         n_plus_one.watch_scope_ends(providers.configured_tracer_provider())
+        processors.activate(providers.configured_tracer_provider())
         import importlib
+
+        if hook is not None:  # inside the statement-capture wrapper: it sees the SQL uncommented
+            from data_bridge_core.session import Session
+
+            wrap_function_wrapper(Session, "run_statement", hook)
+            self._patched.append((Session, "run_statement"))
 
         capture = providers.statement_capture_enabled()
         for module_name, class_name, method, wrapper in _patch_targets(capture):
@@ -89,8 +108,9 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []
-        from opentelemetry_instrumentation_data_bridge import n_plus_one, providers
+        from opentelemetry_instrumentation_data_bridge import n_plus_one, processors, providers
 
+        processors.deactivate()
         n_plus_one.finish_all_trace_scopes()
         providers.reset()
 

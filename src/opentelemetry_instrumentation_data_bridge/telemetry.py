@@ -16,6 +16,7 @@ Logger: ``opentelemetry_instrumentation_data_bridge``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterator
@@ -228,6 +229,8 @@ _pool_metrics = ConnectionPoolMetrics()
 
 
 # N+1 detection (Future Enhancement 1 of the reference), re-exported here.
+# Future Enhancements 3-5 of the reference: processors, linked tasks, sampling.
+from opentelemetry_instrumentation_data_bridge.linked_tasks import create_linked_task  # noqa: E402
 from opentelemetry_instrumentation_data_bridge.n_plus_one import (  # noqa: E402
     NPlusOneError,
     NPlusOneWarning,
@@ -236,6 +239,19 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one import (  # noqa: E402
     n1_ignore,
     n1_scope,
 )
+from opentelemetry_instrumentation_data_bridge.processors import (  # noqa: E402
+    SLOW_QUERY_LOGGER,
+    SlowOperation,
+    SlowQueryProcessor,
+    add_span_processor,
+    remove_span_processor,
+)
+
+with contextlib.suppress(ImportError):  # an SDK Sampler: only with the (optional) SDK
+    from opentelemetry_instrumentation_data_bridge.sampling import (
+        AttributeBasedSampler,
+        DurationRuleProcessor,
+    )
 
 
 def get_connection_pool_metrics() -> ConnectionPoolMetrics:
@@ -245,16 +261,23 @@ def get_connection_pool_metrics() -> ConnectionPoolMetrics:
 
 __all__ = [
     "OTEL_AVAILABLE",
+    "SLOW_QUERY_LOGGER",
+    "AttributeBasedSampler",
     "ConnectionPoolMetrics",
+    "DurationRuleProcessor",
     "MetricNames",
     "NPlusOneError",
     "NPlusOneWarning",
+    "SlowOperation",
+    "SlowQueryProcessor",
     "SpanAttributes",
     "SpanNames",
     "UnusedEagerLoadWarning",
     "add_exception",
+    "add_span_processor",
     "configure",
     "configure_n1_detection",
+    "create_linked_task",
     "create_query_span",
     "create_relationship_span",
     "create_session_span",
@@ -267,6 +290,7 @@ __all__ = [
     "is_tracing_enabled",
     "n1_ignore",
     "n1_scope",
+    "remove_span_processor",
     "reset",
     "set_span_result",
     "set_span_statement",

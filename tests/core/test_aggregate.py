@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from database_server import dsn
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -24,7 +25,6 @@ from data_bridge_core.errors import ColumnTypeError, UnknownFieldError, Unsuppor
 from data_bridge_core.schema.column import Column
 from data_bridge_core.schema.expressions import compile_where
 from data_bridge_core.schema.table import Table, table_info
-from database_server import dsn
 
 DSN = dsn()
 

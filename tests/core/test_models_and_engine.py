@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from core_fixtures import DSN, Comment, Post, User, fetch
+from database_server import server
 
 from data_bridge_core import (
     Column,
@@ -19,7 +20,6 @@ from data_bridge_core import (
     Table,
     UnknownFieldError,
 )
-from database_server import server
 
 
 class Everything(Table):

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from database_server import DEFAULT_DSN_VARIABLE, DSN_VARIABLE, dsn
 
 TESTS = Path(__file__).resolve().parents[1]

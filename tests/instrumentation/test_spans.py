@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from conftest_shared import RecordingSampler
+from database_server import server
 from instrumentation_models import Article, Author, Remark
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -22,7 +23,6 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
 from data_bridge_core import Engine, IntegrityError, Session, joinedload, selectinload
-from database_server import server
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from database_server import server
 from instrumentation_models import Author
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
 from data_bridge_core import Engine, Session
-from database_server import server
 
 
 def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from phoenix_server import PhoenixServer
-
 from database_server import dsn
+from phoenix_server import PhoenixServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DSN = dsn()

@@ -15,6 +15,7 @@ from psycopg import sql
 from data_bridge_core.errors import ColumnTypeError
 from data_bridge_core.schema.expressions import (
     Between,
+    ColumnReference,
     Comparison,
     Expression,
     InList,
@@ -25,6 +26,15 @@ from data_bridge_core.schema.expressions import (
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.types import ColumnType
+
+# Finalizes the mapping of a model class (`schema.table.table_info`, one layer up,
+# registers itself here): a column reads its type only once its model is finalized.
+_finalize_model: Callable[[type], object] | None = None
+
+
+def register_finalizer(finalize: Callable[[type], object]) -> None:
+    global _finalize_model
+    _finalize_model = finalize
 
 
 def quote_ident(name: str) -> str:
@@ -129,7 +139,7 @@ def Column(
     )
 
 
-class ColumnInfo:
+class ColumnInfo(ColumnReference):
     """One mapped column; also the left-hand side of query expressions."""
 
     # Set by the model machinery once the annotation is resolved.
@@ -195,10 +205,8 @@ class ColumnInfo:
     def __getattr__(self, name: str) -> Any:
         # column_type, nullable and quoted are filled in when the model is
         # finalized (on first use, once forward references can resolve).
-        if name in ("column_type", "nullable", "quoted"):
-            from data_bridge_core.schema.table import table_info
-
-            table_info(self.owner)
+        if name in ("column_type", "nullable", "quoted") and _finalize_model is not None:
+            _finalize_model(self.owner)
             return object.__getattribute__(self, name)
         raise AttributeError(name)
 

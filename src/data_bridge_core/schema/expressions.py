@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from data_bridge_core.schema.column import ColumnInfo
 
 
+class ColumnReference:
+    """Base of `ColumnInfo`: lets an expression tell a column operand from a value."""
+
+    quoted: str
+
+
 class Expression:
     """A boolean SQL expression usable in ``filter()``; combine with ``& | ~``."""
 
@@ -46,9 +52,7 @@ def _expect_expression(value: object) -> Expression:
 
 
 def _operand(column: ColumnInfo, value: Any, params: list[Any]) -> str:
-    from data_bridge_core.schema.column import ColumnInfo
-
-    if isinstance(value, ColumnInfo):
+    if isinstance(value, ColumnReference):
         return value.quoted
     params.append(column.bind(value))
     return "%s"

@@ -38,20 +38,3 @@ def lookup(name: str, near: type) -> type[Table]:
     same_scope = [c for c in candidates if _scope(c) == _scope(near)]
     same_module = [c for c in candidates if c.__module__ == near.__module__]
     return (same_scope or same_module or candidates)[-1]
-
-
-def lookup_table(table_name: str, near: type) -> type[Table] | None:
-    """The model whose table is ``table_name``, as seen from ``near`` (None if unknown)."""
-    from data_bridge_core.schema.table import table_name_of
-
-    candidates = [
-        c
-        for refs in _by_name.values()
-        for ref in refs
-        if (c := ref()) is not None and table_name_of(c) == table_name
-    ]
-    if not candidates:
-        return None
-    same_scope = [c for c in candidates if _scope(c) == _scope(near)]
-    same_module = [c for c in candidates if c.__module__ == near.__module__]
-    return (same_scope or same_module or candidates)[-1]

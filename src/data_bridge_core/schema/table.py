@@ -2,8 +2,8 @@
 
 Column values live in the instance ``__dict__`` (plain attribute reads, no
 descriptor); writes go through ``Table.__setattr__``, which checks the type
-and records the change for the unit of work. Per-instance ORM bookkeeping is
-an `InstanceState` stored under ``_db_state``.
+and reports the change to the object's state owner (the session's identity
+map). Per-instance ORM bookkeeping is an `InstanceState` (`data_bridge_core.state`).
 """
 
 from __future__ import annotations
@@ -11,17 +11,22 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from data_bridge_core.context import current_session
 from data_bridge_core.errors import (
     MissingFieldError,
     ModelDefinitionError,
     UnknownFieldError,
 )
+from data_bridge_core.schema import column as column_module
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, quote_ident
+from data_bridge_core.schema.relation import RelationshipDeclaration
 from data_bridge_core.schema.types import resolve_annotation
+from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 
 if TYPE_CHECKING:
     from data_bridge_core.query import Query
@@ -29,90 +34,22 @@ if TYPE_CHECKING:
     from data_bridge_core.schema.expressions import Expression
     from data_bridge_core.session import Session
 
-STATE_KEY = "_db_state"
+# Builds the query of ``Model.find()`` and ``Session.find()``: installed by
+# `data_bridge_core.query`, the layer above (the schema cannot import it).
+QueryFactory = Callable[["type[Table]", "Session | None"], "Query[Any]"]
+_query_factory: QueryFactory | None = None
 
 
-class ResultInfo:
-    """Shared by every object hydrated from one result: how many rows it had.
-
-    It is also the state of those objects until one needs its own (see
-    `state_of`): hydration stores this one shared object instead of building
-    an `InstanceState` per row, which halves the cost of a row.
-    """
-
-    __slots__ = ("__weakref__", "session", "size")
-
-    def __init__(self, size: int = 0, session: Session | None = None) -> None:
-        self.size = size
-        self.session = session
+def install_query_factory(factory: QueryFactory) -> None:
+    global _query_factory
+    _query_factory = factory
 
 
-class InstanceState:
-    """ORM bookkeeping of one model instance (see `data_bridge_core.inspect`)."""
-
-    __slots__ = (
-        "changed",
-        "deleted",
-        "inserted_in_tx",
-        "loaded_via",
-        "original",
-        "persistent",
-        "relations",
-        "result",
-        "session",
-        "strategies",
-    )
-
-    def __init__(
-        self, session: Session | None, result: ResultInfo | None, persistent: bool
-    ) -> None:
-        self.session = session
-        self.result = result
-        self.persistent = persistent
-        self.deleted = False
-        self.inserted_in_tx = False
-        # Fields changed since the last flush (written by the next flush).
-        self.changed: set[str] | None = None
-        # Values before the first change of this transaction (restored on rollback).
-        self.original: dict[str, Any] | None = None
-        self.relations: dict[str, Any] | None = None
-        self.loaded_via: dict[str, str] | None = None
-        self.strategies: dict[str, str] | None = None
-
-    # -- read-only view used by tools (N+1 detection, tests) ------------------
-
-    @property
-    def pending(self) -> bool:
-        return not self.persistent and not self.deleted and self.session is not None
-
-    @property
-    def modified(self) -> frozenset[str]:
-        return frozenset(self.changed or ())
-
-    @property
-    def result_size(self) -> int | None:
-        return None if self.result is None else self.result.size
-
-
-def state_of(obj: Table) -> InstanceState:
-    """The instance's own state, made on first need for rows sharing their result's."""
-    d = obj.__dict__
-    state = d[STATE_KEY]
-    if state.__class__ is InstanceState:
-        return state
-    own = d[STATE_KEY] = InstanceState(state.session, state, True)
-    return own
-
-
-def own_state(obj: Table) -> InstanceState | None:
-    """The instance's own state, or None while it shares its result's (nothing to read)."""
-    state = obj.__dict__[STATE_KEY]
-    return state if state.__class__ is InstanceState else None
-
-
-def session_of(obj: Table) -> Session | None:
-    """The session an instance belongs to, without making it its own state."""
-    return obj.__dict__[STATE_KEY].session  # type: ignore[no-any-return]
+def new_query(model: type[Table], session: Session | None) -> Query[Any]:
+    """A query on ``model`` (``session`` None: the task's current session)."""
+    if _query_factory is None:
+        raise RuntimeError("data_bridge_core.query is not imported")
+    return _query_factory(model, session)
 
 
 class TableInfo:
@@ -208,8 +145,6 @@ def _finalize(model: type[Table]) -> TableInfo:
         column_type, optional = resolve_annotation(annotation, model.__name__, column.name)
         opts = column.options
         if opts.column_type is not None:
-            from dataclasses import replace
-
             column_type = replace(column_type, sql_type=opts.column_type)
         column.column_type = column_type
         column.nullable = optional if opts.nullable is None else opts.nullable
@@ -238,8 +173,6 @@ class Table:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        from data_bridge_core.relationships import Relationship
-
         if "__abstract__" not in cls.__dict__:
             cls.__abstract__ = False
         columns: dict[str, ColumnInfo] = {}
@@ -257,9 +190,9 @@ class Table:
             if name.startswith("_") or name == "Settings" or _is_classvar(annotation):
                 continue
             value = cls.__dict__.get(name, MISSING)
-            if isinstance(value, Relationship):
+            if isinstance(value, RelationshipDeclaration):
                 value.bind(cls, name, annotation)
-                relationships[name] = value
+                relationships[name] = value  # type: ignore[assignment]
                 continue
             options = value if isinstance(value, ColumnOptions) else ColumnOptions(value)
             column = ColumnInfo(cls, name, options)
@@ -325,14 +258,11 @@ class Table:
         if state.__class__ is not InstanceState:
             state = state_of(self)
         if state.persistent and (old is MISSING or old != value or type(old) is not type(value)):
-            if state.original is None:
-                state.original = {}
-            state.original.setdefault(name, old)
             if state.changed is None:
                 state.changed = set()
             state.changed.add(name)
-            if state.session is not None:
-                state.session._note_modified(self)
+            if state.owner is not None:
+                state.owner.note_change(self, name, old)
 
     def __repr__(self) -> str:
         info = table_info(type(self))
@@ -345,19 +275,18 @@ class Table:
     @classmethod
     async def get(cls, pk: Any) -> Self | None:
         """``await User.get(1)``: the row with that primary key in the current session."""
-        from data_bridge_core.session import current_session
-
         return await current_session().get(cls, pk)
 
     @classmethod
     def find(cls, *filters: Expression | bool) -> Query[Self]:
         """``User.find(User.age > 18)``: a query on the current session."""
-        from data_bridge_core.query import Query
-
-        return Query(cls, None).filter(*filters)
+        return new_query(cls, None).filter(*filters)
 
 
 def _is_classvar(annotation: Any) -> bool:
     if isinstance(annotation, str):
         return annotation.startswith(("ClassVar", "typing.ClassVar"))
     return typing.get_origin(annotation) is ClassVar
+
+
+column_module.register_finalizer(table_info)

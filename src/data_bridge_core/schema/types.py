@@ -71,10 +71,6 @@ _TYPES: dict[type, ColumnType] = {
 }
 
 
-def supported_types() -> list[type]:
-    return list(_TYPES)
-
-
 def resolve_annotation(annotation: Any, owner: str, field: str) -> tuple[ColumnType, bool]:
     """Map an evaluated annotation to (column type, nullable-by-annotation).
 
