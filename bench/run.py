@@ -30,6 +30,7 @@ WORKLOADS = (
     "W5 N+1 page",
     "W5 selectinload page",
     "W6 mixed request",
+    "W7 relational page",
 )
 
 
@@ -81,6 +82,7 @@ def _workloads(system: Any, ids: list[int]) -> list[tuple[str, Any, int]]:
         (WORKLOADS[4], system.w5_lazy, 1),
         (WORKLOADS[5], system.w5_eager, 1),
         (WORKLOADS[6], lambda: system.w6(ids[0]), 1),
+        (WORKLOADS[7], system.w7, 1),
     ]
 
 

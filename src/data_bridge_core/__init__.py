@@ -17,10 +17,12 @@ from data_bridge_core.errors import (
     PendingRollbackError,
     RaiseLoadError,
     RelationshipError,
+    SchemaMismatchError,
     SessionClosedError,
     SessionError,
     UnknownFieldError,
     UnsupportedOperationError,
+    ValidationError,
 )
 from data_bridge_core.loading import (
     EagerBatch,
@@ -34,8 +36,10 @@ from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
 from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.schema.typed import Mapped, Rel
 from data_bridge_core.session import NestedTransaction, Result, Session, current_session
 from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, state_of
+from data_bridge_core.views import loaded
 
 __version__ = "0.1.0"
 
@@ -62,6 +66,7 @@ __all__ = [
     "InstanceState",
     "IntegrityError",
     "InvalidStateError",
+    "Mapped",
     "MissingFieldError",
     "ModelDefinitionError",
     "NestedTransaction",
@@ -69,18 +74,22 @@ __all__ = [
     "PendingRollbackError",
     "Query",
     "RaiseLoadError",
+    "Rel",
     "Relationship",
     "RelationshipError",
     "Result",
+    "SchemaMismatchError",
     "Session",
     "SessionClosedError",
     "SessionError",
     "Table",
     "UnknownFieldError",
     "UnsupportedOperationError",
+    "ValidationError",
     "current_session",
     "inspect",
     "joinedload",
+    "loaded",
     "noload",
     "raiseload",
     "relationship",

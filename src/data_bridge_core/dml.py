@@ -49,7 +49,7 @@ class InsertBatch:
         if not self.columns:
             return None
         # ColumnInfo overloads ==, so membership is tested by identity.
-        self.pk_given = any(c is pk for c in self.columns)
+        self.pk_given = all(any(c is k for c in self.columns) for k in self.info.primary_keys)
         pk_generated = any(c is pk for c in self.returned)
         if not self.pk_given and not (pk_generated and pk.column_type.python_type is int):
             return None
@@ -67,13 +67,17 @@ class InsertBatch:
     @property
     def bulk_returned(self) -> tuple[ColumnInfo, ...]:
         """Columns the bulk INSERT returns: the primary key, then the generated ones."""
-        pk = self.info.primary_key
-        return (pk, *(c for c in self.returned if c is not pk))
+        keys = self.info.primary_keys
+        return (*keys, *(c for c in self.returned if not any(c is k for k in keys)))
 
     def params(self) -> list[list[Any]]:
+        return self.params_of(self.objects)
+
+    def params_of(self, objects: list[Table]) -> list[list[Any]]:
+        """One parameter row per object, in the batch's column order."""
         adapters = [(c.name, c.column_type.adapt) for c in self.columns]
         rows = []
-        for obj in self.objects:
+        for obj in objects:
             d = obj.__dict__
             rows.append(
                 [
@@ -97,9 +101,14 @@ class InsertBatch:
 
     def match_returned(self, rows: list[Any]) -> list[Any]:
         """Rows of the bulk INSERT in the order of `objects` (see `_bulk_sql`)."""
+        info = self.info
+        if self.pk_given and info.composite:
+            width = len(info.primary_keys)
+            by_tuple = {tuple(row[:width]): row for row in rows}
+            return [by_tuple[identity_values(info, obj)] for obj in self.objects]
         if self.pk_given:
             by_key = {row[0]: row for row in rows}
-            key = self.info.primary_key.name
+            key = info.primary_key.name
             return [by_key[obj.__dict__[key]] for obj in self.objects]
         return sorted(rows, key=lambda row: row[0])
 
@@ -125,19 +134,53 @@ def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
     return list(batches.values())
 
 
+def link_statements(
+    association: TableInfo, owner_fk: ColumnInfo, target_fk: ColumnInfo
+) -> tuple[str, str]:
+    """A many-to-many's link writes: DELETE of some owners' links (returning their
+    keys), and INSERT of (owner key, target key) pairs from two arrays."""
+    delete = (
+        f"DELETE FROM {association.quoted_name} WHERE {owner_fk.ident} = ANY(%s) "
+        f"RETURNING {association.key_returning}"
+    )
+    insert = (
+        f"INSERT INTO {association.quoted_name} ({owner_fk.ident}, {target_fk.ident}) "
+        f"SELECT * FROM unnest(%s::{owner_fk.column_type.sql_type}[], "
+        f"%s::{target_fk.column_type.sql_type}[])"
+    )
+    return delete, insert
+
+
+def identity_values(info: TableInfo, obj: Table) -> tuple[Any, ...]:
+    d = obj.__dict__
+    return tuple([d[name] for name in info.key_names])
+
+
 def update_statement(info: TableInfo, fields: tuple[str, ...]) -> str:
     assignments = ", ".join(f"{info.columns[f].ident} = %s" for f in fields)
     pk = info.primary_key
-    return f"UPDATE {info.quoted_name} SET {assignments} WHERE {pk.ident} = %s RETURNING {pk.ident}"
+    where = " AND ".join(f"{c.ident} = %s" for c in info.primary_keys)
+    return f"UPDATE {info.quoted_name} SET {assignments} WHERE {where} RETURNING {pk.ident}"
 
 
 def update_params(info: TableInfo, fields: tuple[str, ...], obj: Table) -> list[Any]:
     d = obj.__dict__
     params = [info.columns[f].bind(d[f]) for f in fields]
-    params.append(d[info.primary_key.name])
+    params.extend(d[name] for name in info.key_names)
     return params
 
 
 def delete_statement(info: TableInfo) -> str:
-    """DELETE of the rows whose keys are in the one array parameter."""
+    """DELETE of the rows whose keys are in the array parameter(s) (see `delete_params`)."""
+    if info.composite:
+        names = ", ".join(c.ident for c in info.primary_keys)
+        arrays = ", ".join(f"%s::{c.column_type.sql_type}[]" for c in info.primary_keys)
+        return f"DELETE FROM {info.quoted_name} WHERE ({names}) IN (SELECT * FROM unnest({arrays}))"
     return f"DELETE FROM {info.quoted_name} WHERE {info.primary_key.ident} = ANY(%s)"
+
+
+def delete_params(info: TableInfo, keys: list[Any]) -> list[Any]:
+    """One array of keys; for a composite key, one array per key column."""
+    if info.composite:
+        return [list(column) for column in zip(*keys, strict=True)]
+    return [keys]

@@ -56,6 +56,23 @@ def make_hydrator(
         held[values[pk_index]] = obj
         return obj
 
+    if info.composite:
+        indexes = info.key_indexes
+
+        def hydrate_composite(values: Sequence[Any]) -> M:
+            key = tuple([values[i] for i in indexes])
+            obj = held.get(key)
+            if obj is not None:
+                return obj  # type: ignore[return-value]
+            obj = new(model)
+            d = obj.__dict__
+            d.update(zip(names, values, strict=False))
+            d[STATE_KEY] = result
+            held[key] = obj
+            return obj
+
+        hydrate_composite.result = result  # type: ignore[attr-defined]
+        return hydrate_composite
     chosen = hydrate_new if unique_rows and not held else hydrate
     chosen.result = result  # type: ignore[attr-defined]
     return chosen

@@ -34,7 +34,9 @@ class ChangeLog(Protocol):
 
 
 def identity_key(info: TableInfo, values: dict[str, Any]) -> Any:
-    """The key of a row in the identity map, from its column values."""
+    """The key of a row in the identity map, from its column values (a tuple if composite)."""
+    if info.composite:
+        return tuple([values[name] for name in info.key_names])
     return values[info.primary_key.name]
 
 

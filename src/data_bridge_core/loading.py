@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from data_bridge_core.errors import UnsupportedOperationError
 from data_bridge_core.relationships import (
+    MANY_TO_MANY,
     MANY_TO_ONE,
     NOLOAD,
     RAISE,
@@ -135,6 +136,8 @@ class EagerLoad(LoaderOption):
             for parent in parents:
                 set_loaded(parent, name, by_pk.get(parent.__dict__[fk]), SELECTINLOAD)
             return rows
+        if rel.direction == MANY_TO_MANY:
+            return await self._select_in_links(batch)
         owner_pk = table_info(rel.owner).primary_key.name
         keys = {p.__dict__[owner_pk] for p in parents} - {None}
         rows = (
@@ -159,6 +162,27 @@ class EagerLoad(LoaderOption):
                 for child in children:
                     set_loaded(child, back, parent, SELECTINLOAD, overwrite=False)
         return rows
+
+    async def _select_in_links(self, batch: EagerBatch) -> list[Table]:
+        """Many-to-many: one query joining the association table for all parents."""
+        rel = self.relationship
+        owner_key = rel.link_columns[1].name
+        keys = {p.__dict__[owner_key] for p in batch.parents} - {None}
+        pairs = (
+            await batch.session.load_keyed_rows(rel.target, rel.select_in_sql, [list(keys)])
+            if keys
+            else []
+        )
+        grouped: dict[Any, list[Table]] = {}
+        related: dict[int, Table] = {}
+        for key, obj in pairs:
+            grouped.setdefault(key, []).append(obj)
+            related[id(obj)] = obj
+        for parent in batch.parents:
+            set_loaded(
+                parent, rel.name, grouped.get(parent.__dict__[owner_key], []), SELECTINLOAD
+            )
+        return list(related.values())
 
     def _populate_joined(self, batch: EagerBatch) -> list[Table]:
         rel = self.relationship

@@ -17,9 +17,10 @@ from data_bridge_core.aggregate import compile_aggregate
 from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
-from data_bridge_core.schema.column import ColumnInfo
-from data_bridge_core.schema.expressions import Expression, OrderBy, compile_where
+from data_bridge_core.relationships import Relationship
+from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
 from data_bridge_core.schema.table import Table, install_query_factory, table_info
+from data_bridge_core.schema.types import exact_int
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -28,15 +29,19 @@ M = TypeVar("M", bound=Table)
 
 
 def _non_negative_int(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} takes a non-negative int, got {value!r}")
-    return value
+    # A plain int: LIMIT/OFFSET are written into the SQL text, and an int
+    # subclass would decide its own text (its __format__).
+    number = exact_int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
+    if number < 0:
+        raise ValueError(f"{what} takes a non-negative int, got {type(value).__name__}")
+    return number
 
 
 class Query(Generic[M]):
     __slots__ = (
         "_filters",
         "_info",
+        "_joins",
         "_limit",
         "_model",
         "_offset",
@@ -56,6 +61,7 @@ class Query(Generic[M]):
         self._limit: int | None = None
         self._offset: int | None = None
         self._options: tuple[LoaderOption, ...] = ()
+        self._joins: tuple[Relationship, ...] = ()
 
     def _copy(self) -> Query[M]:
         clone: Query[M] = Query.__new__(Query)
@@ -76,27 +82,59 @@ class Query(Generic[M]):
                 raise TypeError(
                     f"filter() takes expressions such as {self._model.__name__}.id == 1, got {f!r}"
                 )
-            _check_model(f, self._model)
+            self._check_models(f.models(), "filter")
         clone = self._copy()
         clone._filters = self._filters + cast(tuple[Expression, ...], filters)
         return clone
 
     where = filter
 
-    def order_by(self, *columns: OrderBy | ColumnInfo) -> Query[M]:
+    def order_by(self, *columns: OrderBy | Operand | Any) -> Query[M]:
         items: list[OrderBy] = []
         for c in columns:
-            if isinstance(c, ColumnInfo):
+            if isinstance(c, Operand):
                 c = c.asc()
             if not isinstance(c, OrderBy):
                 raise TypeError(f"order_by() takes columns or column.asc()/.desc(), got {c!r}")
-            if c.column.owner is not self._model and not issubclass(self._model, c.column.owner):
-                raise UnsupportedOperationError(
-                    f"cannot order {self._model.__name__} by {c.column!r}"
-                )
+            self._check_models(c.column.models(), "order")
             items.append(c)
         clone = self._copy()
         clone._order = self._order + tuple(items)
+        return clone
+
+    def join(self, relationship: Any) -> Query[M]:
+        """Inner-join the target of a to-one relationship, to filter and order by its columns.
+
+        ``session.find(Article).join(Article.author).filter(User.active == True)``;
+        the query still returns ``Article`` objects (rows without a target drop out).
+        """
+        if not isinstance(relationship, Relationship):
+            raise TypeError(
+                f"join() takes a to-one relationship such as {self._model.__name__}.author, "
+                f"got {relationship!r}"
+            )
+        owner = relationship.owner
+        if owner is not self._model and not issubclass(self._model, owner) and not any(
+            j.target is owner for j in self._joins
+        ):
+            raise UnsupportedOperationError(
+                f"{relationship!r} is not a relationship of {self._model.__name__}"
+            )
+        if relationship.uselist:
+            raise UnsupportedOperationError(
+                f"join() takes a to-one relationship; {relationship!r} is a list: filter with "
+                f"{owner.__name__}.{relationship.name}.any(...) instead"
+            )
+        target = relationship.target
+        if target is self._model or any(j.target is target for j in self._joins):
+            if any(j is relationship for j in self._joins):
+                return self
+            raise UnsupportedOperationError(
+                f"join({relationship!r}) would join {table_info(target).name!r} a second time "
+                "(aliases are not supported); filter with .has(...) instead"
+            )
+        clone = self._copy()
+        clone._joins = (*self._joins, relationship)
         return clone
 
     def limit(self, n: int) -> Query[M]:
@@ -162,10 +200,38 @@ class Query(Generic[M]):
 
     # -- SQL -----------------------------------------------------------------------------
 
-    def _tail(self) -> str:
+    def _check_models(self, models: Any, what: str) -> None:
+        model = self._model
+        for owner in models:
+            if owner is model or issubclass(model, owner):
+                continue
+            if any(j.target is owner for j in self._joins):
+                continue
+            hint = ""
+            for rel in table_info(model).relationships.values():
+                if rel.target is owner:
+                    hint = (
+                        f": join({model.__name__}.{rel.name}) first, or use "
+                        f"{model.__name__}.{rel.name}."
+                        f"{'any' if rel.uselist else 'has'}(...)"
+                    )
+                    break
+            raise UnsupportedOperationError(
+                f"cannot {what} {model.__name__} by a column of {owner.__name__}{hint}"
+            )
+
+    def _from(self) -> str:
+        """The FROM clause: the model's table, then the joined ones."""
+        if not self._joins:
+            return self._info.quoted_name
+        return self._info.quoted_name + "".join(
+            f" JOIN {table_info(j.target).quoted_name} ON {j.join_condition}" for j in self._joins
+        )
+
+    def _tail(self, params: list[Any]) -> str:
         parts = []
         if self._order:
-            parts.append(" ORDER BY " + ", ".join(o.sql for o in self._order))
+            parts.append(" ORDER BY " + ", ".join(o.sql(params) for o in self._order))
         if self._limit is not None:
             parts.append(f" LIMIT {self._limit}")
         if self._offset is not None:
@@ -175,7 +241,7 @@ class Query(Generic[M]):
     def _select_sql(self, params: list[Any]) -> str:
         info = self._info
         where = compile_where(self._filters, params)
-        return f"SELECT {info.select_list} FROM {info.quoted_name}{where}{self._tail()}"
+        return f"SELECT {info.select_list} FROM {self._from()}{where}{self._tail(params)}"
 
     # -- terminal seams --------------------------------------------------------------------
 
@@ -218,8 +284,8 @@ class Query(Generic[M]):
         params: list[Any] = []
         where = compile_where(self._filters, params)
         statement = (
-            f"SELECT {', '.join(select)} FROM {info.quoted_name}{''.join(joins)}"
-            f"{where}{self._tail()}"
+            f"SELECT {', '.join(select)} FROM {self._from()}{''.join(joins)}"
+            f"{where}{self._tail(params)}"
         )
         result = await session.run_statement(statement, params)
         rows: list[tuple[Any, ...]] = result.rows
@@ -242,13 +308,13 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        info = self._info
         where = compile_where(self._filters, params)
         if self._limit is None and self._offset is None:
-            statement = f"SELECT count(*) FROM {info.quoted_name}{where}"
+            statement = f"SELECT count(*) FROM {self._from()}{where}"
         else:
             statement = (
-                f"SELECT count(*) FROM (SELECT 1 FROM {info.quoted_name}{where}{self._tail()}) AS q"
+                f"SELECT count(*) FROM (SELECT 1 FROM {self._from()}{where}"
+                f"{self._tail(params)}) AS q"
             )
         result = await session.run_statement(statement, params)
         return int(result.rows[0][0])
@@ -257,9 +323,8 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        info = self._info
         where = compile_where(self._filters, params)
-        statement = f"SELECT EXISTS (SELECT 1 FROM {info.quoted_name}{where}{self._tail()})"
+        statement = f"SELECT EXISTS (SELECT 1 FROM {self._from()}{where}{self._tail(params)})"
         result = await session.run_statement(statement, params)
         return bool(result.rows[0][0])
 
@@ -268,6 +333,10 @@ class Query(Generic[M]):
         if self._limit is not None or self._offset is not None or self._order:
             raise UnsupportedOperationError(
                 "aggregate() uses $sort/$limit/$skip stages, not order_by()/limit()/offset()"
+            )
+        if self._joins:
+            raise UnsupportedOperationError(
+                "aggregate() does not take join(); filter with .has(...)/.any(...) instead"
             )
         params: list[Any] = []
         where = compile_where(self._filters, params)
@@ -283,9 +352,18 @@ class Query(Generic[M]):
                 f"{what}() applies to every row matching the filters; remove "
                 "limit()/offset()/order_by()/options()"
             )
+        if self._joins:
+            raise UnsupportedOperationError(
+                f"{what}() does not take join(); filter across the relationship with "
+                f"{self._model.__name__}.<relationship>.has(...) instead"
+            )
 
     async def update(self, **values: Any) -> int:
-        """``UPDATE ... SET field = value WHERE <filters>``; returns the rows affected."""
+        """``UPDATE ... SET field = value WHERE <filters>``; returns the rows affected.
+
+        A value may be column arithmetic (``views=Article.views + 1``), computed
+        by PostgreSQL; the new values are read back with ``RETURNING``.
+        """
         self._check_bulk("update")
         if not values:
             raise ValueError("update() needs at least one field=value")
@@ -296,20 +374,25 @@ class Query(Generic[M]):
             column = info.column(name, "update()")
             if column.primary_key:
                 raise UnsupportedOperationError(f"update() cannot change the primary key {name!r}")
-            if value is None and not column.nullable:
-                raise ValueError(f"{self._model.__name__}.{name} is NOT NULL")
+            if isinstance(value, Operand):  # computed by PostgreSQL, read back
+                self._check_models(value.models(), "update")
+                assignments.append(f"{column.ident} = {value.sql(params)}")
+                continue
+            # The assignment's check: ValidationError before any SQL, values normalised.
+            value = values[name] = column.check(value)
             assignments.append(f"{column.ident} = %s")
             params.append(column.bind(value))
         where = compile_where(self._filters, params)
+        returning = ", ".join(info.column(name).quoted for name in values)
         statement = (
             f"UPDATE {info.quoted_name} SET {', '.join(assignments)}{where} "
-            f"RETURNING {info.primary_key.quoted}"
+            f"RETURNING {info.key_returning}, {returning}"
         )
         session = self.session
         await session.autoflush()
         # Through the unit of work: loaded objects show the new values, and the
         # transaction's log can put the old ones back on rollback.
-        return await session.unit_of_work.bulk_update(self._model, statement, params, values)
+        return await session.unit_of_work.bulk_update(self._model, statement, params, tuple(values))
 
     async def delete(self) -> int:
         """``DELETE ... WHERE <filters>``; returns the rows affected."""
@@ -317,7 +400,7 @@ class Query(Generic[M]):
         info = self._info
         params: list[Any] = []
         where = compile_where(self._filters, params)
-        statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.primary_key.quoted}"
+        statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.key_returning}"
         session = self.session
         await session.autoflush()
         return await session.unit_of_work.bulk_delete(self._model, statement, params)
@@ -342,16 +425,6 @@ class Query(Generic[M]):
 
     def __repr__(self) -> str:
         return f"<Query {self._model.__name__} filters={len(self._filters)} limit={self._limit}>"
-
-
-def _check_model(expression: Expression, model: type[Table]) -> None:
-    column = getattr(expression, "column", None)
-    if isinstance(column, ColumnInfo) and not (
-        column.owner is model or issubclass(model, column.owner)
-    ):
-        raise UnsupportedOperationError(
-            f"cannot filter {model.__name__} on {column!r}: it belongs to another model"
-        )
 
 
 install_query_factory(Query)

@@ -31,6 +31,7 @@ from data_bridge_core.errors import (
     InvalidStateError,
     PendingRollbackError,
     SessionClosedError,
+    UnsupportedOperationError,
     wrap_database_error,
 )
 from data_bridge_core.hydration import make_hydrator
@@ -39,6 +40,7 @@ from data_bridge_core.schema.table import Table, new_query, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 from data_bridge_core.transaction import LogLevel, TransactionLog
 from data_bridge_core.unit_of_work import UnitOfWork
+from data_bridge_core.upsert import UpsertPlan
 
 if TYPE_CHECKING:
     from data_bridge_core.query import Query
@@ -322,6 +324,58 @@ class Session:
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
+    async def load_keyed_rows(
+        self, model: type[M], statement: str, params: Sequence[Any]
+    ) -> list[tuple[Any, M]]:
+        """Like `load_rows` for a SELECT whose first column is a key and the rest
+        ``model``'s columns (a many-to-many's parent key): (key, instance) pairs."""
+        self._check_usable()
+        hydrate = make_hydrator(self._identity, model, 0)
+
+        def pair(values: Sequence[Any]) -> tuple[Any, M]:
+            return values[0], hydrate(values[1:])
+
+        result = await self.run_statement(statement, params, row_factory=lambda _cur: pair)
+        rows: list[tuple[Any, M]] = result.rows
+        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
+        return rows
+
+    async def from_sql(
+        self, model: type[M], statement: str, params: Sequence[Any] | None = None
+    ) -> list[M]:
+        """Model instances from your own SELECT, through the identity map.
+
+        The statement must return every column of ``model`` (by name, in any
+        order; extra columns are ignored): ``SELECT users.* FROM users JOIN ...``.
+        A row already in the session comes back as the session's object,
+        unchanged, as with any query.
+        """
+        if not isinstance(statement, str):
+            raise TypeError(f"from_sql() takes SQL text, got {type(statement).__name__}")
+        self._check_usable()
+        await self.autoflush()
+        info = table_info(model)
+        hydrate = make_hydrator(self._identity, model, 0)
+
+        def by_name(cur: Any) -> Callable[[Sequence[Any]], M]:
+            returned = [c.name for c in cur.description or ()]
+            missing = [n for n in info.field_names if n not in returned]
+            if missing:
+                raise UnsupportedOperationError(
+                    f"from_sql({model.__name__}, ...): the statement does not return the "
+                    f"column(s) {', '.join(missing)}; select them all, as in "
+                    f"SELECT {info.name}.* FROM {info.name} ..."
+                )
+            positions = [returned.index(n) for n in info.field_names]
+            if positions == list(range(len(positions))):
+                return hydrate
+            return lambda values: hydrate([values[i] for i in positions])
+
+        result = await self.run_statement(statement, params, row_factory=by_name)
+        rows: list[M] = result.rows
+        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
+        return rows
+
     async def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
     ) -> AsyncIterator[M]:
@@ -338,6 +392,10 @@ class Session:
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc
 
+    def held_objects(self, model: type[M]) -> list[M]:
+        """Every object of ``model`` the session holds (no SQL)."""
+        return list(self._identity.by_model.get(model, {}).values())  # type: ignore[arg-type]
+
     def identity_lookup(self, model: type[M], pk: Any) -> M | None:
         """The object of that identity the session holds, or None (no SQL)."""
         return self._identity.get(model, pk)  # type: ignore[return-value]
@@ -351,15 +409,23 @@ class Session:
         return query.filter(*filters) if filters else query
 
     async def get(self, model: type[M], pk: Any) -> M | None:
-        """The row with that primary key: from the identity map, or one SELECT."""
+        """The row with that primary key: from the identity map, or one SELECT.
+
+        A composite key is a tuple, in the order the key columns are declared:
+        ``session.get(ArticleTag, (article_id, tag_id))``.
+        """
         self._check_usable()
-        pk_column = table_info(model).primary_key
-        pk_column.check(pk)
+        info = table_info(model)
+        info.check_key(pk, "get()")
         obj = self._identity.get(model, pk)
         if obj is not None:
             return obj  # type: ignore[return-value]
         query: Query[M] = new_query(model, self)
-        rows = await query.filter(pk_column == pk).limit(1).to_list()
+        if info.composite:
+            query = query.filter(*(c == v for c, v in zip(info.primary_keys, pk, strict=True)))
+        else:
+            query = query.filter(info.primary_key == pk)
+        rows = await query.limit(1).to_list()
         return rows[0] if rows else None
 
     async def refresh(self, obj: Table) -> None:
@@ -378,11 +444,8 @@ class Session:
         await self.autoflush()
         info = table_info(type(obj))
         key = self._identity.key_of(obj)
-        statement = (
-            f"SELECT {info.select_list} FROM {info.quoted_name} "
-            f"WHERE {info.primary_key.quoted} = %s"
-        )
-        result = await self.run_statement(statement, [key])
+        statement = f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
+        result = await self.run_statement(statement, info.key_params(key))
         if not result.rows:
             raise InvalidStateError(f"{obj!r} no longer exists in the database")
         self._work.apply_loaded(obj, dict(zip(info.field_names, result.rows[0], strict=True)))
@@ -395,6 +458,31 @@ class Session:
         if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
             raise TypeError(f"add() takes model instances, got {obj!r}")
         self._work.add(obj)
+
+    async def upsert(
+        self, objects: Sequence[Table], *, on: Sequence[str], update: Sequence[str]
+    ) -> int:
+        """``INSERT ... ON CONFLICT (on) DO UPDATE SET <update> = EXCLUDED...``; rows written.
+
+        ``update=()`` means ``DO NOTHING``: rows whose key exists are skipped.
+        Every object written (inserted or updated) gets the row's values,
+        database-assigned keys included, and joins the session.
+        """
+        self._check_usable()
+        objects = list(objects)
+        if not objects:
+            return 0
+        model = type(objects[0])
+        for obj in objects:
+            if type(obj) is not model or STATE_KEY not in obj.__dict__:
+                raise TypeError(
+                    f"upsert() takes new objects of one model, got {obj!r} with {objects[0]!r}"
+                )
+        plan = UpsertPlan(table_info(model), on, update)
+        plan.check_distinct(objects)
+        self._work.take_for_upsert(objects)
+        await self.autoflush()
+        return await self._work.upsert(plan, objects)
 
     def add_all(self, objects: Sequence[Table]) -> None:
         for obj in objects:

@@ -16,12 +16,29 @@ from typing import Any, Protocol
 from psycopg.rows import RowFactory
 
 from data_bridge_core.ddl import dependency_order
-from data_bridge_core.dml import delete_statement, plan_inserts, update_params, update_statement
+from data_bridge_core.dml import (
+    delete_params,
+    delete_statement,
+    link_statements,
+    plan_inserts,
+    update_params,
+    update_statement,
+)
 from data_bridge_core.errors import DatabaseError, InvalidStateError
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
-from data_bridge_core.schema.relation import MANY_TO_ONE, ONE_TO_MANY
-from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.schema.relation import (
+    ASSIGNED,
+    LINKED,
+    MANY_TO_MANY,
+    MANY_TO_ONE,
+    ONE_TO_MANY,
+    RelationshipDeclaration,
+)
+from data_bridge_core.schema.table import Table, TableInfo, table_info
 from data_bridge_core.state import InstanceState, own_state, state_of
+from data_bridge_core.upsert import UPSERT_CHUNK_ROWS, UpsertPlan
+
+MISSING_OBJ = object()
 
 
 class StatementResult(Protocol):
@@ -188,30 +205,102 @@ class UnitOfWork:
     # -- bulk statements of Query.update() / Query.delete() ------------------------
 
     async def bulk_update(
-        self, model: type[Table], statement: str, params: Sequence[Any], values: dict[str, Any]
+        self, model: type[Table], statement: str, params: Sequence[Any], names: tuple[str, ...]
     ) -> int:
-        """Run an ``UPDATE ... RETURNING key`` and show the new values on loaded objects."""
+        """Run an ``UPDATE ... RETURNING key, <names>`` and show the new values on loaded objects.
+
+        The new values are read back (not taken from the call) because a value
+        may be computed by PostgreSQL (``views = views + 1``).
+        """
         result = await self.runner.run_statement(statement, params)
         found = self.identity.by_model.get(model)
         log = self.log
-        for (key,) in result.rows:
+        width = len(table_info(model).primary_keys)
+        for row in result.rows:
+            key = row[0] if width == 1 else tuple(row[:width])
+            new = row[width:]
             obj = found.get(key) if found is not None else None
             if obj is None:
                 log.record_stale(model, key)  # loaded later, it must not outlive a rollback
                 continue
             d = obj.__dict__
-            for name, value in values.items():
+            for name, value in zip(names, new, strict=True):
                 old = d.get(name)
                 if old != value or type(old) is not type(value):
                     log.record_change(obj, name, old)
                     d[name] = value
         return len(result.rows)
 
+    def take_for_upsert(self, objects: list[Table]) -> None:
+        """Check new objects for `upsert`; pending ones are written by it, not by a flush."""
+        identity = self.identity
+        for obj in objects:
+            state = state_of(obj)
+            if state.persistent:
+                raise InvalidStateError(
+                    f"upsert() writes new objects; {obj!r} is already in the database: "
+                    "set its attributes and flush instead"
+                )
+            if state.owner is not None and state.owner is not identity:
+                raise InvalidStateError(f"{obj!r} belongs to another session")
+        for obj in objects:
+            if self.pending.pop(obj, MISSING_OBJ) is not MISSING_OBJ:
+                state_of(obj).owner = None
+
+    async def upsert(self, plan: UpsertPlan, objects: list[Table]) -> int:
+        """Write ``objects`` with ``INSERT ... ON CONFLICT``; returns the rows written."""
+        for obj in objects:
+            pull_foreign_keys(obj)
+        written = 0
+        for batch in plan_inserts(plan.info.model, objects):
+            generated = tuple(c.name for c in batch.returned)
+            for start in range(0, len(batch.objects), UPSERT_CHUNK_ROWS):
+                chunk = batch.objects[start : start + UPSERT_CHUNK_ROWS]
+                params = [value for row in batch.params_of(chunk) for value in row]
+                result = await self.runner.run_statement(
+                    plan.statement(batch.columns, len(chunk)), params
+                )
+                self._absorb_upserted(plan, chunk, result.rows, generated)
+                written += len(result.rows)
+        return written
+
+    def _absorb_upserted(
+        self, plan: UpsertPlan, objects: list[Table], rows: list[Any], generated: tuple[str, ...]
+    ) -> None:
+        info = plan.info
+        names = info.field_names
+        by_key = {plan.key_of(obj): obj for obj in objects}
+        identity = self.identity
+        log = self.log
+        for row in rows:
+            obj = by_key[plan.key_of_row(row)]
+            values, inserted = row[:-1], row[-1]
+            obj.__dict__.update(zip(names, values, strict=True))
+            held = identity.get(info.model, identity.key_of(obj))
+            if held is not None and held is not obj:
+                # The row was already loaded: that object shows the new values
+                # (put back by a rollback); `obj` stays detached.
+                d = held.__dict__
+                for name, value in zip(names, values, strict=True):
+                    old = d.get(name)
+                    if old != value or type(old) is not type(value):
+                        log.record_change(held, name, old)
+                        d[name] = value
+                continue
+            state = state_of(obj)
+            state.persistent = True
+            state.changed = None
+            identity.put(obj)
+            # Rolled back, the object leaves the session; an inserted one also loses
+            # the columns the database filled.
+            log.record_inserted(obj, generated if inserted else ())
+
     async def bulk_delete(self, model: type[Table], statement: str, params: Sequence[Any]) -> int:
         """Run a ``DELETE ... RETURNING key``; the matching loaded objects leave the session."""
         result = await self.runner.run_statement(statement, params)
-        for (key,) in result.rows:
-            self.forget(model, key)
+        composite = table_info(model).composite
+        for row in result.rows:
+            self.forget(model, tuple(row) if composite else row[0])
         return len(result.rows)
 
     def apply_loaded(self, obj: Table, values: dict[str, Any]) -> None:
@@ -250,6 +339,9 @@ class UnitOfWork:
         """Write pending inserts, changed columns and deletes, in foreign-key order."""
         self._cascade()
         related = self.identity.related
+        # Objects that may hold assigned many-to-many lists (their links are written
+        # once every insert is done, so new targets have their keys).
+        linking = [*related, *(o for o in self.pending if _has_relations(o))]
         by_model: dict[type[Table], list[Table]] = {}
         for obj in self.pending:
             by_model.setdefault(type(obj), []).append(obj)
@@ -274,6 +366,8 @@ class UnitOfWork:
         for obj in list(related):
             if state_of(obj).persistent:
                 push_foreign_keys(obj)
+        if linking:
+            await self._write_links(linking)
         await self._update_modified(order)
         await self._delete_marked(order)
         related.clear()
@@ -315,6 +409,64 @@ class UnitOfWork:
                 record_inserted(obj, generated)
                 del self.pending[obj]
 
+    async def _write_links(self, objects: list[Table]) -> None:
+        """Replace the association rows of every many-to-many list assigned since the
+        last flush: one DELETE and one INSERT per relationship."""
+        work: dict[RelationshipDeclaration, tuple[list[Table], list[tuple[Any, Any]]]] = {}
+        for obj in dict.fromkeys(objects):
+            state = own_state(obj)
+            if state is None or not state.loaded_via or not state.relations:
+                continue
+            relationships = table_info(type(obj)).relationships
+            for name, via in state.loaded_via.items():
+                rel = relationships.get(name)
+                if via != ASSIGNED or rel is None or rel.direction != MANY_TO_MANY:
+                    continue
+                _, owner_key, _, target_key = rel.link_columns
+                owners, pairs = work.setdefault(rel, ([], []))
+                owners.append(obj)
+                key = obj.__dict__[owner_key.name]
+                for target in state.relations[name]:
+                    target_value = target.__dict__.get(target_key.name)
+                    if target_value is None:
+                        raise InvalidStateError(
+                            f"{rel!r}: {target!r} has no key; add it to the session"
+                        )
+                    pairs.append((key, target_value))
+        for many, (owners, pairs) in work.items():
+            association = many.association
+            assert association is not None
+            info = table_info(association)
+            owner_fk, owner_key, target_fk, _ = many.link_columns
+            delete, insert = link_statements(info, owner_fk, target_fk)
+            keys = [o.__dict__[owner_key.name] for o in owners if state_of(o).persistent]
+            result = await self.runner.run_statement(delete, [keys])
+            for row in result.rows:  # link objects the session holds leave it
+                self.forget(association, tuple(row) if info.composite else row[0])
+            unique = list(dict.fromkeys(pairs))
+            if unique:
+                columns = [list(column) for column in zip(*unique, strict=True)]
+                await self.runner.run_statement(insert, columns, bulk_rows=len(unique))
+            for obj in owners:
+                loaded_via = state_of(obj).loaded_via
+                assert loaded_via is not None
+                loaded_via[many.name] = LINKED
+
+    async def _unlink(self, info: TableInfo, objects: list[Table]) -> None:
+        """Before rows are deleted: the association rows of their many-to-many lists."""
+        for rel in info.relationships.values():
+            if rel.direction != MANY_TO_MANY:
+                continue
+            association = rel.association
+            assert association is not None
+            owner_fk, owner_key, target_fk, _ = rel.link_columns
+            links = table_info(association)
+            delete, _ = link_statements(links, owner_fk, target_fk)
+            keys = [o.__dict__[owner_key.name] for o in objects]
+            result = await self.runner.run_statement(delete, [keys])
+            for row in result.rows:
+                self.forget(association, tuple(row) if links.composite else row[0])
+
     async def _update_modified(self, order: list[type[Table]]) -> None:
         groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
         for obj in self.identity.modified:
@@ -354,8 +506,11 @@ class UnitOfWork:
                 continue
             info = table_info(model)
             keys = [identity_key(info, o.__dict__) for o in objects]
+            await self._unlink(info, objects)
             await self.runner.run_statement(
-                delete_statement(info), [keys], bulk_rows=len(keys) if len(keys) > 1 else None
+                delete_statement(info),
+                delete_params(info, keys),
+                bulk_rows=len(keys) if len(keys) > 1 else None,
             )
             for key in keys:
                 self.forget(model, key)

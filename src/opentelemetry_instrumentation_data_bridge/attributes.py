@@ -26,6 +26,8 @@ class SpanAttributes:
     DB_RELATIONSHIP_TARGET_MODEL = "db.relationship.target_model"
     DB_RELATIONSHIP_STRATEGY = "db.relationship.strategy"
     DB_RELATIONSHIP_FK_COLUMN = "db.relationship.fk_column"
+    # A many-to-many's association table (its fk_column is the association's column).
+    DB_RELATIONSHIP_SECONDARY = "db.relationship.secondary"
     DB_RELATIONSHIP_CACHE_HIT = "db.relationship.cache_hit"
     DB_RELATIONSHIP_BATCH_COUNT = "db.relationship.batch_count"
     DB_RELATIONSHIP_DEPTH = "db.relationship.depth"

@@ -41,6 +41,15 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
         targets.append(
             ("data_bridge_core.session", "Session", operation, wrappers.session_wrapper(operation))
         )
+    for operation in ("upsert", "from_sql"):
+        targets.append(
+            (
+                "data_bridge_core.session",
+                "Session",
+                operation,
+                wrappers.session_query_wrapper(operation),
+            )
+        )
     targets += [
         ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
         ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),

@@ -146,6 +146,58 @@ def query_wrapper(operation: str) -> Wrapper:
     return wrapper
 
 
+def _model_table(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The table a session-level query works on: upsert's objects, from_sql's model."""
+    if operation == "upsert":
+        objects = args[0] if args else kwargs.get("objects")
+        first = next(iter(objects), None) if objects else None
+        model = type(first) if first is not None else None
+    else:
+        model = args[0] if args else kwargs.get("model")
+    if model is None:
+        return None
+    from data_bridge_core import table_info
+
+    return table_info(model).name
+
+
+def session_query_wrapper(operation: str) -> Wrapper:
+    """Wrap a Session method that is a query of its own (``upsert``, ``from_sql``)
+    as ``db.query.<operation>``: its statements get a span of their own."""
+
+    async def wrapper(
+        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not is_instrumentation_enabled():
+            return await wrapped(*args, **kwargs)
+        try:
+            table = _model_table(operation, args, kwargs)
+            server = server_attributes(instance.engine)
+            scope = spans.query_span(providers.seam_tracer(), operation, table, server=server)
+        except Exception as exc:  # our bug must not become the user's
+            providers.report_failure(f"describe db.query.{operation}", exc)
+            return await wrapped(*args, **kwargs)
+        started = time.perf_counter_ns()
+        span = rows = error = None
+        try:
+            with scope as span:
+                result = await wrapped(*args, **kwargs)
+                if operation == "upsert":
+                    rows = int(result)
+                    scope.set_result(affected_rows=rows)
+                else:
+                    rows = len(result)
+                    scope.set_result(count=rows)
+                return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record_metrics(operation, table, span, started, rows, error, server)
+
+    return wrapper
+
+
 def _count_rows(operation: str, result: Any) -> int:
     """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
     if operation in ("update", "delete", "count", "exists"):
@@ -194,6 +246,12 @@ def session_wrapper(operation: str) -> Wrapper:
     return wrapper
 
 
+def _secondary(relationship: Any) -> dict[str, Any]:
+    """The association table of a many-to-many, as a span attribute (nothing otherwise)."""
+    secondary = getattr(relationship, "secondary", None)
+    return {SpanAttributes.DB_RELATIONSHIP_SECONDARY: secondary} if secondary else {}
+
+
 async def lazy_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -214,6 +272,7 @@ async def lazy_load_wrapper(
                 target_model=instance.target_name,
                 strategy="select",
                 fk_column=instance.fk_column,
+                **_secondary(instance),
             )
     except Exception as exc:
         providers.report_failure("describe db.relationship.select", exc)
@@ -248,6 +307,7 @@ async def eager_load_wrapper(
             fk_column=rel.fk_column,
             batch_count=batch.batch_count,
             depth=batch.depth,
+            **_secondary(rel),
         )
     except Exception as exc:
         providers.report_failure("describe an eager load", exc)

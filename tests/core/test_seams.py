@@ -25,7 +25,17 @@ from data_bridge_core import (
 
 SEAMS = {
     Query: ["to_list", "count", "exists", "aggregate", "update", "delete"],
-    Session: ["open", "close", "flush", "commit", "rollback", "execute", "run_statement"],
+    Session: [
+        "open",
+        "close",
+        "flush",
+        "commit",
+        "rollback",
+        "upsert",
+        "from_sql",
+        "execute",
+        "run_statement",
+    ],
     Relationship: ["load"],
     EagerLoad: ["load"],
 }

@@ -33,6 +33,8 @@ SEAMS = [
         (Session, "flush"),
         (Session, "commit"),
         (Session, "rollback"),
+        (Session, "upsert"),
+        (Session, "from_sql"),
         (Session, "run_statement"),
         (Relationship, "load"),
         (EagerLoad, "load"),

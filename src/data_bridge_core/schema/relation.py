@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 
 ONE_TO_MANY = "one_to_many"
 MANY_TO_ONE = "many_to_one"
+MANY_TO_MANY = "many_to_many"  # through an association table (relationship(secondary=...))
+# How a relationship value got there: assigned by the user (a many-to-many's
+# links are then written at the next flush, which marks the value LINKED).
+ASSIGNED = "assigned"
+LINKED = "linked"
 
 
 class RelationshipDeclaration:
@@ -36,4 +41,15 @@ class RelationshipDeclaration:
 
     @property
     def fk(self) -> ColumnInfo:
+        raise NotImplementedError
+
+    @property
+    def association(self) -> type[Table] | None:
+        """The association model of a many-to-many (None otherwise)."""
+        raise NotImplementedError
+
+    @property
+    def link_columns(self) -> tuple[ColumnInfo, ColumnInfo, ColumnInfo, ColumnInfo]:
+        """Many-to-many: (association column -> owner, owner's referenced column,
+        association column -> target, target's referenced column)."""
         raise NotImplementedError

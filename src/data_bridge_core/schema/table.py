@@ -12,8 +12,7 @@ import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, dataclass_transform
 
 from data_bridge_core.context import current_session
 from data_bridge_core.errors import (
@@ -25,7 +24,8 @@ from data_bridge_core.schema import column as column_module
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, quote_ident
 from data_bridge_core.schema.relation import RelationshipDeclaration
-from data_bridge_core.schema.types import resolve_annotation
+from data_bridge_core.schema.typed import unwrap, unwrap_text
+from data_bridge_core.schema.types import column_type_for, resolve_annotation
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 
 if TYPE_CHECKING:
@@ -71,13 +71,24 @@ class TableInfo:
         self.field_names = tuple(columns)
         self.relationships = relationships
         pks = [c for c in columns.values() if c.primary_key]
-        if len(pks) != 1:
+        if not pks:
             raise ModelDefinitionError(
-                f"{model.__name__} needs exactly one primary key column "
-                f"(Column(primary_key=True)), found {len(pks)}"
+                f"{model.__name__} needs a primary key: declare Column(primary_key=True) "
+                "on one column (or on several, for a composite key)"
             )
+        # Several key columns make a composite key: the identity of a row is the
+        # tuple of their values (`session.get(Model, (a, b))`).
+        self.primary_keys = tuple(pks)
+        self.composite = len(pks) > 1
+        for column in pks:
+            column.in_composite_key = self.composite
         self.primary_key = pks[0]
         self.pk_index = self.field_names.index(self.primary_key.name)
+        self.key_names = tuple(c.name for c in pks)
+        self.key_indexes = tuple(self.field_names.index(c.name) for c in pks)
+        # The key columns as a RETURNING / SELECT list, and the WHERE matching one key.
+        self.key_returning = ", ".join(c.quoted for c in pks)
+        self.key_where = " AND ".join(f"{c.quoted} = %s" for c in pks)
         self.select_list = ", ".join(c.quoted for c in columns.values())
         # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).
         self.generated = tuple(c for c in columns.values() if c.database_generated)
@@ -94,6 +105,57 @@ class TableInfo:
             and not c.database_generated
             and c.foreign_key is None
         ]
+
+        settings = model.__dict__.get("Settings")
+        # Multi-column constraints: Settings.unique / Settings.indexes, lists of field tuples.
+        self.unique_constraints = self._column_groups(settings, "unique")
+        self.indexes = self._column_groups(settings, "indexes")
+
+    def _column_groups(self, settings: object, attribute: str) -> tuple[tuple[str, ...], ...]:
+        declared = getattr(settings, attribute, None)
+        if declared is None:
+            return ()
+        where = f"{self.model.__name__}.Settings.{attribute}"
+        if isinstance(declared, str) or not isinstance(declared, list | tuple):
+            raise ModelDefinitionError(
+                f"{where} takes a list of column tuples, as in [('author_id', 'title')]"
+            )
+        groups = []
+        for group in declared:
+            names = (group,) if isinstance(group, str) else tuple(group)
+            if not names or not all(isinstance(n, str) for n in names):
+                raise ModelDefinitionError(f"{where}: {group!r} is not a tuple of field names")
+            for name in names:
+                self.column(name, where)
+            groups.append(names)
+        return tuple(groups)
+
+    def is_unique_key(self, names: tuple[str, ...]) -> bool:
+        """True when the columns ``names`` (any order) carry a primary key or UNIQUE constraint."""
+        wanted = set(names)
+        if wanted == set(self.key_names):
+            return True
+        if len(wanted) == 1 and self.columns[next(iter(wanted))].options.unique:
+            return True
+        return any(set(group) == wanted for group in self.unique_constraints)
+
+    def key_params(self, key: Any) -> list[Any]:
+        """The parameters of `key_where` for one identity key."""
+        return list(key) if self.composite else [key]
+
+    def check_key(self, key: Any, context: str) -> Any:
+        """Validate a key given by the caller: a value, or a tuple for a composite key."""
+        if not self.composite:
+            return self.primary_key.check(key)
+        names = ", ".join(self.key_names)
+        if not isinstance(key, tuple) or len(key) != len(self.primary_keys):
+            raise TypeError(
+                f"{self.model.__name__} has a composite primary key ({names}): {context} "
+                f"takes a tuple of {len(self.primary_keys)} values, got {key!r}"
+            )
+        for column, value in zip(self.primary_keys, key, strict=True):
+            column.check(value)
+        return key
 
     def column(self, field: str, context: str = "") -> ColumnInfo:
         try:
@@ -135,6 +197,7 @@ def _finalize(model: type[Table]) -> TableInfo:
     for column in columns.values():
         annotation = column.raw_annotation
         if isinstance(annotation, str):
+            annotation = unwrap_text(annotation)
             try:
                 annotation = eval(annotation, globalns, {"Any": Any})
             except Exception as exc:
@@ -142,16 +205,20 @@ def _finalize(model: type[Table]) -> TableInfo:
                     f"{model.__name__}.{column.name}: cannot evaluate annotation "
                     f"{column.raw_annotation!r}: {exc}"
                 ) from exc
+        annotation = unwrap(annotation)
         column_type, optional = resolve_annotation(annotation, model.__name__, column.name)
         opts = column.options
         if opts.column_type is not None:
-            column_type = replace(column_type, sql_type=opts.column_type)
+            # The value checks follow the chosen SQL type (an int4 column's range).
+            fitted = column_type_for(column_type.python_type, opts.column_type)
+            column_type = fitted if fitted is not None else column_type
         column.column_type = column_type
         column.nullable = optional if opts.nullable is None else opts.nullable
         if column.primary_key and column.nullable:
             raise ModelDefinitionError(f"{model.__name__}.{column.name}: a primary key is NOT NULL")
         if not column.primary_key and opts.nullable is None and column.default is None:
             column.nullable = True  # `x: int = None` reads as nullable too
+        column.accepts_none = column.nullable or column.database_generated
     info = TableInfo(model, table_name_of(model), columns, dict(model.__relationships__))
     model.__table_info__ = info
     return info
@@ -162,6 +229,11 @@ def _annotations_of(cls: type) -> dict[str, Any]:
     return dict(inspect.get_annotations(cls))
 
 
+# PEP 681: type checkers derive each model's keyword-only constructor from its
+# annotations. Column() is deliberately not a field specifier: a checker would
+# then call `id: int = Column(primary_key=True)` a required argument; the
+# constructor itself reports a missing required field at run time.
+@dataclass_transform(kw_only_default=True, eq_default=False)
 class Table:
     """Base class of models: subclass it with annotated fields."""
 
@@ -222,8 +294,9 @@ class Table:
                     related[key] = value
                     continue
                 raise UnknownFieldError(type(self), key, f"{type(self).__name__}()")
-            if value is not None and not check[0](value):
-                check[1].check(value)  # raises ColumnTypeError, naming the field
+            if value is None or not check[0](value):
+                # The slow path: None, a value to normalise, or an error naming the field.
+                value = check[1].check(value)
             d[key] = value
         if len(d) <= len(accepts):  # some fields were left out: defaults, then required
             for name, column, has_default in info.fillers:
@@ -245,12 +318,7 @@ class Table:
         if column is None:
             object.__setattr__(self, name, value)
             return
-        if value is not None:
-            value = column.check(value)
-        elif not column.nullable and not column.database_generated:
-            from data_bridge_core.errors import ColumnTypeError
-
-            raise ColumnTypeError(type(self).__name__, name, "a value (NOT NULL)", value)
+        value = column.check(value)
         d = self.__dict__
         old = d.get(name, MISSING)
         d[name] = value
