@@ -75,6 +75,7 @@ echo "PgBouncer $("$pgbouncer_bin" --version | head -n 1 | cut -d' ' -f2) (pid $
 status=0
 DATA_BRIDGE_TEST_PGBOUNCER_DSN="postgresql://$user@127.0.0.1:$listen_port/$dbname" \
     "$VENV/bin/pytest" -p no:cacheprovider -rs \
-    tests/core/test_session.py tests/core/test_relationships.py tests/core/test_queries.py \
+    tests/core/test_session.py tests/core/test_savepoints.py tests/core/test_failed_flush.py \
+    tests/core/test_rollback_state.py tests/core/test_queries.py tests/core/test_relationships.py \
     tests/core/test_pgbouncer.py "$@" || status=$?
 exit "$status"
