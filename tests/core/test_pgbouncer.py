@@ -11,7 +11,8 @@ import asyncio
 
 import pytest
 from core_fixtures import PGBOUNCER_DSN, User, seed
-from psycopg.conninfo import make_conninfo
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from data_bridge_core import Engine, Session, errors
 
@@ -70,3 +71,18 @@ async def test_concurrent_counts_with_default_settings_pass_or_raise_the_clear_e
         assert "prepare_threshold=None" in str(failure)
     passed = [r for r in results if not isinstance(r, BaseException)]
     assert passed == [[3] * COUNTS_PER_SESSION] * (SESSIONS - len(failures))
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_query_spans_through_pgbouncer_show_pgbouncers_address_not_the_servers(
+    engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    await seed(engine, users=2)
+    async with Session(engine) as session:
+        assert len(await session.find(User).to_list()) == 2
+    [find] = [s for s in spans.get_finished_spans() if s.name == "db.query.find"]
+    assert PGBOUNCER_DSN is not None
+    bouncer = conninfo_to_dict(PGBOUNCER_DSN)
+    assert find.attributes is not None
+    assert find.attributes["server.address"] == "127.0.0.1"
+    assert find.attributes["server.port"] == int(str(bouncer["port"]))  # not 5432
