@@ -161,7 +161,7 @@ async def seam_cost(count: int, rounds: int) -> dict[str, float]:
     from bench import orm_models as m
     from bench.schema import DSN
     from data_bridge_core import Engine, Session
-    from opentelemetry_instrumentation_data_bridge import processors, providers, wrappers
+    from opentelemetry_instrumentation_data_bridge import config, processors, wrappers
     from opentelemetry_instrumentation_data_bridge.telemetry import (
         AttributeBasedSampler,
         SlowQueryProcessor,
@@ -202,7 +202,7 @@ async def seam_cost(count: int, rounds: int) -> dict[str, float]:
             gc.collect()
             base = await _cpu_per_call(bare, count)()
             for name, (provider, registered) in variants.items():
-                providers.configure(tracer_provider=provider)
+                config.configure(tracer_provider=provider)
                 processors.activate(provider)
                 for processor in registered:
                     processors.add_span_processor(processor)
@@ -214,7 +214,7 @@ async def seam_cost(count: int, rounds: int) -> dict[str, float]:
                 samples[name].append(cost - base)
     finally:
         processors.deactivate()
-        providers.reset()
+        config.reset()
         await session.close()
         await engine.dispose()
     return {name: statistics.median(values) for name, values in samples.items()}

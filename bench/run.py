@@ -17,7 +17,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bench import overhead, report
+from bench import n1_flow, overhead, report
 from bench.report import FLOOR_SYSTEM
 from bench.schema import USERS, create_schema, drop_schema, server_version_of, vacuum
 from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
@@ -171,6 +171,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         seam = await overhead.seam_overhead(providers, schema, probe_count, probe_rounds)
         floor = overhead.span_floor(providers["recording"], probe_count, probe_rounds)
         n1_cost = await overhead.n1_detection_cost(schema, 2 if args.quick else 50, probe_rounds)
+        n1_flow_cost = await n1_flow.n1_request_flow_cost(schema, 3 if args.quick else 60)
         memory = await hydration_memory(schema)
     finally:
         drop_schema(schema)
@@ -185,6 +186,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "seam_overhead_us": seam,
         "w1_extra_cpu_us": paired,
         "n1_detection_us": n1_cost,
+        "n1_request_flow": n1_flow_cost,
         "memory_peak_bytes": memory,
     }
 

@@ -122,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         attrs = warning.attributes or {}
         print(
             f"N+1 detected: {attrs.get('db.relationship.name')} lazy-loaded "
-            f"{attrs.get('db.n1.query_count')} times at {attrs.get('code.function')}"
-            f"(line {attrs.get('code.lineno')}): {attrs.get('db.n1.recommendation')}"
+            f"{attrs.get('db.n1.query_count')} times at {attrs.get('code.function.name')}"
+            f"(line {attrs.get('code.line.number')}): {attrs.get('db.n1.recommendation')}"
         )
     unused = [s for s in spans if s.name == "db.unused_eager_load"]
     print(f"unused eager loads: {len(unused)}")

@@ -35,10 +35,10 @@ from data_bridge_core.loading import (
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
-from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.schema.table import Table, identity_key, table_info
 from data_bridge_core.schema.typed import Mapped, Rel
 from data_bridge_core.session import NestedTransaction, Result, Session, current_session
-from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, state_of
+from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, result_of, state_of
 from data_bridge_core.views import loaded
 
 __version__ = "0.1.0"
@@ -87,12 +87,14 @@ __all__ = [
     "UnsupportedOperationError",
     "ValidationError",
     "current_session",
+    "identity_key",
     "inspect",
     "joinedload",
     "loaded",
     "noload",
     "raiseload",
     "relationship",
+    "result_of",
     "selectinload",
     "table_info",
 ]

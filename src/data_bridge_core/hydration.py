@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.schema.table import Table, table_info
-from data_bridge_core.state import STATE_KEY, ResultInfo
+from data_bridge_core.state import STATE_KEY, ResultInfo, state_of
 
 M = TypeVar("M", bound=Table)
 
@@ -40,6 +40,9 @@ def make_hydrator(
         pk = values[pk_index]
         obj = held.get(pk)
         if obj is not None:
+            # Now part of this result too (`inspect(obj).result_size` tells N+1
+            # detection whether it came from a multi-row result).
+            state_of(obj).result = result
             return obj  # type: ignore[return-value]
         obj = new(model)
         d = obj.__dict__

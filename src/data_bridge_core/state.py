@@ -113,6 +113,14 @@ def own_state(obj: Table) -> InstanceState | None:
     return state if state.__class__ is InstanceState else None
 
 
+def result_of(obj: Table) -> ResultInfo | None:
+    """The result that last returned an instance (shared by that result's rows; compare
+    by identity, ``.size`` is its row count), None for objects built in Python.
+    Reads without giving the instance its own state."""
+    state = obj.__dict__[STATE_KEY]
+    return state if state.__class__ is ResultInfo else state.result
+
+
 def owner_of(obj: Table) -> StateOwner | None:
     """The identity map an instance belongs to, without making it its own state."""
     return obj.__dict__[STATE_KEY].owner  # type: ignore[no-any-return]

@@ -19,6 +19,8 @@ or run an unmodified program under ``opentelemetry-instrument`` (entry point
 - ``enable_commenter`` / ``commenter_options``: sqlcommenter comments on each
   statement (docs/sqlcommenter.md).
 
+Any other option is a ``TypeError`` (the table: ``config.INSTRUMENT_OPTIONS``).
+
 ``DATA_BRIDGE_TRACING_ENABLED=false`` (or ``0``/``no``) makes ``instrument()``
 patch nothing at all.
 """

@@ -20,7 +20,8 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from opentelemetry_instrumentation_data_bridge.providers import get_tracer
+from opentelemetry_instrumentation_data_bridge.config import get_tracer
+from opentelemetry_instrumentation_data_bridge.spans import SpanScope
 
 T = TypeVar("T")
 
@@ -51,16 +52,24 @@ def create_linked_task(
     caller = trace.get_current_span().get_span_context()
     links = [Link(caller, LINK_ATTRIBUTES)] if caller.is_valid else []
 
+    # Through SpanScope like every span of ours: a raising span processor is
+    # contained, and a failure is recorded without the values in its text.
+    scope = SpanScope(tracer, name, SpanKind.INTERNAL, dict(attributes or {}), links=links)
+
     async def run_linked() -> T:
         # An empty context: no parent, so the span starts a trace of its own.
-        with tracer.start_as_current_span(
-            name,
-            context=otel_context.Context(),
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            links=links,
-        ):
+        if scope.start(otel_context.Context()) is None:
             return await coro
+        token = otel_context.attach(scope.context)  # type: ignore[arg-type]
+        error: BaseException | None = None
+        try:
+            return await coro
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            otel_context.detach(token)
+            scope.finish(error)
 
     return loop.create_task(run_linked(), name=name)
 

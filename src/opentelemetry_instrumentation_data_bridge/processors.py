@@ -1,15 +1,14 @@
 """Span processors that see the instrumentation's spans, and only those
 (the reference's Future Enhancement 3).
 
-`add_span_processor(p)` registers ``p`` process-wide. ``instrument()`` adds
-one dispatching SDK span processor to its tracer provider (once per
-provider); it hands every span whose instrumentation scope is this
+`add_span_processor(p)` registers ``p`` process-wide. ``instrument()``
+attaches one dispatcher to its tracer provider (through `provider_hooks`,
+once per provider); it hands every span whose instrumentation scope is this
 package's to each registered processor's ``on_start``/``on_end``. A
 processor that raises is logged once (logger
 ``opentelemetry_instrumentation_data_bridge``) and the ORM call goes on.
 
-An SDK provider cannot drop a processor, so after ``uninstrument()`` the
-dispatcher stays on the provider but passes nothing on; registered
+``uninstrument()`` takes the dispatcher off the provider again; registered
 processors stay registered (a later ``instrument()`` feeds them again)
 until `remove_span_processor`. The provider's ``shutdown()`` shuts them
 down.
@@ -22,7 +21,6 @@ database operations slower than a threshold on the logger
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanKind
 
-from opentelemetry_instrumentation_data_bridge.providers import SCOPE, report_failure
+from opentelemetry_instrumentation_data_bridge.config import SCOPE, report_failure
 
 SLOW_QUERY_LOGGER = "opentelemetry_instrumentation_data_bridge.slow_queries"
 slow_query_logger = logging.getLogger(SLOW_QUERY_LOGGER)
@@ -138,27 +136,26 @@ class _Dispatcher:
         return flushed
 
 
-# Weak keys: a provider's id can be reused once it is gone, the provider itself cannot.
-_dispatching: weakref.WeakKeyDictionary[Any, _Dispatcher] = weakref.WeakKeyDictionary()
+DISPATCH = "span processors"  # the dispatcher's key on a provider (provider_hooks)
 
 
 def activate(provider: Any) -> bool:
     """On instrument(): dispatch the spans of ``provider`` (an SDK one; False otherwise)."""
     global _active_provider
-    add = getattr(provider, "add_span_processor", None)
-    if add is None:  # the API's no-op or proxy provider has no processors
-        _active_provider = None
+    if getattr(provider, "add_span_processor", None) is None:
+        _active_provider = None  # the API's no-op or proxy provider has no processors
         return False
-    if provider not in _dispatching:
-        dispatcher = _Dispatcher(provider)
-        add(dispatcher)
-        _dispatching[provider] = dispatcher
+    from opentelemetry_instrumentation_data_bridge import provider_hooks
+
+    if not provider_hooks.attached(provider, DISPATCH):
+        provider_hooks.attach(provider, DISPATCH, _Dispatcher(provider))
     _active_provider = id(provider)
     return True
 
 
 def deactivate() -> None:
-    """On uninstrument(): the dispatchers stay on their providers, passing nothing on."""
+    """On uninstrument(): nothing is dispatched any more (`provider_hooks.detach_all`
+    then takes the dispatchers off their providers)."""
     global _active_provider
     _active_provider = None
 

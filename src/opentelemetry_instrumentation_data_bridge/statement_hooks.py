@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from opentelemetry_instrumentation_data_bridge.commenter import Commenter
-from opentelemetry_instrumentation_data_bridge.providers import report_failure
+from opentelemetry_instrumentation_data_bridge.config import report_failure
 from opentelemetry_instrumentation_data_bridge.query_plans import QueryPlans
 
 Wrapped = Callable[..., Awaitable[Any]]

@@ -54,7 +54,8 @@ def test_demo_prints_the_trace_tree_and_the_query_counts() -> None:
     assert out.count("cache_hit=False") == 10
     # The N+1 page is reported with its fix and final count; the eager page is clean.
     assert out.count("db.n1_warning") == 1
-    assert "N+1 detected: posts lazy-loaded 10 times" in out
+    assert "N+1 detected: posts lazy-loaded 10 times at run_requests(line " in out
+    assert "(line None)" not in out
     assert "Use selectinload(User.posts)" in out
     assert "unused eager loads: 0" in out
 

@@ -188,6 +188,13 @@ def table_info(model: type[Table]) -> TableInfo:
     return info
 
 
+def identity_key(obj: Table) -> tuple[type[Table], Any] | None:
+    """``(model class, primary key)`` of an instance, None while it has no key yet."""
+    model = type(obj)
+    pk = obj.__dict__.get(table_info(model).primary_key.name)
+    return None if pk is None else (model, pk)
+
+
 def _finalize(model: type[Table]) -> TableInfo:
     if model.__dict__.get("__abstract__"):
         raise ModelDefinitionError(f"{model.__name__} is abstract and has no table")
