@@ -150,6 +150,19 @@ class IntegrityError(DatabaseError):
     """A constraint was violated (SQLSTATE class 23)."""
 
 
+def described(value: object) -> str:
+    """An argument as an error message names it.
+
+    The ORM's own objects (columns, relationships, expressions, options) are
+    code and show as themselves; anything else shows as its type only, since it
+    may be a user's value (a password, an e-mail) and messages end up in logs
+    and spans.
+    """
+    if type(value).__module__.startswith("data_bridge_core."):
+        return repr(value)
+    return type(value).__name__
+
+
 def wrap_database_error(exc: Exception) -> DatabaseError:
     """Build the DatabaseError for a psycopg exception (the caller raises it ``from exc``)."""
     sqlstate: str | None = getattr(exc, "sqlstate", None)
@@ -177,5 +190,6 @@ __all__ = [
     "UnknownFieldError",
     "UnsupportedOperationError",
     "ValidationError",
+    "described",
     "wrap_database_error",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from data_bridge_core.errors import UnsupportedOperationError
+from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.relationships import (
     MANY_TO_MANY,
     MANY_TO_ONE,
@@ -32,7 +32,9 @@ JOINED = "joined"
 
 def _expect_relationship(value: object, option: str) -> Relationship:
     if not isinstance(value, Relationship):
-        raise TypeError(f"{option}() takes a relationship such as User.posts, got {value!r}")
+        raise TypeError(
+            f"{option}() takes a relationship such as User.posts, got {described(value)}"
+        )
     return value
 
 
@@ -98,7 +100,7 @@ class EagerLoad(LoaderOption):
         target = self.relationship.target
         for opt in options:
             if not isinstance(opt, LoaderOption):
-                raise TypeError(f"options() takes loader options, got {opt!r}")
+                raise TypeError(f"options() takes loader options, got {described(opt)}")
             if opt.relationship.owner is not target and not issubclass(
                 target, opt.relationship.owner
             ):

@@ -8,6 +8,7 @@ a new query. Terminal coroutines (`to_list`, `count`, `exists`, `aggregate`,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -15,7 +16,7 @@ from psycopg.rows import dict_row
 
 from data_bridge_core.aggregate import compile_aggregate
 from data_bridge_core.context import current_session
-from data_bridge_core.errors import UnsupportedOperationError
+from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.relationships import Relationship
 from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
@@ -52,7 +53,7 @@ class Query(Generic[M]):
 
     def __init__(self, model: type[M], session: Session | None) -> None:
         if not (isinstance(model, type) and issubclass(model, Table)):
-            raise TypeError(f"find() takes a model class, got {model!r}")
+            raise TypeError(f"find() takes a model class, got {described(model)}")
         self._model = model
         self._info = table_info(model)
         self._session = session
@@ -80,7 +81,8 @@ class Query(Generic[M]):
         for f in filters:
             if not isinstance(f, Expression):
                 raise TypeError(
-                    f"filter() takes expressions such as {self._model.__name__}.id == 1, got {f!r}"
+                    f"filter() takes expressions such as {self._model.__name__}.id == 1, "
+                    f"got {described(f)}"
                 )
             self._check_models(f.models(), "filter")
         clone = self._copy()
@@ -95,7 +97,9 @@ class Query(Generic[M]):
             if isinstance(c, Operand):
                 c = c.asc()
             if not isinstance(c, OrderBy):
-                raise TypeError(f"order_by() takes columns or column.asc()/.desc(), got {c!r}")
+                raise TypeError(
+                    f"order_by() takes columns or column.asc()/.desc(), got {described(c)}"
+                )
             self._check_models(c.column.models(), "order")
             items.append(c)
         clone = self._copy()
@@ -111,7 +115,7 @@ class Query(Generic[M]):
         if not isinstance(relationship, Relationship):
             raise TypeError(
                 f"join() takes a to-one relationship such as {self._model.__name__}.author, "
-                f"got {relationship!r}"
+                f"got {described(relationship)}"
             )
         owner = relationship.owner
         if owner is not self._model and not issubclass(self._model, owner) and not any(
@@ -150,7 +154,7 @@ class Query(Generic[M]):
     def options(self, *options: LoaderOption) -> Query[M]:
         for opt in options:
             if not isinstance(opt, LoaderOption):
-                raise TypeError(f"options() takes selectinload(...) etc., got {opt!r}")
+                raise TypeError(f"options() takes selectinload(...) etc., got {described(opt)}")
             owner = opt.relationship.owner
             if owner is not self._model and not issubclass(self._model, owner):
                 raise UnsupportedOperationError(
@@ -353,9 +357,10 @@ class Query(Generic[M]):
                 "limit()/offset()/order_by()/options()"
             )
         if self._joins:
+            rel = self._joins[0]
             raise UnsupportedOperationError(
                 f"{what}() does not take join(); filter across the relationship with "
-                f"{self._model.__name__}.<relationship>.has(...) instead"
+                f"{rel.owner.__name__}.{rel.name}.has(...) instead"
             )
 
     async def update(self, **values: Any) -> int:
@@ -415,10 +420,11 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        async for obj in session.stream_rows(
-            self._model, self._select_sql(params), params, batch_size
-        ):
-            yield obj
+        rows = session.stream_rows(self._model, self._select_sql(params), params, batch_size)
+        # Closing this iterator closes the cursor's at once, not when it is collected.
+        async with contextlib.aclosing(rows):
+            async for obj in rows:
+                yield obj
 
     def __aiter__(self) -> AsyncIterator[M]:
         return self.stream()

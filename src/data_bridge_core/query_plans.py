@@ -40,12 +40,14 @@ _names = itertools.count(1)
 
 
 def is_read(statement: str) -> bool:
-    """True for a SELECT, or a WITH query without a data-modifying part.
+    """True for one SELECT, or one WITH query without a data-modifying part.
 
     (``SELECT ... FOR UPDATE`` is a read here: a plain EXPLAIN takes no lock.)
+    Text with a ``;`` before its end is refused: the PREPARE goes through the
+    simple query protocol, which would run a second command after it.
     """
     match = _READ_START.match(statement)
-    if match is None:
+    if match is None or ";" in statement.rstrip().rstrip(";"):
         return False
     return match.group(1).upper() == "SELECT" or not _WRITE_WORD.search(statement)
 
@@ -91,6 +93,7 @@ async def generic_plan(session: Session, statement: str) -> str | None:
     if numbered is None:
         return None
     sql, count = numbered
+    sql = sql.rstrip().rstrip(";")
     conn = _connection(session)
     if conn is None or conn.info.transaction_status != pq.TransactionStatus.INTRANS:
         return None

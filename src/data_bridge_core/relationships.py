@@ -19,6 +19,7 @@ from data_bridge_core.errors import (
     RaiseLoadError,
     RelationshipError,
     UnsupportedOperationError,
+    described,
 )
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.expressions import Exists, Expression
@@ -404,7 +405,7 @@ class Relationship(RelationshipDeclaration):
             if not isinstance(criterion, Expression):
                 raise TypeError(
                     f"{self!r}.{method}() takes expressions such as "
-                    f"{target.__name__}.id == 1, got {criterion!r}"
+                    f"{target.__name__}.id == 1, got {described(criterion)}"
                 )
             for model in criterion.models():
                 if model is not target and not issubclass(target, model):
@@ -473,11 +474,25 @@ class Relationship(RelationshipDeclaration):
             if value is None:
                 value = []
             if not isinstance(value, list):
-                raise TypeError(f"{self.owner.__name__}.{self.name} takes a list, got {value!r}")
+                raise TypeError(
+                    f"{self.owner.__name__}.{self.name} takes a list, got {described(value)}"
+                )
             for item in value:
                 self._check_target(item)
+            if len({id(item) for item in value}) != len(value):
+                # One row links once: the list holds each object once, as it reads back.
+                unique: dict[int, Any] = {}
+                for item in value:
+                    unique.setdefault(id(item), item)
+                value = list(unique.values())
         elif value is not None:
             self._check_target(value)
+        if self.direction == MANY_TO_ONE and self.fk.primary_key:
+            # The FK is part of the key: set it first, so that refusing to move a
+            # stored row's key (Table.__setattr__ raises) leaves nothing half-assigned.
+            key = None if value is None else value.__dict__.get(self._target_key_name)
+            if value is None or key is not None:
+                setattr(instance, self.fk.name, key)
         previous = _loaded_value(instance, self.name)
         set_loaded(instance, self.name, value, ASSIGNED)
         state: InstanceState = state_of(instance)
@@ -514,6 +529,10 @@ class Relationship(RelationshipDeclaration):
                     set_loaded(item, self.back_populates, instance, "assigned")
         if state.owner is not None:
             state.owner.note_related(instance)
+
+    @property
+    def _target_key_name(self) -> str:
+        return table_info(self.target).primary_key.name
 
     def _check_target(self, value: Any) -> None:
         if not isinstance(value, self.target):

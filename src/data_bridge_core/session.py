@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -32,6 +32,7 @@ from data_bridge_core.errors import (
     PendingRollbackError,
     SessionClosedError,
     UnsupportedOperationError,
+    described,
     wrap_database_error,
 )
 from data_bridge_core.hydration import make_hydrator
@@ -378,19 +379,34 @@ class Session:
 
     async def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
-    ) -> AsyncIterator[M]:
+    ) -> AsyncGenerator[M, None]:
         """Like `load_rows`, through a server-side cursor (not routed through `execute`)."""
         conn = await self._connection()
         hydrate = self.hydrator(model, batch_size)
         name = f"data_bridge_stream_{next(_cursor_names)}"
+        size = max(batch_size, 1)
+        cur = conn.cursor(name, row_factory=lambda _cur: hydrate)
         try:
-            async with conn.cursor(name, row_factory=lambda _cur: hydrate) as cur:
-                cur.itersize = max(batch_size, 1)
-                await cur.execute(statement, params)
-                async for obj in cur:
+            await cur.execute(statement, params)
+            while True:
+                if self._conn is not conn:
+                    # commit()/rollback() in the loop ended the transaction, closing the
+                    # cursor, and gave the connection back: it may serve another session now.
+                    raise InvalidStateError(
+                        "the transaction of this stream ended (commit() or rollback() inside "
+                        "the loop), which closed its server-side cursor: end the transaction "
+                        "after the loop, or read the rows with to_list() first"
+                    )
+                batch = await cur.fetchmany(size)
+                for obj in batch:
                     yield obj
+                if len(batch) < size:
+                    break
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc
+        finally:
+            if self._conn is conn:  # else the cursor died with its transaction
+                await cur.close()
 
     def held_objects(self, model: type[M]) -> list[M]:
         """Every object of ``model`` the session holds (no SQL)."""
@@ -476,7 +492,8 @@ class Session:
         for obj in objects:
             if type(obj) is not model or STATE_KEY not in obj.__dict__:
                 raise TypeError(
-                    f"upsert() takes new objects of one model, got {obj!r} with {objects[0]!r}"
+                    "upsert() takes new objects of one model, got "
+                    f"{described(obj)} with {described(objects[0])}"
                 )
         plan = UpsertPlan(table_info(model), on, update)
         plan.check_distinct(objects)
@@ -574,29 +591,35 @@ class Session:
         self._check_usable()
         return NestedTransaction(self)
 
-    async def _begin_savepoint(self) -> LogLevel:
+    async def savepoint(self) -> LogLevel:
+        """Flush, then ``SAVEPOINT``: the level `release_savepoint` or
+        `rollback_to_savepoint` ends. ``begin_nested()`` calls these three; they are
+        seams (one operation each) rather than API to call by hand."""
         self._check_usable()
         await self.flush()
         name = f"data_bridge_sp_{next(_savepoint_names)}"
         await self.run_statement(f"SAVEPOINT {name}")
         return self._log.begin_savepoint(name)
 
-    async def _release_savepoint(self, level: LogLevel) -> None:
+    async def release_savepoint(self, level: LogLevel) -> None:
+        """Flush the block's changes, then ``RELEASE SAVEPOINT`` (rolled back to it
+        when that flush fails)."""
         if not self._log.is_open(level):
             return  # the whole transaction was committed or rolled back inside the block
         try:
             await self.flush()
         except BaseException:
-            await self._rollback_savepoint(level)
+            await self.rollback_to_savepoint(level)
             raise
         failed = self._failed
         if failed is not None:  # a flush failed inside and its error was caught there
-            await self._rollback_savepoint(level)
+            await self.rollback_to_savepoint(level)
             raise PendingRollbackError(failed) from failed
         await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
         self._log.release(level)
 
-    async def _rollback_savepoint(self, level: LogLevel) -> None:
+    async def rollback_to_savepoint(self, level: LogLevel) -> None:
+        """``ROLLBACK TO SAVEPOINT`` and release it; the objects get their values back."""
         if not self._log.is_open(level):
             return
         try:
@@ -624,7 +647,7 @@ class NestedTransaction:
         self._level: LogLevel | None = None
 
     async def __aenter__(self) -> Self:
-        self._level = await self.session._begin_savepoint()
+        self._level = await self.session.savepoint()
         return self
 
     async def __aexit__(
@@ -636,7 +659,10 @@ class NestedTransaction:
         level = self._level
         assert level is not None, "NestedTransaction used without `async with`"
         self._level = None
+        session = self.session
+        if not session._log.is_open(level):
+            return  # the whole transaction was committed or rolled back inside the block
         if exc_type is None:
-            await self.session._release_savepoint(level)
+            await session.release_savepoint(level)
         else:
-            await self.session._rollback_savepoint(level)
+            await session.rollback_to_savepoint(level)

@@ -24,7 +24,7 @@ from data_bridge_core.dml import (
     update_params,
     update_statement,
 )
-from data_bridge_core.errors import DatabaseError, InvalidStateError
+from data_bridge_core.errors import DatabaseError, InvalidStateError, UnsupportedOperationError
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
 from data_bridge_core.schema.relation import (
     ASSIGNED,
@@ -78,6 +78,30 @@ def related_objects(obj: Table) -> list[Table]:
         elif value is not None:
             found.append(value)
     return found
+
+
+def _refuse_unwritten_relations(obj: Table) -> None:
+    """Upsert writes columns: refuse related objects it would silently leave out."""
+    state = own_state(obj)
+    if state is None or not state.relations:
+        return
+    info = table_info(type(obj))
+    model = info.model.__name__
+    for name, value in state.relations.items():
+        rel = info.relationships.get(name)
+        if rel is None or not value:
+            continue
+        if rel.direction == MANY_TO_ONE:
+            if value.__dict__.get(table_info(rel.target).primary_key.name) is None:
+                raise UnsupportedOperationError(
+                    f"upsert() writes columns only; {model}.{name} holds a new "
+                    f"{rel.target.__name__} without a key: add it and flush first"
+                )
+            continue  # a stored target is only its key, which the row carries
+        raise UnsupportedOperationError(
+            f"upsert() writes columns only; {model}.{name} was given objects it would not "
+            f"write: upsert the {model} objects first, then link them and flush"
+        )
 
 
 def pull_foreign_keys(obj: Table) -> None:
@@ -238,11 +262,15 @@ class UnitOfWork:
             state = state_of(obj)
             if state.persistent:
                 raise InvalidStateError(
-                    f"upsert() writes new objects; {obj!r} is already in the database: "
+                    f"upsert() writes new objects; a {type(obj).__name__} object is already in "
+                    "the database: "
                     "set its attributes and flush instead"
                 )
             if state.owner is not None and state.owner is not identity:
-                raise InvalidStateError(f"{obj!r} belongs to another session")
+                raise InvalidStateError(
+                    f"upsert(): a {type(obj).__name__} object belongs to another session"
+                )
+            _refuse_unwritten_relations(obj)
         for obj in objects:
             if self.pending.pop(obj, MISSING_OBJ) is not MISSING_OBJ:
                 state_of(obj).owner = None
@@ -299,9 +327,43 @@ class UnitOfWork:
         """Run a ``DELETE ... RETURNING key``; the matching loaded objects leave the session."""
         result = await self.runner.run_statement(statement, params)
         composite = table_info(model).composite
-        for row in result.rows:
-            self.forget(model, tuple(row) if composite else row[0])
+        held = self.identity.by_model.get(model, {})
+        keys = [tuple(row) if composite else row[0] for row in result.rows]
+        gone = [obj for obj in (held.get(key) for key in keys) if obj is not None]
+        for key in keys:
+            self.forget(model, key)
+        self._drop_from_loaded_lists(gone)
         return len(result.rows)
+
+    def _drop_from_loaded_lists(self, gone: Sequence[Table]) -> None:
+        """Deleted rows leave the loaded lists of held objects (``user.posts``, ``tag.articles``).
+
+        A rollback forgets every loaded list, so one that reads the row again
+        loads it from the database then.
+        """
+        if not gone:
+            return
+        ids = {id(obj) for obj in gone}
+        models = {type(obj) for obj in gone}
+        for model, held in self.identity.by_model.items():
+            names = [
+                rel.name
+                for rel in table_info(model).relationships.values()
+                if rel.direction in (ONE_TO_MANY, MANY_TO_MANY) and rel.target in models
+            ]
+            if not names:
+                continue
+            for obj in held.values():
+                state = own_state(obj)
+                if state is None or not state.relations:
+                    continue
+                for name in names:
+                    value = state.relations.get(name)
+                    if isinstance(value, list):
+                        if any(id(item) in ids for item in value):
+                            value[:] = [item for item in value if id(item) not in ids]
+                    elif value is not None and id(value) in ids:  # a one-to-one
+                        state.relations[name] = None
 
     def apply_loaded(self, obj: Table, values: dict[str, Any]) -> None:
         """Put freshly read column values on ``obj`` (``Session.refresh``), logging the old."""
@@ -342,6 +404,7 @@ class UnitOfWork:
         # Objects that may hold assigned many-to-many lists (their links are written
         # once every insert is done, so new targets have their keys).
         linking = [*related, *(o for o in self.pending if _has_relations(o))]
+        inserting = {id(o) for o in self.pending}  # no links can exist for these yet
         by_model: dict[type[Table], list[Table]] = {}
         for obj in self.pending:
             by_model.setdefault(type(obj), []).append(obj)
@@ -367,7 +430,7 @@ class UnitOfWork:
             if state_of(obj).persistent:
                 push_foreign_keys(obj)
         if linking:
-            await self._write_links(linking)
+            await self._write_links(linking, inserting)
         await self._update_modified(order)
         await self._delete_marked(order)
         related.clear()
@@ -409,9 +472,10 @@ class UnitOfWork:
                 record_inserted(obj, generated)
                 del self.pending[obj]
 
-    async def _write_links(self, objects: list[Table]) -> None:
+    async def _write_links(self, objects: list[Table], inserted: set[int]) -> None:
         """Replace the association rows of every many-to-many list assigned since the
-        last flush: one DELETE and one INSERT per relationship."""
+        last flush: one DELETE (of stored owners' links; ``inserted`` holds the ids of
+        objects this flush inserted, which have none) and one INSERT per relationship."""
         work: dict[RelationshipDeclaration, tuple[list[Table], list[tuple[Any, Any]]]] = {}
         for obj in dict.fromkeys(objects):
             state = own_state(obj)
@@ -430,7 +494,8 @@ class UnitOfWork:
                     target_value = target.__dict__.get(target_key.name)
                     if target_value is None:
                         raise InvalidStateError(
-                            f"{rel!r}: {target!r} has no key; add it to the session"
+                            f"{rel!r}: a {type(target).__name__} in the list has no key; "
+                            "add it to the session"
                         )
                     pairs.append((key, target_value))
         for many, (owners, pairs) in work.items():
@@ -439,10 +504,15 @@ class UnitOfWork:
             info = table_info(association)
             owner_fk, owner_key, target_fk, _ = many.link_columns
             delete, insert = link_statements(info, owner_fk, target_fk)
-            keys = [o.__dict__[owner_key.name] for o in owners if state_of(o).persistent]
-            result = await self.runner.run_statement(delete, [keys])
-            for row in result.rows:  # link objects the session holds leave it
-                self.forget(association, tuple(row) if info.composite else row[0])
+            keys = [
+                o.__dict__[owner_key.name]
+                for o in owners
+                if state_of(o).persistent and id(o) not in inserted
+            ]
+            if keys:
+                result = await self.runner.run_statement(delete, [keys])
+                for row in result.rows:  # link objects the session holds leave it
+                    self.forget(association, tuple(row) if info.composite else row[0])
             unique = list(dict.fromkeys(pairs))
             if unique:
                 columns = [list(column) for column in zip(*unique, strict=True)]
@@ -514,4 +584,5 @@ class UnitOfWork:
             )
             for key in keys:
                 self.forget(model, key)
+            self._drop_from_loaded_lists(objects)
         self.deleted.clear()

@@ -76,6 +76,6 @@ class UpsertPlan:
             if key in seen:
                 raise ValueError(
                     f"upsert(): two {self.info.model.__name__} objects have the same "
-                    f"{', '.join(self.on)} {key!r}; pass each key once"
+                    f"{', '.join(self.on)}; pass each key once"
                 )
             seen.add(key)

@@ -12,10 +12,13 @@ value. Spans, events and metrics therefore get a description built here:
 - `describe`: SQLSTATE, constraint/table/column names, and a message with
   values removed. For a PostgreSQL error: its primary message only (DETAIL,
   HINT, CONTEXT dropped), quoted text masked unless it is one of the names
-  the server reported, and nothing of the text of ``RAISE`` (class P0),
-  which is the application's; without a server message (a connection
+  the server reported, and nothing of the text of ``RAISE`` (class P0, or
+  any SQLSTATE a ``RAISE ... USING ERRCODE`` chose), which is the
+  application's; without a server message (a connection
   failure) the first line of the exception's text, masked. For other
-  exceptions: quoted text and numbers masked, except the core's
+  exceptions: quoted text and numbers masked; a core error quoting an
+  earlier one (``PendingRollbackError``) gets that one's description in its
+  place; except the core's
   ``ValidationError`` (``ColumnTypeError``...), whose message names model,
   column and problem and never the value.
 - `stacktrace`: the frames of the exception and of its causes, each closed by
@@ -85,10 +88,20 @@ def _mask(text: str, keep: frozenset[str] = frozenset()) -> str:
     return "".join(p if p.startswith('"') else _NUMBER.sub(MASK, p) for p in parts)
 
 
+def _raised_by_function(diag: Any) -> bool:
+    """A PL/pgSQL ``RAISE`` with an SQLSTATE of its own (``USING ERRCODE =
+    'check_violation'``): its message is the application's text, values and all."""
+    if getattr(diag, "source_function", None) == "exec_stmt_raise":
+        return True
+    # The innermost CONTEXT line names the statement that raised (also without source fields).
+    innermost = (getattr(diag, "context", None) or "").split("\n", 1)[0]
+    return innermost.rstrip().endswith(" at RAISE")
+
+
 def _database_message(
     exc: BaseException, sqlstate: str | None, diag: Any, names: frozenset[str]
 ) -> str:
-    if sqlstate and sqlstate.startswith("P0"):
+    if (sqlstate and sqlstate.startswith("P0")) or _raised_by_function(diag):
         message = "raised by a database function"  # RAISE: the text is the application's
     elif primary := (getattr(diag, "message_primary", None) or "").strip():
         message = _mask(primary, names)
@@ -121,11 +134,32 @@ def describe(exc: BaseException) -> ErrorDescription:
                 names.add(value)
         names.update(v for v in (getattr(diag, n, None) for n in _OTHER_NAMES) if v)
         message = _database_message(exc, sqlstate, diag, frozenset(names))
+    elif (original := _carried_original(exc)) is not None:
+        # PendingRollbackError quotes the flush's error, DETAIL and all: that part is
+        # replaced by the original's own description, the rest of the text masked.
+        inner = describe(original)
+        before, _, after = str(exc).partition(str(original))
+        message = f"{_mask(before)}{inner.message}{_mask(after)}"
+        attributes = {**inner.attributes, SpanAttributes.ERROR_TYPE: kind}
     elif _is_validation_error(exc):
         message = str(exc)  # "<Model>.<column> <problem>": the core never puts the value in
     else:
         message = _mask(str(exc))
     return ErrorDescription(kind, message, attributes)
+
+
+def _carried_original(exc: BaseException) -> BaseException | None:
+    """The earlier exception a core error quotes in its message (``original``), if any."""
+    original = getattr(exc, "original", None)
+    if (
+        isinstance(original, BaseException)
+        and original is not exc
+        and type(exc).__module__.startswith("data_bridge_core.")
+        and str(original)
+        and str(original) in str(exc)
+    ):
+        return original
+    return None
 
 
 def _is_validation_error(exc: BaseException) -> bool:

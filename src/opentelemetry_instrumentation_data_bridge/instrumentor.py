@@ -27,6 +27,21 @@ from opentelemetry_instrumentation_data_bridge.package import _instruments
 logger = logging.getLogger(__name__)
 
 
+# Session methods traced as db.session.<name>: the lifecycle, refresh() and the
+# savepoint steps of begin_nested(), so every statement they send is in a span of its own.
+SESSION_OPERATIONS = (
+    "open",
+    "close",
+    "flush",
+    "commit",
+    "rollback",
+    "refresh",
+    "savepoint",
+    "release_savepoint",
+    "rollback_to_savepoint",
+)
+
+
 def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, Any]]:
     """(module, class, method, wrapper) for every seam of docs/extension-points.md."""
     from opentelemetry_instrumentation_data_bridge import wrappers
@@ -38,7 +53,7 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
     for operation in ("count", "exists", "aggregate", "update", "delete"):
         targets.append((query, "Query", operation, wrappers.query_wrapper(operation)))
     targets.append((query, "Query", "stream", wrappers.stream_wrapper))
-    for operation in ("open", "close", "flush", "commit", "rollback"):
+    for operation in SESSION_OPERATIONS:
         targets.append((session, "Session", operation, wrappers.session_wrapper(operation)))
     for operation in ("upsert", "from_sql"):
         targets.append((session, "Session", operation, wrappers.session_query_wrapper(operation)))
@@ -114,9 +129,15 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []
-        from opentelemetry_instrumentation_data_bridge import config, n_plus_one, processors
+        from opentelemetry_instrumentation_data_bridge import (
+            config,
+            n_plus_one,
+            pool_metrics,
+            processors,
+        )
 
         processors.deactivate()
+        pool_metrics.get_connection_pool_metrics().deactivate()  # its instruments stay: quiet
         n_plus_one.finish_all_scopes()
         if config.OTEL_AVAILABLE:  # the hooks are SDK span processors
             from opentelemetry_instrumentation_data_bridge import provider_hooks

@@ -46,21 +46,37 @@ class ConnectionPoolMetrics:
     """
 
     def __init__(self) -> None:
-        self._meter: metrics.Meter | None = None
+        self._meter: metrics.Meter | None = None  # the active meter: callbacks of others are quiet
         self._wait_time: metrics.Histogram | None = None
         self._manual: dict[str | None, tuple[int, int, int]] = {}
+        # Instruments cannot be removed from a MeterProvider, and the SDK hands out the
+        # same meter again: each meter's instruments are made once and kept.
+        self._created: dict[int, tuple[metrics.Meter, metrics.Histogram]] = {}
 
     def ensure_instruments(self) -> bool:
-        """Create the instruments on the configured meter (once per meter)."""
+        """Create the instruments on the configured meter (once per meter) and make
+        that meter the one whose callbacks observe."""
         meter = config.get_meter()
         if meter is None:
             return False
         if meter is not self._meter:
-            self._meter = meter
-            self._create(meter)
+            made = self._created.get(id(meter))
+            if made is None or made[0] is not meter:
+                made = (meter, self._create(meter))
+                self._created[id(meter)] = made
+            self._meter, self._wait_time = made
         return True
 
-    def _create(self, meter: metrics.Meter) -> None:
+    def deactivate(self) -> None:
+        """On uninstrument(): the instruments left on the providers observe nothing more."""
+        self._meter = None
+        self._wait_time = None
+
+    def _pools(self, meter: metrics.Meter) -> Iterable[tuple[str, dict[str, int]]]:
+        """The live pools, for a callback of ``meter``'s instruments (none when inactive)."""
+        return live_pools() if meter is self._meter else ()
+
+    def _create(self, meter: metrics.Meter) -> metrics.Histogram:
         for index, (name, description) in enumerate(
             (
                 (MetricNames.CONNECTION_POOL_IN_USE, "Connections in use"),
@@ -70,35 +86,35 @@ class ConnectionPoolMetrics:
         ):
             meter.create_observable_gauge(
                 name,
-                callbacks=[functools.partial(self._observe_reference, index)],
+                callbacks=[functools.partial(self._observe_reference, meter, index)],
                 unit="{connection}",
                 description=description,
             )
         meter.create_observable_up_down_counter(
             MetricNames.CLIENT_CONNECTION_COUNT,
-            callbacks=[_observe_connections],
+            callbacks=[functools.partial(self._observe_connections, meter)],
             unit="{connection}",
             description="Connections of each pool by state (idle, used)",
         )
         meter.create_observable_up_down_counter(
             MetricNames.CLIENT_CONNECTION_MAX,
-            callbacks=[functools.partial(_observe_stat, "pool_max")],
+            callbacks=[functools.partial(self._observe_stat, meter, "pool_max")],
             unit="{connection}",
             description="Maximum connections of each pool",
         )
         meter.create_observable_up_down_counter(
             MetricNames.CLIENT_CONNECTION_PENDING_REQUESTS,
-            callbacks=[functools.partial(_observe_stat, "requests_waiting")],
+            callbacks=[functools.partial(self._observe_stat, meter, "requests_waiting")],
             unit="{request}",
             description="Requests waiting for a connection",
         )
         meter.create_observable_counter(
             MetricNames.CLIENT_CONNECTION_TIMEOUTS,
-            callbacks=[functools.partial(_observe_stat, "requests_errors")],
+            callbacks=[functools.partial(self._observe_stat, meter, "requests_errors")],
             unit="{timeout}",
             description="Connection requests that failed or timed out",
         )
-        self._wait_time = meter.create_histogram(
+        return meter.create_histogram(
             MetricNames.CLIENT_CONNECTION_WAIT_TIME,
             unit="s",
             description="Time it took to obtain a connection from the pool",
@@ -111,7 +127,11 @@ class ConnectionPoolMetrics:
         if histogram is not None:
             histogram.record(seconds, {POOL_NAME: pool_name})
 
-    def _observe_reference(self, index: int, options: CallbackOptions) -> Iterator[Observation]:
+    def _observe_reference(
+        self, meter: metrics.Meter, index: int, options: CallbackOptions
+    ) -> Iterator[Observation]:
+        if meter is not self._meter:
+            return
         for pool_name, stats in live_pools():
             idle = stats.get("pool_available", 0)
             values = (max(stats.get("pool_size", 0) - idle, 0), idle, stats.get("pool_max", 0))
@@ -126,18 +146,20 @@ class ConnectionPoolMetrics:
         self._manual[pool_name] = (in_use, idle, max_size)
         self.ensure_instruments()
 
+    def _observe_connections(
+        self, meter: metrics.Meter, options: CallbackOptions
+    ) -> Iterable[Observation]:
+        for name, stats in self._pools(meter):
+            size = stats.get("pool_size", 0)
+            idle = stats.get("pool_available", 0)
+            yield Observation(idle, {POOL_NAME: name, CONNECTION_STATE: "idle"})
+            yield Observation(max(size - idle, 0), {POOL_NAME: name, CONNECTION_STATE: "used"})
 
-def _observe_connections(options: CallbackOptions) -> Iterable[Observation]:
-    for name, stats in live_pools():
-        size = stats.get("pool_size", 0)
-        idle = stats.get("pool_available", 0)
-        yield Observation(idle, {POOL_NAME: name, CONNECTION_STATE: "idle"})
-        yield Observation(max(size - idle, 0), {POOL_NAME: name, CONNECTION_STATE: "used"})
-
-
-def _observe_stat(key: str, options: CallbackOptions) -> Iterable[Observation]:
-    for name, stats in live_pools():
-        yield Observation(stats.get(key, 0), {POOL_NAME: name})
+    def _observe_stat(
+        self, meter: metrics.Meter, key: str, options: CallbackOptions
+    ) -> Iterable[Observation]:
+        for name, stats in self._pools(meter):
+            yield Observation(stats.get(key, 0), {POOL_NAME: name})
 
 
 _pool_metrics = ConnectionPoolMetrics()

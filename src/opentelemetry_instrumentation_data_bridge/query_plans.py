@@ -2,7 +2,9 @@
 
 With ``instrument(explain_threshold_ms=100)``, a read statement (a SELECT of
 ``db.query.*`` or ``db.relationship.*``) that took longer than 100 ms gets a
-``query_plan`` event on its span, attribute ``plan``: the plan text.
+``query_plan`` event on its span, attribute ``plan``: the plan text. Only
+the span of the ORM operation that sent the read gets it (`sent_by_operation`),
+never a caller's span, whatever its name.
 
 What makes that safe to run in production:
 
@@ -27,6 +29,7 @@ from collections import OrderedDict
 from typing import Any
 
 from data_bridge_core.query_plans import generic_plan, is_read
+from opentelemetry_instrumentation_data_bridge.spans import sent_by_operation
 
 PLAN_INTERVAL_S = 300.0
 MAX_SHAPES = 2048  # remembered statement shapes (least recently planned forgotten first)
@@ -48,8 +51,8 @@ class QueryPlans:
 
     def wants(self, statement: str, span: Any, elapsed_ns: int) -> bool:
         """A slow read of an ORM span whose shape was not planned in the interval."""
-        if elapsed_ns <= self.threshold_ns or not span.is_recording():
-            return False
+        if elapsed_ns <= self.threshold_ns or not sent_by_operation(span):
+            return False  # not our operation's span: a caller's span never gets a plan
         name = getattr(span, "name", "")
         if not name.startswith(_PLANNED_SPANS) or not is_read(statement):
             return False

@@ -401,7 +401,9 @@ def session_query_wrapper(operation: str) -> Wrapper:
 # -- sessions ---------------------------------------------------------------------------
 
 
-def _describe_session(operation: str, session: Any, with_counts: bool) -> SpanScope:
+def _describe_session(
+    operation: str, session: Any, with_counts: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> SpanScope:
     if with_counts:
         return spans.session_span(
             config.tracer(),
@@ -410,11 +412,20 @@ def _describe_session(operation: str, session: Any, with_counts: bool) -> SpanSc
             dirty_count=session.dirty_count,
             deleted_count=session.deleted_count,
         )
+    if operation == "refresh":  # one SELECT of the object's table
+        obj: Any = args[0] if args else kwargs.get("obj")
+        from data_bridge_core import Table, table_info
+
+        table: dict[str, Any] = {}
+        if isinstance(obj, Table):  # anything else: refresh() raises its own TypeError
+            table[SpanAttributes.DB_COLLECTION_NAME] = table_info(type(obj)).name
+        return spans.session_span(config.tracer(), operation, **table)
     return spans.session_span(config.tracer(), operation)
 
 
 def session_wrapper(operation: str) -> Wrapper:
-    """Wrap a Session lifecycle method as ``db.session.<operation>``."""
+    """Wrap a Session method as ``db.session.<operation>``: the lifecycle, ``refresh``
+    and the three savepoint steps of ``begin_nested()``."""
     with_counts = operation in ("flush", "commit")
     ends_transaction = operation in ("commit", "rollback", "close")
     what = f"db.session.{operation}"
@@ -422,7 +433,7 @@ def session_wrapper(operation: str) -> Wrapper:
     async def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        scope = _opening(what, _describe_session, operation, instance, with_counts)
+        scope = _opening(what, _describe_session, operation, instance, with_counts, args, kwargs)
         if scope is None:
             return await wrapped(*args, **kwargs)
         # Read before the call: committing or rolling back clears it.

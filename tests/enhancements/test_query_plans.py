@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from data_bridge_core import Engine, Session
-from opentelemetry_instrumentation_data_bridge import query_plans
+from opentelemetry_instrumentation_data_bridge import config, query_plans
 
 SECRET_EMAIL = "s3cret-4a9c@example.org"
 SECRET_AGE = 987654321
@@ -123,7 +123,9 @@ def test_a_shape_is_planned_again_once_its_interval_has_passed(
     statement = "SELECT id FROM authors WHERE id = %s"
     again = query_plans.QueryPlans(threshold_ms=0, interval_s=0)
     held = query_plans.QueryPlans(threshold_ms=0)
-    with tracer_provider.get_tracer("t").start_as_current_span("db.query.find") as span:
+    # A span of the instrumentation's own scope: plans go only on its operations' spans.
+    ours = tracer_provider.get_tracer(config.SCOPE)
+    with ours.start_as_current_span("db.query.find") as span:
         assert [again.wants(statement, span, 1) for _ in range(2)] == [True, True]
         assert [held.wants(statement, span, 1) for _ in range(2)] == [True, False]
         assert held.wants("UPDATE authors SET age = %s", span, 1) is False
@@ -139,3 +141,39 @@ async def test_uninstrument_restores_the_statement_seam_wrapped_twice(
     assert Session.run_statement is not original
     instrumentor.uninstrument()
     assert Session.run_statement is original
+
+
+async def test_a_plan_goes_only_on_the_orm_span_that_sent_the_read_never_on_the_callers(
+    instrument_with: Instrument,
+    blog_engine: Engine,
+    spans: InMemorySpanExporter,
+    tracer_provider: TracerProvider,
+) -> None:
+    instrument_with(explain_threshold_ms=0)
+    app = tracer_provider.get_tracer("app")
+    async with Session(blog_engine) as session:
+        # The caller's span has an ORM-like name; the seam below every operation,
+        # called directly, runs its read under it with no ORM span of its own.
+        with app.start_as_current_span("db.query.report"):
+            await session.run_statement("SELECT name FROM authors WHERE age > %s", [1])
+        with app.start_as_current_span("db.query.report"):
+            await session.execute("SELECT email FROM authors WHERE age > %s", [1])
+    reports = finished(spans, "db.query.report")
+    assert [plans(s) for s in reports] == [[], []]
+    [execute] = finished(spans, "db.query.execute")
+    [plan] = plans(execute)
+    assert "on authors" in plan
+
+
+async def test_the_plan_helper_never_runs_a_second_statement_hidden_behind_a_read(
+    blog_engine: Engine,
+) -> None:
+    from data_bridge_core.query_plans import generic_plan
+
+    async with Session(blog_engine) as session:
+        await session.execute("CREATE TABLE plan_log (n int)")
+        hidden = "SELECT 1; INSERT INTO plan_log VALUES (1)"
+        assert await generic_plan(session, hidden) is None
+        assert await generic_plan(session, "SELECT 1 ; ") is not None  # a trailing `;` is fine
+        assert (await session.execute("SELECT count(*) FROM plan_log")).rows == [(0,)]
+        await session.rollback()

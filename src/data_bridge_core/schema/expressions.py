@@ -170,6 +170,14 @@ class Operand:
 
 # Values that may stand beside a column in arithmetic: numbers, and intervals for times.
 _ARITHMETIC_VALUES = (int, float, Decimal, dt.timedelta)
+# Column types PostgreSQL computes with (+ - * /); bool is not among them.
+_ARITHMETIC_COLUMNS = (int, float, Decimal, dt.datetime, dt.date, dt.time, dt.timedelta)
+
+
+def _python_type(operand: Any) -> type | None:
+    """The Python type a column holds, or None for anything else (arithmetic, a value)."""
+    column_type = getattr(operand, "column_type", None)  # columns only; read at compile time
+    return None if column_type is None else column_type.python_type
 
 
 class Arithmetic(Operand):
@@ -184,7 +192,7 @@ class Arithmetic(Operand):
             ):
                 raise TypeError(
                     f"column arithmetic ({op}) takes columns, numbers or timedelta values, "
-                    f"got {type(side).__name__} ({side!r:.40})"
+                    f"got {type(side).__name__}"
                 )
         self.left = left
         self.op = op
@@ -192,6 +200,12 @@ class Arithmetic(Operand):
 
     def _side(self, side: Any, params: list[Any]) -> str:
         if isinstance(side, Operand):
+            held = _python_type(side)
+            if held is not None and held not in _ARITHMETIC_COLUMNS:
+                raise UnsupportedOperationError(
+                    f"column arithmetic ({self.op}) needs numbers, dates or times; "
+                    f"{side.label} holds {held.__name__}"
+                )
             return side.sql(params)
         params.append(side)
         return "%s"
@@ -311,6 +325,13 @@ class Like(Expression):
 
     def compile(self, params: list[Any]) -> str:
         # Checked here, like every other operand: when the query is built for sending.
+        held = _python_type(self.column)
+        if held is not None and held is not str:
+            label = self.column.label
+            raise UnsupportedOperationError(
+                f"{label}.{'ilike' if self.insensitive else 'like'}() needs a text column; "
+                f"{label} holds {held.__name__}: compare it with ==, in_([...]) or between(...)"
+            )
         problem = check_text(self.pattern)
         if problem is not None:
             owner, _, field = self.column.label.partition(".")

@@ -19,6 +19,7 @@ from data_bridge_core.errors import (
     MissingFieldError,
     ModelDefinitionError,
     UnknownFieldError,
+    UnsupportedOperationError,
 )
 from data_bridge_core.schema import column as column_module
 from data_bridge_core.schema import registry
@@ -151,7 +152,7 @@ class TableInfo:
         if not isinstance(key, tuple) or len(key) != len(self.primary_keys):
             raise TypeError(
                 f"{self.model.__name__} has a composite primary key ({names}): {context} "
-                f"takes a tuple of {len(self.primary_keys)} values, got {key!r}"
+                f"takes a tuple of {len(self.primary_keys)} values, got {_shape(key)}"
             )
         for column, value in zip(self.primary_keys, key, strict=True):
             column.check(value)
@@ -333,6 +334,13 @@ class Table:
         if state.__class__ is not InstanceState:
             state = state_of(self)
         if state.persistent and (old is MISSING or old != value or type(old) is not type(value)):
+            if column.primary_key and old is not MISSING:
+                # The flush finds the row by its key: a changed key would match nothing.
+                d[name] = old
+                raise UnsupportedOperationError(
+                    f"{type(self).__name__}.{name} is part of the primary key of a stored row "
+                    "and cannot be changed; delete the object and add a new one"
+                )
             if state.changed is None:
                 state.changed = set()
             state.changed.add(name)
@@ -356,6 +364,13 @@ class Table:
     def find(cls, *filters: Expression | bool) -> Query[Self]:
         """``User.find(User.age > 18)``: a query on the current session."""
         return new_query(cls, None).filter(*filters)
+
+
+def _shape(key: Any) -> str:
+    """A key of the wrong shape, described without its values (they may be user input)."""
+    if isinstance(key, tuple):
+        return f"a tuple of {len(key)} value{'' if len(key) == 1 else 's'}"
+    return type(key).__name__
 
 
 def _is_classvar(annotation: Any) -> bool:
