@@ -14,6 +14,7 @@ from data_bridge_core.errors import (
     MissingFieldError,
     ModelDefinitionError,
     NoSessionError,
+    PreparedStatementError,
     RaiseLoadError,
     RelationshipError,
     SessionClosedError,
@@ -21,6 +22,7 @@ from data_bridge_core.errors import (
     UnknownFieldError,
     UnsupportedOperationError,
 )
+from data_bridge_core.execution import Result
 from data_bridge_core.loading import (
     EagerBatch,
     EagerLoad,
@@ -40,7 +42,7 @@ from data_bridge_core.schema.table import (
     state_of,
     table_info,
 )
-from data_bridge_core.session import Result, Session, current_session
+from data_bridge_core.session import Session, current_session
 
 __version__ = "0.1.0"
 
@@ -70,6 +72,7 @@ __all__ = [
     "MissingFieldError",
     "ModelDefinitionError",
     "NoSessionError",
+    "PreparedStatementError",
     "Query",
     "RaiseLoadError",
     "Relationship",

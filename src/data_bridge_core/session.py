@@ -8,17 +8,13 @@ task, which ``User.get()`` / ``User.find()`` use.
 
 from __future__ import annotations
 
-import itertools
-import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import psycopg
 from psycopg import AsyncConnection
-from psycopg.pq import ExecStatus
 from psycopg.rows import RowFactory
 
 from data_bridge_core.engine import Engine
@@ -27,8 +23,8 @@ from data_bridge_core.errors import (
     InvalidStateError,
     NoSessionError,
     SessionClosedError,
-    wrap_database_error,
 )
+from data_bridge_core.execution import Result, SessionConnection
 from data_bridge_core.query import Query
 from data_bridge_core.schema.table import (
     STATE_KEY,
@@ -52,10 +48,6 @@ from data_bridge_core.unit_of_work import (
 M = TypeVar("M", bound=Table)
 
 _current: ContextVar[Session | None] = ContextVar("data_bridge_current_session", default=None)
-_cursor_names = itertools.count(1)
-
-
-TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 def _has_relations(obj: Table) -> bool:
@@ -75,32 +67,6 @@ def current_session() -> Session:
     return session
 
 
-class Result:
-    """What `Session.execute` and `Session.run_statement` return: the rows, in order."""
-
-    __slots__ = ("batch_size", "rowcount", "rows", "statement")
-
-    def __init__(
-        self, rows: list[Any], rowcount: int, statement: str, batch_size: int | None
-    ) -> None:
-        self.rows = rows
-        self.rowcount = rowcount
-        self.statement = statement
-        self.batch_size = batch_size
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.rows[index]
-
-    def __repr__(self) -> str:
-        return f"<Result rows={len(self.rows)} rowcount={self.rowcount}>"
-
-
 class Session:
     """A unit of work on one engine; see docs/usage.md for the full semantics."""
 
@@ -114,7 +80,8 @@ class Session:
         else:
             raise TypeError(f"Session() takes an Engine or a connection string, got {bind!r}")
         self.autoflush_enabled = autoflush
-        self._conn: AsyncConnection[Any] | None = None
+        # The connection of the open transaction and everything run on it.
+        self._execution = SessionConnection(lambda: self.engine, self._check_open)
         self._closed = False
         self._token: Token[Session | None] | None = None
         self._identity: dict[type[Table], dict[Any, Table]] = {}
@@ -130,7 +97,6 @@ class Session:
         # Shared states of hydrated rows, detached at close; weak, so a long session
         # does not keep one per query after its rows are gone.
         self._results: weakref.WeakSet[ResultInfo] = weakref.WeakSet()
-        self._tx_started_ns = 0
         self._flush_batch = 0
         self._deleted_in_tx: list[Table] = []
 
@@ -251,28 +217,23 @@ class Session:
 
     # -- connection and SQL ---------------------------------------------------------------
 
+    @property
+    def _conn(self) -> AsyncConnection[Any] | None:
+        """The connection of the open transaction (None: no transaction)."""
+        return self._execution.conn
+
+    @property
+    def _tx_started_ns(self) -> int:
+        return self._execution.started_ns
+
     async def _connection(self) -> AsyncConnection[Any]:
-        conn = self._conn
-        if conn is None:
-            self._check_open()
-            conn = self._conn = await self.engine.acquire()
-            self._tx_started_ns = time.perf_counter_ns()  # autobegin: the transaction starts
-        return conn
+        """The transaction's connection (taken from the pool once, for every task)."""
+        execution = self._execution
+        return execution.conn or await execution.acquire()
 
     async def _end_transaction(self, *, commit: bool) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        try:
-            if commit:
-                await conn.commit()
-            else:
-                await conn.rollback()
-        except psycopg.Error as exc:
-            raise wrap_database_error(exc) from exc
-        finally:
-            await self.engine.release(conn)
+        """Commit or roll back; the transaction's streams close, the connection goes back."""
+        await self._execution.end(commit=commit)
 
     async def execute(self, statement: str, params: Sequence[Any] | None = None) -> Result:
         """Run one raw SQL statement (``%s`` placeholders, values in ``params``).
@@ -302,33 +263,15 @@ class Session:
         ``bulk_rows`` tells observers that this one statement writes that many
         rows from column arrays (the flush's ``INSERT ... SELECT FROM unnest``).
         """
-        conn = self._conn or await self._connection()
-        cur = conn.cursor(row_factory=row_factory) if row_factory is not None else conn.cursor()
-        try:
-            if batch:
-                param_rows = list(params or ())
-                self._flush_batch = max(self._flush_batch, len(param_rows))
-                await cur.executemany(statement, param_rows, returning=True)
-                rows: list[Any] = []
-                rowcount = 0
-                while True:
-                    if cur.description is not None:
-                        rows.extend(await cur.fetchall())
-                    rowcount += max(cur.rowcount, 0)
-                    if not cur.nextset():
-                        break
-                return Result(rows, rowcount, statement, len(param_rows))
-            if bulk_rows is not None:
-                self._flush_batch = max(self._flush_batch, bulk_rows)
-            await cur.execute(statement, params if params is not None else (), binary=True)
-            # pgresult.status is a plain read; cur.description builds column objects.
-            result = cur.pgresult
-            rows = await cur.fetchall() if result and result.status == TUPLES_OK else []
-            return Result(rows, cur.rowcount, statement, bulk_rows)
-        except psycopg.Error as exc:
-            raise wrap_database_error(exc) from exc
-        finally:
-            await cur.close()
+        if batch:
+            param_rows = list(params or ())
+            self._flush_batch = max(self._flush_batch, len(param_rows))
+            return await self._execution.run(
+                statement, param_rows, True, row_factory, len(param_rows)
+            )
+        if bulk_rows is not None:
+            self._flush_batch = max(self._flush_batch, bulk_rows)
+        return await self._execution.run(statement, params, False, row_factory, bulk_rows)
 
     # -- hydration ---------------------------------------------------------------------
 
@@ -384,21 +327,16 @@ class Session:
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
-    async def stream_rows(
+    def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
     ) -> AsyncIterator[M]:
-        """Like `load_rows`, through a server-side cursor (not routed through `execute`)."""
-        conn = await self._connection()
+        """Like `load_rows`, through a server-side cursor (not routed through `execute`).
+
+        The stream belongs to the open transaction: ending it (commit, rollback,
+        close) closes the stream, and resuming it afterwards raises.
+        """
         hydrate = self.hydrator(model, batch_size)
-        name = f"data_bridge_stream_{next(_cursor_names)}"
-        try:
-            async with conn.cursor(name, row_factory=lambda _cur: hydrate) as cur:
-                cur.itersize = max(batch_size, 1)
-                await cur.execute(statement, params)
-                async for obj in cur:
-                    yield obj
-        except psycopg.Error as exc:
-            raise wrap_database_error(exc) from exc
+        return self._execution.stream(statement, params, max(batch_size, 1), lambda _cur: hydrate)
 
     def identity_lookup(self, model: type[M], pk: Any) -> M | None:
         model_map = self._identity.get(model)
