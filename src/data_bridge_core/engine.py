@@ -7,9 +7,9 @@ engines are disposed when their loop shuts down.
 
 The pool opens connections in background tasks, where a failure would only
 be logged and a waiting session would see a bare timeout. The engine watches
-every connection attempt (its pool's connection class reports back), so a
-session waiting for a connection fails as soon as an attempt fails, with that
-attempt's error as the cause.
+every connection attempt (its pool's connection class reports back): while no
+connection is open, a session waiting for one fails as soon as an attempt
+fails, with that attempt's error as the cause.
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ class Engine:
         self._timeout = timeout
         self._disposed = False
         # What the pool's connection attempts reported: the last failure (None
-        # after a success), whether one ever succeeded since, and the future
-        # that sessions waiting for a connection watch for the next failure.
+        # after a success), the connections opened (weakly: the pool owns them),
+        # and the future that sessions waiting for a connection watch.
         self._connect_error: psycopg.Error | None = None
-        self._connecting_works = False
+        self._opened: weakref.WeakSet[AsyncConnection[Any]] = weakref.WeakSet()
         self._next_failure: asyncio.Future[psycopg.Error] | None = None
         Engine._live.add(self)
 
@@ -141,7 +141,7 @@ class Engine:
     async def acquire(self) -> AsyncConnection[Any]:
         """A connection from the pool (give it back with `release`)."""
         pool = self._pool or await self._open()
-        if not self._connecting_works:
+        if self._connect_error is not None or not self._opened:
             return await self._acquire_watching(pool)
         try:
             return await pool.getconn()
@@ -153,15 +153,16 @@ class Engine:
     async def _acquire_watching(
         self, pool: AsyncConnectionPool[AsyncConnection[Any]]
     ) -> AsyncConnection[Any]:
-        """`acquire` while connecting fails or has not worked yet: fail with the first failure."""
-        failed = self._connect_error
-        if failed is not None and not pool.get_stats().get("pool_available"):
-            raise self._cannot_connect(failed) from failed
-        loop = asyncio.get_running_loop()
+        """`acquire` while connecting fails or has not worked yet.
+
+        Waits as `acquire` does, but the next failed attempt to connect ends
+        the wait, with that attempt's error, when no connection is open to
+        come back to the pool.
+        """
         task = asyncio.current_task()
         failure = self._next_failure
         if failure is None or failure.done():
-            failure = self._next_failure = loop.create_future()
+            failure = self._next_failure = asyncio.get_running_loop().create_future()
         waiting = True
         interrupted = False
 
@@ -173,11 +174,14 @@ class Engine:
 
         failure.add_done_callback(interrupt)
         try:
-            return await pool.getconn()  # the pool hands back a connection it got meanwhile
+            return await pool.getconn()  # on cancellation the pool keeps what it was handing over
         except asyncio.CancelledError:
             if interrupted and task is not None and task.uncancel() == 0:
                 error = failure.result()
-                raise self._cannot_connect(error) from error
+                raise DatabaseError(
+                    f"cannot connect to {self.pool_name}: {str(error).strip()}",
+                    getattr(error, "sqlstate", None),
+                ) from error
             raise
         except PoolTimeout as exc:
             raise self._no_connection(exc) from (self._connect_error or exc)
@@ -187,25 +191,20 @@ class Engine:
             waiting = False
             failure.remove_done_callback(interrupt)
 
-    def _cannot_connect(self, error: psycopg.Error) -> DatabaseError:
-        return DatabaseError(
-            f"cannot connect to {self.pool_name}: {str(error).strip()}",
-            getattr(error, "sqlstate", None),
-        )
-
     def _no_connection(self, exc: PoolTimeout) -> DatabaseError:
         message = f"no connection available from pool {self.pool_name} within {self._timeout}s"
         if self._connect_error is not None:
             message += f"; the last attempt to connect failed: {str(self._connect_error).strip()}"
         return DatabaseError(f"{message} ({exc})")
 
-    def _connected(self) -> None:
+    def _connected(self, conn: AsyncConnection[Any]) -> None:
         self._connect_error = None
-        self._connecting_works = True
+        self._opened.add(conn)
 
     def _connect_failed(self, error: psycopg.Error) -> None:
         self._connect_error = error
-        self._connecting_works = False
+        if any(not conn.closed for conn in self._opened):
+            return  # a connection in use may come back: sessions keep waiting for it
         failure, self._next_failure = self._next_failure, None
         if failure is not None and not failure.done():
             failure.set_result(error)
@@ -316,7 +315,7 @@ def _reporting_connection_class(engine: Engine) -> type[AsyncConnection[Any]]:
                 raise
             owner = ref()
             if owner is not None:
-                owner._connected()
+                owner._connected(conn)
             return conn
 
     return ReportingConnection

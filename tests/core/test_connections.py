@@ -28,24 +28,22 @@ from data_bridge_core import (
 # -- streams (issue 8, defect 3) ----------------------------------------------------------
 
 
-async def _break_out_of_a_stream(engine: Engine) -> str:
-    async with Session(engine) as session:
-        async for user in session.find(User).order_by(User.id.asc()):
-            return user.name  # leaves the stream's generator suspended, unfinished
-    raise AssertionError("the stream gave no row")
-
-
 async def test_a_stream_left_early_never_touches_the_connection_once_another_session_has_it(
     schema: str, engine: Engine
 ) -> None:
     await seed(engine, users=3, posts=0)
     single = Engine(DSN, max_size=1, options=f"-c search_path={schema}")
     try:
-        assert await _break_out_of_a_stream(single) == "u0"
+        async with Session(single) as first:
+            rows = first.find(User).order_by(User.id.asc()).stream()
+            async for user in rows:
+                assert user.name == "u0"
+                break  # the stream's generator stays suspended, unfinished
         async with Session(single) as other:  # gets the very connection the stream ran on
             other.add(User(name="late", email="late@x.org"))
             await other.flush()
-            await asyncio.sleep(0.01)  # the abandoned generator is finalized meanwhile
+            del rows  # the event loop now finalizes the abandoned generator
+            await asyncio.sleep(0.01)
             await other.commit()
     finally:
         await single.dispose()
@@ -101,22 +99,25 @@ async def test_a_stream_read_to_the_end_gives_every_row_and_frees_its_cursor(
 
 
 async def test_counts_gathered_on_one_session_share_one_connection_and_give_it_back(
-    engine: Engine,
+    engine: Engine, schema: str
 ) -> None:
     await seed(engine, users=3, posts=2)
-    assert engine.pool is not None
-    engine.pool.pop_stats()  # the counters now start from zero
-    async with Session(engine) as session:
-        counts = await asyncio.gather(
-            session.find(User).count(),
-            session.find(Post).count(),
-            session.find(User).filter(User.age > 15).count(),
-        )
-        assert counts == [3, 6, 2]
-        assert engine.pool.get_stats()["requests_num"] == 1
-    stats = engine.pool.get_stats()
-    assert stats["requests_num"] == 1
-    assert stats["pool_available"] == stats["pool_size"]
+    # A new pool holds no idle connection: every task asking for one has to wait.
+    fresh = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
+    try:
+        async with Session(fresh) as session:
+            counts = await asyncio.gather(
+                session.find(User).count(),
+                session.find(Post).count(),
+                session.find(User).filter(User.age > 15).count(),
+            )
+            assert counts == [3, 6, 2]
+        assert fresh.pool is not None
+        stats = fresh.pool.get_stats()
+    finally:
+        await fresh.dispose()
+    assert stats["requests_num"] == 1  # one connection taken from the pool
+    assert stats["pool_available"] == stats["pool_size"] == 1  # and given back
 
 
 async def test_tasks_sharing_a_session_write_in_its_one_transaction(
@@ -136,6 +137,30 @@ async def test_tasks_sharing_a_session_write_in_its_one_transaction(
     assert await fetch(schema, "SELECT count(*) FROM users") == [(5,)]
 
 
+async def test_a_commit_after_a_failed_statement_raises_instead_of_writing_nothing(
+    engine: Engine, schema: str
+) -> None:
+    async with Session(engine) as session:
+        await session.execute(
+            "INSERT INTO users (name, email, age, active, created_at) "
+            "VALUES ('kept?', 'k@x.org', 1, true, now())"
+        )
+        with pytest.raises(DatabaseError, match="division by zero"):
+            await session.execute("SELECT 1 / 0")
+        # The server would answer COMMIT with a silent ROLLBACK.
+        with pytest.raises(DatabaseError, match="aborted by an earlier error") as caught:
+            await session.commit()
+        assert caught.value.sqlstate == "25P02"
+        await session.rollback()
+        assert not session.in_transaction
+        await session.execute(
+            "INSERT INTO users (name, email, age, active, created_at) "
+            "VALUES ('kept', 'k@x.org', 1, true, now())"
+        )
+        await session.commit()
+    assert await fetch(schema, "SELECT name FROM users") == [("kept",)]
+
+
 # -- cancellation (defect 5) ----------------------------------------------------------------
 
 
@@ -152,14 +177,14 @@ CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON users DEFERRABLE INITIALLY
 """
 
 
-async def _wait_until_running(application: str, statement_start: str) -> None:
-    """Poll the server until the application's backend runs that statement."""
+async def _wait_until_running(backend_pid: int, statement_start: str) -> None:
+    """Poll the server until that backend runs the statement."""
     async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
         while True:
             cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
                 "AND state = 'active' AND query LIKE %s",
-                (application, statement_start + "%"),
+                (backend_pid, statement_start + "%"),
             )
             row = await cur.fetchone()
             if row is not None and row[0] == 1:
@@ -178,27 +203,22 @@ async def test_a_committing_task_cancelled_twice_always_raises_cancelled_error(
         DSN, autocommit=True, options=f"-c search_path={schema}"
     ) as conn:
         await conn.execute(SLOW_FLUSH if slow_part == "flush" else SLOW_COMMIT)
-    application = f"cancel-{uuid.uuid4().hex[:8]}"
     # One connection in all: a connection that leaks makes the next session fail.
-    single = Engine(
-        DSN,
-        min_size=0,
-        max_size=1,
-        timeout=10,
-        options=f"-c search_path={schema}",
-        application_name=application,
-    )
+    single = Engine(DSN, min_size=0, max_size=1, timeout=10, options=f"-c search_path={schema}")
 
-    async def commit_one(n: int) -> None:
+    async def commit_one(n: int, backend: asyncio.Future[int]) -> None:
         async with Session(single) as session:
+            pid = await session.execute("SELECT pg_backend_pid()")
+            backend.set_result(pid.rows[0][0])
             session.add(User(name=f"c{n}", email=f"c{n}@x.org"))
             await session.commit()
 
     outcomes: list[str] = []
     try:
         for run in range(30):
-            task = asyncio.create_task(commit_one(run))
-            await _wait_until_running(application, statement_start)
+            backend: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(commit_one(run, backend))
+            await _wait_until_running(await backend, statement_start)
             task.cancel()
             for _ in range(run % 4):  # lands the second cancel at different points of the cleanup
                 await asyncio.sleep(0)
@@ -210,8 +230,9 @@ async def test_a_committing_task_cancelled_twice_always_raises_cancelled_error(
             else:
                 outcomes.append("returned")
             async with Session(single) as session:  # the pool's one connection is usable
-                assert await session.execute("SELECT 1") is not None
-        stats = single.pool.get_stats() if single.pool is not None else {}
+                assert (await session.execute("SELECT 1")).rows == [(1,)]
+        assert single.pool is not None
+        stats = single.pool.get_stats()
         assert stats["pool_available"] == stats["pool_size"] == 1
     finally:
         await single.dispose()
@@ -288,7 +309,7 @@ async def test_a_closed_port_fails_with_connection_refused() -> None:
         with pytest.raises(DatabaseError) as caught:
             async with Session(engine) as session:
                 await session.execute("SELECT 1")
-        # Asking again while the pool keeps failing gives the same reason at once.
+        # Asking again while the pool keeps failing gives the same reason.
         with pytest.raises(DatabaseError) as again:
             async with Session(engine) as session:
                 await session.execute("SELECT 1")
