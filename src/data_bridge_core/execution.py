@@ -21,6 +21,7 @@ connection. The rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -224,11 +225,18 @@ class SessionConnection:
             try:
                 await cursor.execute(statement, params)
             except psycopg.Error as exc:
+                # The transaction is aborted (or the connection gone): this sends nothing.
+                with contextlib.suppress(psycopg.Error):
+                    await cursor.close()
                 raise wrap_database_error(exc) from exc
             return cursor
 
         conn = self.conn
         cursor = await (declare(conn) if conn is not None else self._begin(declare))
+        if cursor.connection is not self.conn:
+            # Another task of the session ended the transaction meanwhile: the
+            # cursor is gone, and the connection may serve someone else already.
+            raise _stream_ended()
         stream = _OpenStream(cursor)
         self._streams[stream] = None
         try:
