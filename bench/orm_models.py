@@ -27,6 +27,24 @@ class Post(Table):
     title: str
     body: str
     author: User = relationship(back_populates="posts")
+    tags: list[Tag] = relationship(secondary="post_tags", back_populates="posts")
 
     class Settings:
         table_name = "posts"
+
+
+class Tag(Table):
+    id: int = Column(primary_key=True)
+    name: str = Column(unique=True)
+    posts: list[Post] = relationship(secondary="post_tags", back_populates="tags")
+
+    class Settings:
+        table_name = "tags"
+
+
+class PostTag(Table):
+    post_id: int = Column(primary_key=True, foreign_key="posts.id")
+    tag_id: int = Column(primary_key=True, foreign_key="tags.id")
+
+    class Settings:
+        table_name = "post_tags"

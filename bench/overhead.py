@@ -5,14 +5,15 @@ microseconds a span costs, so besides the W1 differences of the table the
 suite measures the patched seam directly: the instrumentor's real wrapper
 around a coroutine that returns at once, against the same coroutine
 unwrapped, interleaved round by round with the bare-span floor. N+1
-detection is measured the same way: `record_lazy_load` on real hydrated
-parents, per lazy load.
+detection is measured the same way: `lazy_load_site` and `record_lazy_load`
+on real hydrated parents, per lazy load (in the request flow: `n1_flow`).
 """
 
 from __future__ import annotations
 
 import gc
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -103,7 +104,9 @@ async def n1_detection_cost(schema: str, pages: int, rounds: int) -> float:
                 for _ in range(pages):
                     with n_plus_one.n1_scope():
                         for parent in parents:
-                            n_plus_one.record_lazy_load(relationship, parent)
+                            # What the wrapper does: the mark at `obj.rel`, the count after.
+                            mark = n_plus_one.lazy_load_site(sys._getframe())
+                            n_plus_one.record_lazy_load(relationship, parent, None, mark)
                 elapsed = time.perf_counter_ns() - start
                 if round_no:
                     samples.append(elapsed / 1000 / (pages * len(parents)))

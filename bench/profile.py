@@ -26,6 +26,7 @@ def _workload(system: Any, name: str) -> Any:
         WORKLOADS[4]: system.w5_lazy,
         WORKLOADS[5]: system.w5_eager,
         WORKLOADS[6]: lambda: system.w6(ids[0]),
+        WORKLOADS[7]: system.w7,
     }[name]
 
 

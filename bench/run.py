@@ -17,7 +17,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bench import overhead, report
+from bench import n1_flow, overhead, report
 from bench.report import FLOOR_SYSTEM
 from bench.schema import USERS, create_schema, drop_schema, server_version_of, vacuum
 from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
@@ -30,6 +30,7 @@ WORKLOADS = (
     "W5 N+1 page",
     "W5 selectinload page",
     "W6 mixed request",
+    "W7 relational page",
 )
 
 
@@ -81,6 +82,7 @@ def _workloads(system: Any, ids: list[int]) -> list[tuple[str, Any, int]]:
         (WORKLOADS[4], system.w5_lazy, 1),
         (WORKLOADS[5], system.w5_eager, 1),
         (WORKLOADS[6], lambda: system.w6(ids[0]), 1),
+        (WORKLOADS[7], system.w7, 1),
     ]
 
 
@@ -169,6 +171,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         seam = await overhead.seam_overhead(providers, schema, probe_count, probe_rounds)
         floor = overhead.span_floor(providers["recording"], probe_count, probe_rounds)
         n1_cost = await overhead.n1_detection_cost(schema, 2 if args.quick else 50, probe_rounds)
+        n1_flow_cost = await n1_flow.n1_request_flow_cost(schema, 3 if args.quick else 60)
         memory = await hydration_memory(schema)
     finally:
         drop_schema(schema)
@@ -183,6 +186,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "seam_overhead_us": seam,
         "w1_extra_cpu_us": paired,
         "n1_detection_us": n1_cost,
+        "n1_request_flow": n1_flow_cost,
         "memory_peak_bytes": memory,
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import Column, ForeignKey, Table
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -32,3 +32,19 @@ class Post(Base):
     title: Mapped[str]
     body: Mapped[str]
     author: Mapped[User] = relationship(back_populates="posts")
+    tags: Mapped[list[Tag]] = relationship(secondary="post_tags", back_populates="posts")
+
+
+post_tags = Table(
+    "post_tags",
+    Base.metadata,
+    Column("post_id", ForeignKey("posts.id"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id"), primary_key=True),
+)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    posts: Mapped[list[Post]] = relationship(secondary="post_tags", back_populates="tags")

@@ -14,6 +14,7 @@ import psycopg
 from bench.schema import DSN
 
 PAGE = 100
+W7_TAG = "tag3"
 
 
 class RawPsycopg:
@@ -132,6 +133,27 @@ class RawPsycopg:
             )
             await cur.fetchall()
             await self.conn.execute("UPDATE users SET age = %s WHERE id = %s", (user[3] + 1, pk))
+
+    async def w7(self) -> int:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT posts.id, posts.author_id, posts.title, posts.body FROM posts "
+                "JOIN users ON users.id = posts.author_id WHERE EXISTS (SELECT 1 FROM post_tags "
+                "JOIN tags ON tags.id = post_tags.tag_id WHERE post_tags.post_id = posts.id "
+                "AND tags.name = %s) ORDER BY users.name ASC, posts.id ASC LIMIT 100",
+                (W7_TAG,),
+                binary=True,
+            )
+            ids = [row[0] for row in await cur.fetchall()]
+            tags = await self.conn.execute(
+                "SELECT post_tags.post_id, tags.id, tags.name FROM tags "
+                "JOIN post_tags ON post_tags.tag_id = tags.id "
+                "WHERE post_tags.post_id = ANY(%s) ORDER BY tags.id",
+                (ids,),
+                binary=True,
+            )
+            await tags.fetchall()
+        return len(ids)
 
 
 class DataBridge:
@@ -271,6 +293,24 @@ class DataBridge:
             user.age += 1
             await s.commit()
 
+    async def w7(self) -> int:
+        from data_bridge_core import Session, selectinload
+
+        Post, Tag, User = self.m.Post, self.m.Tag, self.m.User
+        async with Session(self.engine) as s:
+            page = await (
+                s.find(Post)
+                .filter(Post.tags.any(Tag.name == W7_TAG))
+                .join(Post.author)
+                .order_by(User.name.asc(), Post.id.asc())
+                .limit(PAGE)
+                .options(selectinload(Post.tags))
+                .to_list()
+            )
+            for post in page:
+                await post.tags
+            return len(page)
+
 
 class SqlAlchemy:
     """SQLAlchemy 2 async ORM on psycopg, optionally with its OpenTelemetry instrumentation."""
@@ -391,3 +431,23 @@ class SqlAlchemy:
             await user.awaitable_attrs.posts
             user.age += 1
             await s.commit()
+
+    async def w7(self) -> int:
+        from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
+
+        Post, Tag, User = self.m.Post, self.m.Tag, self.m.User
+        async with self.sessions() as s:
+            page = (
+                await s.scalars(
+                    select(Post)
+                    .join(Post.author)
+                    .where(Post.tags.any(Tag.name == W7_TAG))
+                    .order_by(User.name.asc(), Post.id.asc())
+                    .limit(PAGE)
+                    .options(selectinload(Post.tags))
+                )
+            ).all()
+            for post in page:
+                await post.awaitable_attrs.tags
+            return len(page)

@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if otlp is not None:
         provider.add_span_processor(BatchSpanProcessor(otlp))
     instrumentor = DataBridgeInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    # 0 ms: every read shape of the demo shows its plan (in production: 100 or more).
+    instrumentor.instrument(tracer_provider=provider, explain_threshold_ms=0)
 
     dsn, cleanup = resolve_dsn(args.dsn)
     try:
@@ -121,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         attrs = warning.attributes or {}
         print(
             f"N+1 detected: {attrs.get('db.relationship.name')} lazy-loaded "
-            f"{attrs.get('db.n1.query_count')} times at {attrs.get('code.function')}"
-            f"(line {attrs.get('code.lineno')}): {attrs.get('db.n1.recommendation')}"
+            f"{attrs.get('db.n1.query_count')} times at {attrs.get('code.function.name')}"
+            f"(line {attrs.get('code.line.number')}): {attrs.get('db.n1.recommendation')}"
         )
     unused = [s for s in spans if s.name == "db.unused_eager_load"]
     print(f"unused eager loads: {len(unused)}")

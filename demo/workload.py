@@ -12,11 +12,14 @@ from demo.models import Comment, Post, User
 from opentelemetry.trace import Tracer
 
 from data_bridge_core import Engine, IntegrityError, Session, selectinload
+from opentelemetry_instrumentation_data_bridge.telemetry import create_linked_task
 
 COUNTRIES = ("DE", "FR", "JP", "BR", None)
 PAGE_SIZE = 10
 N_PLUS_ONE_PAGE = "GET /users/posts (N+1)"
 EAGER_PAGE = "GET /users/posts (selectinload)"
+SIGNUP = "POST /users (signup)"
+WELCOME_TASK = "send_welcome_email"
 
 
 async def seed(engine: Engine, users: int = 20, posts_per_user: int = 3) -> None:
@@ -82,6 +85,14 @@ async def run_requests(engine: Engine, tracer: Tracer) -> None:
             except IntegrityError:
                 await session.rollback()
 
+    with tracer.start_as_current_span(SIGNUP):
+        async with Session(engine) as session:
+            newcomer = User(name="newcomer", email="newcomer@example.com", age=30)
+            session.add(newcomer)
+            await session.commit()
+            # Background work: its own trace, linked to this request's span.
+            welcome = create_linked_task(send_welcome_email(engine, newcomer.id), name=WELCOME_TASK)
+
     with tracer.start_as_current_span(N_PLUS_ONE_PAGE):
         async with Session(engine) as session:
             users = await session.find(User).order_by(User.id.asc()).limit(PAGE_SIZE).to_list()
@@ -100,3 +111,13 @@ async def run_requests(engine: Engine, tracer: Tracer) -> None:
             for user in users:
                 for post in await user.posts:  # already loaded: no query, no span
                     await post.comments
+
+    await welcome
+
+
+async def send_welcome_email(engine: Engine, user_id: int) -> None:
+    """What a background job does: reads the user and who else joined from the same country."""
+    async with Session(engine) as session:
+        user = await User.get(user_id)
+        assert user is not None
+        await session.find(User).filter(User.country == user.country).count()

@@ -14,15 +14,17 @@ from data_bridge_core.errors import (
     MissingFieldError,
     ModelDefinitionError,
     NoSessionError,
+    PendingRollbackError,
     PreparedStatementError,
     RaiseLoadError,
     RelationshipError,
+    SchemaMismatchError,
     SessionClosedError,
     SessionError,
     UnknownFieldError,
     UnsupportedOperationError,
+    ValidationError,
 )
-from data_bridge_core.execution import Result
 from data_bridge_core.loading import (
     EagerBatch,
     EagerLoad,
@@ -34,15 +36,11 @@ from data_bridge_core.loading import (
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
-from data_bridge_core.schema.table import (
-    STATE_KEY,
-    InstanceState,
-    ResultInfo,
-    Table,
-    state_of,
-    table_info,
-)
-from data_bridge_core.session import Session, current_session
+from data_bridge_core.schema.table import Table, identity_key, table_info
+from data_bridge_core.schema.typed import Mapped, Rel
+from data_bridge_core.session import NestedTransaction, Result, Session, current_session
+from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, result_of, state_of
+from data_bridge_core.views import loaded
 
 __version__ = "0.1.0"
 
@@ -69,27 +67,36 @@ __all__ = [
     "InstanceState",
     "IntegrityError",
     "InvalidStateError",
+    "Mapped",
     "MissingFieldError",
     "ModelDefinitionError",
+    "NestedTransaction",
     "NoSessionError",
+    "PendingRollbackError",
     "PreparedStatementError",
     "Query",
     "RaiseLoadError",
+    "Rel",
     "Relationship",
     "RelationshipError",
     "Result",
+    "SchemaMismatchError",
     "Session",
     "SessionClosedError",
     "SessionError",
     "Table",
     "UnknownFieldError",
     "UnsupportedOperationError",
+    "ValidationError",
     "current_session",
+    "identity_key",
     "inspect",
     "joinedload",
+    "loaded",
     "noload",
     "raiseload",
     "relationship",
+    "result_of",
     "selectinload",
     "table_info",
 ]

@@ -51,6 +51,7 @@ from psycopg import sql
 
 from data_bridge_core.errors import ColumnTypeError, UnknownFieldError, UnsupportedOperationError
 from data_bridge_core.schema.table import TableInfo
+from data_bridge_core.schema.types import exact_int
 
 __all__ = ["compile_aggregate"]
 
@@ -186,7 +187,7 @@ def compile_aggregate(
         name: _Field(
             expr=column.quoted,
             python_type=column.column_type.python_type,
-            check=column.bind,
+            check=column.bind_operand,
             nullable=column.nullable,
             plain=True,
         )
@@ -487,7 +488,8 @@ def _is_operator_dict(condition: Any, name: str) -> bool:
         return True
     if any(dollar):
         raise UnsupportedOperationError(
-            f"$match on field {name!r} mixes operators and plain keys: {dict(condition)!r}"
+            # The keys only: the values are data, kept out of messages (and logs).
+            f"$match on field {name!r} mixes operators and plain keys: {list(condition)!r}"
         )
     return False
 
@@ -502,7 +504,7 @@ def _condition(target: _Field, name: str, op: str, value: Any, params: list[Any]
             value, list | tuple | set | frozenset
         ):
             raise UnsupportedOperationError(
-                f"$match operator {op!r} on field {name!r} takes a list, got {value!r}"
+                f"$match operator {op!r} on field {name!r} takes a list, got {type(value).__name__}"
             )
         values = [target.check(v) for v in value if v is not None]
         has_none = any(v is None for v in value)
@@ -541,8 +543,9 @@ def _sum_constant(out: str, operand: Any) -> _Field:
             f"$sum for {out!r} takes a number or a '$field' reference, got {operand!r}"
         )
     if isinstance(operand, int):
-        # An int is written as a literal (str(int) is only digits and '-').
-        text = "count(*)" if operand == 1 else f"count(*) * {operand}"
+        # Written as a literal: the plain int's text is only digits and '-'.
+        number = exact_int(operand)
+        text = "count(*)" if number == 1 else f"count(*) * {number}"
         return _Field(text, int, _numeric_check(out), False)
     return _Field("count(*) * %s", float, _numeric_check(out), False, params=(operand,))
 
@@ -573,6 +576,8 @@ def _output_name(name: Any, stage: str) -> str:
 
 
 def _count_arg(value: Any, stage: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    # A plain int, since it is written into the SQL text (see exact_int).
+    number = -1 if isinstance(value, bool) or not isinstance(value, int) else exact_int(value)
+    if number < 0:
         raise UnsupportedOperationError(f"{stage} takes a non-negative int, got {value!r}")
-    return value
+    return number

@@ -25,9 +25,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from data_bridge_core import ddl
+from data_bridge_core.ddl import dependency_order
 from data_bridge_core.errors import DatabaseError, wrap_database_error
+from data_bridge_core.introspection import check_tables
 from data_bridge_core.schema.table import Table
-from data_bridge_core.unit_of_work import dependency_order
 
 
 class Engine:
@@ -240,9 +241,25 @@ class Engine:
     # -- schema --------------------------------------------------------------
 
     async def create_all(self, *models: type[Table]) -> None:
-        """CREATE TABLE IF NOT EXISTS for each model (and its indexes), referenced tables first."""
-        statements = [s for m in dependency_order(models) for s in ddl.create_table(m)]
-        await self._run_ddl(statements)
+        """CREATE TABLE IF NOT EXISTS for each model (and its indexes), referenced tables first.
+
+        In the same transaction every table is then checked against its model:
+        a table that existed without a column of the model (or with one of
+        another type) raises `SchemaMismatchError`, and nothing of this call
+        is created.
+        """
+        ordered = dependency_order(models)
+        statements = [s for m in ordered for s in ddl.create_table(m)]
+        conn = await self.acquire()
+        try:
+            async with conn.transaction():
+                for statement in statements:
+                    await conn.execute(statement, ())
+                await check_tables(conn, ordered)
+        except psycopg.Error as exc:
+            raise wrap_database_error(exc) from exc
+        finally:
+            await self.release(conn)
 
     async def drop_all(self, *models: type[Table]) -> None:
         """DROP TABLE IF EXISTS ... CASCADE for each model, dependent tables first."""

@@ -42,15 +42,27 @@ class MissingFieldError(DataBridgeError, TypeError):
         self.fields = fields
 
 
-class ColumnTypeError(DataBridgeError, TypeError):
+class ValidationError(DataBridgeError, ValueError):
+    """A value a column cannot store, refused before any SQL is sent.
+
+    Raised the same way by the constructor, attribute assignment,
+    ``Query.update(**values)`` and filter values. The message names the model,
+    the column and the problem, never the value itself (values must not reach
+    logs or spans).
+    """
+
+    def __init__(self, model_name: str, field: str, problem: str) -> None:
+        super().__init__(f"{model_name}.{field} {problem}")
+        self.model_name = model_name
+        self.field = field
+        self.problem = problem
+
+
+class ColumnTypeError(ValidationError, TypeError):
     """A value whose type does not fit the column it is meant for."""
 
     def __init__(self, model_name: str, field: str, expected: str, value: Any) -> None:
-        super().__init__(
-            f"{model_name}.{field} expects {expected}, got {type(value).__name__} ({value!r:.60})"
-        )
-        self.model_name = model_name
-        self.field = field
+        super().__init__(model_name, field, f"expects {expected}, got {type(value).__name__}")
         self.expected = expected
 
 
@@ -74,12 +86,52 @@ class InvalidStateError(SessionError):
     """An object is in a state that does not allow the operation."""
 
 
+class PendingRollbackError(SessionError):
+    """A flush failed and rolled the transaction back; call ``session.rollback()`` first."""
+
+    def __init__(self, original: BaseException) -> None:
+        self.original = original
+        super().__init__(
+            "this session's transaction was rolled back after a failed flush "
+            f"({type(original).__name__}: {original}); call `await session.rollback()` "
+            "before using the session again"
+        )
+
+
 class RelationshipError(DataBridgeError):
     """A relationship cannot be resolved or loaded."""
 
 
 class RaiseLoadError(RelationshipError):
     """A relationship configured with raiseload() was accessed before being loaded."""
+
+
+class SchemaMismatchError(DataBridgeError):
+    """An existing table does not match its model (``Engine.create_all``).
+
+    ``table`` is the table's name; ``missing`` the model columns the table
+    lacks; ``mismatched`` maps a column to ``(database type, model type)``.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        missing: list[str],
+        mismatched: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
+        mismatched = mismatched or {}
+        problems = []
+        if missing:
+            problems.append("lacks column(s) " + ", ".join(repr(c) for c in missing))
+        for column, (found, declared) in mismatched.items():
+            problems.append(f"has column {column!r} of type {found}, the model declares {declared}")
+        super().__init__(
+            f"table {table!r} exists but does not match its model: {'; '.join(problems)} "
+            "(create_all never alters a table: migrate it, or drop it in development)"
+        )
+        self.table = table
+        self.missing = missing
+        self.mismatched = mismatched
 
 
 class DatabaseError(DataBridgeError):
@@ -96,6 +148,19 @@ class DatabaseError(DataBridgeError):
 
 class IntegrityError(DatabaseError):
     """A constraint was violated (SQLSTATE class 23)."""
+
+
+def described(value: object) -> str:
+    """An argument as an error message names it.
+
+    The ORM's own objects (columns, relationships, expressions, options) are
+    code and show as themselves; anything else shows as its type only, since it
+    may be a user's value (a password, an e-mail) and messages end up in logs
+    and spans.
+    """
+    if type(value).__module__.startswith("data_bridge_core."):
+        return repr(value)
+    return type(value).__name__
 
 
 class PreparedStatementError(DatabaseError):
@@ -144,9 +209,12 @@ __all__ = [
     "PreparedStatementError",
     "RaiseLoadError",
     "RelationshipError",
+    "SchemaMismatchError",
     "SessionClosedError",
     "SessionError",
     "UnknownFieldError",
     "UnsupportedOperationError",
+    "ValidationError",
+    "described",
     "wrap_database_error",
 ]

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
@@ -121,9 +121,9 @@ async def _itself(conn: AsyncConnection[Any]) -> AsyncConnection[Any]:
 
 def _stream_ended() -> InvalidStateError:
     return InvalidStateError(
-        "this stream's transaction ended (commit, rollback or close) while it was read: "
-        "a stream lives inside one transaction; read it to the end before committing, "
-        "or use to_list()"
+        "the transaction of this stream ended (commit() or rollback() inside the loop), "
+        "which closed its server-side cursor: end the transaction after the loop, or "
+        "read the rows with to_list() first"
     )
 
 
@@ -216,7 +216,7 @@ class SessionConnection:
         params: Sequence[Any],
         batch_size: int,
         row_factory: RowFactory[Any],
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """The rows of one SELECT through a server-side cursor, ``batch_size`` per round trip."""
         name = f"data_bridge_stream_{next(_cursor_names)}"
 

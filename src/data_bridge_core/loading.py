@@ -11,20 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from data_bridge_core.errors import UnsupportedOperationError
+from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.relationships import (
+    MANY_TO_MANY,
     MANY_TO_ONE,
     NOLOAD,
     RAISE,
     Relationship,
     set_loaded,
 )
-from data_bridge_core.schema.table import (
-    InstanceState,
-    Table,
-    state_of,
-    table_info,
-)
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.state import InstanceState, state_of
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -35,7 +32,9 @@ JOINED = "joined"
 
 def _expect_relationship(value: object, option: str) -> Relationship:
     if not isinstance(value, Relationship):
-        raise TypeError(f"{option}() takes a relationship such as User.posts, got {value!r}")
+        raise TypeError(
+            f"{option}() takes a relationship such as User.posts, got {described(value)}"
+        )
     return value
 
 
@@ -101,7 +100,7 @@ class EagerLoad(LoaderOption):
         target = self.relationship.target
         for opt in options:
             if not isinstance(opt, LoaderOption):
-                raise TypeError(f"options() takes loader options, got {opt!r}")
+                raise TypeError(f"options() takes loader options, got {described(opt)}")
             if opt.relationship.owner is not target and not issubclass(
                 target, opt.relationship.owner
             ):
@@ -139,6 +138,8 @@ class EagerLoad(LoaderOption):
             for parent in parents:
                 set_loaded(parent, name, by_pk.get(parent.__dict__[fk]), SELECTINLOAD)
             return rows
+        if rel.direction == MANY_TO_MANY:
+            return await self._select_in_links(batch)
         owner_pk = table_info(rel.owner).primary_key.name
         keys = {p.__dict__[owner_pk] for p in parents} - {None}
         rows = (
@@ -163,6 +164,27 @@ class EagerLoad(LoaderOption):
                 for child in children:
                     set_loaded(child, back, parent, SELECTINLOAD, overwrite=False)
         return rows
+
+    async def _select_in_links(self, batch: EagerBatch) -> list[Table]:
+        """Many-to-many: one query joining the association table for all parents."""
+        rel = self.relationship
+        owner_key = rel.link_columns[1].name
+        keys = {p.__dict__[owner_key] for p in batch.parents} - {None}
+        pairs = (
+            await batch.session.load_keyed_rows(rel.target, rel.select_in_sql, [list(keys)])
+            if keys
+            else []
+        )
+        grouped: dict[Any, list[Table]] = {}
+        related: dict[int, Table] = {}
+        for key, obj in pairs:
+            grouped.setdefault(key, []).append(obj)
+            related[id(obj)] = obj
+        for parent in batch.parents:
+            set_loaded(
+                parent, rel.name, grouped.get(parent.__dict__[owner_key], []), SELECTINLOAD
+            )
+        return list(related.values())
 
     def _populate_joined(self, batch: EagerBatch) -> list[Table]:
         rel = self.relationship

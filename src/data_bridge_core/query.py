@@ -8,21 +8,20 @@ a new query. Terminal coroutines (`to_list`, `count`, `exists`, `aggregate`,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from psycopg.rows import dict_row
 
-from data_bridge_core.errors import UnsupportedOperationError
+from data_bridge_core.aggregate import compile_aggregate
+from data_bridge_core.context import current_session
+from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
-from data_bridge_core.schema.column import ColumnInfo
-from data_bridge_core.schema.expressions import Expression, OrderBy, compile_where
-from data_bridge_core.schema.table import (
-    InstanceState,
-    Table,
-    state_of,
-    table_info,
-)
+from data_bridge_core.relationships import Relationship
+from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
+from data_bridge_core.schema.table import Table, install_query_factory, table_info
+from data_bridge_core.schema.types import exact_int
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -31,15 +30,19 @@ M = TypeVar("M", bound=Table)
 
 
 def _non_negative_int(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} takes a non-negative int, got {value!r}")
-    return value
+    # A plain int: LIMIT/OFFSET are written into the SQL text, and an int
+    # subclass would decide its own text (its __format__).
+    number = exact_int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
+    if number < 0:
+        raise ValueError(f"{what} takes a non-negative int, got {type(value).__name__}")
+    return number
 
 
 class Query(Generic[M]):
     __slots__ = (
         "_filters",
         "_info",
+        "_joins",
         "_limit",
         "_model",
         "_offset",
@@ -50,7 +53,7 @@ class Query(Generic[M]):
 
     def __init__(self, model: type[M], session: Session | None) -> None:
         if not (isinstance(model, type) and issubclass(model, Table)):
-            raise TypeError(f"find() takes a model class, got {model!r}")
+            raise TypeError(f"find() takes a model class, got {described(model)}")
         self._model = model
         self._info = table_info(model)
         self._session = session
@@ -59,6 +62,7 @@ class Query(Generic[M]):
         self._limit: int | None = None
         self._offset: int | None = None
         self._options: tuple[LoaderOption, ...] = ()
+        self._joins: tuple[Relationship, ...] = ()
 
     def _copy(self) -> Query[M]:
         clone: Query[M] = Query.__new__(Query)
@@ -77,29 +81,64 @@ class Query(Generic[M]):
         for f in filters:
             if not isinstance(f, Expression):
                 raise TypeError(
-                    f"filter() takes expressions such as {self._model.__name__}.id == 1, got {f!r}"
+                    f"filter() takes expressions such as {self._model.__name__}.id == 1, "
+                    f"got {described(f)}"
                 )
-            _check_model(f, self._model)
+            self._check_models(f.models(), "filter")
         clone = self._copy()
         clone._filters = self._filters + cast(tuple[Expression, ...], filters)
         return clone
 
     where = filter
 
-    def order_by(self, *columns: OrderBy | ColumnInfo) -> Query[M]:
+    def order_by(self, *columns: OrderBy | Operand | Any) -> Query[M]:
         items: list[OrderBy] = []
         for c in columns:
-            if isinstance(c, ColumnInfo):
+            if isinstance(c, Operand):
                 c = c.asc()
             if not isinstance(c, OrderBy):
-                raise TypeError(f"order_by() takes columns or column.asc()/.desc(), got {c!r}")
-            if c.column.owner is not self._model and not issubclass(self._model, c.column.owner):
-                raise UnsupportedOperationError(
-                    f"cannot order {self._model.__name__} by {c.column!r}"
+                raise TypeError(
+                    f"order_by() takes columns or column.asc()/.desc(), got {described(c)}"
                 )
+            self._check_models(c.column.models(), "order")
             items.append(c)
         clone = self._copy()
         clone._order = self._order + tuple(items)
+        return clone
+
+    def join(self, relationship: Any) -> Query[M]:
+        """Inner-join the target of a to-one relationship, to filter and order by its columns.
+
+        ``session.find(Article).join(Article.author).filter(User.active == True)``;
+        the query still returns ``Article`` objects (rows without a target drop out).
+        """
+        if not isinstance(relationship, Relationship):
+            raise TypeError(
+                f"join() takes a to-one relationship such as {self._model.__name__}.author, "
+                f"got {described(relationship)}"
+            )
+        owner = relationship.owner
+        if owner is not self._model and not issubclass(self._model, owner) and not any(
+            j.target is owner for j in self._joins
+        ):
+            raise UnsupportedOperationError(
+                f"{relationship!r} is not a relationship of {self._model.__name__}"
+            )
+        if relationship.uselist:
+            raise UnsupportedOperationError(
+                f"join() takes a to-one relationship; {relationship!r} is a list: filter with "
+                f"{owner.__name__}.{relationship.name}.any(...) instead"
+            )
+        target = relationship.target
+        if target is self._model or any(j.target is target for j in self._joins):
+            if any(j is relationship for j in self._joins):
+                return self
+            raise UnsupportedOperationError(
+                f"join({relationship!r}) would join {table_info(target).name!r} a second time "
+                "(aliases are not supported); filter with .has(...) instead"
+            )
+        clone = self._copy()
+        clone._joins = (*self._joins, relationship)
         return clone
 
     def limit(self, n: int) -> Query[M]:
@@ -115,7 +154,7 @@ class Query(Generic[M]):
     def options(self, *options: LoaderOption) -> Query[M]:
         for opt in options:
             if not isinstance(opt, LoaderOption):
-                raise TypeError(f"options() takes selectinload(...) etc., got {opt!r}")
+                raise TypeError(f"options() takes selectinload(...) etc., got {described(opt)}")
             owner = opt.relationship.owner
             if owner is not self._model and not issubclass(self._model, owner):
                 raise UnsupportedOperationError(
@@ -161,16 +200,42 @@ class Query(Generic[M]):
     def session(self) -> Session:
         if self._session is not None:
             return self._session
-        from data_bridge_core.session import current_session
-
         return current_session()
 
     # -- SQL -----------------------------------------------------------------------------
 
-    def _tail(self) -> str:
+    def _check_models(self, models: Any, what: str) -> None:
+        model = self._model
+        for owner in models:
+            if owner is model or issubclass(model, owner):
+                continue
+            if any(j.target is owner for j in self._joins):
+                continue
+            hint = ""
+            for rel in table_info(model).relationships.values():
+                if rel.target is owner:
+                    hint = (
+                        f": join({model.__name__}.{rel.name}) first, or use "
+                        f"{model.__name__}.{rel.name}."
+                        f"{'any' if rel.uselist else 'has'}(...)"
+                    )
+                    break
+            raise UnsupportedOperationError(
+                f"cannot {what} {model.__name__} by a column of {owner.__name__}{hint}"
+            )
+
+    def _from(self) -> str:
+        """The FROM clause: the model's table, then the joined ones."""
+        if not self._joins:
+            return self._info.quoted_name
+        return self._info.quoted_name + "".join(
+            f" JOIN {table_info(j.target).quoted_name} ON {j.join_condition}" for j in self._joins
+        )
+
+    def _tail(self, params: list[Any]) -> str:
         parts = []
         if self._order:
-            parts.append(" ORDER BY " + ", ".join(o.sql for o in self._order))
+            parts.append(" ORDER BY " + ", ".join(o.sql(params) for o in self._order))
         if self._limit is not None:
             parts.append(f" LIMIT {self._limit}")
         if self._offset is not None:
@@ -180,7 +245,7 @@ class Query(Generic[M]):
     def _select_sql(self, params: list[Any]) -> str:
         info = self._info
         where = compile_where(self._filters, params)
-        return f"SELECT {info.select_list} FROM {info.quoted_name}{where}{self._tail()}"
+        return f"SELECT {info.select_list} FROM {self._from()}{where}{self._tail(params)}"
 
     # -- terminal seams --------------------------------------------------------------------
 
@@ -223,8 +288,8 @@ class Query(Generic[M]):
         params: list[Any] = []
         where = compile_where(self._filters, params)
         statement = (
-            f"SELECT {', '.join(select)} FROM {info.quoted_name}{''.join(joins)}"
-            f"{where}{self._tail()}"
+            f"SELECT {', '.join(select)} FROM {self._from()}{''.join(joins)}"
+            f"{where}{self._tail(params)}"
         )
         result = await session.run_statement(statement, params)
         rows: list[tuple[Any, ...]] = result.rows
@@ -247,13 +312,13 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        info = self._info
         where = compile_where(self._filters, params)
         if self._limit is None and self._offset is None:
-            statement = f"SELECT count(*) FROM {info.quoted_name}{where}"
+            statement = f"SELECT count(*) FROM {self._from()}{where}"
         else:
             statement = (
-                f"SELECT count(*) FROM (SELECT 1 FROM {info.quoted_name}{where}{self._tail()}) AS q"
+                f"SELECT count(*) FROM (SELECT 1 FROM {self._from()}{where}"
+                f"{self._tail(params)}) AS q"
             )
         result = await session.run_statement(statement, params)
         return int(result.rows[0][0])
@@ -262,9 +327,8 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        info = self._info
         where = compile_where(self._filters, params)
-        statement = f"SELECT EXISTS (SELECT 1 FROM {info.quoted_name}{where}{self._tail()})"
+        statement = f"SELECT EXISTS (SELECT 1 FROM {self._from()}{where}{self._tail(params)})"
         result = await session.run_statement(statement, params)
         return bool(result.rows[0][0])
 
@@ -274,8 +338,10 @@ class Query(Generic[M]):
             raise UnsupportedOperationError(
                 "aggregate() uses $sort/$limit/$skip stages, not order_by()/limit()/offset()"
             )
-        from data_bridge_core.aggregate import compile_aggregate
-
+        if self._joins:
+            raise UnsupportedOperationError(
+                "aggregate() does not take join(); filter with .has(...)/.any(...) instead"
+            )
         params: list[Any] = []
         where = compile_where(self._filters, params)
         statement, all_params = compile_aggregate(self._info, pipeline, where, params)
@@ -290,9 +356,19 @@ class Query(Generic[M]):
                 f"{what}() applies to every row matching the filters; remove "
                 "limit()/offset()/order_by()/options()"
             )
+        if self._joins:
+            rel = self._joins[0]
+            raise UnsupportedOperationError(
+                f"{what}() does not take join(); filter across the relationship with "
+                f"{rel.owner.__name__}.{rel.name}.has(...) instead"
+            )
 
     async def update(self, **values: Any) -> int:
-        """``UPDATE ... SET field = value WHERE <filters>``; returns the rows affected."""
+        """``UPDATE ... SET field = value WHERE <filters>``; returns the rows affected.
+
+        A value may be column arithmetic (``views=Article.views + 1``), computed
+        by PostgreSQL; the new values are read back with ``RETURNING``.
+        """
         self._check_bulk("update")
         if not values:
             raise ValueError("update() needs at least one field=value")
@@ -303,30 +379,25 @@ class Query(Generic[M]):
             column = info.column(name, "update()")
             if column.primary_key:
                 raise UnsupportedOperationError(f"update() cannot change the primary key {name!r}")
-            if value is None and not column.nullable:
-                raise ValueError(f"{self._model.__name__}.{name} is NOT NULL")
+            if isinstance(value, Operand):  # computed by PostgreSQL, read back
+                self._check_models(value.models(), "update")
+                assignments.append(f"{column.ident} = {value.sql(params)}")
+                continue
+            # The assignment's check: ValidationError before any SQL, values normalised.
+            value = values[name] = column.check(value)
             assignments.append(f"{column.ident} = %s")
             params.append(column.bind(value))
         where = compile_where(self._filters, params)
+        returning = ", ".join(info.column(name).quoted for name in values)
         statement = (
             f"UPDATE {info.quoted_name} SET {', '.join(assignments)}{where} "
-            f"RETURNING {info.primary_key.quoted}"
+            f"RETURNING {info.key_returning}, {returning}"
         )
         session = self.session
         await session.autoflush()
-        result = await session.run_statement(statement, params)
-        # Keep objects already in the session in step with the rows just changed.
-        for (pk,) in result.rows:
-            obj = session.identity_lookup(self._model, pk)
-            if obj is None:
-                continue
-            state: InstanceState = state_of(obj)
-            for name, value in values.items():
-                if state.original is None:
-                    state.original = {}
-                state.original.setdefault(name, obj.__dict__.get(name))
-                obj.__dict__[name] = value
-        return len(result.rows)
+        # Through the unit of work: loaded objects show the new values, and the
+        # transaction's log can put the old ones back on rollback.
+        return await session.unit_of_work.bulk_update(self._model, statement, params, tuple(values))
 
     async def delete(self) -> int:
         """``DELETE ... WHERE <filters>``; returns the rows affected."""
@@ -334,13 +405,10 @@ class Query(Generic[M]):
         info = self._info
         params: list[Any] = []
         where = compile_where(self._filters, params)
-        statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.primary_key.quoted}"
+        statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.key_returning}"
         session = self.session
         await session.autoflush()
-        result = await session.run_statement(statement, params)
-        for (pk,) in result.rows:
-            session.forget(self._model, pk)
-        return len(result.rows)
+        return await session.unit_of_work.bulk_delete(self._model, statement, params)
 
     # -- streaming --------------------------------------------------------------------------
 
@@ -352,10 +420,11 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        async for obj in session.stream_rows(
-            self._model, self._select_sql(params), params, batch_size
-        ):
-            yield obj
+        rows = session.stream_rows(self._model, self._select_sql(params), params, batch_size)
+        # Closing this iterator closes the cursor's at once, not when it is collected.
+        async with contextlib.aclosing(rows):
+            async for obj in rows:
+                yield obj
 
     def __aiter__(self) -> AsyncIterator[M]:
         return self.stream()
@@ -364,11 +433,4 @@ class Query(Generic[M]):
         return f"<Query {self._model.__name__} filters={len(self._filters)} limit={self._limit}>"
 
 
-def _check_model(expression: Expression, model: type[Table]) -> None:
-    column = getattr(expression, "column", None)
-    if isinstance(column, ColumnInfo) and not (
-        column.owner is model or issubclass(model, column.owner)
-    ):
-        raise UnsupportedOperationError(
-            f"cannot filter {model.__name__} on {column!r}: it belongs to another model"
-        )
+install_query_factory(Query)

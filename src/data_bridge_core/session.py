@@ -1,70 +1,53 @@
-"""`Session`: a unit of work with an identity map, on one pooled connection.
+"""`Session`: the public face of a unit of work on one pooled connection.
 
 The session takes a connection from the engine's pool on first use (psycopg
-opens the transaction implicitly) and gives it back at commit, rollback or
-close. Inside ``async with Session(...)`` it is the *current* session of the
-task, which ``User.get()`` / ``User.find()`` use.
+opens the transaction implicitly: *autobegin*) and gives it back at commit,
+rollback or close. Inside ``async with Session(...)`` it is the *current*
+session of the task, which ``User.get()`` / ``User.find()`` use.
+
+The session keeps the seams (docs/extension-points.md) and delegates the
+rest: objects by identity to `identity.IdentityMap`, rows to objects to
+`hydration`, what to write and the flush to `unit_of_work.UnitOfWork`, what
+a rollback restores to `transaction.TransactionLog`.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextvars import ContextVar, Token
+import itertools
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextvars import Token
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg.rows import RowFactory
 
+from data_bridge_core.context import current, current_session
 from data_bridge_core.engine import Engine
 from data_bridge_core.errors import (
-    DatabaseError,
     InvalidStateError,
-    NoSessionError,
+    PendingRollbackError,
     SessionClosedError,
+    UnsupportedOperationError,
+    described,
 )
 from data_bridge_core.execution import Result, SessionConnection
-from data_bridge_core.query import Query
-from data_bridge_core.schema.table import (
-    STATE_KEY,
-    InstanceState,
-    ResultInfo,
-    Table,
-    own_state,
-    state_of,
-    table_info,
-)
-from data_bridge_core.unit_of_work import (
-    dependency_order,
-    plan_inserts,
-    pull_foreign_keys,
-    push_foreign_keys,
-    related_objects,
-    update_params,
-    update_statement,
-)
+from data_bridge_core.hydration import make_hydrator
+from data_bridge_core.identity import IdentityMap
+from data_bridge_core.schema.table import Table, new_query, table_info
+from data_bridge_core.state import STATE_KEY, InstanceState, state_of
+from data_bridge_core.transaction import LogLevel, TransactionLog
+from data_bridge_core.unit_of_work import UnitOfWork
+from data_bridge_core.upsert import UpsertPlan
+
+if TYPE_CHECKING:
+    from data_bridge_core.query import Query
+
+__all__ = ["NestedTransaction", "Result", "Session", "current_session"]
 
 M = TypeVar("M", bound=Table)
 
-_current: ContextVar[Session | None] = ContextVar("data_bridge_current_session", default=None)
-
-
-def _has_relations(obj: Table) -> bool:
-    """True when the object holds relationship values (its own state has some)."""
-    state = own_state(obj)
-    return state is not None and bool(state.relations)
-
-
-def current_session() -> Session:
-    """The session of the running ``async with Session(...)`` block."""
-    session = _current.get()
-    if session is None:
-        raise NoSessionError(
-            "no current session: run this inside `async with Session(...)`, "
-            "or use session.get()/session.find() explicitly"
-        )
-    return session
+_savepoint_names = itertools.count(1)
 
 
 class Session:
@@ -84,21 +67,12 @@ class Session:
         self._execution = SessionConnection(lambda: self.engine, self._check_open)
         self._closed = False
         self._token: Token[Session | None] | None = None
-        self._identity: dict[type[Table], dict[Any, Table]] = {}
-        self._pending: dict[Table, None] = {}
-        self._dirty: dict[Table, None] = {}
-        self._deleted: dict[Table, None] = {}
-        # Objects whose relationships were assigned (for cascades and FK sync).
-        self._related: dict[Table, None] = {}
-        # Objects with values to restore on rollback; objects inserted/deleted in this transaction.
-        self._touched: dict[Table, None] = {}
-        # (object, columns the database generated for it) inserted in this transaction.
-        self._inserted_in_tx: list[tuple[Table, list[str]]] = []
-        # Shared states of hydrated rows, detached at close; weak, so a long session
-        # does not keep one per query after its rows are gone.
-        self._results: weakref.WeakSet[ResultInfo] = weakref.WeakSet()
+        self._log = TransactionLog()
+        self._identity = IdentityMap(self, self._log)
+        self._work = UnitOfWork(self._identity, self._log, self)
+        # The error of a failed flush: the session refuses work until rollback().
+        self._failed: BaseException | None = None
         self._flush_batch = 0
-        self._deleted_in_tx: list[Table] = []
 
     # -- read-only state ------------------------------------------------------
 
@@ -111,15 +85,15 @@ class Session:
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self._work.pending)
 
     @property
     def dirty_count(self) -> int:
-        return len(self._dirty)
+        return len(self._identity.modified)
 
     @property
     def deleted_count(self) -> int:
-        return len(self._deleted)
+        return len(self._work.deleted)
 
     @property
     def in_transaction(self) -> bool:
@@ -141,14 +115,21 @@ class Session:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self._pending or self._dirty or self._deleted or self._related)
+        return self._work.has_changes
+
+    @property
+    def unit_of_work(self) -> UnitOfWork:
+        """What the next flush writes (``Query.update()``/``.delete()`` run through it)."""
+        return self._work
 
     def __contains__(self, obj: object) -> bool:
         state = getattr(obj, "__dict__", {}).get(STATE_KEY)
-        return state is not None and state.session is self
+        if state is None or state.owner is not self._identity:
+            return False
+        return not isinstance(state, InstanceState) or not state.deleted  # deleted: gone
 
     def __len__(self) -> int:
-        return sum(len(m) for m in self._identity.values()) + len(self._pending)
+        return len(self._identity) + len(self._work.pending)
 
     # -- context manager and lifecycle seams -------------------------------------------
 
@@ -163,7 +144,7 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if exc_type is not None and self._conn is not None:
+            if exc_type is not None and (self._conn is not None or self._failed is not None):
                 await self.rollback()
         finally:
             await self.close()
@@ -172,48 +153,45 @@ class Session:
         """Make this session the current one of the running task."""
         self._check_open()
         if self._token is None:
-            self._token = _current.set(self)
+            self._token = current.set(self)
 
     async def close(self) -> None:
         """Roll back anything uncommitted, give the connection back, detach all objects."""
         if self._closed:
             return
-        detached = False
+        rolled_back = False
         try:
             if self._conn is not None:
-                await self._end_transaction(commit=False)
-                self._reset_after_rollback(detach=True)
-                detached = True
+                rolled_back = True
+                try:
+                    await self._end_transaction(commit=False)
+                finally:
+                    self._log.roll_back(
+                        self._log.levels[0], self._identity, self._work, forget_relations=False
+                    )
         finally:
             self._closed = True
-            for result in self._results:
-                result.session = None  # detaches every row still sharing it
-            self._results.clear()
-            if not detached:
-                for model_map in self._identity.values():
-                    for obj in model_map.values():
-                        own = own_state(obj)
-                        if own is not None:
-                            own.session = None
-            for obj in self._pending:
-                state_of(obj).session = None
-            self._identity.clear()
-            self._pending.clear()
-            self._dirty.clear()
-            self._deleted.clear()
-            self._related.clear()
-            self._touched.clear()
+            self._failed = None
+            self._work.discard_unflushed()
+            self._identity.clear(forget_relations=rolled_back)
             if self._token is not None:
                 try:
-                    _current.reset(self._token)
+                    current.reset(self._token)
                 except ValueError:  # closed from another context than the one that opened it
-                    if _current.get() is self:
-                        _current.set(None)
+                    if current.get() is self:
+                        current.set(None)
                 self._token = None
 
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError("this session is closed; open a new Session")
+
+    def _check_usable(self) -> None:
+        """Closed, or a failed flush not yet rolled back: refuse to go on."""
+        if self._closed:
+            raise SessionClosedError("this session is closed; open a new Session")
+        if self._failed is not None:
+            raise PendingRollbackError(self._failed) from self._failed
 
     # -- connection and SQL ---------------------------------------------------------------
 
@@ -244,7 +222,7 @@ class Session:
         """
         if not isinstance(statement, str):
             raise TypeError(f"execute() takes SQL text, got {type(statement).__name__}")
-        self._check_open()
+        self._check_usable()
         return await self.run_statement(statement, params)
 
     async def run_statement(
@@ -273,141 +251,180 @@ class Session:
             self._flush_batch = max(self._flush_batch, bulk_rows)
         return await self._execution.run(statement, params, False, row_factory, bulk_rows)
 
-    # -- hydration ---------------------------------------------------------------------
+    # -- loading ------------------------------------------------------------------------
 
     def hydrator(
         self, model: type[M], result_size: int, *, unique_rows: bool = False
     ) -> Callable[[Sequence[Any]], M]:
-        """A function turning one row (in column order) into the session's instance.
-
-        ``unique_rows``: the result cannot hold a primary key twice (a SELECT of
-        one table); when the session holds no object of the model yet, no row
-        can already be in the identity map and the lookup per row is skipped.
-        """
-        info = table_info(model)
-        names = info.field_names
-        pk_index = info.pk_index
-        identity = self._identity.get(model)
-        if identity is None:
-            identity = self._identity[model] = {}
-        # Every row shares this object as its state until it needs its own.
-        result = ResultInfo(result_size, self)
-        self._results.add(result)
-        new = object.__new__
-
-        def hydrate(values: Sequence[Any]) -> M:
-            pk = values[pk_index]
-            obj = identity.get(pk)
-            if obj is not None:
-                return obj  # type: ignore[return-value]
-            obj = new(model)
-            d = obj.__dict__
-            d.update(zip(names, values, strict=False))  # the SELECT lists these columns
-            d[STATE_KEY] = result
-            identity[pk] = obj
-            return obj
-
-        def hydrate_new(values: Sequence[Any]) -> M:
-            obj = new(model)
-            d = obj.__dict__
-            d.update(zip(names, values, strict=False))
-            d[STATE_KEY] = result
-            identity[values[pk_index]] = obj
-            return obj
-
-        chosen = hydrate_new if unique_rows and not identity else hydrate
-        chosen.result = result  # type: ignore[attr-defined]
-        return chosen
+        """A function turning one row (in column order) into the session's instance."""
+        return make_hydrator(self._identity, model, result_size, unique_rows=unique_rows)
 
     async def load_rows(self, model: type[M], statement: str, params: Sequence[Any]) -> list[M]:
         """Execute a SELECT of ``model``'s columns and return identity-mapped instances."""
-        hydrate = self.hydrator(model, 0, unique_rows=True)
+        if self._failed is not None:
+            raise PendingRollbackError(self._failed) from self._failed
+        hydrate = make_hydrator(self._identity, model, 0, unique_rows=True)
         result = await self.run_statement(statement, params, row_factory=lambda _cur: hydrate)
+        rows: list[M] = result.rows
+        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
+        return rows
+
+    async def load_keyed_rows(
+        self, model: type[M], statement: str, params: Sequence[Any]
+    ) -> list[tuple[Any, M]]:
+        """Like `load_rows` for a SELECT whose first column is a key and the rest
+        ``model``'s columns (a many-to-many's parent key): (key, instance) pairs."""
+        self._check_usable()
+        hydrate = make_hydrator(self._identity, model, 0)
+
+        def pair(values: Sequence[Any]) -> tuple[Any, M]:
+            return values[0], hydrate(values[1:])
+
+        result = await self.run_statement(statement, params, row_factory=lambda _cur: pair)
+        rows: list[tuple[Any, M]] = result.rows
+        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
+        return rows
+
+    async def from_sql(
+        self, model: type[M], statement: str, params: Sequence[Any] | None = None
+    ) -> list[M]:
+        """Model instances from your own SELECT, through the identity map.
+
+        The statement must return every column of ``model`` (by name, in any
+        order; extra columns are ignored): ``SELECT users.* FROM users JOIN ...``.
+        A row already in the session comes back as the session's object,
+        unchanged, as with any query.
+        """
+        if not isinstance(statement, str):
+            raise TypeError(f"from_sql() takes SQL text, got {type(statement).__name__}")
+        self._check_usable()
+        await self.autoflush()
+        info = table_info(model)
+        hydrate = make_hydrator(self._identity, model, 0)
+
+        def by_name(cur: Any) -> Callable[[Sequence[Any]], M]:
+            returned = [c.name for c in cur.description or ()]
+            missing = [n for n in info.field_names if n not in returned]
+            if missing:
+                raise UnsupportedOperationError(
+                    f"from_sql({model.__name__}, ...): the statement does not return the "
+                    f"column(s) {', '.join(missing)}; select them all, as in "
+                    f"SELECT {info.name}.* FROM {info.name} ..."
+                )
+            positions = [returned.index(n) for n in info.field_names]
+            if positions == list(range(len(positions))):
+                return hydrate
+            return lambda values: hydrate([values[i] for i in positions])
+
+        result = await self.run_statement(statement, params, row_factory=by_name)
         rows: list[M] = result.rows
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
     def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
-    ) -> AsyncIterator[M]:
+    ) -> AsyncGenerator[M, None]:
         """Like `load_rows`, through a server-side cursor (not routed through `execute`).
 
         The stream belongs to the open transaction: ending it (commit, rollback,
-        close) closes the stream, and resuming it afterwards raises.
+        close) closes the stream, and resuming it afterwards raises
+        `InvalidStateError`.
         """
         hydrate = self.hydrator(model, batch_size)
         return self._execution.stream(statement, params, max(batch_size, 1), lambda _cur: hydrate)
 
-    def identity_lookup(self, model: type[M], pk: Any) -> M | None:
-        model_map = self._identity.get(model)
-        if model_map is None:
-            return None
-        return model_map.get(pk)  # type: ignore[return-value]
+    def held_objects(self, model: type[M]) -> list[M]:
+        """Every object of ``model`` the session holds (no SQL)."""
+        return list(self._identity.by_model.get(model, {}).values())  # type: ignore[arg-type]
 
-    def forget(self, model: type[Table], pk: Any) -> None:
-        """Drop a row deleted in the database from the identity map."""
-        model_map = self._identity.get(model)
-        obj = model_map.pop(pk, None) if model_map is not None else None
-        if obj is not None:
-            state: InstanceState = state_of(obj)
-            state.persistent = False
-            state.deleted = True
-            self._dirty.pop(obj, None)
-            self._deleted.pop(obj, None)
-            self._deleted_in_tx.append(obj)
+    def identity_lookup(self, model: type[M], pk: Any) -> M | None:
+        """The object of that identity the session holds, or None (no SQL)."""
+        return self._identity.get(model, pk)  # type: ignore[return-value]
 
     # -- queries ------------------------------------------------------------------------
 
     def find(self, model: type[M], *filters: Any) -> Query[M]:
         """A query on ``model`` in this session: ``session.find(User).filter(...)``."""
         self._check_open()
-        query = Query(model, self)
+        query: Query[M] = new_query(model, self)
         return query.filter(*filters) if filters else query
 
     async def get(self, model: type[M], pk: Any) -> M | None:
-        """The row with that primary key: from the identity map, or one SELECT."""
-        self._check_open()
-        pk_column = table_info(model).primary_key
-        pk_column.check(pk)
-        model_map = self._identity.get(model)
-        if model_map is not None:
-            obj = model_map.get(pk)
-            if obj is not None:
-                return obj  # type: ignore[return-value]
-        rows = await Query(model, self).filter(pk_column == pk).limit(1).to_list()
+        """The row with that primary key: from the identity map, or one SELECT.
+
+        A composite key is a tuple, in the order the key columns are declared:
+        ``session.get(ArticleTag, (article_id, tag_id))``.
+        """
+        self._check_usable()
+        info = table_info(model)
+        info.check_key(pk, "get()")
+        obj = self._identity.get(model, pk)
+        if obj is not None:
+            return obj  # type: ignore[return-value]
+        query: Query[M] = new_query(model, self)
+        if info.composite:
+            query = query.filter(*(c == v for c, v in zip(info.primary_keys, pk, strict=True)))
+        else:
+            query = query.filter(info.primary_key == pk)
+        rows = await query.limit(1).to_list()
         return rows[0] if rows else None
 
-    # -- unit of work -----------------------------------------------------------------------
+    async def refresh(self, obj: Table) -> None:
+        """Reload the object's columns from the database (after a flush of pending changes).
+
+        Changes not yet flushed are flushed first (autoflush); loaded
+        relationship values are dropped and load again when awaited. A rollback
+        puts back the values the object had before.
+        """
+        self._check_usable()
+        if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
+            raise TypeError(f"refresh() takes a model instance, got {obj!r}")
+        state = state_of(obj)
+        if state.owner is not self._identity or not state.persistent:
+            raise InvalidStateError(f"refresh() takes a persistent object of this session: {obj!r}")
+        await self.autoflush()
+        info = table_info(type(obj))
+        key = self._identity.key_of(obj)
+        statement = f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
+        result = await self.run_statement(statement, info.key_params(key))
+        if not result.rows:
+            raise InvalidStateError(f"{obj!r} no longer exists in the database")
+        self._work.apply_loaded(obj, dict(zip(info.field_names, result.rows[0], strict=True)))
+
+    # -- registration -------------------------------------------------------------------
 
     def add(self, obj: Table) -> None:
         """Schedule a new object for INSERT (objects linked to it follow at flush)."""
         self._check_open()
         if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
             raise TypeError(f"add() takes model instances, got {obj!r}")
-        state = state_of(obj)
-        if state.session is self:
-            if obj in self._deleted:
-                del self._deleted[obj]
-            return
-        if state.session is not None:
-            raise InvalidStateError(f"{obj!r} belongs to another session")
-        if state.persistent:
-            # A detached persistent object: re-attach it.
-            pk = obj.__dict__[table_info(type(obj)).primary_key.name]
-            current = self.identity_lookup(type(obj), pk)
-            if current is not None and current is not obj:
-                raise InvalidStateError(f"another object with the identity of {obj!r} is loaded")
-            state.session = self
-            self._identity.setdefault(type(obj), {})[pk] = obj
-            if state.changed:
-                self._dirty[obj] = None
-            return
-        if state.deleted:
-            raise InvalidStateError(f"{obj!r} was deleted")
-        state.session = self
-        self._pending[obj] = None
-        if state.relations:
-            self._related[obj] = None
+        self._work.add(obj)
+
+    async def upsert(
+        self, objects: Sequence[Table], *, on: Sequence[str], update: Sequence[str]
+    ) -> int:
+        """``INSERT ... ON CONFLICT (on) DO UPDATE SET <update> = EXCLUDED...``; rows written.
+
+        ``update=()`` means ``DO NOTHING``: rows whose key exists are skipped.
+        Every object written (inserted or updated) gets the row's values,
+        database-assigned keys included, and joins the session.
+        """
+        self._check_usable()
+        objects = list(objects)
+        if not objects:
+            return 0
+        model = type(objects[0])
+        for obj in objects:
+            if type(obj) is not model or STATE_KEY not in obj.__dict__:
+                raise TypeError(
+                    "upsert() takes new objects of one model, got "
+                    f"{described(obj)} with {described(objects[0])}"
+                )
+        plan = UpsertPlan(table_info(model), on, update)
+        plan.check_distinct(objects)
+        self._work.take_for_upsert(objects)
+        await self.autoflush()
+        return await self._work.upsert(plan, objects)
 
     def add_all(self, objects: Sequence[Table]) -> None:
         for obj in objects:
@@ -418,198 +435,61 @@ class Session:
         self._check_open()
         if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
             raise TypeError(f"delete() takes model instances, got {obj!r}")
-        state = state_of(obj)
-        if state.session is not self:
-            raise InvalidStateError(f"{obj!r} is not in this session")
-        if obj in self._pending:
-            del self._pending[obj]
-            state.session = None
-            return
-        self._deleted[obj] = None
+        self._work.delete(obj)
 
     def expunge(self, obj: Table) -> None:
         """Detach one object from the session."""
-        state: InstanceState = state_of(obj)
-        if state.session is not self:
-            raise InvalidStateError(f"{obj!r} is not in this session")
-        for registry in (self._pending, self._dirty, self._deleted, self._related, self._touched):
-            registry.pop(obj, None)
-        if state.persistent:
-            pk = obj.__dict__[table_info(type(obj)).primary_key.name]
-            self._identity.get(type(obj), {}).pop(pk, None)
-        state.session = None
+        self._work.expunge(obj)
 
-    def _note_modified(self, obj: Table) -> None:
-        self._dirty[obj] = None
-        self._touched[obj] = None
-
-    def _note_related(self, obj: Table) -> None:
-        self._related[obj] = None
+    # -- flush, commit, rollback, savepoints ----------------------------------------------
 
     async def autoflush(self) -> None:
         """Flush before a query when there are changes (and autoflush is on)."""
-        if self.autoflush_enabled and (
-            self._pending or self._dirty or self._deleted or self._related
-        ):
+        if self._failed is not None:
+            raise PendingRollbackError(self._failed) from self._failed
+        if self.autoflush_enabled and self._work.has_changes:
             await self.flush()
 
-    def _cascade(self) -> None:
-        """Add new objects reachable from the session's objects through relationships."""
-        # Only objects holding relationship values can reach others.
-        stack = [*self._related, *(o for o in self._pending if _has_relations(o))]
-        seen: set[int] = set()
-        while stack:
-            obj = stack.pop()
-            if id(obj) in seen:
-                continue
-            seen.add(id(obj))
-            for other in related_objects(obj):
-                state: InstanceState = state_of(other)
-                if state.session is None and not state.persistent and not state.deleted:
-                    self.add(other)
-                    stack.append(other)
-
     async def flush(self) -> None:
-        """Write pending inserts, changed columns and deletes, in foreign-key order."""
-        self._check_open()
-        if not (self._pending or self._dirty or self._deleted or self._related):
+        """Write pending inserts, changed columns and deletes, in foreign-key order.
+
+        When a statement fails the transaction is rolled back (to the innermost
+        savepoint, when one is open, by the end of its block) and the session
+        refuses further work with `PendingRollbackError` until ``rollback()``.
+        """
+        self._check_usable()
+        if not self._work.has_changes:
             return
         self._flush_batch = 0
         try:
-            await self._flush()
-        except BaseException:
-            # The transaction is aborted: roll it back so the database is as it was.
-            try:
-                await self._end_transaction(commit=False)
-            finally:
-                self._reset_after_rollback()
+            await self._work.flush()
+        except BaseException as exc:
+            await self._flush_failed(exc)
             raise
 
-    async def _flush(self) -> None:
-        self._cascade()
-        pending = list(self._pending)
-        by_model: dict[type[Table], list[Table]] = {}
-        for obj in pending:
-            by_model.setdefault(type(obj), []).append(obj)
-        for obj in self._related:
-            pull_foreign_keys(obj)
-        models = set(by_model) | {type(o) for o in self._dirty} | {type(o) for o in self._deleted}
-        order = dependency_order(sorted(models, key=lambda m: m.__name__))
-        for model in order:
-            objects = by_model.get(model)
-            if not objects:
-                continue
-            linked = [obj for obj in objects if _has_relations(obj)]
-            for obj in linked:
-                pull_foreign_keys(obj)
-            await self._insert(model, objects)
-            for obj in linked:
-                push_foreign_keys(obj)
-        for obj in list(self._related):
-            if state_of(obj).persistent:
-                push_foreign_keys(obj)
-        await self._update_dirty(order)
-        await self._delete_marked(order)
-        self._related.clear()
+    async def _flush_failed(self, exc: BaseException) -> None:
+        self._failed = exc
+        if not self._log.in_savepoint:  # else the savepoint's block rolls back to it
+            await self._abandon_transaction(exc)
 
-    async def _insert(self, model: type[Table], objects: list[Table]) -> None:
-        info = table_info(model)
-        identity = self._identity.setdefault(model, {})
-        for batch in plan_inserts(model, objects):
-            if len(batch.objects) > 1 and batch.bulk_sql is not None:
-                result = await self.run_statement(
-                    batch.bulk_sql, batch.column_arrays(), bulk_rows=len(batch.objects)
-                )
-                returned = batch.bulk_returned
-                rows = batch.match_returned(result.rows) if result.rows else result.rows
-            else:
-                params = batch.params()
-                if len(params) == 1:
-                    result = await self.run_statement(batch.sql, params[0])
-                else:
-                    result = await self.run_statement(batch.sql, params, batch=True)
-                returned, rows = batch.returned, result.rows
-            names = [c.name for c in returned]
-            if names:
-                if len(rows) != len(batch.objects):
-                    raise DatabaseError(
-                        f"INSERT into {info.name} returned {len(rows)} rows for "
-                        f"{len(batch.objects)} objects"
-                    )
-                for obj, row in zip(batch.objects, rows, strict=True):
-                    obj.__dict__.update(zip(names, row, strict=True))
-            generated = [c.name for c in batch.returned]  # cleared again by a rollback
-            for obj in batch.objects:
-                state: InstanceState = state_of(obj)
-                state.persistent = True
-                state.inserted_in_tx = True
-                state.changed = None
-                identity[obj.__dict__[info.primary_key.name]] = obj
-                self._inserted_in_tx.append((obj, generated))
-                del self._pending[obj]
-
-    async def _update_dirty(self, order: list[type[Table]]) -> None:
-        groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
-        for obj in self._dirty:
-            state: InstanceState = state_of(obj)
-            if not state.changed or obj in self._deleted:
-                continue
-            pull_foreign_keys(obj)
-            fields = tuple(sorted(state.changed))
-            groups.setdefault((type(obj), fields), []).append(obj)
-        rank = {m: i for i, m in enumerate(order)}
-        for (model, fields), objects in sorted(groups.items(), key=lambda g: rank.get(g[0][0], 0)):
-            info = table_info(model)
-            statement = update_statement(info, fields)
-            rows = [update_params(info, fields, o) for o in objects]
-            if len(rows) == 1:
-                result = await self.run_statement(statement, rows[0])
-            else:
-                result = await self.run_statement(statement, rows, batch=True)
-            if len(result.rows) != len(objects):
-                raise InvalidStateError(
-                    f"UPDATE of {info.name} matched {len(result.rows)} of {len(objects)} rows: "
-                    "a row was deleted by someone else"
-                )
-            for obj in objects:
-                state_of(obj).changed = None
-        self._dirty.clear()
-
-    async def _delete_marked(self, order: list[type[Table]]) -> None:
-        if not self._deleted:
-            return
-        by_model: dict[type[Table], list[Table]] = {}
-        for obj in self._deleted:
-            by_model.setdefault(type(obj), []).append(obj)
-        for model in reversed(order):
-            objects = by_model.get(model)
-            if not objects:
-                continue
-            info = table_info(model)
-            pks = [o.__dict__[info.primary_key.name] for o in objects]
-            await self.run_statement(
-                f"DELETE FROM {info.quoted_name} WHERE {info.primary_key.ident} = ANY(%s)",
-                [pks],
-                bulk_rows=len(pks) if len(pks) > 1 else None,
-            )
-            for pk in pks:
-                self.forget(model, pk)
-        self._deleted.clear()
+    async def _abandon_transaction(self, exc: BaseException) -> None:
+        """The transaction is aborted: roll it back; the session waits for rollback()."""
+        try:
+            await self._end_transaction(commit=False)
+        finally:
+            self._rolled_back()
+            self._failed = exc
 
     async def commit(self) -> None:
         """Flush, then commit the transaction and give the connection back."""
-        self._check_open()
+        self._check_usable()
         await self.flush()
-        await self._end_transaction(commit=True)
-        for obj in self._touched:
-            state_of(obj).original = None
-        for obj, _ in self._inserted_in_tx:
-            state_of(obj).inserted_in_tx = False
-        for obj in self._deleted_in_tx:
-            state_of(obj).session = None
-        self._touched.clear()
-        self._inserted_in_tx.clear()
-        self._deleted_in_tx.clear()
+        try:
+            await self._end_transaction(commit=True)
+        except BaseException:
+            self._rolled_back()  # not committed: the objects show the database again
+            raise
+        self._log.committed()
 
     async def rollback(self) -> None:
         """Roll the transaction back and undo its effects on the session's objects."""
@@ -617,50 +497,97 @@ class Session:
         try:
             await self._end_transaction(commit=False)
         finally:
-            self._reset_after_rollback()
+            self._rolled_back()
 
-    def _reset_after_rollback(self, *, detach: bool = False) -> None:
-        for obj in self._deleted_in_tx:
-            state: InstanceState = state_of(obj)
-            if state.inserted_in_tx:
-                continue  # inserted and deleted in the same transaction: it never existed
-            state.deleted = False
-            state.persistent = True
-            pk = obj.__dict__[table_info(type(obj)).primary_key.name]
-            self._identity.setdefault(type(obj), {})[pk] = obj
-        for obj, generated in self._inserted_in_tx:
-            state = state_of(obj)
-            info = table_info(type(obj))
-            self._identity.get(type(obj), {}).pop(obj.__dict__.get(info.primary_key.name), None)
-            for name in generated:  # back to "the database will assign it"
-                obj.__dict__[name] = None
-            state.persistent = False
-            state.deleted = False
-            state.inserted_in_tx = False
-            state.session = None
-        for obj in self._pending:
-            state_of(obj).session = None
-        for obj in self._touched:
-            state = state_of(obj)
-            if state.original:
-                obj.__dict__.update(state.original)
-            state.original = None
-            state.changed = None
-        # Relationship values may describe rows that no longer exist: load them again.
-        # (One pass over the identity map, inlined: it visits every loaded row.)
-        for model_map in self._identity.values():
-            for obj in model_map.values():
-                own = obj.__dict__[STATE_KEY]
-                if own.__class__ is InstanceState:  # a shared state holds no relations
-                    own.relations = None
-                    own.loaded_via = None
-                    if detach:
-                        own.session = None
-        for registry in (self._pending, self._dirty, self._deleted, self._related, self._touched):
-            registry.clear()
-        self._inserted_in_tx.clear()
-        self._deleted_in_tx.clear()
+    def _rolled_back(self) -> None:
+        """The whole transaction is gone: objects show what the database holds."""
+        self._log.roll_back(self._log.levels[0], self._identity, self._work)
+        self._failed = None
+
+    def begin_nested(self) -> NestedTransaction:
+        """``async with session.begin_nested():`` runs its block in a SAVEPOINT.
+
+        Pending changes are flushed first. When the block raises (a failed flush
+        included), the database rolls back to the savepoint, the objects changed
+        inside get their values back, and the exception propagates; the outer
+        transaction stays usable. Otherwise the block's changes are flushed and
+        the savepoint released.
+        """
+        self._check_usable()
+        return NestedTransaction(self)
+
+    async def savepoint(self) -> LogLevel:
+        """Flush, then ``SAVEPOINT``: the level `release_savepoint` or
+        `rollback_to_savepoint` ends. ``begin_nested()`` calls these three; they are
+        seams (one operation each) rather than API to call by hand."""
+        self._check_usable()
+        await self.flush()
+        name = f"data_bridge_sp_{next(_savepoint_names)}"
+        await self.run_statement(f"SAVEPOINT {name}")
+        return self._log.begin_savepoint(name)
+
+    async def release_savepoint(self, level: LogLevel) -> None:
+        """Flush the block's changes, then ``RELEASE SAVEPOINT`` (rolled back to it
+        when that flush fails)."""
+        if not self._log.is_open(level):
+            return  # the whole transaction was committed or rolled back inside the block
+        try:
+            await self.flush()
+        except BaseException:
+            await self.rollback_to_savepoint(level)
+            raise
+        failed = self._failed
+        if failed is not None:  # a flush failed inside and its error was caught there
+            await self.rollback_to_savepoint(level)
+            raise PendingRollbackError(failed) from failed
+        await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
+        self._log.release(level)
+
+    async def rollback_to_savepoint(self, level: LogLevel) -> None:
+        """``ROLLBACK TO SAVEPOINT`` and release it; the objects get their values back."""
+        if not self._log.is_open(level):
+            return
+        try:
+            await self.run_statement(f"ROLLBACK TO SAVEPOINT {level.name}")
+            await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
+        except BaseException as exc:
+            # The savepoint could not be reached: the whole transaction is lost.
+            await self._abandon_transaction(exc)
+            raise
+        self._log.roll_back(level, self._identity, self._work)
+        self._failed = None
 
     def __repr__(self) -> str:
         status = "closed" if self._closed else ("in transaction" if self._conn else "idle")
         return f"<Session {status} pending={self.pending_count} dirty={self.dirty_count}>"
+
+
+class NestedTransaction:
+    """What ``session.begin_nested()`` returns: ``async with`` it to run a savepoint."""
+
+    __slots__ = ("_level", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._level: LogLevel | None = None
+
+    async def __aenter__(self) -> Self:
+        self._level = await self.session.savepoint()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        level = self._level
+        assert level is not None, "NestedTransaction used without `async with`"
+        self._level = None
+        session = self.session
+        if not session._log.is_open(level):
+            return  # the whole transaction was committed or rolled back inside the block
+        if exc_type is None:
+            await session.release_savepoint(level)
+        else:
+            await session.rollback_to_savepoint(level)

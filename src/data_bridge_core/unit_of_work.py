@@ -1,47 +1,69 @@
-"""Planning a flush: which objects to write, in which table order, with which columns.
+"""The unit of work: what the next flush writes, and the flush itself.
 
-The session executes the plan; this module only decides. Tables are ordered
-so that a row's foreign-key targets are inserted before it (and deleted after
-it); objects linked through relationships get their foreign keys copied from
-the related object's primary key just before they are written.
+It holds the objects added (pending) and marked for deletion; the identity
+map holds the modified ones. `UnitOfWork.flush` writes them in foreign-key
+order (referenced tables first for inserts, last for deletes), copying
+foreign keys from related objects just before each write. Bulk
+``Query.update()`` / ``.delete()`` run here too, so that every write of a
+transaction lands in the one log its rollback restores from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from data_bridge_core.relationships import MANY_TO_ONE, ONE_TO_MANY
-from data_bridge_core.schema.column import ColumnInfo
-from data_bridge_core.schema.table import (
-    Table,
-    TableInfo,
-    own_state,
-    table_info,
+from psycopg.rows import RowFactory
+
+from data_bridge_core.ddl import dependency_order
+from data_bridge_core.dml import (
+    delete_params,
+    delete_statement,
+    link_statements,
+    plan_inserts,
+    update_params,
+    update_statement,
 )
+from data_bridge_core.errors import DatabaseError, InvalidStateError, UnsupportedOperationError
+from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
+from data_bridge_core.schema.relation import (
+    ASSIGNED,
+    LINKED,
+    MANY_TO_MANY,
+    MANY_TO_ONE,
+    ONE_TO_MANY,
+    RelationshipDeclaration,
+)
+from data_bridge_core.schema.table import Table, TableInfo, table_info
+from data_bridge_core.state import InstanceState, own_state, state_of
+from data_bridge_core.upsert import UPSERT_CHUNK_ROWS, UpsertPlan
+
+MISSING_OBJ = object()
 
 
-def dependency_order(models: Iterable[type[Table]]) -> list[type[Table]]:
-    """Models sorted so that referenced tables come first (stable; cycles keep input order)."""
-    models = list(dict.fromkeys(models))
-    by_table = {table_info(m).name: m for m in models}
-    deps: dict[type[Table], set[type[Table]]] = {}
-    for model in models:
-        deps[model] = {
-            by_table[ref_table]
-            for _, ref_table, _ in table_info(model).iter_foreign_keys()
-            if ref_table in by_table and by_table[ref_table] is not model
-        }
-    ordered: list[type[Table]] = []
-    placed: set[type[Table]] = set()
-    while len(ordered) < len(models):
-        ready = [m for m in models if m not in placed and deps[m] <= placed]
-        if not ready:  # a cycle: keep the remaining models in the order given
-            ready = [m for m in models if m not in placed]
-        for model in ready:
-            ordered.append(model)
-            placed.add(model)
-    return ordered
+class StatementResult(Protocol):
+    rows: list[Any]
+    rowcount: int
+
+
+class StatementRunner(Protocol):
+    """The session's one way to run SQL (`Session.run_statement`)."""
+
+    async def run_statement(
+        self,
+        statement: str,
+        params: Sequence[Any] | None = None,
+        *,
+        batch: bool = False,
+        row_factory: RowFactory[Any] | None = None,
+        bulk_rows: int | None = None,
+    ) -> StatementResult: ...
+
+
+def _has_relations(obj: Table) -> bool:
+    """True when the object holds relationship values (its own state has some)."""
+    state = own_state(obj)
+    return state is not None and bool(state.relations)
 
 
 def related_objects(obj: Table) -> list[Table]:
@@ -56,6 +78,30 @@ def related_objects(obj: Table) -> list[Table]:
         elif value is not None:
             found.append(value)
     return found
+
+
+def _refuse_unwritten_relations(obj: Table) -> None:
+    """Upsert writes columns: refuse related objects it would silently leave out."""
+    state = own_state(obj)
+    if state is None or not state.relations:
+        return
+    info = table_info(type(obj))
+    model = info.model.__name__
+    for name, value in state.relations.items():
+        rel = info.relationships.get(name)
+        if rel is None or not value:
+            continue
+        if rel.direction == MANY_TO_ONE:
+            if value.__dict__.get(table_info(rel.target).primary_key.name) is None:
+                raise UnsupportedOperationError(
+                    f"upsert() writes columns only; {model}.{name} holds a new "
+                    f"{rel.target.__name__} without a key: add it and flush first"
+                )
+            continue  # a stored target is only its key, which the row carries
+        raise UnsupportedOperationError(
+            f"upsert() writes columns only; {model}.{name} was given objects it would not "
+            f"write: upsert the {model} objects first, then link them and flush"
+        )
 
 
 def pull_foreign_keys(obj: Table) -> None:
@@ -91,127 +137,452 @@ def push_foreign_keys(obj: Table) -> None:
                 setattr(child, rel.fk.name, pk)
 
 
-class InsertBatch:
-    """Rows of one table that share the same column list: one (batched) INSERT."""
+class UnitOfWork:
+    """Pending and deleted objects of one session, and the flush that writes them."""
 
-    def __init__(self, info: TableInfo, columns: tuple[ColumnInfo, ...]) -> None:
-        self.info = info
-        self.columns = columns
-        self.objects: list[Table] = []
-        included = {c.name for c in columns}
-        self.returned = tuple(
-            c for c in info.columns.values() if c.name not in included and c.database_generated
-        )
-        names = ", ".join(c.ident for c in columns)
-        values = ", ".join(["%s"] * len(columns))
-        returning = ", ".join(c.ident for c in self.returned)
-        if columns:
-            self.sql = f"INSERT INTO {info.quoted_name} ({names}) VALUES ({values})"
-        else:
-            self.sql = f"INSERT INTO {info.quoted_name} DEFAULT VALUES"
-        if returning:
-            self.sql += f" RETURNING {returning}"
-        self.bulk_sql = self._bulk_sql(names)
-
-    def _bulk_sql(self, names: str) -> str | None:
-        """One ``INSERT ... SELECT FROM unnest(column arrays)`` for the whole batch.
-
-        The returned rows must be matched back to their objects. PostgreSQL does
-        not promise RETURNING order, so the primary key is returned first: a key
-        the objects carry is looked up; a key from an integer identity/sequence
-        is assigned in the ``ORDER BY ord`` order, so sorting by it restores the
-        input order (SQLAlchemy's insertmanyvalues relies on the same rule).
-        Other generated keys (say a uuid server default) keep the per-row path.
-        """
-        pk = self.info.primary_key
-        self.pk_given = False
-        if not self.columns:
-            return None
-        # ColumnInfo overloads ==, so membership is tested by identity.
-        self.pk_given = any(c is pk for c in self.columns)
-        pk_generated = any(c is pk for c in self.returned)
-        if not self.pk_given and not (pk_generated and pk.column_type.python_type is int):
-            return None
-        aliases = [f"c{i}" for i in range(len(self.columns))]
-        # %b: arrays sent in binary are dumped about twice as fast as text ones.
-        arrays = ", ".join(f"%b::{c.column_type.sql_type}[]" for c in self.columns)
-        returning = ", ".join(c.ident for c in self.bulk_returned)
-        return (
-            f"INSERT INTO {self.info.quoted_name} ({names}) "
-            f"SELECT {', '.join(aliases)} FROM unnest({arrays}) "
-            f"WITH ORDINALITY AS v({', '.join(aliases)}, ord) ORDER BY ord "
-            f"RETURNING {returning}"
-        )
+    def __init__(self, identity: IdentityMap, log: ChangeLog, runner: StatementRunner) -> None:
+        self.identity = identity
+        self.log = log
+        self.runner = runner
+        self.pending: dict[Table, None] = {}
+        self.deleted: dict[Table, None] = {}
 
     @property
-    def bulk_returned(self) -> tuple[ColumnInfo, ...]:
-        """Columns the bulk INSERT returns: the primary key, then the generated ones."""
-        pk = self.info.primary_key
-        return (pk, *(c for c in self.returned if c is not pk))
+    def has_changes(self) -> bool:
+        identity = self.identity
+        return bool(self.pending or identity.modified or self.deleted or identity.related)
 
-    def params(self) -> list[list[Any]]:
-        adapters = [(c.name, c.column_type.adapt) for c in self.columns]
-        rows = []
-        for obj in self.objects:
+    # -- registration -------------------------------------------------------------
+
+    def add(self, obj: Table) -> None:
+        """Schedule a new object for INSERT, or re-attach a detached persistent one."""
+        identity = self.identity
+        state = state_of(obj)
+        if state.owner is identity:
+            self.deleted.pop(obj, None)
+            return
+        if state.owner is not None:
+            raise InvalidStateError(f"{obj!r} belongs to another session")
+        if state.persistent:
+            current = identity.get(type(obj), identity.key_of(obj))
+            if current is not None and current is not obj:
+                raise InvalidStateError(f"another object with the identity of {obj!r} is loaded")
+            identity.put(obj)
+            if state.changed:
+                identity.modified[obj] = None
+            return
+        if state.deleted:
+            raise InvalidStateError(f"{obj!r} was deleted")
+        state.owner = identity
+        self.pending[obj] = None
+        if state.relations:
+            identity.related[obj] = None
+
+    def delete(self, obj: Table) -> None:
+        """Mark an object for DELETE at the next flush (a pending one is just dropped)."""
+        state = state_of(obj)
+        if state.owner is not self.identity:
+            raise InvalidStateError(f"{obj!r} is not in this session")
+        if obj in self.pending:
+            del self.pending[obj]
+            state.owner = None
+            return
+        self.deleted[obj] = None
+
+    def expunge(self, obj: Table) -> None:
+        """Detach one object from the session."""
+        state = state_of(obj)
+        if state.owner is not self.identity:
+            raise InvalidStateError(f"{obj!r} is not in this session")
+        self.pending.pop(obj, None)
+        self.deleted.pop(obj, None)
+        if state.persistent:
+            self.identity.discard(obj)
+        self.identity.modified.pop(obj, None)
+        self.identity.related.pop(obj, None)
+        state.owner = None
+
+    def forget(self, model: type[Table], key: Any) -> None:
+        """A row was deleted in the database: its object leaves the identity map."""
+        found = self.identity.by_model.get(model)
+        obj = found.pop(key, None) if found is not None else None
+        if obj is not None:
+            state = state_of(obj)
+            state.persistent = False
+            state.deleted = True
+            self.identity.modified.pop(obj, None)
+            self.deleted.pop(obj, None)
+            # It keeps its owner until commit, so that a rollback can bring it back.
+            self.log.record_deleted(obj)
+
+    def discard_unflushed(self) -> None:
+        """Forget every change not yet written (the transaction they were for is gone)."""
+        for obj in self.pending:
+            state_of(obj).owner = None
+        for obj in self.identity.modified:
+            state_of(obj).changed = None
+        self.pending.clear()
+        self.deleted.clear()
+        self.identity.modified.clear()
+        self.identity.related.clear()
+
+    # -- bulk statements of Query.update() / Query.delete() ------------------------
+
+    async def bulk_update(
+        self, model: type[Table], statement: str, params: Sequence[Any], names: tuple[str, ...]
+    ) -> int:
+        """Run an ``UPDATE ... RETURNING key, <names>`` and show the new values on loaded objects.
+
+        The new values are read back (not taken from the call) because a value
+        may be computed by PostgreSQL (``views = views + 1``).
+        """
+        result = await self.runner.run_statement(statement, params)
+        found = self.identity.by_model.get(model)
+        log = self.log
+        width = len(table_info(model).primary_keys)
+        for row in result.rows:
+            key = row[0] if width == 1 else tuple(row[:width])
+            new = row[width:]
+            obj = found.get(key) if found is not None else None
+            if obj is None:
+                log.record_stale(model, key)  # loaded later, it must not outlive a rollback
+                continue
             d = obj.__dict__
-            rows.append(
-                [
-                    (adapt(d[name]) if adapt is not None and d[name] is not None else d[name])
-                    for name, adapt in adapters
-                ]
-            )
-        return rows
+            for name, value in zip(names, new, strict=True):
+                old = d.get(name)
+                if old != value or type(old) is not type(value):
+                    log.record_change(obj, name, old)
+                    d[name] = value
+        return len(result.rows)
 
-    def column_arrays(self) -> list[list[Any]]:
-        """The batch as one list per column (the parameters of `bulk_sql`)."""
-        objects = self.objects
-        arrays = []
-        for column in self.columns:
-            name, adapt = column.name, column.column_type.adapt
-            values = [obj.__dict__[name] for obj in objects]
-            if adapt is not None:
-                values = [None if v is None else adapt(v) for v in values]
-            arrays.append(values)
-        return arrays
+    def take_for_upsert(self, objects: list[Table]) -> None:
+        """Check new objects for `upsert`; pending ones are written by it, not by a flush."""
+        identity = self.identity
+        for obj in objects:
+            state = state_of(obj)
+            if state.persistent:
+                raise InvalidStateError(
+                    f"upsert() writes new objects; a {type(obj).__name__} object is already in "
+                    "the database: "
+                    "set its attributes and flush instead"
+                )
+            if state.owner is not None and state.owner is not identity:
+                raise InvalidStateError(
+                    f"upsert(): a {type(obj).__name__} object belongs to another session"
+                )
+            _refuse_unwritten_relations(obj)
+        for obj in objects:
+            if self.pending.pop(obj, MISSING_OBJ) is not MISSING_OBJ:
+                state_of(obj).owner = None
 
-    def match_returned(self, rows: list[Any]) -> list[Any]:
-        """Rows of the bulk INSERT in the order of `objects` (see `_bulk_sql`)."""
-        if self.pk_given:
-            by_key = {row[0]: row for row in rows}
-            key = self.info.primary_key.name
-            return [by_key[obj.__dict__[key]] for obj in self.objects]
-        return sorted(rows, key=lambda row: row[0])
+    async def upsert(self, plan: UpsertPlan, objects: list[Table]) -> int:
+        """Write ``objects`` with ``INSERT ... ON CONFLICT``; returns the rows written."""
+        for obj in objects:
+            pull_foreign_keys(obj)
+        written = 0
+        for batch in plan_inserts(plan.info.model, objects):
+            generated = tuple(c.name for c in batch.returned)
+            for start in range(0, len(batch.objects), UPSERT_CHUNK_ROWS):
+                chunk = batch.objects[start : start + UPSERT_CHUNK_ROWS]
+                params = [value for row in batch.params_of(chunk) for value in row]
+                result = await self.runner.run_statement(
+                    plan.statement(batch.columns, len(chunk)), params
+                )
+                self._absorb_upserted(plan, chunk, result.rows, generated)
+                written += len(result.rows)
+        return written
 
+    def _absorb_upserted(
+        self, plan: UpsertPlan, objects: list[Table], rows: list[Any], generated: tuple[str, ...]
+    ) -> None:
+        info = plan.info
+        names = info.field_names
+        by_key = {plan.key_of(obj): obj for obj in objects}
+        identity = self.identity
+        log = self.log
+        for row in rows:
+            obj = by_key[plan.key_of_row(row)]
+            values, inserted = row[:-1], row[-1]
+            obj.__dict__.update(zip(names, values, strict=True))
+            held = identity.get(info.model, identity.key_of(obj))
+            if held is not None and held is not obj:
+                # The row was already loaded: that object shows the new values
+                # (put back by a rollback); `obj` stays detached.
+                d = held.__dict__
+                for name, value in zip(names, values, strict=True):
+                    old = d.get(name)
+                    if old != value or type(old) is not type(value):
+                        log.record_change(held, name, old)
+                        d[name] = value
+                continue
+            state = state_of(obj)
+            state.persistent = True
+            state.changed = None
+            identity.put(obj)
+            # Rolled back, the object leaves the session; an inserted one also loses
+            # the columns the database filled.
+            log.record_inserted(obj, generated if inserted else ())
 
-def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
-    """Group the new objects of one model by the columns their INSERT must name.
+    async def bulk_delete(self, model: type[Table], statement: str, params: Sequence[Any]) -> int:
+        """Run a ``DELETE ... RETURNING key``; the matching loaded objects leave the session."""
+        result = await self.runner.run_statement(statement, params)
+        composite = table_info(model).composite
+        held = self.identity.by_model.get(model, {})
+        keys = [tuple(row) if composite else row[0] for row in result.rows]
+        gone = [obj for obj in (held.get(key) for key in keys) if obj is not None]
+        for key in keys:
+            self.forget(model, key)
+        self._drop_from_loaded_lists(gone)
+        return len(result.rows)
 
-    Only database-generated columns can be left out (when they hold no value),
-    so an object's group is decided by which of those few are None.
-    """
-    info = table_info(model)
-    generated = [c.name for c in info.generated]
-    batches: dict[tuple[bool, ...], InsertBatch] = {}
-    for obj in objects:
+    def _drop_from_loaded_lists(self, gone: Sequence[Table]) -> None:
+        """Deleted rows leave the loaded lists of held objects (``user.posts``, ``tag.articles``).
+
+        A rollback forgets every loaded list, so one that reads the row again
+        loads it from the database then.
+        """
+        if not gone:
+            return
+        ids = {id(obj) for obj in gone}
+        models = {type(obj) for obj in gone}
+        for model, held in self.identity.by_model.items():
+            names = [
+                rel.name
+                for rel in table_info(model).relationships.values()
+                if rel.direction in (ONE_TO_MANY, MANY_TO_MANY) and rel.target in models
+            ]
+            if not names:
+                continue
+            for obj in held.values():
+                state = own_state(obj)
+                if state is None or not state.relations:
+                    continue
+                for name in names:
+                    value = state.relations.get(name)
+                    if isinstance(value, list):
+                        if any(id(item) in ids for item in value):
+                            value[:] = [item for item in value if id(item) not in ids]
+                    elif value is not None and id(value) in ids:  # a one-to-one
+                        state.relations[name] = None
+
+    def apply_loaded(self, obj: Table, values: dict[str, Any]) -> None:
+        """Put freshly read column values on ``obj`` (``Session.refresh``), logging the old."""
         d = obj.__dict__
-        key = tuple([d.get(name) is None for name in generated])
-        batch = batches.get(key)
-        if batch is None:
-            omitted = {name for name, empty in zip(generated, key, strict=True) if empty}
-            columns = tuple(c for c in info.columns.values() if c.name not in omitted)
-            batch = batches[key] = InsertBatch(info, columns)
-        batch.objects.append(obj)
-    return list(batches.values())
+        state = state_of(obj)
+        for name, value in values.items():
+            old = d.get(name)
+            if old != value or type(old) is not type(value):
+                self.log.record_change(obj, name, old)
+                d[name] = value
+        state.changed = None
+        state.relations = None
+        state.loaded_via = None
+        self.identity.modified.pop(obj, None)
 
+    # -- flush ----------------------------------------------------------------------
 
-def update_statement(info: TableInfo, fields: tuple[str, ...]) -> str:
-    assignments = ", ".join(f"{info.columns[f].ident} = %s" for f in fields)
-    pk = info.primary_key
-    return f"UPDATE {info.quoted_name} SET {assignments} WHERE {pk.ident} = %s RETURNING {pk.ident}"
+    def _cascade(self) -> None:
+        """Add new objects reachable from the session's objects through relationships."""
+        # Only objects holding relationship values can reach others.
+        stack = [*self.identity.related, *(o for o in self.pending if _has_relations(o))]
+        seen: set[int] = set()
+        while stack:
+            obj = stack.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            for other in related_objects(obj):
+                state: InstanceState = state_of(other)
+                if state.owner is None and not state.persistent and not state.deleted:
+                    self.add(other)
+                    stack.append(other)
 
+    async def flush(self) -> None:
+        """Write pending inserts, changed columns and deletes, in foreign-key order."""
+        self._cascade()
+        related = self.identity.related
+        # Objects that may hold assigned many-to-many lists (their links are written
+        # once every insert is done, so new targets have their keys).
+        linking = [*related, *(o for o in self.pending if _has_relations(o))]
+        inserting = {id(o) for o in self.pending}  # no links can exist for these yet
+        by_model: dict[type[Table], list[Table]] = {}
+        for obj in self.pending:
+            by_model.setdefault(type(obj), []).append(obj)
+        for obj in related:
+            pull_foreign_keys(obj)
+        models = (
+            set(by_model)
+            | {type(o) for o in self.identity.modified}
+            | {type(o) for o in self.deleted}
+        )
+        order = dependency_order(sorted(models, key=lambda m: m.__name__))
+        for model in order:
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            linked = [obj for obj in objects if _has_relations(obj)]
+            for obj in linked:
+                pull_foreign_keys(obj)
+            await self._insert(model, objects)
+            for obj in linked:
+                push_foreign_keys(obj)
+        for obj in list(related):
+            if state_of(obj).persistent:
+                push_foreign_keys(obj)
+        if linking:
+            await self._write_links(linking, inserting)
+        await self._update_modified(order)
+        await self._delete_marked(order)
+        related.clear()
 
-def update_params(info: TableInfo, fields: tuple[str, ...], obj: Table) -> list[Any]:
-    d = obj.__dict__
-    params = [info.columns[f].bind(d[f]) for f in fields]
-    params.append(d[info.primary_key.name])
-    return params
+    async def _insert(self, model: type[Table], objects: list[Table]) -> None:
+        info = table_info(model)
+        held = self.identity.model_map(model)
+        run = self.runner.run_statement
+        record_inserted = self.log.record_inserted
+        for batch in plan_inserts(model, objects):
+            if len(batch.objects) > 1 and batch.bulk_sql is not None:
+                result = await run(
+                    batch.bulk_sql, batch.column_arrays(), bulk_rows=len(batch.objects)
+                )
+                returned = batch.bulk_returned
+                rows = batch.match_returned(result.rows) if result.rows else result.rows
+            else:
+                params = batch.params()
+                if len(params) == 1:
+                    result = await run(batch.sql, params[0])
+                else:
+                    result = await run(batch.sql, params, batch=True)
+                returned, rows = batch.returned, result.rows
+            names = [c.name for c in returned]
+            if names:
+                if len(rows) != len(batch.objects):
+                    raise DatabaseError(
+                        f"INSERT into {info.name} returned {len(rows)} rows for "
+                        f"{len(batch.objects)} objects"
+                    )
+                for obj, row in zip(batch.objects, rows, strict=True):
+                    obj.__dict__.update(zip(names, row, strict=True))
+            generated = tuple(c.name for c in batch.returned)  # cleared again by a rollback
+            for obj in batch.objects:
+                state = state_of(obj)
+                state.persistent = True
+                state.changed = None
+                held[identity_key(info, obj.__dict__)] = obj
+                record_inserted(obj, generated)
+                del self.pending[obj]
+
+    async def _write_links(self, objects: list[Table], inserted: set[int]) -> None:
+        """Replace the association rows of every many-to-many list assigned since the
+        last flush: one DELETE (of stored owners' links; ``inserted`` holds the ids of
+        objects this flush inserted, which have none) and one INSERT per relationship."""
+        work: dict[RelationshipDeclaration, tuple[list[Table], list[tuple[Any, Any]]]] = {}
+        for obj in dict.fromkeys(objects):
+            state = own_state(obj)
+            if state is None or not state.loaded_via or not state.relations:
+                continue
+            relationships = table_info(type(obj)).relationships
+            for name, via in state.loaded_via.items():
+                rel = relationships.get(name)
+                if via != ASSIGNED or rel is None or rel.direction != MANY_TO_MANY:
+                    continue
+                _, owner_key, _, target_key = rel.link_columns
+                owners, pairs = work.setdefault(rel, ([], []))
+                owners.append(obj)
+                key = obj.__dict__[owner_key.name]
+                for target in state.relations[name]:
+                    target_value = target.__dict__.get(target_key.name)
+                    if target_value is None:
+                        raise InvalidStateError(
+                            f"{rel!r}: a {type(target).__name__} in the list has no key; "
+                            "add it to the session"
+                        )
+                    pairs.append((key, target_value))
+        for many, (owners, pairs) in work.items():
+            association = many.association
+            assert association is not None
+            info = table_info(association)
+            owner_fk, owner_key, target_fk, _ = many.link_columns
+            delete, insert = link_statements(info, owner_fk, target_fk)
+            keys = [
+                o.__dict__[owner_key.name]
+                for o in owners
+                if state_of(o).persistent and id(o) not in inserted
+            ]
+            if keys:
+                result = await self.runner.run_statement(delete, [keys])
+                for row in result.rows:  # link objects the session holds leave it
+                    self.forget(association, tuple(row) if info.composite else row[0])
+            unique = list(dict.fromkeys(pairs))
+            if unique:
+                columns = [list(column) for column in zip(*unique, strict=True)]
+                await self.runner.run_statement(insert, columns, bulk_rows=len(unique))
+            for obj in owners:
+                loaded_via = state_of(obj).loaded_via
+                assert loaded_via is not None
+                loaded_via[many.name] = LINKED
+
+    async def _unlink(self, info: TableInfo, objects: list[Table]) -> None:
+        """Before rows are deleted: the association rows of their many-to-many lists."""
+        for rel in info.relationships.values():
+            if rel.direction != MANY_TO_MANY:
+                continue
+            association = rel.association
+            assert association is not None
+            owner_fk, owner_key, target_fk, _ = rel.link_columns
+            links = table_info(association)
+            delete, _ = link_statements(links, owner_fk, target_fk)
+            keys = [o.__dict__[owner_key.name] for o in objects]
+            result = await self.runner.run_statement(delete, [keys])
+            for row in result.rows:
+                self.forget(association, tuple(row) if links.composite else row[0])
+
+    async def _update_modified(self, order: list[type[Table]]) -> None:
+        groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
+        for obj in self.identity.modified:
+            state = state_of(obj)
+            if not state.changed or obj in self.deleted:
+                continue
+            pull_foreign_keys(obj)
+            fields = tuple(sorted(state.changed))
+            groups.setdefault((type(obj), fields), []).append(obj)
+        rank = {m: i for i, m in enumerate(order)}
+        for (model, fields), objects in sorted(groups.items(), key=lambda g: rank.get(g[0][0], 0)):
+            info = table_info(model)
+            statement = update_statement(info, fields)
+            rows = [update_params(info, fields, o) for o in objects]
+            if len(rows) == 1:
+                result = await self.runner.run_statement(statement, rows[0])
+            else:
+                result = await self.runner.run_statement(statement, rows, batch=True)
+            if len(result.rows) != len(objects):
+                raise InvalidStateError(
+                    f"UPDATE of {info.name} matched {len(result.rows)} of {len(objects)} rows: "
+                    "a row was deleted by someone else"
+                )
+            for obj in objects:
+                state_of(obj).changed = None
+        self.identity.modified.clear()
+
+    async def _delete_marked(self, order: list[type[Table]]) -> None:
+        if not self.deleted:
+            return
+        by_model: dict[type[Table], list[Table]] = {}
+        for obj in self.deleted:
+            by_model.setdefault(type(obj), []).append(obj)
+        for model in reversed(order):
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            info = table_info(model)
+            keys = [identity_key(info, o.__dict__) for o in objects]
+            await self._unlink(info, objects)
+            await self.runner.run_statement(
+                delete_statement(info),
+                delete_params(info, keys),
+                bulk_rows=len(keys) if len(keys) > 1 else None,
+            )
+            for key in keys:
+                self.forget(model, key)
+            self._drop_from_loaded_lists(objects)
+        self.deleted.clear()

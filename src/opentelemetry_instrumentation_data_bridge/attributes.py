@@ -4,6 +4,9 @@ from __future__ import annotations
 
 DB_SYSTEM_VALUE = "postgresql"
 
+# Eager-loading strategies: their values were traced by the load that filled them.
+EAGER_STRATEGIES = frozenset({"selectinload", "joined"})
+
 
 class SpanAttributes:
     """Attribute keys: the reference's set, then the stable semantic-convention ones."""
@@ -26,6 +29,8 @@ class SpanAttributes:
     DB_RELATIONSHIP_TARGET_MODEL = "db.relationship.target_model"
     DB_RELATIONSHIP_STRATEGY = "db.relationship.strategy"
     DB_RELATIONSHIP_FK_COLUMN = "db.relationship.fk_column"
+    # A many-to-many's association table (its fk_column is the association's column).
+    DB_RELATIONSHIP_SECONDARY = "db.relationship.secondary"
     DB_RELATIONSHIP_CACHE_HIT = "db.relationship.cache_hit"
     DB_RELATIONSHIP_BATCH_COUNT = "db.relationship.batch_count"
     DB_RELATIONSHIP_DEPTH = "db.relationship.depth"
@@ -41,10 +46,16 @@ class SpanAttributes:
     SERVER_PORT = "server.port"
     ERROR_TYPE = "error.type"
 
+    # Failed operations: names PostgreSQL reported (project-specific; never a value).
+    DB_ERROR_CONSTRAINT_NAME = "db.error.constraint_name"
+    DB_ERROR_TABLE_NAME = "db.error.table_name"
+    DB_ERROR_COLUMN_NAME = "db.error.column_name"
+
     # N+1 detection.
     DB_N1_QUERY_COUNT = "db.n1.query_count"
     DB_N1_THRESHOLD = "db.n1.threshold"
     DB_N1_RECOMMENDATION = "db.n1.recommendation"
+    DB_N1_QUERY_SITE = "db.n1.query_site"  # file:line (function) of the query to fix
 
 
 class MetricNames:
@@ -71,6 +82,8 @@ class SpanNames:
     QUERY_AGGREGATE = "db.query.aggregate"
     QUERY_UPDATE = "db.query.update"
     QUERY_DELETE = "db.query.delete"
+    QUERY_STREAM = "db.query.stream"
+    QUERY_EXECUTE = "db.query.execute"
     SESSION_OPEN = "db.session.open"
     SESSION_CLOSE = "db.session.close"
     SESSION_FLUSH = "db.session.flush"

@@ -72,8 +72,24 @@ def _describe(span: ReadableSpan, keys: Sequence[str]) -> str:
     return f"{span.name}{duration}{status}{details}"
 
 
+def _notes(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[str]:
+    """Lines under a span: its links (by the linked span's name when collected) and
+    the first line of each query plan event."""
+    notes = []
+    for link in span.links:
+        target = by_id.get(link.context.span_id)
+        name = target.name if target is not None else f"span {link.context.span_id:016x}"
+        notes.append(f"↪ linked from {name} (trace {link.context.trace_id:032x})")
+    for event in span.events:
+        if event.name == "query_plan":
+            plan = str((event.attributes or {}).get("plan", ""))
+            notes.append(f"⋯ query_plan: {plan.splitlines()[0] if plan else ''}")
+    return notes
+
+
 def format_span_tree(spans: Sequence[ReadableSpan], keys: Sequence[str] = KEY_ATTRIBUTES) -> str:
-    """One tree per trace, children in start order under their parent."""
+    """One tree per trace, children in start order under their parent; links and
+    query plans on the lines under their span."""
     by_id = {s.context.span_id: s for s in spans if s.context is not None}
     children: dict[int | None, list[ReadableSpan]] = {}
     for span in spans:
@@ -90,6 +106,8 @@ def format_span_tree(spans: Sequence[ReadableSpan], keys: Sequence[str] = KEY_AT
         lines.append(prefix + branch + _describe(span, keys))
         kids = children.get(span.context.span_id if span.context else None, [])
         extension = "" if root else ("   " if last else "│  ")
+        for note in _notes(span, by_id):
+            lines.append(prefix + extension + ("│  " if kids else "   ") + note)
         for index, kid in enumerate(kids):
             walk(kid, prefix + extension, index == len(kids) - 1, False)
 

@@ -1,4 +1,6 @@
-"""ORM metrics: query duration and count, semconv operation duration, transactions, pools.
+"""ORM metrics: query duration and count, semconv operation duration, transactions.
+
+Pool metrics are in `pool_metrics`.
 
 Instruments are created once per meter (per `instrument()` call). Attribute
 values are low-cardinality only: operation, table, error type, pool name;
@@ -8,22 +10,20 @@ never a value from a query.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import Meter
 
 from opentelemetry_instrumentation_data_bridge.attributes import (
     DB_SYSTEM_VALUE,
     MetricNames,
     SpanAttributes,
 )
+from opentelemetry_instrumentation_data_bridge.error_description import error_type
 
 # Semconv advisory for db.client.operation.duration: without it the SDK's
 # default buckets (made for milliseconds) put every second-valued sample in one bucket.
 OPERATION_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
-POOL_NAME = "db.client.connection.pool.name"
-CONNECTION_STATE = "db.client.connection.state"
 
 
 class OrmMetrics:
@@ -54,36 +54,6 @@ class OrmMetrics:
         )
         # (operation, table, error type, id(server)) -> (attrs, semconv attrs, server)
         self._attributes: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], Any]] = {}
-        meter.create_observable_up_down_counter(
-            MetricNames.CLIENT_CONNECTION_COUNT,
-            callbacks=[_pool_connections],
-            unit="{connection}",
-            description="Connections of each pool by state (idle, used)",
-        )
-        meter.create_observable_up_down_counter(
-            MetricNames.CLIENT_CONNECTION_MAX,
-            callbacks=[_pool_stat("pool_max")],
-            unit="{connection}",
-            description="Maximum connections of each pool",
-        )
-        meter.create_observable_up_down_counter(
-            MetricNames.CLIENT_CONNECTION_PENDING_REQUESTS,
-            callbacks=[_pool_stat("requests_waiting")],
-            unit="{request}",
-            description="Requests waiting for a connection",
-        )
-        meter.create_observable_counter(
-            MetricNames.CLIENT_CONNECTION_TIMEOUTS,
-            callbacks=[_pool_stat("requests_errors")],
-            unit="{timeout}",
-            description="Connection requests that failed or timed out",
-        )
-        meter.create_observable_counter(
-            MetricNames.CLIENT_CONNECTION_WAIT_TIME,
-            callbacks=[_pool_wait_time],
-            unit="s",
-            description="Total time requests waited for a connection",
-        )
 
     def record_operation(
         self,
@@ -94,21 +64,18 @@ class OrmMetrics:
         error: BaseException | None,
         server: dict[str, Any],
     ) -> None:
-        error_type = None
-        if error is not None:
-            cls = type(error)
-            error_type = f"{cls.__module__}.{cls.__qualname__}"
+        kind = None if error is None else error_type(error)
         # The attribute sets are few (operation x table x server x error type):
         # build each once instead of on every call.
-        key = (operation, table, error_type, id(server))
+        key = (operation, table, kind, id(server))
         cached = self._attributes.get(key)
         if cached is None or cached[2] is not server:
             attrs: dict[str, Any] = {SpanAttributes.DB_OPERATION_NAME: operation}
             if table:
                 attrs[SpanAttributes.DB_COLLECTION_NAME] = table
             semconv = {SpanAttributes.DB_SYSTEM_NAME: DB_SYSTEM_VALUE, **attrs, **server}
-            if error_type is not None:
-                semconv[SpanAttributes.ERROR_TYPE] = error_type
+            if kind is not None:
+                semconv[SpanAttributes.ERROR_TYPE] = kind
             if len(self._attributes) > 4096:  # a safety net, never reached by sane schemas
                 self._attributes.clear()
             cached = self._attributes[key] = (attrs, semconv, server)
@@ -124,33 +91,3 @@ class OrmMetrics:
         if started_ns is not None:
             elapsed_ms = (time.perf_counter_ns() - started_ns) / 1e6
             self.transaction_duration.record(elapsed_ms, {"db.session.outcome": outcome})
-
-
-def live_pools() -> Iterable[tuple[str, dict[str, int]]]:
-    from data_bridge_core import Engine
-
-    for engine in Engine.live_engines():
-        pool = engine.pool
-        if pool is not None:
-            yield engine.pool_name, pool.get_stats()
-
-
-def _pool_connections(options: CallbackOptions) -> Iterable[Observation]:
-    for name, stats in live_pools():
-        size = stats.get("pool_size", 0)
-        idle = stats.get("pool_available", 0)
-        yield Observation(idle, {POOL_NAME: name, CONNECTION_STATE: "idle"})
-        yield Observation(max(size - idle, 0), {POOL_NAME: name, CONNECTION_STATE: "used"})
-
-
-def _pool_stat(key: str) -> Any:
-    def callback(options: CallbackOptions) -> Iterable[Observation]:
-        for name, stats in live_pools():
-            yield Observation(stats.get(key, 0), {POOL_NAME: name})
-
-    return callback
-
-
-def _pool_wait_time(options: CallbackOptions) -> Iterable[Observation]:
-    for name, stats in live_pools():
-        yield Observation(stats.get("requests_wait_ms", 0) / 1000.0, {POOL_NAME: name})

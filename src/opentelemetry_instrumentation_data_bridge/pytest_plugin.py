@@ -18,7 +18,6 @@ do not use data_bridge_core.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -137,14 +136,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     scope = item.stash.get(_SCOPE, None)
     if scope is None:
         return
-    from opentelemetry_instrumentation_data_bridge.n_plus_one import UnusedEagerLoadWarning
-
     allowed: set[str] = set()
     for marker in item.iter_markers("allow_n_plus_one"):
         allowed.update(str(a) for a in marker.args)
     for unused in scope.unused_eager_loads:
-        # A warning, not a failure: ``-W error::...UnusedEagerLoadWarning`` makes it one.
-        warnings.warn(unused.message(), UnusedEagerLoadWarning, stacklevel=1)
+        # A warning at the query's line, not a failure:
+        # ``-W error::...UnusedEagerLoadWarning`` makes it one.
+        unused.warn()
     reported = [f for f in scope.findings if f"{f.model}.{f.relationship}" not in allowed]
     if reported:
         pytest.fail("\n".join(f.message() for f in reported), pytrace=False)

@@ -8,60 +8,71 @@ samplers should see and adds the rest only when it records.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation._semconv import _set_db_statement
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
-from opentelemetry_instrumentation_data_bridge import providers
-from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes
-from opentelemetry_instrumentation_data_bridge.providers import report_failure, span_dropped
+from opentelemetry_instrumentation_data_bridge import config
+from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
+from opentelemetry_instrumentation_data_bridge.config import report_failure, span_dropped
+from opentelemetry_instrumentation_data_bridge.error_description import describe, stacktrace
 
 _SESSION_INTERNAL = frozenset({"open", "close"})
-
-_EAGER = frozenset({"selectinload", "joined"})
-
-
-def _truncate(text: str) -> str:
-    limit = os.environ.get("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
-    if limit and limit.isdigit() and len(text) > int(limit):
-        return text[: int(limit)]
-    return text
+# The spans of ORM operations: a captured statement goes on one of these only.
+_OPERATION_PREFIXES = ("db.query.", "db.session.", "db.relationship.")
 
 
 def set_span_statement(span: Span | None, statement: str) -> None:
-    """Record a parameterized SQL statement under the name(s) of the semconv mode."""
+    """Record a parameterized SQL statement under the name(s) of the semconv mode.
+
+    The SDK's span limits (``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``) cut it
+    like any other attribute value.
+    """
     if span is None or not span.is_recording():
         return
     attrs: dict[str, Any] = {}
-    _set_db_statement(attrs, _truncate(statement), providers.state.mode)
+    _set_db_statement(attrs, statement, config.state.mode)
     span.set_attributes(attrs)
 
 
-def _error_type(exc: BaseException) -> str:
-    cls = type(exc)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+def sent_by_operation(span: Span) -> bool:
+    """Whether ``span`` is the recording span of an ORM operation of ours (not the
+    caller's span, not a helper's decorated function): the only place for its statements."""
+    if not span.is_recording():
+        return False
+    scope = getattr(span, "instrumentation_scope", None)
+    name = getattr(span, "name", "")
+    return (
+        getattr(scope, "name", None) == config.SCOPE
+        and isinstance(name, str)
+        and name.startswith(_OPERATION_PREFIXES)
+    )
 
 
 def add_exception(span: Span | None, exception: BaseException) -> None:
-    """Record an exception: exception event, ERROR status, error.type (and SQLSTATE)."""
+    """Record an exception without any value from it: an ``exception`` event,
+    ERROR status, ``error.type``, SQLSTATE and the names the server reported
+    (see `error_description`)."""
     if span is None or not span.is_recording():
         return
     try:
-        span.record_exception(exception)
-        span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
-        span.set_attribute(SpanAttributes.ERROR_TYPE, _error_type(exception))
-        sqlstate = getattr(exception, "sqlstate", None) or getattr(
-            exception.__cause__, "sqlstate", None
+        description = describe(exception)
+        span.add_event(
+            "exception",
+            {
+                "exception.type": description.type,
+                "exception.message": description.message,
+                "exception.stacktrace": stacktrace(exception),
+            },
         )
-        if sqlstate:
-            span.set_attribute(SpanAttributes.DB_RESPONSE_STATUS_CODE, str(sqlstate))
+        span.set_status(
+            Status(StatusCode.ERROR, f"{type(exception).__name__}: {description.message}")
+        )
+        span.set_attributes(description.attributes)
     except Exception as exc:  # the instrumentation must not replace the user's error
         report_failure("record an exception", exc)
 
@@ -109,16 +120,24 @@ class SpanScope:
     where samplers see them. When the span records, ``details()`` and the
     result given to `set_result` are added in one ``set_attributes`` at the end
     (each SDK call takes the span's lock); when it does not, neither is built.
+
+    ``with`` starts, attaches, detaches and ends; `start` and `finish` do the
+    same without attaching, for a span that is current only at times (a
+    stream's, attached for the steps that fetch) or under a parent of its own
+    (a linked task's root). Starting and ending are guarded: a sampler or span
+    processor that raises is logged once and the operation goes on.
     """
 
     __slots__ = (
         "_attributes",
         "_details",
         "_kind",
+        "_links",
         "_name",
         "_result",
         "_token",
         "_tracer",
+        "context",
         "recording",
         "span",
     )
@@ -130,8 +149,10 @@ class SpanScope:
         kind: SpanKind,
         attributes: dict[str, Any],
         details: Callable[[], dict[str, Any]] | None = None,
+        links: Sequence[Link] | None = None,
     ) -> None:
         self._tracer = tracer
+        self._links = links
         self._name = name
         self._kind = kind
         self._attributes = attributes
@@ -140,24 +161,43 @@ class SpanScope:
         self.span: Span | None = None
         self.recording = False
         self._token: object = None
+        self.context: otel_context.Context | None = None
 
-    def __enter__(self) -> Span | None:
+    def start(self, current: otel_context.Context | None = None) -> Span | None:
+        """Start the span under ``current`` (default: the current context) without
+        making it current; `context` then holds the context to attach.
+        None when there is no tracer, the sampler is known to drop the span, or
+        starting it failed (a raising sampler or span processor: logged once)."""
         tracer = self._tracer
         if tracer is None:
             return None
-        current = otel_context.get_current()  # read once for the parent and the attach
+        if current is None:
+            current = otel_context.get_current()
         if span_dropped(current):
             return None
-        span = self.span = tracer.start_span(
-            self._name,
-            current,
-            kind=self._kind,
-            attributes=self._attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        try:  # a sampler or span processor that raises must not fail the operation
+            span = tracer.start_span(
+                self._name,
+                current,
+                kind=self._kind,
+                attributes=self._attributes,
+                links=self._links,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        except Exception as failure:
+            report_failure("start a span", failure)
+            return None
+        self.span = span
         self.recording = span.is_recording()
-        self._token = otel_context.attach(trace.set_span_in_context(span, current))
+        self.context = trace.set_span_in_context(span, current)
+        return span
+
+    def __enter__(self) -> Span | None:
+        current = otel_context.get_current()  # read once for the parent and the attach
+        span = self.start(current)
+        if span is not None:
+            self._token = otel_context.attach(self.context)  # type: ignore[arg-type]
         return span
 
     def set_result(
@@ -178,6 +218,12 @@ class SpanScope:
             self._result.update(attributes)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.span is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self.finish(exc)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the span (started by `start`): details, result, the exception if any."""
         span = self.span
         if span is None:
             return
@@ -194,8 +240,10 @@ class SpanScope:
             if exc is not None:
                 add_exception(span, exc)
         finally:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-            span.end()
+            try:  # a span processor raising in on_end: the operation has succeeded
+                span.end()
+            except Exception as failure:
+                report_failure("end a span", failure)
 
 
 def _present(values: dict[str, Any]) -> dict[str, Any]:
@@ -212,6 +260,7 @@ def query_span(
     order_by: str | None = None,
     statement: str | None = None,
     server: dict[str, Any] | None = None,
+    operation_name: str | None = None,
     **attributes: Any,
 ) -> SpanScope:
     """The ``db.query.<operation>`` span shape (see `create_query_span`).
@@ -219,21 +268,24 @@ def query_span(
     At start, for samplers: the semconv's sampling-relevant attributes
     (system, operation, collection and the ``server`` ones: namespace,
     address, port). The reference's query details follow only if it records.
+    ``db.operation.name`` is ``operation`` unless ``operation_name`` is given
+    (raw SQL: ``db.query.execute`` with the statement's first keyword).
     """
+    op_name = operation_name or operation
     # The start attributes depend on (operation, table, engine) only: built once each.
     # (The SDK copies them into the span; samplers only read them.)
-    key = (operation, table, id(server) if server else 0)
-    cached = providers.state.start_attributes.get(key)
+    key = (operation, op_name, table, id(server) if server else 0)
+    cached = config.state.start_attributes.get(key)
     if cached is not None and cached[1] is server:
         sampler = cached[0]
     else:
-        sampler = {**providers.state.system_attributes, SpanAttributes.DB_OPERATION_NAME: operation}
+        sampler = {**config.state.system_attributes, SpanAttributes.DB_OPERATION_NAME: op_name}
         if table is not None:
             sampler[SpanAttributes.DB_COLLECTION_NAME] = table
         if server:
             sampler.update(server)
-        if len(providers.state.start_attributes) < 4096:  # low cardinality; a guard all the same
-            providers.state.start_attributes[key] = (sampler, server)
+        if len(config.state.start_attributes) < 4096:  # low cardinality; a guard all the same
+            config.state.start_attributes[key] = (sampler, server)
 
     def details() -> dict[str, Any]:
         extra = _present(
@@ -246,7 +298,7 @@ def query_span(
             }
         )
         if statement is not None:
-            _set_db_statement(extra, _truncate(statement), providers.state.mode)
+            _set_db_statement(extra, statement, config.state.mode)
         return extra
 
     return SpanScope(tracer, f"db.query.{operation}", SpanKind.CLIENT, sampler, details)
@@ -273,7 +325,7 @@ def session_span(
             }
         )
 
-    sampler = {**providers.state.system_attributes, SpanAttributes.DB_SESSION_OPERATION: operation}
+    sampler = {**config.state.system_attributes, SpanAttributes.DB_SESSION_OPERATION: operation}
     return SpanScope(tracer, f"db.session.{operation}", kind, sampler, details)
 
 
@@ -290,7 +342,7 @@ def relationship_span(
     """The ``db.relationship.<strategy>`` span shape (see `create_relationship_span`)."""
     strategy = strategy or "select"
     sampler = {
-        **providers.state.system_attributes,
+        **config.state.system_attributes,
         SpanAttributes.DB_RELATIONSHIP_NAME: name,
         SpanAttributes.DB_RELATIONSHIP_STRATEGY: strategy,
     }
@@ -304,7 +356,7 @@ def relationship_span(
                 **attributes,
             }
         )
-        if strategy in _EAGER:
+        if strategy in EAGER_STRATEGIES:
             extra[SpanAttributes.DB_RELATIONSHIP_DEPTH] = depth
         return extra
 

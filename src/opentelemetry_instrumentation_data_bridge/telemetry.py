@@ -2,7 +2,7 @@
 
 Applications use these helpers for their own spans and metrics; they open
 the same span shapes as the instrumentor's wrappers (`spans`), on the
-providers given to ``instrument()`` or `configure` (`providers`). They
+providers given to ``instrument()`` or `configure` (`config`). They
 degrade to no-ops (yielding ``None``) when tracing is disabled, the SDK is
 not installed, or instrumentation is suppressed.
 
@@ -16,27 +16,22 @@ Logger: ``opentelemetry_instrumentation_data_bridge``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
-from opentelemetry import metrics
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.metrics import Observation
 from opentelemetry.trace import SpanKind, Tracer
 
+from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.attributes import (
     MetricNames,
     SpanAttributes,
     SpanNames,
 )
-
-if TYPE_CHECKING:
-    pass
-
-from opentelemetry_instrumentation_data_bridge import providers
-from opentelemetry_instrumentation_data_bridge.providers import (
+from opentelemetry_instrumentation_data_bridge.config import (
     OTEL_AVAILABLE,
     configure,
     get_meter,
@@ -44,6 +39,30 @@ from opentelemetry_instrumentation_data_bridge.providers import (
     is_tracing_enabled,
     reset,
     statement_capture_enabled,
+)
+
+# Future Enhancements 3-5 of the reference: processors, linked tasks, sampling.
+from opentelemetry_instrumentation_data_bridge.linked_tasks import create_linked_task
+
+# N+1 detection (Future Enhancement 1 of the reference), re-exported here.
+from opentelemetry_instrumentation_data_bridge.n_plus_one import (
+    NPlusOneError,
+    NPlusOneWarning,
+    UnusedEagerLoadWarning,
+    configure_n1_detection,
+    n1_ignore,
+    n1_scope,
+)
+from opentelemetry_instrumentation_data_bridge.pool_metrics import (
+    ConnectionPoolMetrics,
+    get_connection_pool_metrics,
+)
+from opentelemetry_instrumentation_data_bridge.processors import (
+    SLOW_QUERY_LOGGER,
+    SlowOperation,
+    SlowQueryProcessor,
+    add_span_processor,
+    remove_span_processor,
 )
 from opentelemetry_instrumentation_data_bridge.spans import (
     SpanScope,
@@ -55,14 +74,19 @@ from opentelemetry_instrumentation_data_bridge.spans import (
     set_span_statement,
 )
 
+with contextlib.suppress(ImportError):  # an SDK Sampler: only with the (optional) SDK
+    from opentelemetry_instrumentation_data_bridge.sampling import (
+        AttributeBasedSampler,
+        DurationRuleProcessor,
+    )
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _helper_tracer() -> Tracer | None:
-    """The tracer for the public helpers: None when suppressed or disabled."""
-    if not is_instrumentation_enabled():
-        return None
-    return get_tracer()
+    """`get_tracer`, and None while instrumentation is suppressed: the helpers then
+    open no span, like the instrumentor's wrappers."""
+    return get_tracer() if is_instrumentation_enabled() else None
 
 
 def create_query_span(
@@ -79,12 +103,12 @@ def create_query_span(
     return query_span(
         _helper_tracer(),
         operation,
-        table,
-        filters_count,
-        limit,
-        offset,
-        order_by,
-        statement,
+        table=table,
+        filters_count=filters_count,
+        limit=limit,
+        offset=offset,
+        order_by=order_by,
+        statement=statement,
         **attributes,
     )
 
@@ -98,7 +122,12 @@ def create_session_span(
 ) -> SpanScope:
     """A ``db.session.<operation>`` span with the session's state counts."""
     return session_span(
-        _helper_tracer(), operation, pending_count, dirty_count, deleted_count, **attributes
+        _helper_tracer(),
+        operation,
+        pending_count=pending_count,
+        dirty_count=dirty_count,
+        deleted_count=deleted_count,
+        **attributes,
     )
 
 
@@ -115,11 +144,11 @@ def create_relationship_span(
     return relationship_span(
         _helper_tracer(),
         name,
-        target_model,
-        strategy,
-        fk_column,
-        batch_count,
-        depth,
+        target_model=target_model,
+        strategy=strategy,
+        fk_column=fk_column,
+        batch_count=batch_count,
+        depth=depth,
         **attributes,
     )
 
@@ -156,7 +185,7 @@ def instrument_span(
     attrs = dict(attributes or {})
 
     def opener(span_name: str) -> SpanScope:
-        attributes = {**providers.state.system_attributes, **attrs}
+        attributes = {**config.state.system_attributes, **attrs}
         return SpanScope(_helper_tracer(), span_name, SpanKind.INTERNAL, attributes)
 
     return _decorate(lambda f: name or f"{f.__module__}.{f.__qualname__}", opener)
@@ -172,89 +201,25 @@ def instrument_session(operation: str) -> Callable[[F], F]:
     return _decorate(lambda f: operation, lambda op: create_session_span(op))
 
 
-class ConnectionPoolMetrics:
-    """Connection pool gauges ``db.connection.pool.in_use/.idle/.max``.
-
-    They are observable instruments: each collection reads ``get_stats()`` of
-    every live Engine's pool (``db.client.connection.pool.name`` tells them
-    apart), plus the values last given to `record_pool_stats` for manual use.
-    """
-
-    def __init__(self) -> None:
-        self._meter: metrics.Meter | None = None
-        self._manual: dict[str | None, tuple[int, int, int]] = {}
-
-    def ensure_instruments(self) -> bool:
-        """Create the observable gauges on the current meter (once per meter)."""
-        meter = get_meter()
-        if meter is None:
-            return False
-        if meter is not self._meter:
-            self._meter = meter
-            for index, (name, description) in enumerate(
-                (
-                    (MetricNames.CONNECTION_POOL_IN_USE, "Connections in use"),
-                    (MetricNames.CONNECTION_POOL_IDLE, "Idle connections"),
-                    (MetricNames.CONNECTION_POOL_MAX, "Maximum pool size"),
-                )
-            ):
-                meter.create_observable_gauge(
-                    name,
-                    callbacks=[functools.partial(self._observe, index)],
-                    unit="{connection}",
-                    description=description,
-                )
-        return True
-
-    def _observe(self, index: int, options: metrics.CallbackOptions) -> Iterator[Observation]:
-        from opentelemetry_instrumentation_data_bridge.metrics import POOL_NAME, live_pools
-
-        for pool_name, stats in live_pools():
-            idle = stats.get("pool_available", 0)
-            values = (max(stats.get("pool_size", 0) - idle, 0), idle, stats.get("pool_max", 0))
-            yield Observation(values[index], {POOL_NAME: pool_name})
-        for manual_name, values in list(self._manual.items()):
-            yield Observation(values[index], {POOL_NAME: manual_name} if manual_name else None)
-
-    def record_pool_stats(
-        self, in_use: int, idle: int, max_size: int, pool_name: str | None = None
-    ) -> None:
-        """Record connection pool statistics (reported at the next collection)."""
-        self._manual[pool_name] = (in_use, idle, max_size)
-        self.ensure_instruments()
-
-
-_pool_metrics = ConnectionPoolMetrics()
-
-
-# N+1 detection (Future Enhancement 1 of the reference), re-exported here.
-from opentelemetry_instrumentation_data_bridge.n_plus_one import (  # noqa: E402
-    NPlusOneError,
-    NPlusOneWarning,
-    UnusedEagerLoadWarning,
-    configure_n1_detection,
-    n1_ignore,
-    n1_scope,
-)
-
-
-def get_connection_pool_metrics() -> ConnectionPoolMetrics:
-    """The process-wide ConnectionPoolMetrics."""
-    return _pool_metrics
-
-
 __all__ = [
     "OTEL_AVAILABLE",
+    "SLOW_QUERY_LOGGER",
+    "AttributeBasedSampler",
     "ConnectionPoolMetrics",
+    "DurationRuleProcessor",
     "MetricNames",
     "NPlusOneError",
     "NPlusOneWarning",
+    "SlowOperation",
+    "SlowQueryProcessor",
     "SpanAttributes",
     "SpanNames",
     "UnusedEagerLoadWarning",
     "add_exception",
+    "add_span_processor",
     "configure",
     "configure_n1_detection",
+    "create_linked_task",
     "create_query_span",
     "create_relationship_span",
     "create_session_span",
@@ -267,6 +232,7 @@ __all__ = [
     "is_tracing_enabled",
     "n1_ignore",
     "n1_scope",
+    "remove_span_processor",
     "reset",
     "set_span_result",
     "set_span_statement",

@@ -1,29 +1,35 @@
 """The wrapt wrappers patched onto data_bridge_core's seams.
 
-Each wrapper reads the seam's public, read-only state and opens the span
-through `spans`, so every span shape has one implementation. When
-instrumentation is suppressed the wrapper calls straight through; a failure
-in the instrumentation's own code is logged once and never reaches the caller.
+Each wrapper opens the same way (`_opening`): when instrumentation is
+suppressed it calls straight through; it reads the seam's public, read-only
+state and builds the span through `spans`, so every span shape has one
+implementation; a failure in that (the instrumentation's own code) is logged
+once and the call runs untraced.
 """
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from opentelemetry_instrumentation_data_bridge import n_plus_one, providers, spans
-from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes
+from opentelemetry_instrumentation_data_bridge import config, n_plus_one, spans
+from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
+from opentelemetry_instrumentation_data_bridge.pool_metrics import get_connection_pool_metrics
+from opentelemetry_instrumentation_data_bridge.spans import SpanScope
 
 Wrapped = Callable[..., Awaitable[Any]]
 # Each wrapper returns the awaitable the caller awaits (a coroutine function is one).
 Wrapper = Callable[[Wrapped, Any, tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
+T = TypeVar("T")
 
-_EAGER = frozenset({"selectinload", "joined"})
 _server_attributes: dict[int, dict[str, Any]] = {}
 
 
@@ -47,6 +53,23 @@ def server_attributes(engine: Any) -> dict[str, Any]:
     return attrs
 
 
+def _describe(what: str, describe: Callable[..., T], *args: Any) -> T | None:
+    """Run ``describe(*args)``; None (logged once) when the instrumentation's own code fails."""
+    try:
+        return describe(*args)
+    except Exception as exc:  # our bug must not become the user's
+        config.report_failure(f"describe {what}", exc)
+        return None
+
+
+def _opening(what: str, describe: Callable[..., T], *args: Any) -> T | None:
+    """The opening of every wrapper: None means "call straight through"
+    (instrumentation suppressed, nothing to trace, or describing failed)."""
+    if not is_instrumentation_enabled():
+        return None
+    return _describe(what, describe, *args)
+
+
 def _record_metrics(
     operation: str,
     table: str | None,
@@ -57,7 +80,7 @@ def _record_metrics(
     server: dict[str, Any],
 ) -> None:
     """Metrics of one operation; the duration is the span's when the span recorded one."""
-    if not providers.metrics_wanted():
+    if not config.metrics_wanted():
         return
     try:
         start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
@@ -65,15 +88,54 @@ def _record_metrics(
             seconds = (end - start) / 1e9
         else:
             seconds = (time.perf_counter_ns() - started_ns) / 1e9
-        providers.seam_metrics().record_operation(operation, table, seconds, rows, error, server)
+        config.orm_metrics().record_operation(operation, table, seconds, rows, error, server)
     except Exception as exc:
-        providers.report_failure("record metrics", exc)
+        config.report_failure("record metrics", exc)
 
 
 def _rows(result: Any) -> int:
     if isinstance(result, list):
         return len(result)
     return 0 if result is None else 1
+
+
+def _count_rows(operation: str, result: Any) -> int:
+    """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
+    if operation in ("update", "delete", "count", "exists"):
+        return int(result)
+    return _rows(result)
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def _describe_query(
+    operation: str, query: Any, dropped: bool
+) -> tuple[str, dict[str, Any], SpanScope | None]:
+    """(table, server attributes, span scope or None when the span is known dropped)."""
+    table = query.table_name
+    server = server_attributes(query.session.engine)
+    if dropped:  # a span the sampler is known to drop is not built: only metrics remain
+        return table, server, None
+    scope = spans.query_span(
+        config.tracer(),
+        operation,
+        table,
+        filters_count=query.filters_count,
+        limit=query.limit_value,
+        offset=query.offset_value,
+        order_by=query.order_by_text,
+        server=server,
+    )
+    return table, server, scope
+
+
+def _nothing_to_record() -> tuple[bool, bool]:
+    """(call straight through, span dropped) at the start of a query-like seam."""
+    if not is_instrumentation_enabled():
+        return True, True
+    dropped = config.span_dropped()
+    return dropped and not config.metrics_wanted(), dropped
 
 
 def query_wrapper(operation: str) -> Wrapper:
@@ -85,6 +147,7 @@ def query_wrapper(operation: str) -> Wrapper:
     so the query runs without even an extra coroutine around it.
     """
     affected = operation in ("update", "delete")
+    finds = operation == "find"
 
     async def traced(
         wrapped: Wrapped,
@@ -93,25 +156,10 @@ def query_wrapper(operation: str) -> Wrapper:
         kwargs: dict[str, Any],
         dropped: bool,
     ) -> Any:
-        try:
-            table = instance.table_name
-            server = server_attributes(instance.session.engine)
-            # A span the sampler is known to drop is not built: only metrics remain.
-            scope = None
-            if not dropped:
-                scope = spans.query_span(
-                    providers.seam_tracer(),
-                    operation,
-                    table,
-                    filters_count=instance.filters_count,
-                    limit=instance.limit_value,
-                    offset=instance.offset_value,
-                    order_by=instance.order_by_text,
-                    server=server,
-                )
-        except Exception as exc:  # our bug must not become the user's
-            providers.report_failure(f"describe db.query.{operation}", exc)
+        opened = _describe(f"db.query.{operation}", _describe_query, operation, instance, dropped)
+        if opened is None:
             return await wrapped(*args, **kwargs)
+        table, server, scope = opened
         started = time.perf_counter_ns()
         span = rows = error = None
         try:
@@ -126,7 +174,9 @@ def query_wrapper(operation: str) -> Wrapper:
                     scope.set_result(affected_rows=result)
                 else:
                     scope.set_result(count=rows)
-                return result
+            if finds and rows > 1:
+                _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
+            return result
         except BaseException as exc:
             error = exc
             raise
@@ -136,46 +186,255 @@ def query_wrapper(operation: str) -> Wrapper:
     def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
+        # `_nothing_to_record`, inlined: this is the seam of every query.
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        dropped = providers.span_dropped()
-        if dropped and not providers.metrics_wanted():
+        dropped = config.span_dropped()
+        if dropped and not config.metrics_wanted():
             return wrapped(*args, **kwargs)
         return traced(wrapped, instance, args, kwargs, dropped)
 
     return wrapper
 
 
-def _count_rows(operation: str, result: Any) -> int:
-    """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
-    if operation in ("update", "delete", "count", "exists"):
-        return int(result)
-    return _rows(result)
+def stream_wrapper(
+    wrapped: Callable[..., AsyncGenerator[Any, None]],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> AsyncGenerator[Any, None]:
+    """``Query.stream()`` (and ``async for``) as ``db.query.stream``.
+
+    The span starts with the first row asked for and ends when the iteration
+    ends, fails, or is abandoned (``aclose()``, or the generator collected);
+    ``db.result.count`` is the number of rows streamed by then. It is current
+    only while the query works (the first step: autoflush, the statement, the
+    first batch; then each step that fetches the next ``batch_size`` rows),
+    never while the caller's loop body runs between rows.
+    """
+    through, dropped = _nothing_to_record()
+    rows = wrapped(*args, **kwargs)
+    if through:
+        return rows
+    size = args[0] if args else kwargs.get("batch_size", 1000)
+    batch = size if isinstance(size, int) and size > 0 else 1
+    return _traced_stream(rows, instance, dropped, batch)
 
 
-def session_wrapper(operation: str) -> Wrapper:
-    """Wrap a Session lifecycle method as ``db.session.<operation>``."""
-    with_counts = operation in ("flush", "commit")
-    ends_transaction = operation in ("commit", "rollback", "close")
+async def _traced_stream(
+    rows: AsyncGenerator[Any, None], query: Any, dropped: bool, batch: int
+) -> AsyncGenerator[Any, None]:
+    opened = _describe("db.query.stream", _describe_query, "stream", query, dropped)
+    table, server, scope = opened if opened is not None else (None, {}, None)
+    started = time.perf_counter_ns()
+    context = None
+    if scope is not None and scope.start() is not None:
+        context = scope.context
+    count = 0
+    error: BaseException | None = None
+    try:
+        while True:
+            # Attached for the steps that reach the database: the first, and every
+            # batch-th row (the cursor fetches batch_size rows at a time); the other
+            # steps hand out rows already fetched, and an attach per row costs.
+            token = None
+            if context is not None and count % batch == 0:
+                token = otel_context.attach(context)
+            try:
+                row = await rows.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+            count += 1
+            yield row
+    except GeneratorExit:  # abandoned: aclose(), or collected unfinished
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        try:
+            await rows.aclose()  # the server-side cursor closes now, not at collection
+        finally:
+            if opened is not None:
+                span = None
+                if scope is not None:
+                    scope.set_result(count=count)
+                    scope.finish(error)
+                    span = scope.span
+                _record_metrics("stream", table, span, started, count, error, server)
+
+
+# -- raw SQL ----------------------------------------------------------------------------
+
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
+_KEYWORD = re.compile(r"[A-Za-z]+")
+
+
+def first_keyword(statement: str) -> str | None:
+    """The statement's first keyword, lower-cased (``select``, ``with``, ``update``...),
+    after leading blanks, comments and parentheses; None when there is none."""
+    start = _LEADING.match(statement)
+    keyword = _KEYWORD.match(statement, start.end() if start else 0)
+    if keyword is None or len(keyword.group(0)) > 32:
+        return None
+    return keyword.group(0).lower()
+
+
+def _describe_execute(
+    session: Any, args: tuple[Any, ...], kwargs: dict[str, Any], dropped: bool
+) -> tuple[str, dict[str, Any], SpanScope | None]:
+    statement = args[0] if args else kwargs.get("statement")
+    keyword = first_keyword(statement) if isinstance(statement, str) else None
+    server = server_attributes(session.engine)
+    scope = None
+    if not dropped:
+        scope = spans.query_span(config.tracer(), "execute", server=server, operation_name=keyword)
+    return keyword or "execute", server, scope
+
+
+def execute_wrapper(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    """``Session.execute()`` (the user's raw SQL) as ``db.query.execute``: a CLIENT
+    span under the caller's, ``db.operation.name`` = the statement's first keyword."""
+    through, dropped = _nothing_to_record()
+    if through:
+        return wrapped(*args, **kwargs)
+    return _traced_execute(wrapped, instance, args, kwargs, dropped)
+
+
+async def _traced_execute(
+    wrapped: Wrapped,
+    session: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    dropped: bool,
+) -> Any:
+    opened = _describe("db.query.execute", _describe_execute, session, args, kwargs, dropped)
+    if opened is None:
+        return await wrapped(*args, **kwargs)
+    operation, server, scope = opened
+    started = time.perf_counter_ns()
+    span = rows = error = None
+    try:
+        if scope is None:
+            result = await wrapped(*args, **kwargs)
+            rows = len(result.rows)
+            return result
+        with scope as span:
+            result = await wrapped(*args, **kwargs)
+            rows = len(result.rows)
+            if rows or result.rowcount < 0:
+                scope.set_result(count=rows)
+            else:
+                scope.set_result(affected_rows=result.rowcount)
+            return result
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _record_metrics(operation, None, span, started, rows, error, server)
+
+
+# -- session-level queries --------------------------------------------------------------
+
+
+def _model_table(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The table a session-level query works on: upsert's objects, from_sql's model."""
+    if operation == "upsert":
+        objects = args[0] if args else kwargs.get("objects")
+        first = next(iter(objects), None) if objects else None
+        model = type(first) if first is not None else None
+    else:
+        model = args[0] if args else kwargs.get("model")
+    if model is None:
+        return None
+    from data_bridge_core import table_info
+
+    return table_info(model).name
+
+
+def _describe_session_query(
+    operation: str, session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any], SpanScope]:
+    table = _model_table(operation, args, kwargs)
+    server = server_attributes(session.engine)
+    return table, server, spans.query_span(config.tracer(), operation, table, server=server)
+
+
+def session_query_wrapper(operation: str) -> Wrapper:
+    """Wrap a Session method that is a query of its own (``upsert``, ``from_sql``)
+    as ``db.query.<operation>``: its statements get a span of their own."""
+    what = f"db.query.{operation}"
 
     async def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if not is_instrumentation_enabled():
+        opened = _opening(what, _describe_session_query, operation, instance, args, kwargs)
+        if opened is None:
             return await wrapped(*args, **kwargs)
+        table, server, scope = opened
+        started = time.perf_counter_ns()
+        span = rows = error = None
         try:
-            if with_counts:
-                scope = spans.session_span(
-                    providers.seam_tracer(),
-                    operation,
-                    pending_count=instance.pending_count,
-                    dirty_count=instance.dirty_count,
-                    deleted_count=instance.deleted_count,
-                )
-            else:
-                scope = spans.session_span(providers.seam_tracer(), operation)
-        except Exception as exc:
-            providers.report_failure(f"describe db.session.{operation}", exc)
+            with scope as span:
+                result = await wrapped(*args, **kwargs)
+                if operation == "upsert":
+                    rows = int(result)
+                    scope.set_result(affected_rows=rows)
+                else:
+                    rows = len(result)
+                    scope.set_result(count=rows)
+                return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _record_metrics(operation, table, span, started, rows, error, server)
+
+    return wrapper
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+
+def _describe_session(
+    operation: str, session: Any, with_counts: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> SpanScope:
+    if with_counts:
+        return spans.session_span(
+            config.tracer(),
+            operation,
+            pending_count=session.pending_count,
+            dirty_count=session.dirty_count,
+            deleted_count=session.deleted_count,
+        )
+    if operation == "refresh":  # one SELECT of the object's table
+        obj: Any = args[0] if args else kwargs.get("obj")
+        from data_bridge_core import Table, table_info
+
+        table: dict[str, Any] = {}
+        if isinstance(obj, Table):  # anything else: refresh() raises its own TypeError
+            table[SpanAttributes.DB_COLLECTION_NAME] = table_info(type(obj)).name
+        return spans.session_span(config.tracer(), operation, **table)
+    return spans.session_span(config.tracer(), operation)
+
+
+def session_wrapper(operation: str) -> Wrapper:
+    """Wrap a Session method as ``db.session.<operation>``: the lifecycle, ``refresh``
+    and the three savepoint steps of ``begin_nested()``."""
+    with_counts = operation in ("flush", "commit")
+    ends_transaction = operation in ("commit", "rollback", "close")
+    what = f"db.session.{operation}"
+
+    async def wrapper(
+        wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        scope = _opening(what, _describe_session, operation, instance, with_counts, args, kwargs)
+        if scope is None:
             return await wrapped(*args, **kwargs)
         # Read before the call: committing or rolling back clears it.
         started = instance.transaction_started_ns if ends_transaction else None
@@ -188,74 +447,112 @@ def session_wrapper(operation: str) -> Wrapper:
                     )
                 return result
         finally:
-            if started is not None and providers.metrics_wanted():
-                providers.seam_metrics().transaction_ended(started, operation)
+            if started is not None and config.metrics_wanted():
+                config.orm_metrics().transaction_ended(started, operation)
+            if operation == "close":
+                _detect(n_plus_one.end_session_scope, instance)  # reports loads outside requests
 
     return wrapper
 
 
-async def lazy_load_wrapper(
+# -- relationships ----------------------------------------------------------------------
+
+
+def _secondary(relationship: Any) -> dict[str, Any]:
+    """The association table of a many-to-many, as a span attribute (nothing otherwise)."""
+    secondary = getattr(relationship, "secondary", None)
+    return {SpanAttributes.DB_RELATIONSHIP_SECONDARY: secondary} if secondary else {}
+
+
+def _describe_lazy(
+    relationship: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[SpanScope | None, Any, bool] | None:
+    """(scope, instance, cache hit); scope None for a value an eager load filled
+    (that load was traced); None for a ``noload`` relationship (nothing to trace)."""
+    obj = args[0] if args else kwargs["instance"]
+    via = relationship.loaded_via(obj)
+    if via in EAGER_STRATEGIES:
+        return None, obj, True
+    if via is None and relationship.strategy_for(obj) == "noload":
+        return None
+    scope = spans.relationship_span(
+        config.tracer(),
+        relationship.name,
+        target_model=relationship.target_name,
+        strategy="select",
+        fk_column=relationship.fk_column,
+        **_secondary(relationship),
+    )
+    return scope, obj, relationship.is_loaded(obj)
+
+
+def lazy_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    """``obj.rel``: the user's line is read here, where the attribute is accessed
+    (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
+    if not is_instrumentation_enabled():
+        return wrapped(*args, **kwargs)
+    try:
+        # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
+        site = n_plus_one.lazy_load_site(sys._getframe(2))
+    except Exception as exc:
+        config.report_failure("run N+1 detection (lazy_load_site)", exc)
+        site = None
+    return _traced_lazy_load(wrapped, instance, args, kwargs, site)
+
+
+async def _traced_lazy_load(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], site: Any
 ) -> Any:
     """``await obj.rel``: a ``db.relationship.select`` span, cache hits included."""
-    if not is_instrumentation_enabled():
+    # The guarded opening's first half ran in `lazy_load_wrapper`, at the access.
+    opened = _describe("db.relationship.select", _describe_lazy, instance, args, kwargs)
+    if opened is None:
         return await wrapped(*args, **kwargs)
-    via: str | None = None
-    try:
-        obj = args[0] if args else kwargs["instance"]
-        via = instance.loaded_via(obj)
-        # Values put there by an eager load were traced by that load.
-        traced = not (via in _EAGER or (via is None and instance.strategy_for(obj) == "noload"))
-        if traced:
-            cache_hit = instance.is_loaded(obj)
-            scope = spans.relationship_span(
-                providers.seam_tracer(),
-                instance.name,
-                target_model=instance.target_name,
-                strategy="select",
-                fk_column=instance.fk_column,
-            )
-    except Exception as exc:
-        providers.report_failure("describe db.relationship.select", exc)
-        traced = False
-    if not traced:
-        if via in _EAGER:
-            _detect(n_plus_one.record_eager_use, instance)
+    scope, obj, cache_hit = opened
+    if scope is None:
+        _detect(n_plus_one.record_eager_use, instance)
         return await wrapped(*args, **kwargs)
     with scope:
         value = await wrapped(*args, **kwargs)
         scope.set_result(count=_rows(value), cache_hit=cache_hit)
     if not cache_hit:
         # After the span ends, so a warning span is the request's child, not the load's.
-        _detect(n_plus_one.record_lazy_load, instance, obj)
+        _detect(n_plus_one.record_lazy_load, instance, obj, value, site)
     return value
+
+
+def _describe_eager(
+    eager: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[SpanScope, Any, Any]:
+    batch = args[0] if args else kwargs["batch"]
+    rel = eager.relationship
+    scope = spans.relationship_span(
+        config.tracer(),
+        rel.name,
+        target_model=rel.target_name,
+        strategy=eager.strategy,
+        fk_column=rel.fk_column,
+        batch_count=batch.batch_count,
+        depth=batch.depth,
+        **_secondary(rel),
+    )
+    return scope, rel, batch
 
 
 async def eager_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """One level of selectinload/joinedload: ``db.relationship.<strategy>``."""
-    if not is_instrumentation_enabled():
+    opened = _opening("an eager load", _describe_eager, instance, args, kwargs)
+    if opened is None:
         return await wrapped(*args, **kwargs)
-    try:
-        batch = args[0] if args else kwargs["batch"]
-        rel = instance.relationship
-        scope = spans.relationship_span(
-            providers.seam_tracer(),
-            rel.name,
-            target_model=rel.target_name,
-            strategy=instance.strategy,
-            fk_column=rel.fk_column,
-            batch_count=batch.batch_count,
-            depth=batch.depth,
-        )
-    except Exception as exc:
-        providers.report_failure("describe an eager load", exc)
-        return await wrapped(*args, **kwargs)
+    scope, rel, batch = opened
     with scope:
         related = await wrapped(*args, **kwargs)
         scope.set_result(count=len(related))
-    _detect(n_plus_one.record_eager_load, rel, instance.strategy)
+    _detect(n_plus_one.record_eager_load, rel, instance.strategy, batch, related)
     return related
 
 
@@ -267,24 +564,64 @@ def _detect(record: Callable[..., None], *args: Any) -> None:
     except n_plus_one.NPlusOneError:
         raise
     except Exception as exc:
-        providers.report_failure(f"run N+1 detection ({record.__name__})", exc)
+        config.report_failure(f"run N+1 detection ({record.__name__})", exc)
 
 
-async def execute_wrapper(
+# -- statement capture and connections ------------------------------------------------
+
+
+def _capture(statement: Any) -> None:
+    """Put a statement on the current span if that span is the ORM operation
+    sending it; a caller's span (an HTTP server span...) never gets one."""
+    span = trace.get_current_span()
+    if isinstance(statement, str) and spans.sent_by_operation(span):
+        spans.set_span_statement(span, statement)
+
+
+def statement_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """SQL reaching the driver: its parameterized text on the enclosing ORM span.
+) -> Awaitable[Any]:
+    """``Session.run_statement``: the parameterized SQL on the operation's span.
 
     Patched only when statement capture is on: every other attribute comes
     from the ORM-level seams, so a statement costs nothing extra by default.
     """
     if is_instrumentation_enabled():
-        span = trace.get_current_span()
-        if span.is_recording():
-            try:
-                statement = args[0] if args else kwargs.get("statement")
-                if statement is not None:
-                    spans.set_span_statement(span, statement)
-            except Exception as exc:
-                providers.report_failure("describe a statement", exc)
-    return await wrapped(*args, **kwargs)
+        _describe("capture a statement", _capture, args[0] if args else kwargs.get("statement"))
+    return wrapped(*args, **kwargs)
+
+
+def stream_statement_wrapper(
+    wrapped: Callable[..., AsyncIterator[Any]],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> AsyncIterator[Any]:
+    """``Session.stream_rows(model, statement, ...)``: a stream's SQL on its span."""
+    if is_instrumentation_enabled():
+        statement = args[1] if len(args) > 1 else kwargs.get("statement")
+        _describe("capture a statement", _capture, statement)
+    return wrapped(*args, **kwargs)
+
+
+def acquire_wrapper(
+    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    """``Engine.acquire()``: one ``db.client.connection.wait_time`` sample per
+    connection handed out (nothing when no meter provider records)."""
+    if not (is_instrumentation_enabled() and config.metrics_wanted()):
+        return wrapped(*args, **kwargs)
+    return _timed_acquire(wrapped, instance, args, kwargs)
+
+
+async def _timed_acquire(
+    wrapped: Wrapped, engine: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    started = time.perf_counter_ns()
+    connection = await wrapped(*args, **kwargs)
+    try:
+        seconds = (time.perf_counter_ns() - started) / 1e9
+        get_connection_pool_metrics().record_wait(engine.pool_name, seconds)
+    except Exception as exc:
+        config.report_failure("record the connection wait time", exc)
+    return connection

@@ -64,3 +64,33 @@ def test_short_soak_run_reports_ten_checkpoints() -> None:
     lines = run.stdout.splitlines()
     assert [line.split()[0] for line in lines[1:11]] == [str(4 * i) for i in range(1, 11)]
     assert lines[-1].startswith("PASS  traced memory growth after warm-up")
+
+
+def test_the_enhancements_probe_reports_every_figure() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.enhancements", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(run.stdout)
+    assert set(figures) == {
+        "plan_wall_us",
+        "w2_read_wall_us",
+        "hook_commenter_cpu_us",
+        "hook_plans_cpu_us",
+        "hook_both_cpu_us",
+        "w1_commenter_off_wall_us",
+        "w1_commenter_on_wall_us",
+        "seam_sampler_drops_cpu_us",
+        "seam_sampler_record_only_cpu_us",
+        "seam_recording_cpu_us",
+        "seam_recording_noop_processor_cpu_us",
+        "seam_recording_slow_query_processor_cpu_us",
+        "should_sample_attribute_based_us",
+        "should_sample_trace_id_ratio_us",
+    }
+    assert figures["plan_wall_us"] > 0 and figures["w1_commenter_on_wall_us"] > 0

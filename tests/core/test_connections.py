@@ -72,7 +72,7 @@ async def test_a_stream_resumed_after_its_transaction_ended_raises_a_clear_error
         first = await anext(rows)
         assert first.name == "u0"
         await session.commit()  # closes the stream's server-side cursor first
-        with pytest.raises(InvalidStateError, match=r"stream.*transaction ended"):
+        with pytest.raises(InvalidStateError, match="the transaction of this stream ended"):
             await anext(rows)
         # The session goes on in a new transaction, and a new stream works.
         assert [u.name async for u in session.find(User).order_by(User.id.asc())] == [

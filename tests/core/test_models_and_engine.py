@@ -18,6 +18,7 @@ from data_bridge_core import (
     Session,
     Table,
     UnknownFieldError,
+    ValidationError,
 )
 
 
@@ -147,7 +148,7 @@ def test_construction_checks() -> None:
     assert isinstance(user.created_at, dt.datetime)
     with pytest.raises(ColumnTypeError):
         user.active = "yes"
-    with pytest.raises(ColumnTypeError, match="NOT NULL"):
+    with pytest.raises(ValidationError, match=r"User\.name is NOT NULL"):
         user.name = None  # type: ignore[assignment]
 
 

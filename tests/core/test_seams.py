@@ -25,7 +25,21 @@ from data_bridge_core import (
 
 SEAMS = {
     Query: ["to_list", "count", "exists", "aggregate", "update", "delete"],
-    Session: ["open", "close", "flush", "commit", "rollback", "execute", "run_statement"],
+    Session: [
+        "open",
+        "close",
+        "flush",
+        "commit",
+        "rollback",
+        "upsert",
+        "from_sql",
+        "execute",
+        "run_statement",
+        "refresh",
+        "savepoint",
+        "release_savepoint",
+        "rollback_to_savepoint",
+    ],
     Relationship: ["load"],
     EagerLoad: ["load"],
 }
@@ -95,6 +109,34 @@ async def test_derived_operations_go_through_their_seam_once(
         ]
     assert calls["Session.open"] == 1
     assert calls["Session.close"] == 1
+
+
+async def test_refresh_and_savepoints_go_through_their_seams_once(
+    engine: Engine, calls: Counter[str]
+) -> None:
+    await seed(engine, users=1, posts=0, comments=0)
+    async with Session(engine) as session:
+        user = await session.get(User, 1)
+        assert user is not None
+        calls.clear()
+        await session.refresh(user)
+        assert calls["Session.refresh"] == 1
+        async with session.begin_nested():
+            user.age = 41
+        assert (calls["Session.savepoint"], calls["Session.release_savepoint"]) == (1, 1)
+        assert calls["Session.rollback_to_savepoint"] == 0
+
+        async def failing_block() -> None:
+            async with session.begin_nested():
+                user.age = 42
+                raise LookupError("the block fails")
+
+        with pytest.raises(LookupError):
+            await failing_block()
+        assert (calls["Session.savepoint"], calls["Session.release_savepoint"]) == (2, 1)
+        assert calls["Session.rollback_to_savepoint"] == 1
+        assert user.age == 41
+        await session.rollback()
 
 
 def test_the_core_imports_no_tracing_code() -> None:

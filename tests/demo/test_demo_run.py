@@ -48,9 +48,27 @@ def test_demo_prints_the_trace_tree_and_the_query_counts() -> None:
     assert out.count("cache_hit=False") == 10
     # The N+1 page is reported with its fix and final count; the eager page is clean.
     assert out.count("db.n1_warning") == 1
-    assert "N+1 detected: posts lazy-loaded 10 times" in out
+    assert "N+1 detected: posts lazy-loaded 10 times at run_requests(line " in out
+    assert "(line None)" not in out
     assert "Use selectinload(User.posts)" in out
     assert "unused eager loads: 0" in out
+
+
+def test_demo_shows_a_linked_background_task_and_query_plans_in_its_trace_tree() -> None:
+    run = run_demo("--dsn", DSN)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    # The background task is a root of its own trace, linked to the signup request.
+    root = lines.index(next(line for line in lines if line.startswith("send_welcome_email ")))
+    assert lines[root + 1].startswith("│  ↪ linked from POST /users (signup) (trace ")
+    assert lines[root + 2].startswith("├─ db.session.open")
+    assert any(line.startswith("├─ db.query.count") for line in lines[root : root + 8])
+    # Reads carry their plan: the first line under the span, no value in it.
+    plans = [line for line in lines if "⋯ query_plan: " in line]
+    assert len(plans) >= 5
+    find = lines.index(next(line for line in lines if line.startswith("├─ db.query.find")))
+    assert lines[find + 1].lstrip("│ ").startswith("⋯ query_plan: Limit  (cost=")
+    assert not any("example.com" in line for line in plans)
 
 
 def test_demo_without_a_dsn_starts_an_embedded_postgres() -> None:

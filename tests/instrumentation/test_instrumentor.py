@@ -5,18 +5,19 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from conftest_shared import RecordingSampler
 from instrumentation_models import Author
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from data_bridge_core import Engine, Session
 from data_bridge_core.loading import EagerLoad
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship
-from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, _patch_targets
+from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, _patch_targets, config
 
 SEAMS = [
     (cls, name)
@@ -27,16 +28,28 @@ SEAMS = [
         (Query, "aggregate"),
         (Query, "update"),
         (Query, "delete"),
+        (Query, "stream"),
         (Session, "open"),
         (Session, "close"),
         (Session, "flush"),
         (Session, "commit"),
         (Session, "rollback"),
+        (Session, "refresh"),
+        (Session, "savepoint"),
+        (Session, "release_savepoint"),
+        (Session, "rollback_to_savepoint"),
+        (Session, "execute"),
+        (Session, "upsert"),
+        (Session, "from_sql"),
         (Session, "run_statement"),
+        (Session, "stream_rows"),
         (Relationship, "load"),
         (EagerLoad, "load"),
+        (Engine, "acquire"),
     )
 ]
+# Patched only when statements are captured: they cost a wrapper per statement.
+CAPTURE_ONLY = {(Session, "run_statement"), (Session, "stream_rows")}
 
 
 def originals() -> dict[tuple[type, str], object]:
@@ -47,8 +60,7 @@ def originals() -> dict[tuple[type, str], object]:
 def test_every_seam_is_patched_and_restored_to_the_identical_object(
     tracer_provider: TracerProvider, capture_statement: bool
 ) -> None:
-    # The per-statement seam is patched only when statements are captured.
-    seams = [s for s in SEAMS if capture_statement or s != (Session, "run_statement")]
+    seams = [s for s in SEAMS if capture_statement or s not in CAPTURE_ONLY]
     before = originals()
     assert len(_patch_targets(capture_statement)) == len(seams)
     instrumentor = DataBridgeInstrumentor()
@@ -61,7 +73,7 @@ def test_every_seam_is_patched_and_restored_to_the_identical_object(
                 continue
             assert patched is not original, key
             assert patched.__wrapped__ is original, key
-            assert inspect.iscoroutinefunction(original)
+            assert inspect.iscoroutinefunction(original) or inspect.isasyncgenfunction(original)
     finally:
         instrumentor.uninstrument()
     after = originals()
@@ -154,3 +166,81 @@ async def test_statement_capture_is_opt_in_and_parameterized(
     assert "secret@x.org" not in statement
     for span in spans.get_finished_spans():
         assert "secret@x.org" not in repr(dict(span.attributes or {}))
+
+
+def our_processors(provider: TracerProvider) -> list[object]:
+    """Processors on the provider that come from this instrumentation."""
+    registered = provider._active_span_processor._span_processors
+    return [
+        p
+        for p in registered
+        if type(p).__module__.startswith("opentelemetry_instrumentation_data_bridge")
+    ]
+
+
+def test_uninstrument_leaves_nothing_on_the_users_tracer_provider(
+    tracer_provider: TracerProvider,
+) -> None:
+    users = list(tracer_provider._active_span_processor._span_processors)
+    for _ in range(3):
+        instrumentor = DataBridgeInstrumentor()
+        instrumentor.instrument(tracer_provider=tracer_provider)
+        # While instrumented: exactly one processor of ours (N+1 scopes end with their
+        # trace; the instrumentation's spans go to processors given to add_span_processor).
+        assert len(our_processors(tracer_provider)) == 1
+        instrumentor.uninstrument()
+        assert our_processors(tracer_provider) == []
+        assert list(tracer_provider._active_span_processor._span_processors) == users
+        for key, original in originals().items():
+            assert not hasattr(key[0].__dict__[key[1]], "__wrapped__"), key
+            del original
+
+
+def test_a_processor_detached_by_uninstrument_forwards_to_nothing(
+    tracer_provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    (ours,) = our_processors(tracer_provider)
+    assert len(ours.processors) == 2  # type: ignore[attr-defined]  # N+1 scope ends, dispatch
+    instrumentor.uninstrument()
+    # A copy of the provider's tuple taken before uninstrument() may still call it
+    # (a span ending in another thread): it then forwards to nothing.
+    assert ours.processors == ()  # type: ignore[attr-defined]
+    with tracer_provider.get_tracer("t").start_as_current_span("after"):
+        pass
+    ours.on_start(spans.get_finished_spans()[-1])  # type: ignore[attr-defined]
+    ours.on_end(spans.get_finished_spans()[-1])  # type: ignore[attr-defined]
+
+
+def test_an_unknown_instrument_option_is_a_type_error_naming_the_valid_ones(
+    tracer_provider: TracerProvider,
+) -> None:
+    instrumentor = DataBridgeInstrumentor()
+    with pytest.raises(TypeError) as caught:
+        instrumentor.instrument(tracer_provider=tracer_provider, bogus_option=1, tracer=2)
+    message = str(caught.value)
+    assert "bogus_option" in message and "tracer" in message
+    for valid in ("tracer_provider", "meter_provider", "capture_statement"):
+        assert valid in message
+    before = originals()
+    assert all(not hasattr(f, "__wrapped__") for f in before.values())
+    # Nothing was half-done: a correct call afterwards instruments normally.
+    instrumentor.instrument(tracer_provider=tracer_provider, capture_statement=False)
+    try:
+        assert hasattr(Query.__dict__["to_list"], "__wrapped__")
+    finally:
+        instrumentor.uninstrument()
+
+
+def test_the_sampler_shortcut_never_asks_the_applications_own_root_sampler() -> None:
+    root = RecordingSampler()
+    provider = TracerProvider(sampler=ParentBased(root))
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        assert root.seen == []  # instrument() asked it nothing
+        # ParentBased's own delegates for unsampled parents (ALWAYS_OFF) were asked.
+        assert (config.state.drops_roots, config.state.drops_unsampled_children) == (False, True)
+    finally:
+        instrumentor.uninstrument()

@@ -100,3 +100,20 @@ def test_opentelemetry_instrument_traces_an_unmodified_program() -> None:
     assert disabled.returncode == 0, disabled.stderr
     assert "visitors: ['ann', 'bob']" in disabled.stdout
     assert '"name": "db.query.find"' not in disabled.stdout
+
+
+def test_opentelemetry_instrument_with_tracing_disabled_patches_nothing() -> None:
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "DATA_BRIDGE_DSN": DSN,
+        "DATA_BRIDGE_TRACING_ENABLED": "false",
+    }
+    env.pop("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", None)
+    run = run_auto_instrumented(env)
+    assert run.returncode == 0, run.stderr
+    assert "visitors: ['ann', 'bob']" in run.stdout
+    assert '"name": "db.' not in run.stdout
+    # The twin with tracing on is test_opentelemetry_instrument_traces_an_unmodified_program.

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from instrumentation_models import Author
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import Histogram, HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from data_bridge_core import Engine, Session
 
@@ -73,11 +74,14 @@ async def test_failed_operation_carries_error_type(
         await session.rollback()
         with pytest.raises(Exception, match="expects int"):
             await session.find(Author).filter(Author.age == "x").to_list()
-    errors = [
-        p.attributes.get("error.type")
+    errors = {
+        p.attributes["db.operation.name"]: p.attributes.get("error.type")
         for p in points(metric_reader)["db.client.operation.duration"]
-    ]
-    assert errors == ["data_bridge_core.errors.ColumnTypeError"]
+    }
+    assert errors == {
+        "select": "data_bridge_core.errors.DatabaseError",  # raw SQL: db.query.execute
+        "find": "data_bridge_core.errors.ColumnTypeError",
+    }
 
 
 @pytest.mark.usefixtures("instrumented")
@@ -109,3 +113,65 @@ async def test_pool_metrics_are_observed_from_live_engines(
             for p in got["db.connection.pool.max"]
         }
         assert pool_max[name] == 4
+
+
+def metric_named(reader: InMemoryMetricReader, name: str) -> Any:
+    data = reader.get_metrics_data()
+    assert data is not None
+    found = [
+        m
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+    ]
+    assert len(found) == 1, name
+    return found[0]
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_connection_wait_time_is_a_histogram_in_seconds(
+    blog_engine: Engine, metric_reader: InMemoryMetricReader
+) -> None:
+    def wait_time() -> HistogramDataPoint:
+        wait = metric_named(metric_reader, "db.client.connection.wait_time")
+        assert wait.unit == "s"
+        assert isinstance(wait.data, Histogram)
+        (point,) = [
+            p
+            for p in wait.data.data_points
+            if p.attributes["db.client.connection.pool.name"] == blog_engine.pool_name
+        ]
+        assert isinstance(point, HistogramDataPoint)
+        return point
+
+    before = wait_time().count  # the fixture's own connections (schema, rows)
+    for _ in range(2):
+        async with Session(blog_engine) as session:
+            await session.find(Author).to_list()
+    after = wait_time()
+    assert after.count - before == 2  # one sample per connection handed out
+    assert 0 <= after.min <= after.max < 10
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_a_builtin_exception_has_the_same_error_type_on_span_and_metric(
+    blog_engine: Engine,
+    metric_reader: InMemoryMetricReader,
+    spans: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken_loading(self: Session, *args: object, **kwargs: object) -> object:
+        raise KeyError("column")
+
+    async with Session(blog_engine) as session:
+        monkeypatch.setattr(Session, "load_rows", broken_loading)
+        with pytest.raises(KeyError):
+            await session.find(Author).to_list()
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "db.query.find"]
+    assert dict(span.attributes or {})["error.type"] == "KeyError"
+    errors = {
+        p.attributes.get("error.type")
+        for p in points(metric_reader)["db.client.operation.duration"]
+    }
+    assert errors == {"KeyError"}

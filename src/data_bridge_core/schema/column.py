@@ -7,24 +7,26 @@ expression object behind ``User.age > 18``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from data_bridge_core.errors import ColumnTypeError
-from data_bridge_core.schema.expressions import (
-    Between,
-    Comparison,
-    Expression,
-    InList,
-    IsNull,
-    Like,
-    OrderBy,
-)
+from data_bridge_core.errors import ColumnTypeError, ValidationError
+from data_bridge_core.schema.expressions import Operand
+from data_bridge_core.schema.types import InvalidValue
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.types import ColumnType
+
+# Finalizes the mapping of a model class (`schema.table.table_info`, one layer up,
+# registers itself here): a column reads its type only once its model is finalized.
+_finalize_model: Callable[[type], object] | None = None
+
+
+def register_finalizer(finalize: Callable[[type], object]) -> None:
+    global _finalize_model
+    _finalize_model = finalize
 
 
 def quote_ident(name: str) -> str:
@@ -129,14 +131,18 @@ def Column(
     )
 
 
-class ColumnInfo:
+class ColumnInfo(Operand):
     """One mapped column; also the left-hand side of query expressions."""
 
     # Set by the model machinery once the annotation is resolved.
     column_type: ColumnType
     nullable: bool
     quoted: str  # "users"."age", quoted by psycopg.sql
+    # None can be written: the column is nullable, or PostgreSQL fills it.
+    accepts_none: bool
     raw_annotation: Any = None  # the annotation as written (maybe a string), resolved later
+    # One of several primary-key columns: its value is given, never an identity.
+    in_composite_key: bool = False
 
     def __init__(self, owner: type, name: str, options: ColumnOptions) -> None:
         self.owner = owner
@@ -155,7 +161,7 @@ class ColumnInfo:
     def database_generated(self) -> bool:
         """True when PostgreSQL supplies the value if none is given."""
         return self.server_default is not None or (
-            self.primary_key and self.column_type.python_type is int
+            self.primary_key and not self.in_composite_key and self.column_type.python_type is int
         )
 
     @property
@@ -176,84 +182,83 @@ class ColumnInfo:
         return None if self.default is MISSING else self.default
 
     def check(self, value: Any) -> Any:
-        """Validate a Python value for this column (raises ColumnTypeError)."""
-        if value is not None and not self.column_type.accepts(value):
-            raise ColumnTypeError(
+        """The value to store for this column; raises ValidationError (or ColumnTypeError).
+
+        The one check behind the constructor, attribute assignment and
+        ``Query.update``: None for a NOT NULL column, a wrong type, or a value
+        PostgreSQL would refuse (see `ColumnType`).
+        """
+        if value is None:
+            if self.accepts_none:
+                return None
+            raise ValidationError(
+                self.owner.__name__, self.name, "is NOT NULL: None is not allowed"
+            )
+        ctype = self.column_type
+        if ctype.accepts(value):
+            return value
+        try:
+            return ctype.coerce(value)  # a naive datetime made aware, or InvalidValue
+        except InvalidValue as exc:
+            raise self._error(exc, value) from None
+
+    def _error(self, exc: InvalidValue, value: Any) -> ValidationError:
+        if exc.wrong_type:
+            return ColumnTypeError(
                 self.owner.__name__, self.name, self.column_type.description, value
             )
-        return value
+        return ValidationError(self.owner.__name__, self.name, exc.problem)
 
     def bind(self, value: Any) -> Any:
-        """Validate a value and return it as the parameter psycopg should send."""
-        ctype = self.column_type
+        """Check a value to store and return it as the parameter psycopg should send."""
+        value = self.check(value)
+        adapt = self.column_type.adapt
+        return adapt(value) if adapt is not None and value is not None else value
+
+    def bind_operand(self, value: Any) -> Any:
+        """Check a filter operand and return its parameter (None passes: ``IN (NULL)``).
+
+        An operand is compared, not stored: the range checks of `check` do not
+        apply, the type and text checks do.
+        """
         if value is None:
             return None
+        ctype = self.column_type
         if not ctype.accepts(value):
-            raise ColumnTypeError(self.owner.__name__, self.name, ctype.description, value)
+            try:
+                value = (ctype.coerce_operand or ctype.coerce)(value)
+            except InvalidValue as exc:
+                raise self._error(exc, value) from None
         return ctype.adapt(value) if ctype.adapt is not None else value
 
     def __getattr__(self, name: str) -> Any:
         # column_type, nullable and quoted are filled in when the model is
         # finalized (on first use, once forward references can resolve).
-        if name in ("column_type", "nullable", "quoted"):
-            from data_bridge_core.schema.table import table_info
-
-            table_info(self.owner)
+        if (
+            name in ("column_type", "nullable", "quoted", "accepts_none")
+            and _finalize_model is not None
+        ):
+            _finalize_model(self.owner)
             return object.__getattribute__(self, name)
         raise AttributeError(name)
 
     def __repr__(self) -> str:
         return f"<column {self.owner.__name__}.{self.name}>"
 
-    # -- expressions --------------------------------------------------------
+    # -- expressions (operators come from Operand) ---------------------------
 
-    def __eq__(self, other: object) -> Expression:  # type: ignore[override]
-        if other is None:
-            return IsNull(self, negate=False)
-        return Comparison(self, "=", other)
+    def sql(self, params: list[Any]) -> str:
+        return self.quoted
 
-    def __ne__(self, other: object) -> Expression:  # type: ignore[override]
-        if other is None:
-            return IsNull(self, negate=True)
-        return Comparison(self, "<>", other)
+    def models(self) -> Iterator[type]:
+        yield self.owner
 
-    def __lt__(self, other: Any) -> Expression:
-        return Comparison(self, "<", other)
+    @property
+    def label(self) -> str:
+        return f"{self.owner.__name__}.{self.name}"
 
-    def __le__(self, other: Any) -> Expression:
-        return Comparison(self, "<=", other)
-
-    def __gt__(self, other: Any) -> Expression:
-        return Comparison(self, ">", other)
-
-    def __ge__(self, other: Any) -> Expression:
-        return Comparison(self, ">=", other)
+    @property
+    def text(self) -> str:
+        return self.name
 
     __hash__ = object.__hash__
-
-    def in_(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=False)
-
-    def not_in(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=True)
-
-    def like(self, pattern: str) -> Expression:
-        return Like(self, pattern, insensitive=False)
-
-    def ilike(self, pattern: str) -> Expression:
-        return Like(self, pattern, insensitive=True)
-
-    def is_null(self) -> Expression:
-        return IsNull(self, negate=False)
-
-    def is_not_null(self) -> Expression:
-        return IsNull(self, negate=True)
-
-    def between(self, low: Any, high: Any) -> Expression:
-        return Between(self, low, high)
-
-    def asc(self) -> OrderBy:
-        return OrderBy(self, descending=False)
-
-    def desc(self) -> OrderBy:
-        return OrderBy(self, descending=True)

@@ -1,18 +1,28 @@
-"""Filter and ordering expressions, compiled to SQL text with ``%s`` placeholders.
+"""Filter, value and ordering expressions, compiled to SQL text with ``%s`` placeholders.
 
 Identifiers come from the model (quoted once by psycopg.sql when the model is
 finalized); every value is appended to the parameter list, never to the text.
+
+Two kinds of expression: an `Operand` produces a value (a column, or column
+arithmetic such as ``User.age * 2``) and offers the comparison operators; an
+`Expression` is a boolean condition usable in ``filter()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import Any, NoReturn
 
-from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError
+from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
+from data_bridge_core.schema.types import check_text
 
-if TYPE_CHECKING:
-    from data_bridge_core.schema.column import ColumnInfo
+_TRUTH_VALUE = (
+    "a filter expression has no truth value: combine expressions with & | ~ "
+    "(not and / or / not), and test membership with Model.column.in_([...]) "
+    "(not Python's `in`)"
+)
 
 
 class Expression:
@@ -22,6 +32,10 @@ class Expression:
 
     def compile(self, params: list[Any]) -> str:
         raise NotImplementedError
+
+    def models(self) -> Iterator[type]:
+        """The model classes whose columns this expression reads at its own level."""
+        return iter(())
 
     def __and__(self, other: Expression) -> Expression:
         return BooleanClause("AND", (self, _expect_expression(other)))
@@ -33,10 +47,7 @@ class Expression:
         return Not(self)
 
     def __bool__(self) -> bool:
-        raise TypeError(
-            "a filter expression has no truth value: combine expressions with & | ~, "
-            "not with and / or / not"
-        )
+        raise TypeError(_TRUTH_VALUE)
 
 
 def _expect_expression(value: object) -> Expression:
@@ -45,85 +56,324 @@ def _expect_expression(value: object) -> Expression:
     return value
 
 
-def _operand(column: ColumnInfo, value: Any, params: list[Any]) -> str:
-    from data_bridge_core.schema.column import ColumnInfo
+class Operand:
+    """A value in SQL: a column, or arithmetic on columns. Comparing one gives an Expression."""
 
-    if isinstance(value, ColumnInfo):
-        return value.quoted
-    params.append(column.bind(value))
+    __slots__ = ()
+
+    def sql(self, params: list[Any]) -> str:
+        """The operand's SQL text (values it holds are appended to ``params``)."""
+        raise NotImplementedError
+
+    def bind_operand(self, value: Any) -> Any:
+        """Check a Python value compared with this operand; return the parameter to send."""
+        raise NotImplementedError
+
+    def models(self) -> Iterator[type]:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """Human-readable form for errors: ``User.age``, ``(User.age * 2)``."""
+        raise NotImplementedError
+
+    @property
+    def text(self) -> str:
+        """Short form for telemetry: ``age``, ``(age * 2)``."""
+        raise NotImplementedError
+
+    # -- comparisons ----------------------------------------------------------
+
+    def __eq__(self, other: object) -> Expression:  # type: ignore[override]
+        if other is None:
+            return IsNull(self, negate=False)
+        return Comparison(self, "=", other)
+
+    def __ne__(self, other: object) -> Expression:  # type: ignore[override]
+        if other is None:
+            return IsNull(self, negate=True)
+        return Comparison(self, "<>", other)
+
+    def __lt__(self, other: Any) -> Expression:
+        return Comparison(self, "<", other)
+
+    def __le__(self, other: Any) -> Expression:
+        return Comparison(self, "<=", other)
+
+    def __gt__(self, other: Any) -> Expression:
+        return Comparison(self, ">", other)
+
+    def __ge__(self, other: Any) -> Expression:
+        return Comparison(self, ">=", other)
+
+    __hash__ = object.__hash__
+
+    def __contains__(self, item: object) -> NoReturn:
+        raise TypeError(
+            f"`x in {self.label}` cannot become SQL: write {self.label}.in_([...]) to test "
+            f"membership in a list, or {self.label}.like('%text%') to search in a string"
+        )
+
+    def in_(self, values: Iterable[Any]) -> Expression:
+        return InList(self, values, negate=False)
+
+    def not_in(self, values: Iterable[Any]) -> Expression:
+        return InList(self, values, negate=True)
+
+    def like(self, pattern: str) -> Expression:
+        return Like(self, pattern, insensitive=False)
+
+    def ilike(self, pattern: str) -> Expression:
+        return Like(self, pattern, insensitive=True)
+
+    def is_null(self) -> Expression:
+        return IsNull(self, negate=False)
+
+    def is_not_null(self) -> Expression:
+        return IsNull(self, negate=True)
+
+    def between(self, low: Any, high: Any) -> Expression:
+        return Between(self, low, high)
+
+    def asc(self) -> OrderBy:
+        return OrderBy(self, descending=False)
+
+    def desc(self) -> OrderBy:
+        return OrderBy(self, descending=True)
+
+    # -- arithmetic -----------------------------------------------------------
+
+    def __add__(self, other: Any) -> Arithmetic:
+        return Arithmetic(self, "+", other)
+
+    def __radd__(self, other: Any) -> Arithmetic:
+        return Arithmetic(other, "+", self)
+
+    def __sub__(self, other: Any) -> Arithmetic:
+        return Arithmetic(self, "-", other)
+
+    def __rsub__(self, other: Any) -> Arithmetic:
+        return Arithmetic(other, "-", self)
+
+    def __mul__(self, other: Any) -> Arithmetic:
+        return Arithmetic(self, "*", other)
+
+    def __rmul__(self, other: Any) -> Arithmetic:
+        return Arithmetic(other, "*", self)
+
+    def __truediv__(self, other: Any) -> Arithmetic:
+        return Arithmetic(self, "/", other)
+
+    def __rtruediv__(self, other: Any) -> Arithmetic:
+        return Arithmetic(other, "/", self)
+
+
+# Values that may stand beside a column in arithmetic: numbers, and intervals for times.
+_ARITHMETIC_VALUES = (int, float, Decimal, dt.timedelta)
+# Column types PostgreSQL computes with (+ - * /); bool is not among them.
+_ARITHMETIC_COLUMNS = (int, float, Decimal, dt.datetime, dt.date, dt.time, dt.timedelta)
+
+
+def _python_type(operand: Any) -> type | None:
+    """The Python type a column holds, or None for anything else (arithmetic, a value)."""
+    column_type = getattr(operand, "column_type", None)  # columns only; read at compile time
+    return None if column_type is None else column_type.python_type
+
+
+class Arithmetic(Operand):
+    """``User.age * 2``, ``Article.views + 1``: a value computed by PostgreSQL."""
+
+    __slots__ = ("left", "op", "right")
+
+    def __init__(self, left: Any, op: str, right: Any) -> None:
+        for side in (left, right):
+            if not isinstance(side, Operand) and (
+                not isinstance(side, _ARITHMETIC_VALUES) or isinstance(side, bool)
+            ):
+                raise TypeError(
+                    f"column arithmetic ({op}) takes columns, numbers or timedelta values, "
+                    f"got {type(side).__name__}"
+                )
+        self.left = left
+        self.op = op
+        self.right = right
+
+    def _side(self, side: Any, params: list[Any]) -> str:
+        if isinstance(side, Operand):
+            held = _python_type(side)
+            if held is not None and held not in _ARITHMETIC_COLUMNS:
+                raise UnsupportedOperationError(
+                    f"column arithmetic ({self.op}) needs numbers, dates or times; "
+                    f"{side.label} holds {held.__name__}"
+                )
+            return side.sql(params)
+        params.append(side)
+        return "%s"
+
+    def sql(self, params: list[Any]) -> str:
+        return f"({self._side(self.left, params)} {self.op} {self._side(self.right, params)})"
+
+    def bind_operand(self, value: Any) -> Any:
+        if value is None or isinstance(value, (*_ARITHMETIC_VALUES, dt.date, dt.time)):
+            return value
+        anchor = self.left if isinstance(self.left, Operand) else self.right
+        return anchor.bind_operand(value)
+
+    def models(self) -> Iterator[type]:
+        for side in (self.left, self.right):
+            if isinstance(side, Operand):
+                yield from side.models()
+
+    @property
+    def label(self) -> str:
+        return f"({_label(self.left)} {self.op} {_label(self.right)})"
+
+    @property
+    def text(self) -> str:
+        def short(side: Any) -> str:
+            return side.text if isinstance(side, Operand) else "?"
+
+        return f"({short(self.left)} {self.op} {short(self.right)})"
+
+    def __repr__(self) -> str:
+        return f"<expression {self.label}>"
+
+
+def _label(side: Any) -> str:
+    return side.label if isinstance(side, Operand) else repr(side)
+
+
+def _operand(left: Operand, value: Any, params: list[Any]) -> str:
+    if isinstance(value, Operand):
+        return value.sql(params)
+    params.append(left.bind_operand(value))
     return "%s"
+
+
+def _operand_models(*sides: Any) -> Iterator[type]:
+    for side in sides:
+        if isinstance(side, Operand):
+            yield from side.models()
 
 
 class Comparison(Expression):
     __slots__ = ("column", "op", "value")
 
-    def __init__(self, column: ColumnInfo, op: str, value: Any) -> None:
+    def __init__(self, column: Operand, op: str, value: Any) -> None:
+        if isinstance(value, Expression):
+            raise TypeError(f"cannot compare {column.label} with a filter expression")
         self.column = column
         self.op = op
         self.value = value
 
     def compile(self, params: list[Any]) -> str:
-        return f"{self.column.quoted} {self.op} {_operand(self.column, self.value, params)}"
+        return f"{self.column.sql(params)} {self.op} {_operand(self.column, self.value, params)}"
+
+    def models(self) -> Iterator[type]:
+        return _operand_models(self.column, self.value)
+
+
+def _is_query(value: object) -> bool:
+    # Duck-typed: importing Query here would make a cycle (query imports expressions).
+    return hasattr(value, "to_list") and hasattr(value, "loader_options")
 
 
 class InList(Expression):
     __slots__ = ("column", "negate", "values")
 
-    def __init__(self, column: ColumnInfo, values: Iterable[Any], negate: bool) -> None:
+    def __init__(self, column: Operand, values: Iterable[Any], negate: bool) -> None:
+        method = "not_in" if negate else "in_"
+        if _is_query(values):
+            raise UnsupportedOperationError(
+                f"{column.label}.{method}() takes a list of values, not a query (there is no "
+                "subquery form): to filter across a relationship write "
+                "Model.relationship.any(...) or .has(...), or pass the values: "
+                f"{column.label}.{method}([row.id for row in await query.to_list()])"
+            )
         if isinstance(values, str | bytes):
-            raise TypeError(f"{column!r}.in_() takes a list of values, not a single string")
+            raise TypeError(
+                f"{column.label}.{method}() takes a list of values, not a single string"
+            )
         self.column = column
         self.values = list(values)
         self.negate = negate
 
     def compile(self, params: list[Any]) -> str:
-        bind = self.column.bind
+        bind = self.column.bind_operand
+        left = self.column.sql(params)
         params.append([bind(v) for v in self.values])
         # ANY/ALL with one array parameter keeps the statement text stable
         # whatever the number of values (good for prepared statements).
         if self.negate:
-            return f"{self.column.quoted} <> ALL(%s)"
-        return f"{self.column.quoted} = ANY(%s)"
+            return f"{left} <> ALL(%s)"
+        return f"{left} = ANY(%s)"
+
+    def models(self) -> Iterator[type]:
+        return self.column.models()
 
 
 class Like(Expression):
     __slots__ = ("column", "insensitive", "pattern")
 
-    def __init__(self, column: ColumnInfo, pattern: str, insensitive: bool) -> None:
+    def __init__(self, column: Operand, pattern: str, insensitive: bool) -> None:
         if not isinstance(pattern, str):
-            raise ColumnTypeError(column.owner.__name__, column.name, "a str pattern", pattern)
+            owner, _, field = column.label.partition(".")
+            raise ColumnTypeError(owner, field, "a str pattern", pattern)
         self.column = column
         self.pattern = pattern
         self.insensitive = insensitive
 
     def compile(self, params: list[Any]) -> str:
+        # Checked here, like every other operand: when the query is built for sending.
+        held = _python_type(self.column)
+        if held is not None and held is not str:
+            label = self.column.label
+            raise UnsupportedOperationError(
+                f"{label}.{'ilike' if self.insensitive else 'like'}() needs a text column; "
+                f"{label} holds {held.__name__}: compare it with ==, in_([...]) or between(...)"
+            )
+        problem = check_text(self.pattern)
+        if problem is not None:
+            owner, _, field = self.column.label.partition(".")
+            raise ValidationError(owner, field, problem)
+        left = self.column.sql(params)
         params.append(self.pattern)
-        return f"{self.column.quoted} {'ILIKE' if self.insensitive else 'LIKE'} %s"
+        return f"{left} {'ILIKE' if self.insensitive else 'LIKE'} %s"
+
+    def models(self) -> Iterator[type]:
+        return self.column.models()
 
 
 class IsNull(Expression):
     __slots__ = ("column", "negate")
 
-    def __init__(self, column: ColumnInfo, negate: bool) -> None:
+    def __init__(self, column: Operand, negate: bool) -> None:
         self.column = column
         self.negate = negate
 
     def compile(self, params: list[Any]) -> str:
-        return f"{self.column.quoted} IS {'NOT ' if self.negate else ''}NULL"
+        return f"{self.column.sql(params)} IS {'NOT ' if self.negate else ''}NULL"
+
+    def models(self) -> Iterator[type]:
+        return self.column.models()
 
 
 class Between(Expression):
     __slots__ = ("column", "high", "low")
 
-    def __init__(self, column: ColumnInfo, low: Any, high: Any) -> None:
+    def __init__(self, column: Operand, low: Any, high: Any) -> None:
         self.column = column
         self.low = low
         self.high = high
 
     def compile(self, params: list[Any]) -> str:
+        left = self.column.sql(params)
         low = _operand(self.column, self.low, params)
         high = _operand(self.column, self.high, params)
-        return f"{self.column.quoted} BETWEEN {low} AND {high}"
+        return f"{left} BETWEEN {low} AND {high}"
+
+    def models(self) -> Iterator[type]:
+        return _operand_models(self.column, self.low, self.high)
 
 
 class BooleanClause(Expression):
@@ -139,6 +389,10 @@ class BooleanClause(Expression):
         glue = f" {self.operator} "
         return "(" + glue.join(op.compile(params) for op in self.operands) + ")"
 
+    def models(self) -> Iterator[type]:
+        for op in self.operands:
+            yield from op.models()
+
 
 class Not(Expression):
     __slots__ = ("operand",)
@@ -149,24 +403,55 @@ class Not(Expression):
     def compile(self, params: list[Any]) -> str:
         return f"NOT ({self.operand.compile(params)})"
 
+    def models(self) -> Iterator[type]:
+        return self.operand.models()
+
+
+class Exists(Expression):
+    """``EXISTS (SELECT 1 FROM <from_sql> WHERE <correlation> [AND <criteria>])``.
+
+    Built by ``Rel.any()`` / ``Rel.has()``: ``from_sql`` and ``correlation``
+    are fixed SQL of the relationship (identifiers only); ``criteria`` reads
+    the target model's columns. ``owner`` is the model the subquery correlates
+    with (the outer query must select from it).
+    """
+
+    __slots__ = ("correlation", "criteria", "from_sql", "owner")
+
+    def __init__(
+        self, owner: type, from_sql: str, correlation: str, criteria: Expression | None
+    ) -> None:
+        self.owner = owner
+        self.from_sql = from_sql
+        self.correlation = correlation
+        self.criteria = criteria
+
+    def compile(self, params: list[Any]) -> str:
+        where = self.correlation
+        if self.criteria is not None:
+            where = f"{where} AND {self.criteria.compile(params)}"
+        return f"EXISTS (SELECT 1 FROM {self.from_sql} WHERE {where})"
+
+    def models(self) -> Iterator[type]:
+        yield self.owner
+
 
 class OrderBy:
     """One ORDER BY item: ``User.age.desc()``."""
 
     __slots__ = ("column", "descending")
 
-    def __init__(self, column: ColumnInfo, descending: bool) -> None:
+    def __init__(self, column: Operand, descending: bool) -> None:
         self.column = column
         self.descending = descending
 
-    @property
-    def sql(self) -> str:
-        return f"{self.column.quoted} {'DESC' if self.descending else 'ASC'}"
+    def sql(self, params: list[Any]) -> str:
+        return f"{self.column.sql(params)} {'DESC' if self.descending else 'ASC'}"
 
     @property
     def text(self) -> str:
         """Human-readable form for telemetry: ``created_at DESC``."""
-        return f"{self.column.name} {'DESC' if self.descending else 'ASC'}"
+        return f"{self.column.text} {'DESC' if self.descending else 'ASC'}"
 
 
 def compile_where(filters: tuple[Expression, ...], params: list[Any]) -> str:

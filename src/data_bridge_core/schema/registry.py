@@ -40,18 +40,18 @@ def lookup(name: str, near: type) -> type[Table]:
     return (same_scope or same_module or candidates)[-1]
 
 
-def lookup_table(table_name: str, near: type) -> type[Table] | None:
-    """The model whose table is ``table_name``, as seen from ``near`` (None if unknown)."""
-    from data_bridge_core.schema.table import table_name_of
+def models_near(near: type) -> list[type[Table]]:
+    """The models declared in the scope of ``near`` (else its module), for error hints."""
+    models = [c for refs in _by_name.values() for ref in refs if (c := ref()) is not None]
+    same_scope = [c for c in models if _scope(c) == _scope(near)]
+    return same_scope or [c for c in models if c.__module__ == near.__module__]
 
-    candidates = [
-        c
-        for refs in _by_name.values()
-        for ref in refs
-        if (c := ref()) is not None and table_name_of(c) == table_name
+
+def scoped_models(near: type) -> list[list[type[Table]]]:
+    """Every model, in groups to search in turn: ``near``'s scope, its module, all."""
+    models = [c for refs in _by_name.values() for ref in refs if (c := ref()) is not None]
+    return [
+        [c for c in models if _scope(c) == _scope(near)],
+        [c for c in models if c.__module__ == near.__module__],
+        models,
     ]
-    if not candidates:
-        return None
-    same_scope = [c for c in candidates if _scope(c) == _scope(near)]
-    same_module = [c for c in candidates if c.__module__ == near.__module__]
-    return (same_scope or same_module or candidates)[-1]

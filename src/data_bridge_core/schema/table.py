@@ -2,8 +2,8 @@
 
 Column values live in the instance ``__dict__`` (plain attribute reads, no
 descriptor); writes go through ``Table.__setattr__``, which checks the type
-and records the change for the unit of work. Per-instance ORM bookkeeping is
-an `InstanceState` stored under ``_db_state``.
+and reports the change to the object's state owner (the session's identity
+map). Per-instance ORM bookkeeping is an `InstanceState` (`data_bridge_core.state`).
 """
 
 from __future__ import annotations
@@ -11,17 +11,23 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Self, dataclass_transform
 
+from data_bridge_core.context import current_session
 from data_bridge_core.errors import (
     MissingFieldError,
     ModelDefinitionError,
     UnknownFieldError,
+    UnsupportedOperationError,
 )
+from data_bridge_core.schema import column as column_module
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, quote_ident
-from data_bridge_core.schema.types import resolve_annotation
+from data_bridge_core.schema.relation import RelationshipDeclaration
+from data_bridge_core.schema.typed import unwrap, unwrap_text
+from data_bridge_core.schema.types import column_type_for, resolve_annotation
+from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 
 if TYPE_CHECKING:
     from data_bridge_core.query import Query
@@ -29,90 +35,22 @@ if TYPE_CHECKING:
     from data_bridge_core.schema.expressions import Expression
     from data_bridge_core.session import Session
 
-STATE_KEY = "_db_state"
+# Builds the query of ``Model.find()`` and ``Session.find()``: installed by
+# `data_bridge_core.query`, the layer above (the schema cannot import it).
+QueryFactory = Callable[["type[Table]", "Session | None"], "Query[Any]"]
+_query_factory: QueryFactory | None = None
 
 
-class ResultInfo:
-    """Shared by every object hydrated from one result: how many rows it had.
-
-    It is also the state of those objects until one needs its own (see
-    `state_of`): hydration stores this one shared object instead of building
-    an `InstanceState` per row, which halves the cost of a row.
-    """
-
-    __slots__ = ("__weakref__", "session", "size")
-
-    def __init__(self, size: int = 0, session: Session | None = None) -> None:
-        self.size = size
-        self.session = session
+def install_query_factory(factory: QueryFactory) -> None:
+    global _query_factory
+    _query_factory = factory
 
 
-class InstanceState:
-    """ORM bookkeeping of one model instance (see `data_bridge_core.inspect`)."""
-
-    __slots__ = (
-        "changed",
-        "deleted",
-        "inserted_in_tx",
-        "loaded_via",
-        "original",
-        "persistent",
-        "relations",
-        "result",
-        "session",
-        "strategies",
-    )
-
-    def __init__(
-        self, session: Session | None, result: ResultInfo | None, persistent: bool
-    ) -> None:
-        self.session = session
-        self.result = result
-        self.persistent = persistent
-        self.deleted = False
-        self.inserted_in_tx = False
-        # Fields changed since the last flush (written by the next flush).
-        self.changed: set[str] | None = None
-        # Values before the first change of this transaction (restored on rollback).
-        self.original: dict[str, Any] | None = None
-        self.relations: dict[str, Any] | None = None
-        self.loaded_via: dict[str, str] | None = None
-        self.strategies: dict[str, str] | None = None
-
-    # -- read-only view used by tools (N+1 detection, tests) ------------------
-
-    @property
-    def pending(self) -> bool:
-        return not self.persistent and not self.deleted and self.session is not None
-
-    @property
-    def modified(self) -> frozenset[str]:
-        return frozenset(self.changed or ())
-
-    @property
-    def result_size(self) -> int | None:
-        return None if self.result is None else self.result.size
-
-
-def state_of(obj: Table) -> InstanceState:
-    """The instance's own state, made on first need for rows sharing their result's."""
-    d = obj.__dict__
-    state = d[STATE_KEY]
-    if state.__class__ is InstanceState:
-        return state
-    own = d[STATE_KEY] = InstanceState(state.session, state, True)
-    return own
-
-
-def own_state(obj: Table) -> InstanceState | None:
-    """The instance's own state, or None while it shares its result's (nothing to read)."""
-    state = obj.__dict__[STATE_KEY]
-    return state if state.__class__ is InstanceState else None
-
-
-def session_of(obj: Table) -> Session | None:
-    """The session an instance belongs to, without making it its own state."""
-    return obj.__dict__[STATE_KEY].session  # type: ignore[no-any-return]
+def new_query(model: type[Table], session: Session | None) -> Query[Any]:
+    """A query on ``model`` (``session`` None: the task's current session)."""
+    if _query_factory is None:
+        raise RuntimeError("data_bridge_core.query is not imported")
+    return _query_factory(model, session)
 
 
 class TableInfo:
@@ -134,13 +72,24 @@ class TableInfo:
         self.field_names = tuple(columns)
         self.relationships = relationships
         pks = [c for c in columns.values() if c.primary_key]
-        if len(pks) != 1:
+        if not pks:
             raise ModelDefinitionError(
-                f"{model.__name__} needs exactly one primary key column "
-                f"(Column(primary_key=True)), found {len(pks)}"
+                f"{model.__name__} needs a primary key: declare Column(primary_key=True) "
+                "on one column (or on several, for a composite key)"
             )
+        # Several key columns make a composite key: the identity of a row is the
+        # tuple of their values (`session.get(Model, (a, b))`).
+        self.primary_keys = tuple(pks)
+        self.composite = len(pks) > 1
+        for column in pks:
+            column.in_composite_key = self.composite
         self.primary_key = pks[0]
         self.pk_index = self.field_names.index(self.primary_key.name)
+        self.key_names = tuple(c.name for c in pks)
+        self.key_indexes = tuple(self.field_names.index(c.name) for c in pks)
+        # The key columns as a RETURNING / SELECT list, and the WHERE matching one key.
+        self.key_returning = ", ".join(c.quoted for c in pks)
+        self.key_where = " AND ".join(f"{c.quoted} = %s" for c in pks)
         self.select_list = ", ".join(c.quoted for c in columns.values())
         # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).
         self.generated = tuple(c for c in columns.values() if c.database_generated)
@@ -157,6 +106,57 @@ class TableInfo:
             and not c.database_generated
             and c.foreign_key is None
         ]
+
+        settings = model.__dict__.get("Settings")
+        # Multi-column constraints: Settings.unique / Settings.indexes, lists of field tuples.
+        self.unique_constraints = self._column_groups(settings, "unique")
+        self.indexes = self._column_groups(settings, "indexes")
+
+    def _column_groups(self, settings: object, attribute: str) -> tuple[tuple[str, ...], ...]:
+        declared = getattr(settings, attribute, None)
+        if declared is None:
+            return ()
+        where = f"{self.model.__name__}.Settings.{attribute}"
+        if isinstance(declared, str) or not isinstance(declared, list | tuple):
+            raise ModelDefinitionError(
+                f"{where} takes a list of column tuples, as in [('author_id', 'title')]"
+            )
+        groups = []
+        for group in declared:
+            names = (group,) if isinstance(group, str) else tuple(group)
+            if not names or not all(isinstance(n, str) for n in names):
+                raise ModelDefinitionError(f"{where}: {group!r} is not a tuple of field names")
+            for name in names:
+                self.column(name, where)
+            groups.append(names)
+        return tuple(groups)
+
+    def is_unique_key(self, names: tuple[str, ...]) -> bool:
+        """True when the columns ``names`` (any order) carry a primary key or UNIQUE constraint."""
+        wanted = set(names)
+        if wanted == set(self.key_names):
+            return True
+        if len(wanted) == 1 and self.columns[next(iter(wanted))].options.unique:
+            return True
+        return any(set(group) == wanted for group in self.unique_constraints)
+
+    def key_params(self, key: Any) -> list[Any]:
+        """The parameters of `key_where` for one identity key."""
+        return list(key) if self.composite else [key]
+
+    def check_key(self, key: Any, context: str) -> Any:
+        """Validate a key given by the caller: a value, or a tuple for a composite key."""
+        if not self.composite:
+            return self.primary_key.check(key)
+        names = ", ".join(self.key_names)
+        if not isinstance(key, tuple) or len(key) != len(self.primary_keys):
+            raise TypeError(
+                f"{self.model.__name__} has a composite primary key ({names}): {context} "
+                f"takes a tuple of {len(self.primary_keys)} values, got {_shape(key)}"
+            )
+        for column, value in zip(self.primary_keys, key, strict=True):
+            column.check(value)
+        return key
 
     def column(self, field: str, context: str = "") -> ColumnInfo:
         try:
@@ -189,6 +189,13 @@ def table_info(model: type[Table]) -> TableInfo:
     return info
 
 
+def identity_key(obj: Table) -> tuple[type[Table], Any] | None:
+    """``(model class, primary key)`` of an instance, None while it has no key yet."""
+    model = type(obj)
+    pk = obj.__dict__.get(table_info(model).primary_key.name)
+    return None if pk is None else (model, pk)
+
+
 def _finalize(model: type[Table]) -> TableInfo:
     if model.__dict__.get("__abstract__"):
         raise ModelDefinitionError(f"{model.__name__} is abstract and has no table")
@@ -198,6 +205,7 @@ def _finalize(model: type[Table]) -> TableInfo:
     for column in columns.values():
         annotation = column.raw_annotation
         if isinstance(annotation, str):
+            annotation = unwrap_text(annotation)
             try:
                 annotation = eval(annotation, globalns, {"Any": Any})
             except Exception as exc:
@@ -205,18 +213,20 @@ def _finalize(model: type[Table]) -> TableInfo:
                     f"{model.__name__}.{column.name}: cannot evaluate annotation "
                     f"{column.raw_annotation!r}: {exc}"
                 ) from exc
+        annotation = unwrap(annotation)
         column_type, optional = resolve_annotation(annotation, model.__name__, column.name)
         opts = column.options
         if opts.column_type is not None:
-            from dataclasses import replace
-
-            column_type = replace(column_type, sql_type=opts.column_type)
+            # The value checks follow the chosen SQL type (an int4 column's range).
+            fitted = column_type_for(column_type.python_type, opts.column_type)
+            column_type = fitted if fitted is not None else column_type
         column.column_type = column_type
         column.nullable = optional if opts.nullable is None else opts.nullable
         if column.primary_key and column.nullable:
             raise ModelDefinitionError(f"{model.__name__}.{column.name}: a primary key is NOT NULL")
         if not column.primary_key and opts.nullable is None and column.default is None:
             column.nullable = True  # `x: int = None` reads as nullable too
+        column.accepts_none = column.nullable or column.database_generated
     info = TableInfo(model, table_name_of(model), columns, dict(model.__relationships__))
     model.__table_info__ = info
     return info
@@ -227,6 +237,11 @@ def _annotations_of(cls: type) -> dict[str, Any]:
     return dict(inspect.get_annotations(cls))
 
 
+# PEP 681: type checkers derive each model's keyword-only constructor from its
+# annotations. Column() is deliberately not a field specifier: a checker would
+# then call `id: int = Column(primary_key=True)` a required argument; the
+# constructor itself reports a missing required field at run time.
+@dataclass_transform(kw_only_default=True, eq_default=False)
 class Table:
     """Base class of models: subclass it with annotated fields."""
 
@@ -238,8 +253,6 @@ class Table:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        from data_bridge_core.relationships import Relationship
-
         if "__abstract__" not in cls.__dict__:
             cls.__abstract__ = False
         columns: dict[str, ColumnInfo] = {}
@@ -257,9 +270,9 @@ class Table:
             if name.startswith("_") or name == "Settings" or _is_classvar(annotation):
                 continue
             value = cls.__dict__.get(name, MISSING)
-            if isinstance(value, Relationship):
+            if isinstance(value, RelationshipDeclaration):
                 value.bind(cls, name, annotation)
-                relationships[name] = value
+                relationships[name] = value  # type: ignore[assignment]
                 continue
             options = value if isinstance(value, ColumnOptions) else ColumnOptions(value)
             column = ColumnInfo(cls, name, options)
@@ -289,8 +302,9 @@ class Table:
                     related[key] = value
                     continue
                 raise UnknownFieldError(type(self), key, f"{type(self).__name__}()")
-            if value is not None and not check[0](value):
-                check[1].check(value)  # raises ColumnTypeError, naming the field
+            if value is None or not check[0](value):
+                # The slow path: None, a value to normalise, or an error naming the field.
+                value = check[1].check(value)
             d[key] = value
         if len(d) <= len(accepts):  # some fields were left out: defaults, then required
             for name, column, has_default in info.fillers:
@@ -312,12 +326,7 @@ class Table:
         if column is None:
             object.__setattr__(self, name, value)
             return
-        if value is not None:
-            value = column.check(value)
-        elif not column.nullable and not column.database_generated:
-            from data_bridge_core.errors import ColumnTypeError
-
-            raise ColumnTypeError(type(self).__name__, name, "a value (NOT NULL)", value)
+        value = column.check(value)
         d = self.__dict__
         old = d.get(name, MISSING)
         d[name] = value
@@ -325,14 +334,18 @@ class Table:
         if state.__class__ is not InstanceState:
             state = state_of(self)
         if state.persistent and (old is MISSING or old != value or type(old) is not type(value)):
-            if state.original is None:
-                state.original = {}
-            state.original.setdefault(name, old)
+            if column.primary_key and old is not MISSING:
+                # The flush finds the row by its key: a changed key would match nothing.
+                d[name] = old
+                raise UnsupportedOperationError(
+                    f"{type(self).__name__}.{name} is part of the primary key of a stored row "
+                    "and cannot be changed; delete the object and add a new one"
+                )
             if state.changed is None:
                 state.changed = set()
             state.changed.add(name)
-            if state.session is not None:
-                state.session._note_modified(self)
+            if state.owner is not None:
+                state.owner.note_change(self, name, old)
 
     def __repr__(self) -> str:
         info = table_info(type(self))
@@ -345,19 +358,25 @@ class Table:
     @classmethod
     async def get(cls, pk: Any) -> Self | None:
         """``await User.get(1)``: the row with that primary key in the current session."""
-        from data_bridge_core.session import current_session
-
         return await current_session().get(cls, pk)
 
     @classmethod
     def find(cls, *filters: Expression | bool) -> Query[Self]:
         """``User.find(User.age > 18)``: a query on the current session."""
-        from data_bridge_core.query import Query
+        return new_query(cls, None).filter(*filters)
 
-        return Query(cls, None).filter(*filters)
+
+def _shape(key: Any) -> str:
+    """A key of the wrong shape, described without its values (they may be user input)."""
+    if isinstance(key, tuple):
+        return f"a tuple of {len(key)} value{'' if len(key) == 1 else 's'}"
+    return type(key).__name__
 
 
 def _is_classvar(annotation: Any) -> bool:
     if isinstance(annotation, str):
         return annotation.startswith(("ClassVar", "typing.ClassVar"))
     return typing.get_origin(annotation) is ClassVar
+
+
+column_module.register_finalizer(table_info)

@@ -12,15 +12,20 @@ span ends with the final count when the scope ends. Eager loads whose values
 were never read in their scope are reported at its end as
 ``db.unused_eager_load``.
 
+Where no span is current (a worker, a script), the parents' session is the
+scope and reports when it closes.
+
 Modules: `settings` (configuration), `scopes` (scope lifetimes), `detector`
 (counting on the seams), `report` (spans, logs, warnings), `processor` (the
-SDK span processor that ends trace scopes).
+SDK span processor that ends trace scopes), `watch` (adds it to a provider).
 """
 
 from opentelemetry_instrumentation_data_bridge.n_plus_one.detector import (
+    lazy_load_site,
     record_eager_load,
     record_eager_use,
     record_lazy_load,
+    record_query,
 )
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
     Finding,
@@ -34,10 +39,11 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.scopes import (
     MAX_TRACE_SCOPES,
     N1Scope,
     current_scope,
+    end_session_scope,
+    finish_all_scopes,
     finish_all_trace_scopes,
     n1_ignore,
     n1_scope,
-    watch_scope_ends,
 )
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import (
     MODES,
@@ -45,6 +51,7 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import (
     configure_n1_detection,
     n1_settings,
 )
+from opentelemetry_instrumentation_data_bridge.n_plus_one.watch import watch_scope_ends
 
 __all__ = [
     "MAX_SITES_PER_SCOPE",
@@ -59,12 +66,16 @@ __all__ = [
     "UnusedEagerLoadWarning",
     "configure_n1_detection",
     "current_scope",
+    "end_session_scope",
+    "finish_all_scopes",
     "finish_all_trace_scopes",
+    "lazy_load_site",
     "n1_ignore",
     "n1_scope",
     "n1_settings",
     "record_eager_load",
     "record_eager_use",
     "record_lazy_load",
+    "record_query",
     "watch_scope_ends",
 ]

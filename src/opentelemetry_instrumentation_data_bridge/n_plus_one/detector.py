@@ -1,31 +1,40 @@
 """Counting on the relationship seams: lazy loads (N+1) and eager loads (unused).
 
-Called by the instrumentation's wrappers after the traced load, so the
-call site found here is the user's line, and a warning span becomes a
-sibling of the load rather than its child.
+Called by the instrumentation's wrappers after the traced load, so a warning
+span becomes a sibling of the load rather than its child. Parents are
+counted by identity key (model, primary key), never by ``id()``: objects
+collected between chunks of a job would free their ids for the next chunk.
+
+Each load also notes how the rows it returned were loaded (`scopes.Source`:
+the parents' result and the relationship), so a loop found at the second
+level is advised the full loader path from the query that loaded the roots.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
+from data_bridge_core import identity_key, result_of
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report, scopes
 from opentelemetry_instrumentation_data_bridge.n_plus_one import settings as settings_module
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
+    OPTION_OF_STRATEGY,
     CallSite,
     Finding,
     UnusedEagerLoad,
 )
 from opentelemetry_instrumentation_data_bridge.n_plus_one.scopes import (
+    IGNORED,
     MAX_SITES_PER_SCOPE,
+    MAX_SOURCES_PER_SCOPE,
     LazySite,
+    N1Scope,
     current_scope,
-    is_ignored,
+    scope_of_result,
 )
-from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import n1_settings
 
 _LIBRARY_MARKERS = (
     f"{os.sep}data_bridge_core{os.sep}",
@@ -33,9 +42,25 @@ _LIBRARY_MARKERS = (
     f"{os.sep}asyncio{os.sep}",
     f"{os.sep}wrapt{os.sep}",
 )
+_UNKNOWN = CallSite("<unknown>", 0, "<unknown>")
+# Where ``obj.rel`` (or a query) was written: its code and bytecode offset. A line
+# number costs a line-table walk, so it is worked out only for a finding.
+Mark = tuple[CodeType, int]
+_MAX_PATH = 16  # levels followed back to the root query (a guard against cycles)
+_MAX_RECENT_QUERIES = 256
+_COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"})
 
-
+_explicit_scope = scopes._explicit.get  # bound once: this runs on every lazy load
 _library_file: dict[str, bool] = {}  # filename -> inside a library (bounded by the code base)
+_recent_queries = scopes.recent_queries
+
+
+def _in_library(filename: str) -> bool:
+    """Whether a file is the ORM's, the instrumentation's, asyncio's or wrapt's."""
+    inside = _library_file.get(filename)
+    if inside is None:
+        inside = _library_file[filename] = any(m in filename for m in _LIBRARY_MARKERS)
+    return inside
 
 
 def user_frame(frame: FrameType | None) -> FrameType | None:
@@ -47,93 +72,227 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
         filename = frame.f_code.co_filename
         inside = library.get(filename)
         if inside is None:
-            inside = library[filename] = any(m in filename for m in _LIBRARY_MARKERS)
+            inside = _in_library(filename)
         if not inside:
             return frame
         frame = frame.f_back
     return None
 
 
+def _mark_of(frame: FrameType | None) -> Mark | None:
+    return None if frame is None else (frame.f_code, frame.f_lasti)
+
+
+def call_site(mark: Mark | None) -> CallSite:
+    """The file, line and function of a mark."""
+    if mark is None:
+        return _UNKNOWN
+    code, offset = mark
+    line = code.co_firstlineno
+    for start, end, number in code.co_lines():
+        if start <= offset < end and number is not None:
+            line = number
+            break
+    function = code.co_name
+    if function in _COMPREHENSIONS:
+        # `gather(*(u.posts for u in users))`: the function that holds the expression.
+        outer = code.co_qualname.rsplit(".<locals>.", 1)[0]
+        function = outer.rsplit(".", 1)[-1] if outer != code.co_qualname else function
+    return CallSite(code.co_filename, line, function)
+
+
 def _describe(frame: FrameType | None) -> CallSite:
-    if frame is None:
-        return CallSite("<unknown>", 0, "<unknown>")
-    return CallSite(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+    return call_site(_mark_of(frame))
 
 
-_inspect: Any = None
+def lazy_load_site(frame: FrameType | None) -> Mark | None:
+    """Where ``obj.rel`` was written, read when the attribute is accessed: under
+    ``asyncio.gather`` the load runs later in a task of its own, with no frame of
+    the user's above it. ``frame`` is the accessor's caller, usually the user's
+    (checked, and walked from if not, when a load is counted). None when
+    detection is off. This runs on every ``obj.rel``: two attribute reads."""
+    if frame is None or not settings_module._settings.enabled:
+        return None
+    return (frame.f_code, frame.f_lasti)
 
 
-def _load_inspect() -> Any:
-    """data_bridge_core.inspect, imported on first use (the helpers work without the ORM)."""
-    global _inspect
-    from data_bridge_core import inspect
+def record_lazy_load(
+    relationship: Any, parent: Any, value: Any = None, mark: Mark | None = None
+) -> None:
+    """A lazy load ran SQL for ``parent`` and returned ``value``: count it where
+    ``obj.rel`` was written (``mark``, from `lazy_load_site`).
 
-    _inspect = inspect
-    return inspect
-
-
-def record_lazy_load(relationship: Any, parent: Any) -> None:
-    """A lazy load ran SQL for ``parent``: count it at its call site.
-
-    This runs on every lazy load, so the common path is kept to plain reads.
+    This runs on every lazy load that ran SQL, so the common path (the next
+    load of the same loop) is kept to a few reads and compares.
     """
     settings = settings_module._settings
-    if not settings.enabled or scopes._ignored.get():
+    if not settings.enabled:
         return
-    inspect = _inspect or _load_inspect()
-    size = inspect(parent).result_size
-    if size is None or size < 2:
-        return  # from get()/first() or built in Python: a loop over it is not N+1
-    model = relationship.owner.__name__
-    name = relationship.name
-    if settings.allowlist and f"{model}.{name}" in settings.allowlist:
+    explicit = _explicit_scope()
+    if explicit is IGNORED:
         return
-    scope = current_scope()
-    if scope is None:
-        return
-    frame = user_frame(sys._getframe(1))
-    if frame is None:
-        key = (model, name, "<unknown>", 0)
+    result = result_of(parent)
+    if result is None:
+        return  # built in Python: nothing was loaded together with it
+    loop = scopes.last_loop
+    if (
+        result is loop[0]
+        and relationship is loop[1]
+        and mark is not None
+        and mark[0] is loop[2]
+        and mark[1] == loop[3]
+        and explicit is loop[4]
+        and not loop[5].ended
+    ):
+        scope, lazy = loop[5], loop[6]
     else:
-        key = (model, name, frame.f_code.co_filename, frame.f_lineno)
-    site = scope.sites.get(key)
-    if site is None:
-        if len(scope.sites) >= MAX_SITES_PER_SCOPE:
+        found = _find_loop(relationship, result, mark, explicit, settings)
+        if found is None:
+            if value:
+                scope_of_value = scope_of_result(result)
+                if scope_of_value is not None:
+                    _note_source(scope_of_value, value, result, relationship, "select")
             return
-        site = scope.sites[key] = LazySite()
-    if site.finding is not None:
-        site.count += 1  # already reported: keep counting for the final figure
-        site.finding.count = site.count
+        loop = scopes.last_loop
+        scope, lazy = loop[5], loop[6]
+    if value:  # _note_source, inlined: this is the path of every load of a loop
+        loaded = result_of(value[0] if value.__class__ is list else value)
+        sources = scope.sources
+        if loaded not in sources and loaded is not None and len(sources) < MAX_SOURCES_PER_SCOPE:
+            sources[loaded] = (result, relationship, "select")
+    finding = lazy.finding
+    if finding is not None:
+        lazy.count += 1  # already reported: keep counting for the final figure
+        finding.count = lazy.count
         return
-    site.parents.add(id(parent))
-    site.count = len(site.parents)
-    if site.count < settings.threshold:
+    lazy.parents.add(identity_key(parent))
+    lazy.count = len(lazy.parents)
+    if lazy.count < settings.threshold:
         return
-    site.parents.clear()  # from here on the count is all we need
+    lazy.parents.clear()  # from here on the count is all we need
+    option, root = _advice(scope, result, relationship)
+    query = _recent_queries.get(root)
     finding = Finding(
-        model, name, relationship.target_name, _describe(frame), site.count, settings.threshold
+        relationship.owner.__name__,
+        relationship.name,
+        relationship.target_name,
+        call_site((loop[2], loop[3])),
+        lazy.count,
+        settings.threshold,
+        option,
+        None if query is None else call_site(query),
     )
-    site.finding = finding
+    lazy.finding = finding
     scope.findings.append(finding)
-    report.open_warning(finding, settings, keep_open=scope.keeps_warnings_open)
+    report.open_warning(finding, settings, reports_at_end=scope.keeps_warnings_open)
 
 
-def record_eager_load(relationship: Any, strategy: str) -> None:
-    """An eager load filled ``relationship`` for a batch of parents in this scope."""
-    settings = n1_settings()
-    if not settings.enabled or is_ignored():
+def _find_loop(
+    relationship: Any, result: Any, mark: Mark | None, explicit: Any, settings: Any
+) -> bool | None:
+    """For a load that is not the next of the last loop: find its scope and
+    counter and make it the last loop (True); None when the load does not count."""
+    if result.size < 2:
+        return None  # from get()/first(): a loop over it is not N+1
+    if settings.allowlist and (
+        f"{relationship.owner.__name__}.{relationship.name}" in settings.allowlist
+    ):
+        return None
+    scope = scope_of_result(result)
+    if scope is None:
+        return None
+    if mark is None or _in_library(mark[0].co_filename):
+        mark = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
+        if mark is None:
+            return None
+    # id(code): hashing a code object hashes its whole content.
+    key = (relationship, id(mark[0]), mark[1])
+    lazy = scope.sites.get(key)
+    if lazy is None:
+        if len(scope.sites) >= MAX_SITES_PER_SCOPE:
+            return None
+        lazy = scope.sites[key] = LazySite()
+    # One rebinding: another thread never sees half of it.
+    scopes.last_loop = (result, relationship, mark[0], mark[1], explicit, scope, lazy)
+    return True
+
+
+def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str) -> None:
+    """Remember that the rows of ``value``'s result came through ``relationship``
+    from ``parents`` (a result), for advice about a loop over them."""
+    loaded = result_of(value[0] if value.__class__ is list else value)
+    sources = scope.sources
+    if (
+        loaded is not None
+        and loaded is not parents
+        and loaded not in sources
+        and len(sources) < MAX_SOURCES_PER_SCOPE
+    ):
+        sources[loaded] = (parents, relationship, how)
+
+
+def _advice(scope: N1Scope, result: Any, relationship: Any) -> tuple[str, Any]:
+    """The loader option for the root query, and the root result: each level the
+    parents came through, outermost first, ``.options(...)``-nested."""
+    steps = [(relationship, "selectinload")]
+    sources = scope.sources
+    while result in sources and len(steps) < _MAX_PATH:
+        result, rel, how = sources[result]
+        steps.append((rel, how))
+    option = ""
+    for rel, how in steps:  # innermost first
+        text = f"{OPTION_OF_STRATEGY.get(how, 'selectinload')}({rel.owner.__name__}.{rel.name})"
+        option = f"{text}.options({option})" if option else text
+    return option, result
+
+
+def _remember_query(result: Any, mark: Mark | None) -> None:
+    recent = _recent_queries
+    if mark is None or result in recent:
         return
-    scope = current_scope()
+    recent[result] = mark
+    if len(recent) > _MAX_RECENT_QUERIES:
+        del recent[next(iter(recent))]
+
+
+def record_eager_load(
+    relationship: Any, strategy: str, batch: Any = None, related: Any = None
+) -> None:
+    """An eager load filled ``relationship`` for a batch of parents in this scope."""
+    settings = settings_module._settings
+    if not settings.enabled:
+        return
+    scope = current_scope(session=None if batch is None else batch.session)
     if scope is None:
         return
-    site_of_call = _describe(user_frame(sys._getframe(1)))
+    mark = _mark_of(user_frame(sys._getframe(1)))
+    if batch is not None and batch.parents:
+        parents = result_of(batch.parents[0])
+        if related:
+            _note_source(scope, related, parents, relationship, strategy)
+        if batch.depth == 0 and parents is not None:
+            # The eager load runs inside the query's to_list(): its line is the query's.
+            _remember_query(parents, mark)
+    if not scope.tracks_eager_loads:
+        return
+    site = call_site(mark)
     model = relationship.owner.__name__
-    key = (model, relationship.name, site_of_call.filepath, site_of_call.lineno)
+    key = (model, relationship.name, site.filepath, site.lineno)
     if key in scope.eager_loads or len(scope.eager_loads) >= MAX_SITES_PER_SCOPE:
         return
     scope.eager_loads[key] = UnusedEagerLoad(
-        model, relationship.name, relationship.target_name, strategy, site_of_call
+        model, relationship.name, relationship.target_name, strategy, site
     )
+
+
+def record_query(rows: list[Any]) -> None:
+    """A query returned ``rows``: remember where it was written, for advice about
+    loops over them. Per multi-row query: a short frame walk and a dict entry."""
+    if len(rows) < 2 or not settings_module._settings.enabled:
+        return
+    result = result_of(rows[0])
+    if result is not None:
+        _remember_query(result, _mark_of(user_frame(sys._getframe(1))))
 
 
 def record_eager_use(relationship: Any) -> None:

@@ -1,24 +1,31 @@
 """The span processor that tells detection when a trace's local root span ends.
 
 Imported only when the tracer provider is the SDK's (the API alone has no
-processors); trace scopes are then freed at the end of each request.
+processors); trace scopes are then freed at the end of each request. It is
+given the open trace scopes and the function that ends one, so it imports
+nothing of detection's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sized
+from typing import Any
+
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from opentelemetry_instrumentation_data_bridge.n_plus_one import scopes
-
 
 class ScopeEndProcessor(SpanProcessor):
+    def __init__(self, open_scopes: Sized, root_ended: Callable[[Any], None]) -> None:
+        self._open_scopes = open_scopes
+        self._root_ended = root_ended
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not scopes.has_trace_scopes():
+        if not self._open_scopes:
             return  # the common case: one truthiness check per span
         parent = span.parent
         if parent is None or parent.is_remote:
-            scopes.end_trace_scope(span)
+            self._root_ended(span)

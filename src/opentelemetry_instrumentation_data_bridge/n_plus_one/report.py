@@ -9,13 +9,20 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation._semconv import _StabilityMode
 
+from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes, SpanNames
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import N1Settings
 
 logger = logging.getLogger("opentelemetry_instrumentation_data_bridge.n_plus_one")
 
-_EAGER_OPTION = {"selectinload": "selectinload", "joined": "joinedload"}
+# Loader option to advise per strategy that loaded a level ("select": a lazy load).
+OPTION_OF_STRATEGY = {
+    "selectinload": "selectinload",
+    "joined": "joinedload",
+    "select": "selectinload",
+}
 
 
 class NPlusOneWarning(UserWarning):
@@ -42,16 +49,34 @@ class CallSite:
         return f"{self.filepath}:{self.lineno} ({self.function})"
 
     def attributes(self) -> dict[str, Any]:
-        return {
-            "code.filepath": self.filepath,
-            "code.lineno": self.lineno,
-            "code.function": self.function,
+        attributes: dict[str, Any] = {
+            "code.file.path": self.filepath,
+            "code.line.number": self.lineno,
+            "code.function.name": self.function,
         }
+        if _old_code_attributes_wanted():
+            # OTEL_SEMCONV_STABILITY_OPT_IN=database/dup: the deprecated names too.
+            attributes["code.filepath"] = self.filepath
+            attributes["code.lineno"] = self.lineno
+            attributes["code.function"] = self.function
+        return attributes
+
+    def warn(self, message: str, category: type[Warning]) -> None:
+        """A warning attributed to this line (not to the library frame that emits it)."""
+        warnings.warn_explicit(message, category, self.filepath, self.lineno)
+
+
+def _old_code_attributes_wanted() -> bool:
+    return config.state.mode is _StabilityMode.DATABASE_DUP
 
 
 @dataclass
 class Finding:
-    """One N+1 pattern: a relationship lazy-loaded per parent from one call site."""
+    """One N+1 pattern: a relationship lazy-loaded per parent from one call site.
+
+    ``option`` is the loader option to paste into the ``.options(...)`` of the
+    query that loaded the root objects (``query_site``, when known).
+    """
 
     model: str
     relationship: str
@@ -59,21 +84,28 @@ class Finding:
     site: CallSite
     count: int
     threshold: int
+    option: str = ""
+    query_site: CallSite | None = None
     # The db.n1_warning span, open until the scope ends so it can carry the final count.
     span: Any = field(default=None, repr=False, compare=False)
 
     @property
     def recommendation(self) -> str:
-        return f"Use selectinload({self.model}.{self.relationship})"
+        return f"Use {self.option or f'selectinload({self.model}.{self.relationship})'}"
 
-    def message(self) -> str:
+    def message(self, final: bool = True) -> str:
+        """``final``: the scope has ended and ``count`` is its total; else it is a floor."""
+        times = f"{self.count} times" if final else f"at least {self.count} times"
+        where = ""
+        if self.query_site is not None:
+            where = f" in the .options(...) of the query at {self.query_site}"
         return (
-            f"N+1 query: {self.model}.{self.relationship} lazy-loaded for {self.count} parents "
-            f"at {self.site}. {self.recommendation}"
+            f"N+1 query: {self.model}.{self.relationship} lazy-loaded {times} at {self.site}. "
+            f"{self.recommendation}{where}"
         )
 
     def attributes(self) -> dict[str, Any]:
-        return {
+        attributes = {
             SpanAttributes.DB_RELATIONSHIP_NAME: self.relationship,
             SpanAttributes.DB_RELATIONSHIP_TARGET_MODEL: self.target_model,
             SpanAttributes.DB_N1_QUERY_COUNT: self.count,
@@ -81,6 +113,9 @@ class Finding:
             SpanAttributes.DB_N1_RECOMMENDATION: self.recommendation,
             **self.site.attributes(),
         }
+        if self.query_site is not None:
+            attributes[SpanAttributes.DB_N1_QUERY_SITE] = str(self.query_site)
+        return attributes
 
 
 @dataclass
@@ -95,7 +130,7 @@ class UnusedEagerLoad:
 
     @property
     def option(self) -> str:
-        option = _EAGER_OPTION.get(self.strategy, self.strategy)
+        option = OPTION_OF_STRATEGY.get(self.strategy, self.strategy)
         return f"{option}({self.model}.{self.relationship})"
 
     @property
@@ -104,6 +139,10 @@ class UnusedEagerLoad:
 
     def message(self) -> str:
         return f"Unused eager load: {self.option} at {self.site}. {self.recommendation}"
+
+    def warn(self) -> None:
+        """`UnusedEagerLoadWarning` at the line of the query that asked for the load."""
+        self.site.warn(self.message(), UnusedEagerLoadWarning)
 
     def attributes(self) -> dict[str, Any]:
         return {
@@ -116,13 +155,16 @@ class UnusedEagerLoad:
 
 
 def _tracer() -> Any:
-    from opentelemetry_instrumentation_data_bridge import providers
-
-    return providers.get_tracer(), providers.system_attributes()
+    return config.get_tracer(), config.system_attributes()
 
 
-def open_warning(finding: Finding, settings: N1Settings, keep_open: bool) -> None:
-    """Report a new N+1 finding; the span stays open (``keep_open``) until the scope ends."""
+def open_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -> None:
+    """A new N+1 finding (its count is the threshold: a floor).
+
+    ``reports_at_end``: the scope ends deterministically, so the span stays
+    open and the log record or warning waits for the final count
+    (`close_warning`); otherwise they go out now and say "at least".
+    """
     attributes = finding.attributes()
     current = trace.get_current_span()
     if current.is_recording():
@@ -130,24 +172,38 @@ def open_warning(finding: Finding, settings: N1Settings, keep_open: bool) -> Non
     tracer, system = _tracer()
     if tracer is not None:
         span = tracer.start_span(SpanNames.N1_WARNING, attributes={**system, **attributes})
-        if keep_open:
+        if reports_at_end:
             finding.span = span
         else:
             span.end()
-    if settings.mode == "log":
-        logger.log(settings.log_level, finding.message())
-    elif settings.mode == "warn":
-        warnings.warn(finding.message(), NPlusOneWarning, stacklevel=4)
-    elif settings.mode == "raise":
-        raise NPlusOneError(finding.message())
+    if settings.mode == "raise":
+        raise NPlusOneError(finding.message(final=False))
+    if not reports_at_end:
+        _log_or_warn(finding, settings, final=False)
 
 
-def close_warning(finding: Finding) -> None:
-    """The scope ended: the warning span gets the final count and ends."""
+def close_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -> None:
+    """The scope ended: the warning span gets the final count and ends; the log record
+    or warning goes out now unless it went out when found (``reports_at_end`` false)."""
     span, finding.span = finding.span, None
-    if span is not None:
-        span.set_attribute(SpanAttributes.DB_N1_QUERY_COUNT, finding.count)
-        span.end()
+    if span is None:
+        if reports_at_end:
+            _log_or_warn(finding, settings, final=True)
+        return
+    span.set_attribute(SpanAttributes.DB_N1_QUERY_COUNT, finding.count)
+    if reports_at_end:
+        # In the warning span's context: the record carries the request's trace id
+        # (log correlation), although the request span is no longer current.
+        with trace.use_span(span, end_on_exit=False):
+            _log_or_warn(finding, settings, final=True)
+    span.end()
+
+
+def _log_or_warn(finding: Finding, settings: N1Settings, final: bool) -> None:
+    if settings.mode == "log":
+        logger.log(settings.log_level, finding.message(final))
+    elif settings.mode == "warn":
+        finding.site.warn(finding.message(final), NPlusOneWarning)
 
 
 def report_unused(
@@ -155,18 +211,23 @@ def report_unused(
 ) -> None:
     """A ``db.unused_eager_load`` span under the scope's span (``parent``, else the current)."""
     tracer, system = _tracer()
+    ctx = (
+        trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        if parent is not None
+        else otel_context.get_current()
+    )
     if tracer is not None:
-        ctx = (
-            trace.set_span_in_context(trace.NonRecordingSpan(parent))
-            if parent is not None
-            else otel_context.get_current()
-        )
         tracer.start_span(
             SpanNames.UNUSED_EAGER_LOAD, context=ctx, attributes={**system, **unused.attributes()}
         ).end()
     if settings.mode == "log":
-        logger.log(settings.log_level, unused.message())
+        # In the request's context (log correlation): its span has ended already.
+        token = otel_context.attach(ctx)
+        try:
+            logger.log(settings.log_level, unused.message())
+        finally:
+            otel_context.detach(token)
     elif settings.mode in ("warn", "raise"):
         # Never raised: an extra query is a cost, not a failure, and a scope's end
         # must not replace an exception already on its way out.
-        warnings.warn(unused.message(), UnusedEagerLoadWarning, stacklevel=3)
+        unused.warn()

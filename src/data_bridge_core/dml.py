@@ -1,0 +1,186 @@
+"""SQL of the writes: the INSERT batches of a flush, its UPDATE and DELETE statements.
+
+Only SQL text and parameters are built here (identifiers come from the model,
+every value is a parameter); the unit of work decides what to write and runs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from data_bridge_core.schema.column import ColumnInfo
+from data_bridge_core.schema.table import Table, TableInfo, table_info
+
+
+class InsertBatch:
+    """Rows of one table that share the same column list: one (batched) INSERT."""
+
+    def __init__(self, info: TableInfo, columns: tuple[ColumnInfo, ...]) -> None:
+        self.info = info
+        self.columns = columns
+        self.objects: list[Table] = []
+        included = {c.name for c in columns}
+        self.returned = tuple(
+            c for c in info.columns.values() if c.name not in included and c.database_generated
+        )
+        names = ", ".join(c.ident for c in columns)
+        values = ", ".join(["%s"] * len(columns))
+        returning = ", ".join(c.ident for c in self.returned)
+        if columns:
+            self.sql = f"INSERT INTO {info.quoted_name} ({names}) VALUES ({values})"
+        else:
+            self.sql = f"INSERT INTO {info.quoted_name} DEFAULT VALUES"
+        if returning:
+            self.sql += f" RETURNING {returning}"
+        self.bulk_sql = self._bulk_sql(names)
+
+    def _bulk_sql(self, names: str) -> str | None:
+        """One ``INSERT ... SELECT FROM unnest(column arrays)`` for the whole batch.
+
+        The returned rows must be matched back to their objects. PostgreSQL does
+        not promise RETURNING order, so the primary key is returned first: a key
+        the objects carry is looked up; a key from an integer identity/sequence
+        is assigned in the ``ORDER BY ord`` order, so sorting by it restores the
+        input order (SQLAlchemy's insertmanyvalues relies on the same rule).
+        Other generated keys (say a uuid server default) keep the per-row path.
+        """
+        pk = self.info.primary_key
+        self.pk_given = False
+        if not self.columns:
+            return None
+        # ColumnInfo overloads ==, so membership is tested by identity.
+        self.pk_given = all(any(c is k for c in self.columns) for k in self.info.primary_keys)
+        pk_generated = any(c is pk for c in self.returned)
+        if not self.pk_given and not (pk_generated and pk.column_type.python_type is int):
+            return None
+        aliases = [f"c{i}" for i in range(len(self.columns))]
+        # %b: arrays sent in binary are dumped about twice as fast as text ones.
+        arrays = ", ".join(f"%b::{c.column_type.sql_type}[]" for c in self.columns)
+        returning = ", ".join(c.ident for c in self.bulk_returned)
+        return (
+            f"INSERT INTO {self.info.quoted_name} ({names}) "
+            f"SELECT {', '.join(aliases)} FROM unnest({arrays}) "
+            f"WITH ORDINALITY AS v({', '.join(aliases)}, ord) ORDER BY ord "
+            f"RETURNING {returning}"
+        )
+
+    @property
+    def bulk_returned(self) -> tuple[ColumnInfo, ...]:
+        """Columns the bulk INSERT returns: the primary key, then the generated ones."""
+        keys = self.info.primary_keys
+        return (*keys, *(c for c in self.returned if not any(c is k for k in keys)))
+
+    def params(self) -> list[list[Any]]:
+        return self.params_of(self.objects)
+
+    def params_of(self, objects: list[Table]) -> list[list[Any]]:
+        """One parameter row per object, in the batch's column order."""
+        adapters = [(c.name, c.column_type.adapt) for c in self.columns]
+        rows = []
+        for obj in objects:
+            d = obj.__dict__
+            rows.append(
+                [
+                    (adapt(d[name]) if adapt is not None and d[name] is not None else d[name])
+                    for name, adapt in adapters
+                ]
+            )
+        return rows
+
+    def column_arrays(self) -> list[list[Any]]:
+        """The batch as one list per column (the parameters of `bulk_sql`)."""
+        objects = self.objects
+        arrays = []
+        for column in self.columns:
+            name, adapt = column.name, column.column_type.adapt
+            values = [obj.__dict__[name] for obj in objects]
+            if adapt is not None:
+                values = [None if v is None else adapt(v) for v in values]
+            arrays.append(values)
+        return arrays
+
+    def match_returned(self, rows: list[Any]) -> list[Any]:
+        """Rows of the bulk INSERT in the order of `objects` (see `_bulk_sql`)."""
+        info = self.info
+        if self.pk_given and info.composite:
+            width = len(info.primary_keys)
+            by_tuple = {tuple(row[:width]): row for row in rows}
+            return [by_tuple[identity_values(info, obj)] for obj in self.objects]
+        if self.pk_given:
+            by_key = {row[0]: row for row in rows}
+            key = info.primary_key.name
+            return [by_key[obj.__dict__[key]] for obj in self.objects]
+        return sorted(rows, key=lambda row: row[0])
+
+
+def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
+    """Group the new objects of one model by the columns their INSERT must name.
+
+    Only database-generated columns can be left out (when they hold no value),
+    so an object's group is decided by which of those few are None.
+    """
+    info = table_info(model)
+    generated = [c.name for c in info.generated]
+    batches: dict[tuple[bool, ...], InsertBatch] = {}
+    for obj in objects:
+        d = obj.__dict__
+        key = tuple([d.get(name) is None for name in generated])
+        batch = batches.get(key)
+        if batch is None:
+            omitted = {name for name, empty in zip(generated, key, strict=True) if empty}
+            columns = tuple(c for c in info.columns.values() if c.name not in omitted)
+            batch = batches[key] = InsertBatch(info, columns)
+        batch.objects.append(obj)
+    return list(batches.values())
+
+
+def link_statements(
+    association: TableInfo, owner_fk: ColumnInfo, target_fk: ColumnInfo
+) -> tuple[str, str]:
+    """A many-to-many's link writes: DELETE of some owners' links (returning their
+    keys), and INSERT of (owner key, target key) pairs from two arrays."""
+    delete = (
+        f"DELETE FROM {association.quoted_name} WHERE {owner_fk.ident} = ANY(%s) "
+        f"RETURNING {association.key_returning}"
+    )
+    insert = (
+        f"INSERT INTO {association.quoted_name} ({owner_fk.ident}, {target_fk.ident}) "
+        f"SELECT * FROM unnest(%s::{owner_fk.column_type.sql_type}[], "
+        f"%s::{target_fk.column_type.sql_type}[])"
+    )
+    return delete, insert
+
+
+def identity_values(info: TableInfo, obj: Table) -> tuple[Any, ...]:
+    d = obj.__dict__
+    return tuple([d[name] for name in info.key_names])
+
+
+def update_statement(info: TableInfo, fields: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{info.columns[f].ident} = %s" for f in fields)
+    pk = info.primary_key
+    where = " AND ".join(f"{c.ident} = %s" for c in info.primary_keys)
+    return f"UPDATE {info.quoted_name} SET {assignments} WHERE {where} RETURNING {pk.ident}"
+
+
+def update_params(info: TableInfo, fields: tuple[str, ...], obj: Table) -> list[Any]:
+    d = obj.__dict__
+    params = [info.columns[f].bind(d[f]) for f in fields]
+    params.extend(d[name] for name in info.key_names)
+    return params
+
+
+def delete_statement(info: TableInfo) -> str:
+    """DELETE of the rows whose keys are in the array parameter(s) (see `delete_params`)."""
+    if info.composite:
+        names = ", ".join(c.ident for c in info.primary_keys)
+        arrays = ", ".join(f"%s::{c.column_type.sql_type}[]" for c in info.primary_keys)
+        return f"DELETE FROM {info.quoted_name} WHERE ({names}) IN (SELECT * FROM unnest({arrays}))"
+    return f"DELETE FROM {info.quoted_name} WHERE {info.primary_key.ident} = ANY(%s)"
+
+
+def delete_params(info: TableInfo, keys: list[Any]) -> list[Any]:
+    """One array of keys; for a composite key, one array per key column."""
+    if info.composite:
+        return [list(column) for column in zip(*keys, strict=True)]
+    return [keys]

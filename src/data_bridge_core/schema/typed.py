@@ -1,0 +1,79 @@
+"""Annotations for the typed style: ``name: Mapped[str]``, ``posts: Rel[list[Post]]``.
+
+They matter to type checkers only. `Table` is a PEP 681 ``dataclass_transform``
+base, so a checker builds each model's constructor from its annotations; with
+these two wrappers it also knows what an attribute is on the class and on an
+instance:
+
+- ``User.name`` is a column (``User.name.asc()``, ``User.age > 18``), while
+  ``user.name`` is a ``str``;
+- ``user.posts`` is an ``Awaitable[list[Post]]``: using it without ``await`` is a
+  type error; ``user.posts = [...]`` and ``User(posts=[...])`` take the list.
+
+At run time the model machinery unwraps them (``Mapped[str]`` maps exactly as
+``str``); the plain style (``name: str``, ``posts: list[Post]``) keeps working.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+if TYPE_CHECKING:
+    from data_bridge_core.relationships import Relationship
+    from data_bridge_core.schema.column import ColumnInfo
+
+T = TypeVar("T")
+# "Mapped[...]", "Rel[...]", also spelled through a module ("db.Rel[...]").
+_WRAPPED = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*\.)?(?:Mapped|Rel)\[(.*)\]$", re.DOTALL)
+
+
+class Mapped(Generic[T]):
+    """A column holding a ``T``: ``age: Mapped[int] = Column(default=0)``."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @overload
+        def __get__(self, instance: None, owner: Any) -> ColumnInfo: ...
+
+        @overload
+        def __get__(self, instance: object, owner: Any) -> T: ...
+
+        def __get__(self, instance: object | None, owner: Any) -> ColumnInfo | T: ...
+
+        def __set__(self, instance: object, value: T) -> None: ...
+
+
+class Rel(Generic[T]):
+    """A relationship whose awaited value is a ``T``: ``posts: Rel[list[Post]]``."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @overload
+        def __get__(self, instance: None, owner: Any) -> Relationship: ...
+
+        @overload
+        def __get__(self, instance: object, owner: Any) -> Awaitable[T]: ...
+
+        def __get__(self, instance: object | None, owner: Any) -> Relationship | Awaitable[T]: ...
+
+        def __set__(self, instance: object, value: T) -> None: ...
+
+
+def unwrap(annotation: Any) -> Any:
+    """``Mapped[X]`` / ``Rel[X]`` -> ``X``; anything else unchanged."""
+    if typing.get_origin(annotation) in (Mapped, Rel):
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def unwrap_text(annotation: str) -> str:
+    """The same for an annotation still in text form: ``"Rel[list[Post]]"`` -> ``"list[Post]"``."""
+    match = _WRAPPED.match(annotation.strip())
+    return match.group(1).strip() if match else annotation

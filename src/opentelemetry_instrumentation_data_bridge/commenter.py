@@ -1,0 +1,109 @@
+"""sqlcommenter: the statement's span in a SQL comment, for the database's own views.
+
+With ``instrument(enable_commenter=True)`` each statement reaching the driver
+ends with ``/*traceparent='00-<trace id>-<span id>-<flags>'*/`` of the span
+current when it is sent (the ORM operation's span), so ``pg_stat_activity``,
+the server log and ``auto_explain`` output can be joined to traces. Format of
+https://google.github.io/sqlcommenter/spec/: keys and values URL-encoded,
+values in single quotes, pairs sorted by key and joined by commas, and a
+statement that already holds a comment is left alone.
+
+``commenter_options`` adds pairs: a string value is sent as is, a callable is
+called for each statement (``None`` leaves the key out, e.g. a route read
+from a context variable); ``"db_driver": True`` and ``"framework": True`` add
+the driver's and the ORM's name and version; ``"traceparent": False`` leaves
+the trace context out. Values end up in the SQL text: never put a secret or
+a user's data in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from urllib.parse import quote
+
+from opentelemetry.trace import SpanContext
+
+_FLAGS = ("db_driver", "framework", "traceparent")
+
+
+def _encode(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def has_comment(statement: str) -> bool:
+    """The spec's rule: a statement that already has a comment is not commented."""
+    return "/*" in statement or "--" in statement
+
+
+class Commenter:
+    """Appends the sqlcommenter comment of a span (and the options' pairs) to SQL."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        options = dict(options or {})
+        self.traceparent = True
+        static: dict[str, str] = {}
+        dynamic: dict[str, Callable[[], Any]] = {}
+        for key, value in options.items():
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"commenter_options keys must be non-empty strings, got {key!r}")
+            if key in _FLAGS:
+                if not isinstance(value, bool):
+                    raise TypeError(f"commenter_options[{key!r}] must be True or False")
+                if key == "traceparent":
+                    self.traceparent = value
+                elif value and key == "db_driver":
+                    static[key] = f"psycopg:{_package_version('psycopg')}"
+                elif value:
+                    static[key] = f"data_bridge:{_package_version('data-bridge-core')}"
+            elif isinstance(value, str):
+                static[key] = value
+            elif callable(value):
+                dynamic[key] = value
+            else:
+                raise TypeError(
+                    f"commenter_options[{key!r}] must be a string, a callable or (for "
+                    f"{', '.join(_FLAGS)}) a bool, got {value!r}"
+                )
+        self._static = static
+        self._dynamic = dynamic
+
+    def comment(self, statement: str, context: SpanContext | None) -> str:
+        """``statement`` with its comment; unchanged when it has one or there is nothing to say.
+
+        ``%`` is doubled: the driver reads the text for ``%s`` placeholders and
+        turns ``%%`` back into ``%``, so the server sees the spec's encoding.
+        """
+        if has_comment(statement):
+            return statement
+        pairs = dict(self._static)
+        for key, produce in self._dynamic.items():
+            value = produce()
+            if value is not None:
+                pairs[key] = str(value)
+        if self.traceparent and context is not None and context.is_valid:
+            # Only the sampled bit: version 00 of traceparent defines no other flag.
+            flags = "01" if context.trace_flags.sampled else "00"
+            pairs["traceparent"] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"
+            if context.trace_state:
+                pairs["tracestate"] = context.trace_state.to_header()
+        if not pairs:
+            return statement
+        body = ",".join(
+            f"{_encode(key)}='{_encode(value)}'" for key, value in sorted(pairs.items())
+        ).replace("%", "%%")
+        text = statement.rstrip()
+        if text.endswith(";"):
+            return f"{text[:-1]} /*{body}*/;"
+        return f"{text} /*{body}*/"
+
+
+__all__ = ["Commenter", "has_comment"]

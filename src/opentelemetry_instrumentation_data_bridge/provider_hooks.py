@@ -1,0 +1,128 @@
+"""Span processors the instrumentation puts on the user's SDK TracerProvider,
+and how ``uninstrument()`` takes them off again.
+
+``instrument()`` needs to see spans end on the user's provider (N+1 trace
+scopes end with their root span; `processors` hands the instrumentation's
+spans to the processors registered with ``add_span_processor``). Each of
+those is attached here under a key, and a provider gets one `Hub`: a single
+SDK span processor forwarding to them.
+
+The SDK's ``TracerProvider`` has ``add_span_processor`` and no way to remove
+one. So `detach_all` first makes every hub inert (it then forwards to
+nothing, for a span that is ending in another thread with the old processor
+tuple in hand), then takes it out of the provider's processor tuple. That
+tuple is the SDK's own state, replaced under its lock exactly as
+``add_span_processor`` replaces it; should a future SDK keep its processors
+differently, the hub stays there, inert.
+
+A forwarded processor that raises is contained like every other failure of
+ours (logged once): the user's span still ends and reaches their processors.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Protocol
+
+from opentelemetry_instrumentation_data_bridge.config import report_failure
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+else:
+    try:
+        from opentelemetry.sdk.trace import SpanProcessor
+    except ImportError:  # pragma: no cover - the API alone: nothing is ever attached
+        SpanProcessor = object
+
+
+class Forwarded(Protocol):
+    """What a hub forwards to: the ``on_start``/``on_end`` of an SDK span processor."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None: ...
+
+    def on_end(self, span: Any) -> None: ...
+
+
+class Hub(SpanProcessor):
+    """The one processor of ours on a provider: forwards to ``processors`` until detached."""
+
+    def __init__(self) -> None:
+        self.processors: tuple[Forwarded, ...] = ()  # replaced, never mutated: read lock-free
+        self.keys: tuple[str, ...] = ()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        for processor in self.processors:
+            try:
+                processor.on_start(span, parent_context)
+            except Exception as exc:
+                report_failure(f"run {type(processor).__qualname__}.on_start", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for processor in self.processors:
+            try:
+                processor.on_end(span)
+            except Exception as exc:
+                report_failure(f"run {type(processor).__qualname__}.on_end", exc)
+
+    def shutdown(self) -> None:
+        processors, self.processors, self.keys = self.processors, (), ()
+        for processor in processors:
+            shutdown = getattr(processor, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        flushed = True
+        for processor in self.processors:
+            flush = getattr(processor, "force_flush", None)
+            if callable(flush):
+                flushed = bool(flush(timeout_millis)) and flushed
+        return flushed
+
+
+# Provider -> its hub, for the providers attached to since the last detach_all.
+_hubs: weakref.WeakKeyDictionary[Any, Hub] = weakref.WeakKeyDictionary()
+
+
+def attach(provider: Any, key: str, processor: Forwarded) -> bool:
+    """Forward ``provider``'s spans to ``processor`` (once per key) until `detach_all`;
+    False when the provider takes no processors (the API's no-op or proxy provider)."""
+    add = getattr(provider, "add_span_processor", None)
+    if add is None:
+        return False
+    hub = _hubs.get(provider)
+    if hub is None:
+        hub = _hubs[provider] = Hub()
+        add(hub)
+    if key not in hub.keys:
+        hub.keys = (*hub.keys, key)
+        hub.processors = (*hub.processors, processor)
+    return True
+
+
+def attached(provider: Any, key: str) -> bool:
+    """Whether a processor was attached to ``provider`` under ``key`` (and not detached)."""
+    try:
+        hub = _hubs.get(provider)
+    except TypeError:  # a provider without weak references was never attached to
+        return False
+    return hub is not None and key in hub.keys
+
+
+def detach_all() -> None:
+    """Make every hub inert and take it off its provider."""
+    for provider, hub in list(_hubs.items()):
+        hub.processors, hub.keys = (), ()
+        _remove(provider, hub)
+    _hubs.clear()
+
+
+def _remove(provider: Any, hub: Hub) -> None:
+    multi: Any = getattr(provider, "_active_span_processor", None)
+    lock = getattr(multi, "_lock", None)
+    if lock is None or not isinstance(getattr(multi, "_span_processors", None), tuple):
+        return  # not the SDK layout we know: the hub stays, inert
+    with lock:
+        current = multi._span_processors  # re-read under the lock
+        multi._span_processors = tuple(p for p in current if p is not hub)
