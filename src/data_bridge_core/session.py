@@ -13,6 +13,7 @@ a rollback restores to `transaction.TransactionLog`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextvars import Token
@@ -321,7 +322,7 @@ class Session:
         hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
-    def stream_rows(
+    async def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
     ) -> AsyncGenerator[M, None]:
         """Like `load_rows`, through a server-side cursor (not routed through `execute`).
@@ -331,7 +332,10 @@ class Session:
         `InvalidStateError`.
         """
         hydrate = self.hydrator(model, batch_size)
-        return self._execution.stream(statement, params, max(batch_size, 1), lambda _cur: hydrate)
+        rows = self._execution.stream(statement, params, max(batch_size, 1), lambda _cur: hydrate)
+        async with contextlib.aclosing(rows):  # closing this stream closes the cursor at once
+            async for obj in rows:
+                yield obj
 
     def held_objects(self, model: type[M]) -> list[M]:
         """Every object of ``model`` the session holds (no SQL)."""
