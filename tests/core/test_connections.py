@@ -321,6 +321,49 @@ async def test_a_closed_port_fails_with_connection_refused() -> None:
         assert isinstance(error.__cause__, psycopg.OperationalError)
 
 
+async def test_a_failed_connect_does_not_fail_a_session_while_a_connection_can_come_back(
+    schema: str,
+) -> None:
+    role = f"dbt_limited_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as admin:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+        await admin.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{role}"')
+    limited = DSN.replace("postgres@", f"{role}@", 1)
+    engine = Engine(limited, min_size=0, max_size=2, options=f"-c search_path={schema}")
+    try:
+        async with Session(engine) as holder:
+            await holder.execute("SELECT 1")  # the role's one connection
+            first = asyncio.create_task(_select_one(engine))
+            # The pool's attempt at a second connection fails (connection limit)...
+            await _connect_errors(engine, 1)
+            second = asyncio.create_task(_select_one(engine))  # asks after a failure
+            await _connect_errors(engine, 2)  # the pool's next attempt fails too
+            # ...and both sessions keep waiting: the holder's connection will come back.
+            assert not first.done()
+            assert not second.done()
+        assert await first == [(1,)]
+        assert await second == [(1,)]
+    finally:
+        await engine.dispose()
+        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as admin:
+            await admin.execute(f'DROP OWNED BY "{role}"')
+            await admin.execute(f'DROP ROLE "{role}"')
+
+
+async def _connect_errors(engine: Engine, count: int) -> None:
+    """Wait until the engine's pool has failed that many attempts to connect."""
+    while True:
+        stats = engine.pool.get_stats() if engine.pool is not None else {}
+        if stats.get("connections_errors", 0) >= count:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def _select_one(engine: Engine) -> list[tuple[int]]:
+    async with Session(engine) as session:
+        return (await session.execute("SELECT 1")).rows
+
+
 async def test_a_reachable_server_gives_connections_after_the_checks(engine: Engine) -> None:
     async with Session(engine) as session:
         assert (await session.execute("SELECT 41 + 1")).rows == [(42,)]
