@@ -367,10 +367,14 @@ class Session:
             return obj  # type: ignore[return-value]
         query: Query[M] = new_query(model, self)
         if info.composite:
-            query = query.filter(*(c == v for c, v in zip(info.primary_keys, pk, strict=True)))
+            query = query.filter(
+                *(c == v for c, v in zip(info.primary_keys, pk, strict=True))
+            ).limit(1)
         else:
-            query = query.filter(info.primary_key == pk)
-        rows = await query.limit(1).to_list()
+            # Through Query.to_list (the seam instrumentations wrap), built without
+            # filter()/limit()'s checks and copies: the condition is the model's own key.
+            query = query._keyed(info.primary_key == pk)
+        rows = await query.to_list()
         return rows[0] if rows else None
 
     async def refresh(self, obj: Table) -> None:

@@ -132,9 +132,10 @@ def _describe_query(
 
 def _nothing_to_record() -> tuple[bool, bool]:
     """(call straight through, span dropped) at the start of a query-like seam."""
-    if not is_instrumentation_enabled():
+    current = otel_context.get_current()
+    if config.instrumentation_suppressed(current):
         return True, True
-    dropped = config.span_dropped()
+    dropped = config.span_dropped(current)
     return dropped and not config.metrics_wanted(), dropped
 
 
@@ -186,10 +187,12 @@ def query_wrapper(operation: str) -> Wrapper:
     def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
-        # `_nothing_to_record`, inlined: this is the seam of every query.
-        if not is_instrumentation_enabled():
+        # `_nothing_to_record`, inlined: this is the seam of every query. The
+        # context is read once for the suppression check and the sampler's shortcut.
+        current = otel_context.get_current()
+        if config.instrumentation_suppressed(current):
             return wrapped(*args, **kwargs)
-        dropped = config.span_dropped()
+        dropped = config.span_dropped(current)
         if dropped and not config.metrics_wanted():
             return wrapped(*args, **kwargs)
         return traced(wrapped, instance, args, kwargs, dropped)
@@ -517,9 +520,15 @@ async def _traced_lazy_load(
     with scope:
         value = await wrapped(*args, **kwargs)
         scope.set_result(count=_rows(value), cache_hit=cache_hit)
-    if not cache_hit:
+    if not cache_hit and site is not None:
         # After the span ends, so a warning span is the request's child, not the load's.
-        _detect(n_plus_one.record_lazy_load, instance, obj, value, site)
+        # `_detect`, inlined: this runs on every lazy load.
+        try:
+            n_plus_one.record_lazy_load(instance, obj, value, site)
+        except n_plus_one.NPlusOneError:
+            raise
+        except Exception as exc:
+            config.report_failure("run N+1 detection (record_lazy_load)", exc)
     return value
 
 

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "instrumentation"))
 from collections.abc import Iterator
 
 import pytest
+from acceptance_models import app_engine  # noqa: F401  (fixture)
 from conftest_shared import *  # noqa: F403
 
 from opentelemetry_instrumentation_data_bridge.telemetry import configure_n1_detection

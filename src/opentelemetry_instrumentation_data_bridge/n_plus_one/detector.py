@@ -47,11 +47,15 @@ _UNKNOWN = CallSite("<unknown>", 0, "<unknown>")
 # number costs a line-table walk, so it is worked out only for a finding.
 Mark = tuple[CodeType, int]
 _MAX_PATH = 16  # levels followed back to the root query (a guard against cycles)
+_MAX_WALK = 256  # sources followed, rounds erased included
 _MAX_RECENT_QUERIES = 256
 _COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"})
 
 _explicit_scope = scopes._explicit.get  # bound once: this runs on every lazy load
 _library_file: dict[str, bool] = {}  # filename -> inside a library (bounded by the code base)
+_MAX_KNOWN_SITES = 1024
+# (id(code), offset) -> (code, its call site); the code is held, so its id stays its own.
+_known_sites: dict[tuple[int, int], tuple[CodeType, CallSite]] = {}
 _recent_queries = scopes.recent_queries
 
 
@@ -84,10 +88,23 @@ def _mark_of(frame: FrameType | None) -> Mark | None:
 
 
 def call_site(mark: Mark | None) -> CallSite:
-    """The file, line and function of a mark."""
+    """The file, line and function of a mark (remembered: the same loop and query
+    are found again in every request, and a line-table walk costs)."""
     if mark is None:
         return _UNKNOWN
     code, offset = mark
+    key = (id(code), offset)
+    known = _known_sites.get(key)
+    if known is not None and known[0] is code:  # an id is reused once its code is freed
+        return known[1]
+    site = _describe_mark(code, offset)
+    if len(_known_sites) >= _MAX_KNOWN_SITES:
+        _known_sites.clear()
+    _known_sites[key] = (code, site)
+    return site
+
+
+def _describe_mark(code: CodeType, offset: int) -> CallSite:
     line = code.co_firstlineno
     for start, end, number in code.co_lines():
         if start <= offset < end and number is not None:
@@ -120,63 +137,75 @@ def record_lazy_load(
     relationship: Any, parent: Any, value: Any = None, mark: Mark | None = None
 ) -> None:
     """A lazy load ran SQL for ``parent`` and returned ``value``: count it where
-    ``obj.rel`` was written (``mark``, from `lazy_load_site`).
+    ``obj.rel`` was written (``mark``, from `lazy_load_site`; None when
+    detection was off at the access).
 
-    This runs on every lazy load that ran SQL, so the common path (the next
-    load of the same loop) is kept to a few reads and compares.
+    This runs on every lazy load that ran SQL, between two database round trips
+    (cold caches: each object and global read costs), so the common path (the
+    next load of the same loop) is a handful of reads and compares.
     """
-    settings = settings_module._settings
-    if not settings.enabled:
+    if mark is None:
         return
     explicit = _explicit_scope()
     if explicit is IGNORED:
         return
     result = result_of(parent)
-    if result is None:
-        return  # built in Python: nothing was loaded together with it
     loop = scopes.last_loop
     if (
         result is loop[0]
         and relationship is loop[1]
-        and mark is not None
-        and mark[0] is loop[2]
-        and mark[1] == loop[3]
-        and explicit is loop[4]
-        and not loop[5].ended
+        and mark == loop[2]  # the code object compares by identity first
+        and explicit is loop[3]
     ):
-        scope, lazy = loop[5], loop[6]
+        scope, lazy = loop[4], loop[5]
+        new_parents = False
     else:
-        found = _find_loop(relationship, result, mark, explicit, settings)
-        if found is None:
+        if result is None:
+            return  # built in Python: nothing was loaded together with it
+        settings = settings_module._settings
+        if not settings.enabled:
+            return
+        if _find_loop(relationship, result, mark, explicit, settings) is None:
             if value:
                 scope_of_value = scope_of_result(result)
                 if scope_of_value is not None:
-                    _note_source(scope_of_value, value, result, relationship, "select")
+                    _note_source(scope_of_value, value, result, relationship, "select", mark)
             return
         loop = scopes.last_loop
-        scope, lazy = loop[5], loop[6]
+        scope, lazy = loop[4], loop[5]
+        new_parents = True
     if value:  # _note_source, inlined: this is the path of every load of a loop
         loaded = result_of(value[0] if value.__class__ is list else value)
         sources = scope.sources
         if loaded not in sources and loaded is not None and len(sources) < MAX_SOURCES_PER_SCOPE:
-            sources[loaded] = (result, relationship, "select")
+            sources[loaded] = loop[6]
     finding = lazy.finding
     if finding is not None:
         lazy.count += 1  # already reported: keep counting for the final figure
         finding.count = lazy.count
+        if new_parents and finding.query_site is None:
+            _late_query_site(scope, result, relationship, loop[2], finding)
         return
+    _count_parent(scope, lazy, relationship, parent, result, loop[2])
+
+
+def _count_parent(
+    scope: N1Scope, lazy: LazySite, relationship: Any, parent: Any, result: Any, mark: Mark
+) -> None:
+    """Before the finding: count distinct parents; at the threshold, report."""
+    settings = settings_module._settings
     lazy.parents.add(identity_key(parent))
     lazy.count = len(lazy.parents)
     if lazy.count < settings.threshold:
         return
     lazy.parents.clear()  # from here on the count is all we need
-    option, root = _advice(scope, result, relationship)
+    option, root = _advice(scope, result, relationship, mark)
     query = _recent_queries.get(root)
     finding = Finding(
         relationship.owner.__name__,
         relationship.name,
         relationship.target_name,
-        call_site((loop[2], loop[3])),
+        call_site(mark),
         lazy.count,
         settings.threshold,
         option,
@@ -188,12 +217,10 @@ def record_lazy_load(
 
 
 def _find_loop(
-    relationship: Any, result: Any, mark: Mark | None, explicit: Any, settings: Any
+    relationship: Any, result: Any, mark: Mark, explicit: Any, settings: Any
 ) -> bool | None:
     """For a load that is not the next of the last loop: find its scope and
     counter and make it the last loop (True); None when the load does not count."""
-    if result.size < 2:
-        return None  # from get()/first(): a loop over it is not N+1
     if settings.allowlist and (
         f"{relationship.owner.__name__}.{relationship.name}" in settings.allowlist
     ):
@@ -201,10 +228,13 @@ def _find_loop(
     scope = scope_of_result(result)
     if scope is None:
         return None
-    if mark is None or _in_library(mark[0].co_filename):
-        mark = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
-        if mark is None:
+    if result.size < 2 and not _loaded_in_a_loop(scope, result):
+        return None  # from get()/first(): a loop over it is not N+1
+    if _in_library(mark[0].co_filename):
+        walked = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
+        if walked is None:
             return None
+        mark = walked
     # id(code): hashing a code object hashes its whole content.
     key = (relationship, id(mark[0]), mark[1])
     lazy = scope.sites.get(key)
@@ -213,11 +243,42 @@ def _find_loop(
             return None
         lazy = scope.sites[key] = LazySite()
     # One rebinding: another thread never sees half of it.
-    scopes.last_loop = (result, relationship, mark[0], mark[1], explicit, scope, lazy)
+    source = (result, relationship, "select", mark)
+    scopes.last_loop = (result, relationship, mark, explicit, scope, lazy, source)
     return True
 
 
-def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str) -> None:
+def _late_query_site(
+    scope: N1Scope, result: Any, relationship: Any, mark: Mark, finding: Finding
+) -> None:
+    """The loop's first parents led to no known query (rows loaded through a
+    ``get()`` before the multi-row query returned them again): name the query
+    of later parents, when their path is the same advice."""
+    option, root = _advice(scope, result, relationship, mark)
+    query = _recent_queries.get(root)
+    if query is not None and option == finding.option:
+        finding.query_site = call_site(query)
+        report.add_query_site(finding)
+
+
+def _loaded_in_a_loop(scope: N1Scope, result: Any) -> bool:
+    """Whether a one-row result was lazy-loaded for a parent of a multi-row result,
+    directly or level by level (`comment.post`, then `post.user`): a loop over
+    such rows is a loop over the multi-row result."""
+    sources = scope.sources
+    for _ in range(_MAX_PATH):
+        source = sources.get(result)
+        if source is None:
+            return False
+        result = source[0]
+        if result.size > 1:
+            return True
+    return False
+
+
+def _note_source(
+    scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str, mark: Mark | None
+) -> None:
     """Remember that the rows of ``value``'s result came through ``relationship``
     from ``parents`` (a result), for advice about a loop over them."""
     loaded = result_of(value[0] if value.__class__ is list else value)
@@ -228,19 +289,38 @@ def _note_source(scope: N1Scope, value: Any, parents: Any, relationship: Any, ho
         and loaded not in sources
         and len(sources) < MAX_SOURCES_PER_SCOPE
     ):
-        sources[loaded] = (parents, relationship, how)
+        sources[loaded] = (parents, relationship, how, mark)
 
 
-def _advice(scope: N1Scope, result: Any, relationship: Any) -> tuple[str, Any]:
+def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple[str, Any]:
     """The loader option for the root query, and the root result: each level the
-    parents came through, outermost first, ``.options(...)``-nested."""
-    steps = [(relationship, "selectinload")]
+    parents came through, outermost first, ``.options(...)``-nested.
+
+    Rows the identity map hands out again belong to the result that returned
+    them last, so a walk over many-to-many rows can go round: label, papers,
+    labels, papers of the same loops. A step at a relationship and line met
+    before closes such a round, which is erased (as in a loop-erased walk): the
+    advice follows the loops as written.
+    """
+    steps: list[tuple[Any, str, Mark | None]] = [(relationship, "selectinload", mark)]
     sources = scope.sources
-    while result in sources and len(steps) < _MAX_PATH:
-        result, rel, how = sources[result]
-        steps.append((rel, how))
+    for _ in range(_MAX_WALK):
+        source = sources.get(result)
+        if source is None:
+            break
+        result, rel, how, where = source
+        if where is not None:
+            again = next(
+                (i for i, (r, _, w) in enumerate(steps) if r is rel and w == where), None
+            )
+            if again is not None:
+                del steps[again + 1 :]
+                continue
+        if len(steps) >= _MAX_PATH:
+            break
+        steps.append((rel, how, where))
     option = ""
-    for rel, how in steps:  # innermost first
+    for rel, how, _ in steps:  # innermost first
         text = f"{OPTION_OF_STRATEGY.get(how, 'selectinload')}({rel.owner.__name__}.{rel.name})"
         option = f"{text}.options({option})" if option else text
     return option, result
@@ -269,7 +349,7 @@ def record_eager_load(
     if batch is not None and batch.parents:
         parents = result_of(batch.parents[0])
         if related:
-            _note_source(scope, related, parents, relationship, strategy)
+            _note_source(scope, related, parents, relationship, strategy, None)
         if batch.depth == 0 and parents is not None:
             # The eager load runs inside the query's to_list(): its line is the query's.
             _remember_query(parents, mark)
@@ -296,7 +376,15 @@ def record_query(rows: list[Any]) -> None:
 
 
 def record_eager_use(relationship: Any) -> None:
-    """An eager-loaded value was read: that eager load was worth its query."""
-    scope = current_scope(create=False)
+    """An eager-loaded value was read: that eager load was worth its query.
+
+    Marked in the explicit block around the read and in the request: a read
+    inside ``n1_ignore()`` or a nested ``n1_scope()`` still uses what the
+    request loaded (calling it unused would advise creating an N+1)."""
+    key = (relationship.owner.__name__, relationship.name)
+    explicit = _explicit_scope()
+    if explicit is not None and explicit is not IGNORED and explicit.eager_loads:
+        explicit.eager_used.add(key)
+    scope = scopes.ambient_scope(create=False)
     if scope is not None and scope.eager_loads:
-        scope.eager_used.add((relationship.owner.__name__, relationship.name))
+        scope.eager_used.add(key)

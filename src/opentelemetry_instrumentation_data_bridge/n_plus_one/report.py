@@ -182,6 +182,12 @@ def open_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -
         _log_or_warn(finding, settings, final=False)
 
 
+def add_query_site(finding: Finding) -> None:
+    """The query to fix became known after the finding: its warning span gets it too."""
+    if finding.span is not None and finding.query_site is not None:
+        finding.span.set_attribute(SpanAttributes.DB_N1_QUERY_SITE, str(finding.query_site))
+
+
 def close_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -> None:
     """The scope ended: the warning span gets the final count and ends; the log record
     or warning goes out now unless it went out when found (``reports_at_end`` false)."""
@@ -191,7 +197,7 @@ def close_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) 
             _log_or_warn(finding, settings, final=True)
         return
     span.set_attribute(SpanAttributes.DB_N1_QUERY_COUNT, finding.count)
-    if reports_at_end:
+    if reports_at_end and settings.mode in ("log", "warn"):
         # In the warning span's context: the record carries the request's trace id
         # (log correlation), although the request span is no longer current.
         with trace.use_span(span, end_on_exit=False):

@@ -46,7 +46,10 @@ MAX_SOURCES_PER_SCOPE = 4096
 SiteKey = tuple[str, str, str, int]  # model, relationship, file, line (eager loads)
 LazyKey = tuple[Any, int, int]  # relationship, id(code), bytecode offset of `obj.rel`
 # How the rows of one result were loaded: (the parents' result, relationship, strategy).
-Source = tuple[Any, Any, str]
+# Also where the load was written (lazy loads): a walk that meets the same
+# relationship and line again went round through rows the identity map
+# returned again, not through a level of the code (`detector._advice`).
+Source = tuple[Any, Any, str, "tuple[Any, int] | None"]
 
 
 @dataclass
@@ -92,11 +95,12 @@ _NO_SCOPE = N1Scope(ended=True)
 # (code, bytecode offset), for advice naming the query to fix. Bounded by the
 # detector; a closed session's results hold nothing of it.
 recent_queries: dict[Any, tuple[Any, int]] = {}
-# The last counted loop: (its parents' result, relationship, code, bytecode offset,
-# explicit scope, scope, counter). A loop's loads come in a row; the next one
-# that matches skips the scope and site lookups (`detector.record_lazy_load`).
-LastLoop = tuple[Any, Any, Any, int, "N1Scope | None", N1Scope, LazySite]
-NO_LOOP: LastLoop = (None, None, None, -1, None, _NO_SCOPE, LazySite())
+# The last counted loop: (its parents' result, relationship, mark (code, bytecode
+# offset), explicit scope, scope, counter, the source its loads' rows get). A
+# loop's loads come in a row; the next one that matches skips the scope and site
+# lookups (`detector.record_lazy_load`). Reset when its scope ends (`finish`).
+LastLoop = tuple[Any, Any, Any, "N1Scope | None", N1Scope, LazySite, Any]
+NO_LOOP: LastLoop = (None, None, None, None, _NO_SCOPE, LazySite(), None)
 last_loop: LastLoop = NO_LOOP
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
 # then tells a load both whether it is ignored and which explicit scope it is in.
@@ -109,7 +113,7 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     scope.ended = True
     if _last[1] is scope:
         _last = (None, None)
-    if last_loop[5] is scope:
+    if last_loop[4] is scope:
         last_loop = NO_LOOP
     for result in scope.remembered:
         if _scope_of_result.get(result) is scope:
@@ -163,6 +167,13 @@ def current_scope(create: bool = True, session: Any = None) -> N1Scope | None:
     scope = _explicit.get()
     if scope is not None:
         return None if scope is IGNORED else scope
+    return ambient_scope(create, session)
+
+
+def ambient_scope(create: bool = True, session: Any = None) -> N1Scope | None:
+    """The scope of the current request, else of ``session``: `current_scope`
+    without the explicit block (an ``n1_ignore()`` or ``n1_scope()`` inside a
+    request still reads what the request eager-loaded)."""
     global _last
     span = trace.get_current_span()
     recording = span.is_recording()
