@@ -14,7 +14,8 @@ from core_fixtures import PGBOUNCER_DSN, User, seed
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from data_bridge_core import Engine, Session, errors
+from data_bridge_core import Engine, Session
+from data_bridge_core.errors import PreparedStatementError
 
 pytestmark = pytest.mark.skipif(
     not PGBOUNCER_DSN,
@@ -56,9 +57,6 @@ async def test_concurrent_counts_through_pgbouncer_pass_with_prepare_threshold_n
 async def test_concurrent_counts_with_default_settings_pass_or_raise_the_clear_error(
     engine: Engine, schema: str
 ) -> None:
-    prepared_statement_error = getattr(errors, "PreparedStatementError", None)
-    if prepared_statement_error is None:
-        pytest.skip("data_bridge_core.errors.PreparedStatementError is not there yet")
     await seed(engine, users=3)
     through = pgbouncer_engine(schema)  # psycopg prepares a statement after 5 runs
     try:
@@ -67,7 +65,7 @@ async def test_concurrent_counts_with_default_settings_pass_or_raise_the_clear_e
         await through.dispose()
     failures = [r for r in results if isinstance(r, BaseException)]
     for failure in failures:
-        assert isinstance(failure, prepared_statement_error), repr(failure)
+        assert isinstance(failure, PreparedStatementError), repr(failure)
         assert "prepare_threshold=None" in str(failure)
     passed = [r for r in results if not isinstance(r, BaseException)]
     assert passed == [[3] * COUNTS_PER_SESSION] * (SESSIONS - len(failures))
