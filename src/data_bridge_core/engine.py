@@ -2,14 +2,22 @@
 
 The pool is opened lazily on first use, inside the running event loop, so an
 Engine can be created at import time (as web apps do). ``Session(dsn)``
-shares one Engine per DSN and event loop through `Engine.for_dsn`.
+shares one Engine per DSN and event loop through `Engine.for_dsn`; those
+engines are disposed when their loop shuts down.
+
+The pool opens connections in background tasks, where a failure would only
+be logged and a waiting session would see a bare timeout. The engine watches
+every connection attempt (its pool's connection class reports back): while no
+connection is open, a session waiting for one fails as soon as an attempt
+fails, with that attempt's error as the cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import psycopg
 from psycopg import AsyncConnection
@@ -33,7 +41,7 @@ class Engine:
     """
 
     _live: ClassVar[weakref.WeakSet[Engine]] = weakref.WeakSet()
-    _shared: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Engine]]] = (
+    _shared: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedEngines]] = (
         weakref.WeakKeyDictionary()
     )
 
@@ -75,6 +83,12 @@ class Engine:
         self._open_lock: asyncio.Lock | None = None
         self._timeout = timeout
         self._disposed = False
+        # What the pool's connection attempts reported: the last failure (None
+        # after a success), the connections opened (weakly: the pool owns them),
+        # and the future that sessions waiting for a connection watch.
+        self._connect_error: psycopg.Error | None = None
+        self._opened: weakref.WeakSet[AsyncConnection[Any]] = weakref.WeakSet()
+        self._next_failure: asyncio.Future[psycopg.Error] | None = None
         Engine._live.add(self)
 
     # -- pool ----------------------------------------------------------------
@@ -90,12 +104,18 @@ class Engine:
 
     @classmethod
     def for_dsn(cls, dsn: str) -> Engine:
-        """The Engine shared by every ``Session(dsn)`` of the running event loop."""
+        """The Engine shared by every ``Session(dsn)`` of the running event loop.
+
+        It is disposed when the loop shuts down (``asyncio.run()`` cancelling
+        the tasks left), so the program can end.
+        """
         loop = asyncio.get_running_loop()
-        engines = cls._shared.setdefault(loop, {})
-        engine = engines.get(dsn)
+        shared = cls._shared.get(loop)
+        if shared is None:
+            shared = cls._shared[loop] = _SharedEngines(loop)
+        engine = shared.engines.get(dsn)
         if engine is None or engine._disposed:
-            engine = engines[dsn] = cls(dsn)
+            engine = shared.engines[dsn] = cls(dsn)
         return engine
 
     async def _open(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
@@ -112,6 +132,7 @@ class Engine:
                     timeout=self._timeout,
                     kwargs=self.connect_kwargs,
                     name=self.pool_name,
+                    connection_class=_reporting_connection_class(self),
                     open=False,
                 )
                 await pool.open(wait=False)
@@ -121,18 +142,80 @@ class Engine:
     async def acquire(self) -> AsyncConnection[Any]:
         """A connection from the pool (give it back with `release`)."""
         pool = self._pool or await self._open()
+        if self._connect_error is not None or not self._opened:
+            return await self._acquire_watching(pool)
         try:
             return await pool.getconn()
         except PoolTimeout as exc:
-            raise DatabaseError(
-                f"no connection available from pool {self.pool_name} within {self._timeout}s: {exc}"
-            ) from exc
+            raise self._no_connection(exc) from (self._connect_error or exc)
         except psycopg.Error as exc:
             raise wrap_database_error(exc) from exc
 
+    async def _acquire_watching(
+        self, pool: AsyncConnectionPool[AsyncConnection[Any]]
+    ) -> AsyncConnection[Any]:
+        """`acquire` while connecting fails or has not worked yet.
+
+        Waits as `acquire` does, but the next failed attempt to connect ends
+        the wait, with that attempt's error, when no connection is open to
+        come back to the pool.
+        """
+        task = asyncio.current_task()
+        failure = self._next_failure
+        if failure is None or failure.done():
+            failure = self._next_failure = asyncio.get_running_loop().create_future()
+        waiting = True
+        interrupted = False
+
+        def interrupt(_: asyncio.Future[psycopg.Error]) -> None:
+            nonlocal interrupted
+            if waiting and task is not None:  # the callback may run after getconn returned
+                interrupted = True
+                task.cancel()
+
+        failure.add_done_callback(interrupt)
+        try:
+            return await pool.getconn()  # on cancellation the pool keeps what it was handing over
+        except asyncio.CancelledError:
+            if interrupted and task is not None and task.uncancel() == 0:
+                error = failure.result()
+                raise DatabaseError(
+                    f"cannot connect to {self.pool_name}: {str(error).strip()}",
+                    getattr(error, "sqlstate", None),
+                ) from error
+            raise
+        except PoolTimeout as exc:
+            raise self._no_connection(exc) from (self._connect_error or exc)
+        except psycopg.Error as exc:
+            raise wrap_database_error(exc) from exc
+        finally:
+            waiting = False
+            failure.remove_done_callback(interrupt)
+
+    def _no_connection(self, exc: PoolTimeout) -> DatabaseError:
+        message = f"no connection available from pool {self.pool_name} within {self._timeout}s"
+        if self._connect_error is not None:
+            message += f"; the last attempt to connect failed: {str(self._connect_error).strip()}"
+        return DatabaseError(f"{message} ({exc})")
+
+    def _connected(self, conn: AsyncConnection[Any]) -> None:
+        self._connect_error = None
+        self._opened.add(conn)
+
+    def _connect_failed(self, error: psycopg.Error) -> None:
+        self._connect_error = error
+        if any(not conn.closed for conn in self._opened):
+            return  # a connection in use may come back: sessions keep waiting for it
+        failure, self._next_failure = self._next_failure, None
+        if failure is not None and not failure.done():
+            failure.set_result(error)
+
     async def release(self, conn: AsyncConnection[Any]) -> None:
+        """Give a connection back to the pool (a closed one is replaced by a new one)."""
         if self._pool is not None:
             await self._pool.putconn(conn)
+        else:  # disposed meanwhile
+            await conn.close()
 
     async def dispose(self) -> None:
         """Close the pool; the engine cannot be used afterwards."""
@@ -140,6 +223,20 @@ class Engine:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    async def _dispose_at_loop_shutdown(self) -> None:
+        """`dispose` while the loop cancels every task left, the pool's own tasks included."""
+        self._disposed = True
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # pool.close() waits for its worker tasks, and gives up on the first one
+        # cancelled before it closes the idle connections: close those first.
+        while pool.get_stats().get("pool_available"):
+            conn = await pool.getconn()
+            await conn.close()
+        with contextlib.suppress(asyncio.CancelledError):  # a worker's, not this task's
+            await pool.close()
 
     # -- schema --------------------------------------------------------------
 
@@ -182,3 +279,60 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<Engine {self.pool_name} pool={self.min_size}..{self.max_size}>"
+
+
+class _SharedEngines:
+    """The engines `Engine.for_dsn` made on one event loop; disposed when the loop shuts down.
+
+    A task waits for the end of the loop: ``asyncio.run()`` (and any runner)
+    cancels the tasks left before closing the loop, and this one then closes
+    the pools, whose own tasks would otherwise keep the loop waiting.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.engines: dict[str, Engine] = {}
+        self._loop = loop
+        # Referenced here: a pending task nobody holds could be garbage-collected.
+        self._closer = loop.create_task(
+            self._dispose_at_shutdown(), name="data-bridge: dispose shared engines"
+        )
+
+    async def _dispose_at_shutdown(self) -> None:
+        try:
+            await self._loop.create_future()  # never set: only cancellation ends the wait
+        except asyncio.CancelledError:
+            Engine._shared.pop(self._loop, None)
+            engines, self.engines = list(self.engines.values()), {}
+            for engine in engines:
+                await engine._dispose_at_loop_shutdown()
+            raise
+
+
+def _reporting_connection_class(engine: Engine) -> type[AsyncConnection[Any]]:
+    """A connection class for the engine's pool that reports each attempt to the engine."""
+    ref = weakref.ref(engine)
+
+    class ReportingConnection(AsyncConnection[Any]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            try:
+                conn = await super().connect(conninfo, **kwargs)
+            except asyncio.CancelledError:
+                # psycopg_pool's worker task catches CancelledError around this
+                # call and waits for more work, so the loop's shutdown would wait
+                # for it forever: cancel it again, its next await ends it.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.cancel()
+                raise
+            except psycopg.Error as exc:
+                owner = ref()
+                if owner is not None:
+                    owner._connect_failed(exc)
+                raise
+            owner = ref()
+            if owner is not None:
+                owner._connected(conn)
+            return conn
+
+    return ReportingConnection

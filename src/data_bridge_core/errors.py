@@ -163,11 +163,35 @@ def described(value: object) -> str:
     return type(value).__name__
 
 
+class PreparedStatementError(DatabaseError):
+    """The server lost or already had a statement the driver prepared (42P05, 26000).
+
+    The usual cause is a pooler in transaction mode (PgBouncer) between the
+    application and PostgreSQL: consecutive transactions run on different
+    server connections, which do not share prepared statements.
+    """
+
+
+# "already exists" and "does not exist", for a prepared statement.
+_PREPARED_STATEMENT_STATES = frozenset({"42P05", "26000"})
+# psycopg names the statements it prepares on its own _pg3_0, _pg3_1, ...
+_DRIVER_PREPARED_NAME = '"_pg3_'
+
+
 def wrap_database_error(exc: Exception) -> DatabaseError:
     """Build the DatabaseError for a psycopg exception (the caller raises it ``from exc``)."""
     sqlstate: str | None = getattr(exc, "sqlstate", None)
-    cls = IntegrityError if sqlstate is not None and sqlstate.startswith("23") else DatabaseError
     message = str(exc).strip() or type(exc).__name__
+    if sqlstate in _PREPARED_STATEMENT_STATES and _DRIVER_PREPARED_NAME in message:
+        return PreparedStatementError(
+            f"[{sqlstate}] {message}: the connection is probably pooled in transaction mode "
+            "(PgBouncer), where consecutive transactions run on server connections that do "
+            "not share prepared statements; create the engine with "
+            "Engine(dsn, prepare_threshold=None), or use PgBouncer >= 1.21 with "
+            "max_prepared_statements",
+            sqlstate,
+        )
+    cls = IntegrityError if sqlstate is not None and sqlstate.startswith("23") else DatabaseError
     if sqlstate:
         message = f"[{sqlstate}] {message}"
     return cls(message, sqlstate)
@@ -182,6 +206,7 @@ __all__ = [
     "MissingFieldError",
     "ModelDefinitionError",
     "NoSessionError",
+    "PreparedStatementError",
     "RaiseLoadError",
     "RelationshipError",
     "SchemaMismatchError",

@@ -33,6 +33,10 @@ class ChangeLog(Protocol):
         """A row changed in the database while no object of the session held it."""
 
 
+# Dead result references kept at most before a prune (a few KiB).
+_PRUNE_EVERY = 256
+
+
 def identity_key(info: TableInfo, values: dict[str, Any]) -> Any:
     """The key of a row in the identity map, from its column values (a tuple if composite)."""
     if info.composite:
@@ -52,8 +56,11 @@ class IdentityMap:
         # Objects whose relationships were assigned (for cascades and FK sync).
         self.related: dict[Table, None] = {}
         # Shared states of hydrated rows, detached at close; weak, so a long session
-        # does not keep one per query after its rows are gone.
-        self.results: weakref.WeakSet[ResultInfo] = weakref.WeakSet()
+        # does not keep one per query after its rows are gone. Plain references
+        # pruned now and then: a WeakSet's add is Python code costing about a µs
+        # per query (bench/README.md).
+        self._results: list[weakref.ReferenceType[ResultInfo]] = []
+        self._prune_at = _PRUNE_EVERY
 
     # -- StateOwner ---------------------------------------------------------------
 
@@ -67,6 +74,19 @@ class IdentityMap:
 
     def note_related(self, obj: Table) -> None:
         self.related[obj] = None
+
+    def add_result(self, result: ResultInfo) -> None:
+        """Detach ``result`` (and every row sharing it) when the map is cleared."""
+        results = self._results
+        results.append(weakref.ref(result))
+        if len(results) >= self._prune_at:
+            results[:] = [r for r in results if r() is not None]
+            self._prune_at = len(results) + _PRUNE_EVERY
+
+    @property
+    def live_results(self) -> list[ResultInfo]:
+        """The shared result states still referenced by some row."""
+        return [r for r in map(weakref.ReferenceType.__call__, self._results) if r is not None]
 
     # -- lookups --------------------------------------------------------------------
 
@@ -111,21 +131,23 @@ class IdentityMap:
     def forget_relations(self) -> None:
         """Drop loaded relationship values: they may describe rows that changed."""
         # One pass over every loaded row, inlined; a shared state holds no relations.
+        # (getattr, not __dict__: reading __dict__ would build a dict per loaded row.)
         for found in self.by_model.values():
             for obj in found.values():
-                own = obj.__dict__[STATE_KEY]
+                own = getattr(obj, STATE_KEY)
                 if own.__class__ is InstanceState:
                     own.relations = None
                     own.loaded_via = None
 
     def clear(self, *, forget_relations: bool = False) -> None:
         """Detach every object (the session closes); one pass over the loaded rows."""
-        for result in self.results:
+        for result in self.live_results:
             result.owner = None  # detaches every row still sharing it
-        self.results.clear()
+        self._results.clear()
+        self._prune_at = _PRUNE_EVERY
         for found in self.by_model.values():
             for obj in found.values():
-                own = obj.__dict__[STATE_KEY]
+                own = getattr(obj, STATE_KEY)
                 if own.__class__ is InstanceState:
                     own.owner = None
                     if forget_relations:

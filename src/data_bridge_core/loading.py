@@ -122,26 +122,28 @@ class EagerLoad(LoaderOption):
         return await self._select_in(batch)
 
     async def _select_in(self, batch: EagerBatch) -> list[Table]:
+        # Column values by getattr: reading __dict__ would build a dict for every
+        # loaded row, which otherwise keeps its values compact (hydration.py).
         rel = self.relationship
         name = rel.name
         parents = batch.parents
         if rel.direction == MANY_TO_ONE:
             fk = rel.fk.name
-            keys = {p.__dict__[fk] for p in parents} - {None}
+            keys = {getattr(p, fk) for p in parents} - {None}
             rows = (
                 await batch.session.load_rows(rel.target, rel.select_in_sql, [list(keys)])
                 if keys
                 else []
             )
             target_pk = table_info(rel.target).primary_key.name
-            by_pk = {r.__dict__[target_pk]: r for r in rows}
+            by_pk = {getattr(r, target_pk): r for r in rows}
             for parent in parents:
-                set_loaded(parent, name, by_pk.get(parent.__dict__[fk]), SELECTINLOAD)
+                set_loaded(parent, name, by_pk.get(getattr(parent, fk)), SELECTINLOAD)
             return rows
         if rel.direction == MANY_TO_MANY:
             return await self._select_in_links(batch)
         owner_pk = table_info(rel.owner).primary_key.name
-        keys = {p.__dict__[owner_pk] for p in parents} - {None}
+        keys = {getattr(p, owner_pk) for p in parents} - {None}
         rows = (
             await batch.session.load_rows(rel.target, rel.select_in_sql, [list(keys)])
             if keys
@@ -150,10 +152,10 @@ class EagerLoad(LoaderOption):
         fk = rel.fk.name
         grouped: dict[Any, list[Table]] = {}
         for row in rows:
-            grouped.setdefault(row.__dict__[fk], []).append(row)
+            grouped.setdefault(getattr(row, fk), []).append(row)
         back = rel.back_populates
         for parent in parents:
-            children = grouped.get(parent.__dict__[owner_pk], [])
+            children = grouped.get(getattr(parent, owner_pk), [])
             set_loaded(
                 parent,
                 name,
@@ -169,7 +171,7 @@ class EagerLoad(LoaderOption):
         """Many-to-many: one query joining the association table for all parents."""
         rel = self.relationship
         owner_key = rel.link_columns[1].name
-        keys = {p.__dict__[owner_key] for p in batch.parents} - {None}
+        keys = {getattr(p, owner_key) for p in batch.parents} - {None}
         pairs = (
             await batch.session.load_keyed_rows(rel.target, rel.select_in_sql, [list(keys)])
             if keys
@@ -182,7 +184,7 @@ class EagerLoad(LoaderOption):
             related[id(obj)] = obj
         for parent in batch.parents:
             set_loaded(
-                parent, rel.name, grouped.get(parent.__dict__[owner_key], []), SELECTINLOAD
+                parent, rel.name, grouped.get(getattr(parent, owner_key), []), SELECTINLOAD
             )
         return list(related.values())
 

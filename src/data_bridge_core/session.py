@@ -13,16 +13,14 @@ a rollback restores to `transaction.TransactionLog`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-import psycopg
 from psycopg import AsyncConnection
-from psycopg.pq import ExecStatus
 from psycopg.rows import RowFactory
 
 from data_bridge_core.context import current, current_session
@@ -33,8 +31,8 @@ from data_bridge_core.errors import (
     SessionClosedError,
     UnsupportedOperationError,
     described,
-    wrap_database_error,
 )
+from data_bridge_core.execution import Result, SessionConnection
 from data_bridge_core.hydration import make_hydrator
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.schema.table import Table, new_query, table_info
@@ -50,37 +48,7 @@ __all__ = ["NestedTransaction", "Result", "Session", "current_session"]
 
 M = TypeVar("M", bound=Table)
 
-_cursor_names = itertools.count(1)
 _savepoint_names = itertools.count(1)
-
-
-TUPLES_OK = ExecStatus.TUPLES_OK
-
-
-class Result:
-    """What `Session.execute` and `Session.run_statement` return: the rows, in order."""
-
-    __slots__ = ("batch_size", "rowcount", "rows", "statement")
-
-    def __init__(
-        self, rows: list[Any], rowcount: int, statement: str, batch_size: int | None
-    ) -> None:
-        self.rows = rows
-        self.rowcount = rowcount
-        self.statement = statement
-        self.batch_size = batch_size
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.rows[index]
-
-    def __repr__(self) -> str:
-        return f"<Result rows={len(self.rows)} rowcount={self.rowcount}>"
 
 
 class Session:
@@ -96,7 +64,8 @@ class Session:
         else:
             raise TypeError(f"Session() takes an Engine or a connection string, got {bind!r}")
         self.autoflush_enabled = autoflush
-        self._conn: AsyncConnection[Any] | None = None
+        # The connection of the open transaction and everything run on it.
+        self._execution = SessionConnection(lambda: self.engine, self._check_open)
         self._closed = False
         self._token: Token[Session | None] | None = None
         self._log = TransactionLog()
@@ -104,7 +73,6 @@ class Session:
         self._work = UnitOfWork(self._identity, self._log, self)
         # The error of a failed flush: the session refuses work until rollback().
         self._failed: BaseException | None = None
-        self._tx_started_ns = 0
         self._flush_batch = 0
 
     # -- read-only state ------------------------------------------------------
@@ -228,28 +196,23 @@ class Session:
 
     # -- connection and SQL ---------------------------------------------------------------
 
+    @property
+    def _conn(self) -> AsyncConnection[Any] | None:
+        """The connection of the open transaction (None: no transaction)."""
+        return self._execution.conn
+
+    @property
+    def _tx_started_ns(self) -> int:
+        return self._execution.started_ns
+
     async def _connection(self) -> AsyncConnection[Any]:
-        conn = self._conn
-        if conn is None:
-            self._check_open()
-            conn = self._conn = await self.engine.acquire()
-            self._tx_started_ns = time.perf_counter_ns()  # autobegin: the transaction starts
-        return conn
+        """The transaction's connection (taken from the pool once, for every task)."""
+        execution = self._execution
+        return execution.conn or await execution.acquire()
 
     async def _end_transaction(self, *, commit: bool) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        try:
-            if commit:
-                await conn.commit()
-            else:
-                await conn.rollback()
-        except psycopg.Error as exc:
-            raise wrap_database_error(exc) from exc
-        finally:
-            await self.engine.release(conn)
+        """Commit or roll back; the transaction's streams close, the connection goes back."""
+        await self._execution.end(commit=commit)
 
     async def execute(self, statement: str, params: Sequence[Any] | None = None) -> Result:
         """Run one raw SQL statement (``%s`` placeholders, values in ``params``).
@@ -279,33 +242,15 @@ class Session:
         ``bulk_rows`` tells observers that this one statement writes that many
         rows from column arrays (the flush's ``INSERT ... SELECT FROM unnest``).
         """
-        conn = self._conn or await self._connection()
-        cur = conn.cursor(row_factory=row_factory) if row_factory is not None else conn.cursor()
-        try:
-            if batch:
-                param_rows = list(params or ())
-                self._flush_batch = max(self._flush_batch, len(param_rows))
-                await cur.executemany(statement, param_rows, returning=True)
-                rows: list[Any] = []
-                rowcount = 0
-                while True:
-                    if cur.description is not None:
-                        rows.extend(await cur.fetchall())
-                    rowcount += max(cur.rowcount, 0)
-                    if not cur.nextset():
-                        break
-                return Result(rows, rowcount, statement, len(param_rows))
-            if bulk_rows is not None:
-                self._flush_batch = max(self._flush_batch, bulk_rows)
-            await cur.execute(statement, params if params is not None else (), binary=True)
-            # pgresult.status is a plain read; cur.description builds column objects.
-            result = cur.pgresult
-            rows = await cur.fetchall() if result and result.status == TUPLES_OK else []
-            return Result(rows, cur.rowcount, statement, bulk_rows)
-        except psycopg.Error as exc:
-            raise wrap_database_error(exc) from exc
-        finally:
-            await cur.close()
+        if batch:
+            param_rows = list(params or ())
+            self._flush_batch = max(self._flush_batch, len(param_rows))
+            return await self._execution.run(
+                statement, param_rows, True, row_factory, len(param_rows)
+            )
+        if bulk_rows is not None:
+            self._flush_batch = max(self._flush_batch, bulk_rows)
+        return await self._execution.run(statement, params, False, row_factory, bulk_rows)
 
     # -- loading ------------------------------------------------------------------------
 
@@ -380,33 +325,17 @@ class Session:
     async def stream_rows(
         self, model: type[M], statement: str, params: Sequence[Any], batch_size: int
     ) -> AsyncGenerator[M, None]:
-        """Like `load_rows`, through a server-side cursor (not routed through `execute`)."""
-        conn = await self._connection()
+        """Like `load_rows`, through a server-side cursor (not routed through `execute`).
+
+        The stream belongs to the open transaction: ending it (commit, rollback,
+        close) closes the stream, and resuming it afterwards raises
+        `InvalidStateError`.
+        """
         hydrate = self.hydrator(model, batch_size)
-        name = f"data_bridge_stream_{next(_cursor_names)}"
-        size = max(batch_size, 1)
-        cur = conn.cursor(name, row_factory=lambda _cur: hydrate)
-        try:
-            await cur.execute(statement, params)
-            while True:
-                if self._conn is not conn:
-                    # commit()/rollback() in the loop ended the transaction, closing the
-                    # cursor, and gave the connection back: it may serve another session now.
-                    raise InvalidStateError(
-                        "the transaction of this stream ended (commit() or rollback() inside "
-                        "the loop), which closed its server-side cursor: end the transaction "
-                        "after the loop, or read the rows with to_list() first"
-                    )
-                batch = await cur.fetchmany(size)
-                for obj in batch:
-                    yield obj
-                if len(batch) < size:
-                    break
-        except psycopg.Error as exc:
-            raise wrap_database_error(exc) from exc
-        finally:
-            if self._conn is conn:  # else the cursor died with its transaction
-                await cur.close()
+        rows = self._execution.stream(statement, params, max(batch_size, 1), lambda _cur: hydrate)
+        async with contextlib.aclosing(rows):  # closing this stream closes the cursor at once
+            async for obj in rows:
+                yield obj
 
     def held_objects(self, model: type[M]) -> list[M]:
         """Every object of ``model`` the session holds (no SQL)."""
@@ -438,10 +367,14 @@ class Session:
             return obj  # type: ignore[return-value]
         query: Query[M] = new_query(model, self)
         if info.composite:
-            query = query.filter(*(c == v for c, v in zip(info.primary_keys, pk, strict=True)))
+            query = query.filter(
+                *(c == v for c, v in zip(info.primary_keys, pk, strict=True))
+            ).limit(1)
         else:
-            query = query.filter(info.primary_key == pk)
-        rows = await query.limit(1).to_list()
+            # Through Query.to_list (the seam instrumentations wrap), built without
+            # filter()/limit()'s checks and copies: the condition is the model's own key.
+            query = query._keyed(info.primary_key == pk)
+        rows = await query.to_list()
         return rows[0] if rows else None
 
     async def refresh(self, obj: Table) -> None:

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 STATE_KEY = "_db_state"
 
+# The state is read with getattr and stored with object.__setattr__, not through
+# ``obj.__dict__``: a loaded row keeps its values in CPython's compact per-object
+# array until something asks for its ``__dict__`` (see hydration.py).
+_store = object.__setattr__
+
 
 class StateOwner(Protocol):
     """What an object's state reports to: the identity map of one session."""
@@ -99,17 +104,17 @@ class InstanceState:
 
 def state_of(obj: Table) -> InstanceState:
     """The instance's own state, made on first need for rows sharing their result's."""
-    d = obj.__dict__
-    state = d[STATE_KEY]
+    state = getattr(obj, STATE_KEY)
     if state.__class__ is InstanceState:
         return state
-    own = d[STATE_KEY] = InstanceState(state.owner, state, True)
+    own = InstanceState(state.owner, state, True)
+    _store(obj, STATE_KEY, own)
     return own
 
 
 def own_state(obj: Table) -> InstanceState | None:
     """The instance's own state, or None while it shares its result's (nothing to read)."""
-    state = obj.__dict__[STATE_KEY]
+    state = getattr(obj, STATE_KEY)
     return state if state.__class__ is InstanceState else None
 
 
@@ -117,16 +122,16 @@ def result_of(obj: Table) -> ResultInfo | None:
     """The result that last returned an instance (shared by that result's rows; compare
     by identity, ``.size`` is its row count), None for objects built in Python.
     Reads without giving the instance its own state."""
-    state = obj.__dict__[STATE_KEY]
+    state = getattr(obj, STATE_KEY)
     return state if state.__class__ is ResultInfo else state.result
 
 
 def owner_of(obj: Table) -> StateOwner | None:
     """The identity map an instance belongs to, without making it its own state."""
-    return obj.__dict__[STATE_KEY].owner  # type: ignore[no-any-return]
+    return getattr(obj, STATE_KEY).owner  # type: ignore[no-any-return]
 
 
 def session_of(obj: Table) -> Session | None:
     """The session an instance belongs to, without making it its own state."""
-    owner = obj.__dict__[STATE_KEY].owner
+    owner = getattr(obj, STATE_KEY).owner
     return None if owner is None else owner.session

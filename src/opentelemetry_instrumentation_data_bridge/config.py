@@ -14,11 +14,14 @@ Logger: ``opentelemetry_instrumentation_data_bridge``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.environment_variables import OTEL_PYTHON_METER_PROVIDER
 from opentelemetry.instrumentation._semconv import (
     _get_schema_url_for_signal_types,
     _OpenTelemetrySemanticConventionStability,
@@ -26,6 +29,7 @@ from opentelemetry.instrumentation._semconv import (
     _set_db_system,
     _StabilityMode,
 )
+from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.trace import Tracer
 
 from opentelemetry_instrumentation_data_bridge.attributes import DB_SYSTEM_VALUE
@@ -47,6 +51,13 @@ except ImportError:  # pragma: no cover - the SDK is optional
     OTEL_AVAILABLE = False
 
 SCOPE = "opentelemetry_instrumentation_data_bridge"
+
+# The key `opentelemetry.instrumentation.utils.is_instrumentation_enabled` checks
+# besides the context API's own (older instrumentations suppress with it).
+_SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
+# Whether this API version keeps the global meter provider where
+# `_global_meter_provider_unset` reads it.
+_CAN_READ_GLOBAL_METER_PROVIDER = hasattr(_metrics_api, "_METER_PROVIDER")
 
 logger = logging.getLogger(SCOPE)
 
@@ -91,6 +102,8 @@ class _Config:
         self.drops_unsampled_children = False
         self.metrics_wanted = False  # True once a meter provider that records is seen
         self.silent_meter_provider: object = None  # the last one seen that records nothing
+        # The API makes the global meter provider from this variable on first use.
+        self.meter_provider_from_environment = OTEL_PYTHON_METER_PROVIDER in os.environ
         # (operation, table, id(server)) -> (start attributes, server) for query spans.
         self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
 
@@ -213,6 +226,20 @@ def get_meter() -> metrics.Meter | None:
     return meter() if is_tracing_enabled() else None
 
 
+def instrumentation_suppressed(current: otel_context.Context) -> bool:
+    """``not is_instrumentation_enabled()`` on a context already read.
+
+    The same two keys the instrumentation package's helper checks, read from
+    one context: the helper looks the current context up once per key, which
+    was 4,000 instructions per query seam (bench/README.md).
+    """
+    # A Context is a dict: `get_value(key, context)` is `context.get(key)`.
+    return bool(
+        current.get(_SUPPRESS_INSTRUMENTATION_KEY)
+        or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+    )
+
+
 def span_dropped(current: otel_context.Context | None = None) -> bool:
     """True when the seams' sampler is known to drop a span started now.
 
@@ -272,6 +299,22 @@ def _sampling_shortcuts(sampler: Any) -> tuple[bool, bool, bool]:
     return False, False, False
 
 
+def _global_meter_provider_unset() -> bool:
+    """True when the API's global meter provider is certainly still unset.
+
+    ``metrics.get_meter_provider()`` answers that too, but looks the
+    environment up on each call while no provider is set, which made this
+    check 9,000 instructions (about 1 µs) of the sampled-out query seam
+    (bench/README.md). The API module's global is read instead; should a
+    later API version not have it, the public call is used.
+    """
+    return (
+        _CAN_READ_GLOBAL_METER_PROVIDER
+        and _metrics_api._METER_PROVIDER is None
+        and not state.meter_provider_from_environment
+    )
+
+
 def metrics_wanted() -> bool:
     """False while no meter provider can receive measurements (none given to
     instrument() and no global SDK provider yet): the seams then skip building
@@ -279,7 +322,11 @@ def metrics_wanted() -> bool:
     config = state
     if config.metrics_wanted:  # once a real provider is seen, it stays (it cannot be unset)
         return True
-    provider = config.meter_provider or metrics.get_meter_provider()
+    provider = config.meter_provider
+    if provider is None:
+        if config.silent_meter_provider is not None and _global_meter_provider_unset():
+            return False  # still the API's stand-in, seen silent before
+        provider = metrics.get_meter_provider()
     if provider is config.silent_meter_provider:
         return False
     # The API package's own providers (the no-op one, and the proxy that stands in

@@ -13,7 +13,9 @@
 - ``--data-bridge-trace=console|otlp``: export the spans of the whole run.
 
 Imports stay lazy so that loading the plugin costs nothing in projects that
-do not use data_bridge_core.
+do not use data_bridge_core: OpenTelemetry, wrapt and the ORM are imported when
+a test uses a fixture, a marker or an option of the plugin. The fixtures, the
+N+1 marker and the trace export need the OpenTelemetry SDK (extra ``sdk``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ import pytest
 
 _SCOPE = pytest.StashKey[Any]()
 _TRACE_PROVIDER = pytest.StashKey[Any]()
+_SDK_EXTRA = "opentelemetry-instrumentation-data-bridge[sdk]"
+
+
+def _sdk_missing(feature: str) -> str | None:
+    """Why `feature` cannot run without the OpenTelemetry SDK, or None when it is installed."""
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        return (
+            f"{feature} needs the OpenTelemetry SDK, which is not installed: "
+            f"pip install '{_SDK_EXTRA}'"
+        )
+    return None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     mode = config.getoption("--data-bridge-trace", default=None)
     if mode:
+        problem = _sdk_missing(f"--data-bridge-trace={mode}")
+        if problem is not None:
+            raise pytest.UsageError(problem)
         config.stash[_TRACE_PROVIDER] = _start_run_tracing(mode)
 
 
@@ -123,6 +141,9 @@ def _instrumented_for_detection() -> Iterator[None]:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if not _detection_wanted(item):
         return (yield)
+    problem = _sdk_missing("N+1 detection (no_n_plus_one)")
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     from opentelemetry_instrumentation_data_bridge.n_plus_one import n1_scope
 
     # Only the test body is in the scope: fixture set-up (factories) is not.
@@ -177,6 +198,9 @@ class SpanRecorder:
 @pytest.fixture
 def db_spans(request: pytest.FixtureRequest) -> Iterator[SpanRecorder]:
     """An in-memory exporter receiving the ORM spans of this test."""
+    problem = _sdk_missing("db_spans")
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

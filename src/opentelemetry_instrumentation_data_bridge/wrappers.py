@@ -132,9 +132,10 @@ def _describe_query(
 
 def _nothing_to_record() -> tuple[bool, bool]:
     """(call straight through, span dropped) at the start of a query-like seam."""
-    if not is_instrumentation_enabled():
+    current = otel_context.get_current()
+    if config.instrumentation_suppressed(current):
         return True, True
-    dropped = config.span_dropped()
+    dropped = config.span_dropped(current)
     return dropped and not config.metrics_wanted(), dropped
 
 
@@ -186,10 +187,12 @@ def query_wrapper(operation: str) -> Wrapper:
     def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Awaitable[Any]:
-        # `_nothing_to_record`, inlined: this is the seam of every query.
-        if not is_instrumentation_enabled():
+        # `_nothing_to_record`, inlined: this is the seam of every query. The
+        # context is read once for the suppression check and the sampler's shortcut.
+        current = otel_context.get_current()
+        if config.instrumentation_suppressed(current):
             return wrapped(*args, **kwargs)
-        dropped = config.span_dropped()
+        dropped = config.span_dropped(current)
         if dropped and not config.metrics_wanted():
             return wrapped(*args, **kwargs)
         return traced(wrapped, instance, args, kwargs, dropped)

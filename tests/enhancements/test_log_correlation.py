@@ -27,7 +27,11 @@ from opentelemetry_instrumentation_data_bridge.telemetry import (
 
 @pytest.fixture
 def log_correlation(tracer_provider: TracerProvider) -> Iterator[None]:
-    LoggingInstrumentor().instrument(tracer_provider=tracer_provider, inject_trace_context=True)
+    # inject_trace_context turns injection on from 0.64b0; before, set_logging_format did (the
+    # floors tier runs 0.62b0). Under pytest its logging.basicConfig() finds handlers: a no-op.
+    LoggingInstrumentor().instrument(
+        tracer_provider=tracer_provider, inject_trace_context=True, set_logging_format=True
+    )
     yield
     LoggingInstrumentor().uninstrument()
 

@@ -17,7 +17,8 @@ from data_bridge_core import Engine, Session
 from data_bridge_core.loading import EagerLoad
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship
-from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, _patch_targets, config
+from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, config
+from opentelemetry_instrumentation_data_bridge.instrumentor import _patch_targets
 
 SEAMS = [
     (cls, name)

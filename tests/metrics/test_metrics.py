@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from database_server import server
 from instrumentation_models import Author
 from opentelemetry.sdk.metrics.export import Histogram, HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -52,7 +53,7 @@ async def test_query_metrics_after_a_known_workload(
         assert isinstance(point, HistogramDataPoint)
         assert list(point.explicit_bounds) == [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]
         assert point.attributes["db.system.name"] == "postgresql"
-        assert point.attributes["db.namespace"] == "test"
+        assert point.attributes["db.namespace"] == server().database
         assert point.max < 10  # seconds, not milliseconds
     rows = {
         p.attributes["db.operation.name"]: p.sum for p in got["db.client.response.returned_rows"]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+from database_server import dsn
 
 from data_bridge_core import Column, Engine, Table, relationship
 
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 USERS, POSTS_PER_USER, COMMENTS_PER_POST = 10, 3, 2
 ARTICLES, TAGS, TAGS_PER_ARTICLE = 8, 6, 3
 

@@ -1,15 +1,9 @@
-"""Metrics tests reuse the instrumentation fixtures (SDK in memory, blog schema)."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "instrumentation"))
+"""N+1 tests: the instrumentation fixtures (root conftest) with a detection threshold of 3."""
 
 from collections.abc import Iterator
 
 import pytest
 from acceptance_models import app_engine  # noqa: F401  (fixture)
-from conftest_shared import *  # noqa: F403
 
 from opentelemetry_instrumentation_data_bridge.telemetry import configure_n1_detection
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from database_server import dsn
 from phoenix_server import PhoenixServer
 
 ROOT = Path(__file__).resolve().parents[2]
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
 
 
 def run_demo_exporting(endpoint: str, protocol: str, project: str) -> None:

@@ -1,4 +1,13 @@
-"""The API.md models and a per-test schema for the core tests."""
+"""The API.md models and a per-test schema for the core tests.
+
+With ``DATA_BRIDGE_TEST_PGBOUNCER_DSN`` set (the PgBouncer tier of .ci/run,
+scripts/ci-pgbouncer.sh), the ``engine`` fixture connects through that
+PgBouncer in transaction mode with ``prepare_threshold=None``. PgBouncer
+refuses the ``options`` startup parameter that sets the schema elsewhere, and
+a ``SET search_path`` would leak to other clients of the same server
+connection, so each test gets a role named like its schema: the default
+search path (``"$user", public``) then puts the test's tables in its schema.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +19,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from database_server import dsn
+from psycopg.conninfo import make_conninfo
 
 from data_bridge_core import Column, Engine, Session, Table, relationship
 
-DSN = os.environ.get("DATA_BRIDGE_TEST_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DSN = dsn()
+PGBOUNCER_DSN = os.environ.get("DATA_BRIDGE_TEST_PGBOUNCER_DSN")
 
 
 class User(Table):
@@ -55,17 +67,27 @@ class Comment(Table):
 async def schema() -> AsyncIterator[str]:
     name = f"dbt_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        await conn.execute(f'CREATE SCHEMA "{name}"')
+        if PGBOUNCER_DSN:
+            await conn.execute(f'CREATE ROLE "{name}" LOGIN')
+            await conn.execute(f'CREATE SCHEMA "{name}" AUTHORIZATION "{name}"')
+        else:
+            await conn.execute(f'CREATE SCHEMA "{name}"')
     try:
         yield name
     finally:
         async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
             await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+            if PGBOUNCER_DSN:
+                await conn.execute(f'DROP ROLE "{name}"')
 
 
 @pytest.fixture
 async def engine(schema: str) -> AsyncIterator[Engine]:
-    eng = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
+    if PGBOUNCER_DSN:
+        through_pgbouncer = make_conninfo(PGBOUNCER_DSN, user=schema)
+        eng = Engine(through_pgbouncer, min_size=0, max_size=4, prepare_threshold=None)
+    else:
+        eng = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
     await eng.create_all(Comment, Post, User)  # reverse order on purpose: FK order is computed
     try:
         yield eng

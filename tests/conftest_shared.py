@@ -61,9 +61,6 @@ def instrumented(
     instrumentor.uninstrument()
 
 
-from instrumentation_models import blog_engine  # noqa: E402, F401  (fixture)
-
-
 class RecordingSampler(Sampler):
     """Drops everything, remembering the attributes it was shown at span start."""
 

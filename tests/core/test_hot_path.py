@@ -1,0 +1,97 @@
+"""The read hot path's shortcuts (issue 13) keep what they replaced: same objects, same SQL."""
+
+from __future__ import annotations
+
+import gc
+
+from core_fixtures import Post, StatementLog, User, seed
+
+from data_bridge_core import Engine, Session, inspect
+from data_bridge_core.hydration import row_maker_factory
+from data_bridge_core.query import Query
+from data_bridge_core.schema.table import table_info
+from data_bridge_core.state import result_of
+
+
+def test_every_slot_of_a_query_is_carried_over_by_its_builders() -> None:
+    query: Query[User] = Query(User, None)
+    for index, slot in enumerate(Query.__slots__):
+        object.__setattr__(query, slot, f"value {index}")
+    clone = query._copy()
+    assert clone is not query
+    assert [getattr(clone, s) for s in Query.__slots__] == [
+        f"value {i}" for i in range(len(Query.__slots__))
+    ]
+
+
+def test_the_row_maker_of_a_mapping_is_generated_once_and_fills_every_column() -> None:
+    info = table_info(Post)
+    factory = row_maker_factory(info)
+    assert row_maker_factory(info) is factory
+    held: dict[object, object] = {}
+    from data_bridge_core.state import ResultInfo
+
+    result = ResultInfo(1)
+    hydrate, hydrate_new = factory(Post, held, result)  # type: ignore[arg-type]
+    post = hydrate_new((7, 3, "Hello"))
+    assert (post.id, post.author_id, post.title) == (7, 3, "Hello")
+    assert held == {7: post}
+    assert hydrate((7, 4, "Other")) is post  # the map's object wins; its values stay
+    assert post.author_id == 3
+
+
+async def test_a_get_by_key_selects_the_key_with_limit_one_and_returns_the_mapped_object(
+    engine: Engine, sql: StatementLog
+) -> None:
+    await seed(engine, users=2, posts=0)
+    async with Session(engine) as session:
+        user = await session.get(User, 2)
+        assert user is not None and user.name == "u1"
+        assert sql.statements[-1].endswith('WHERE "users"."id" = %s LIMIT 1')
+        assert await session.get(User, 2) is user
+        assert await session.get(User, 99) is None
+        assert inspect(user).result_size == 1
+
+
+async def test_a_long_session_keeps_no_reference_to_results_whose_rows_are_gone(
+    engine: Engine,
+) -> None:
+    await seed(engine, users=2, posts=0)
+    async with Session(engine) as session:
+        kept = await session.find(User).filter(User.id == 1).to_list()
+        for _ in range(600):  # more than one prune interval
+            rows = await session.find(User).filter(User.id == 2).to_list()
+            session.expunge(rows[0])
+            del rows
+        gc.collect()
+        identity = session._identity
+        assert len(identity._results) < 300  # dead references are pruned
+        live = identity.live_results
+        assert [r.size for r in live] == [1]
+        assert inspect(kept[0]).session is session
+    assert inspect(kept[0]).session is None  # closing detached the row through its result
+
+
+def _has_attribute_dict(obj: object) -> bool:
+    # What the garbage collector sees inside the object: its values while they sit
+    # in the object's own array, or the dict once one was built.
+    return any(type(r) is dict for r in gc.get_referents(obj))
+
+
+async def test_a_loaded_row_builds_no_attribute_dict_until_it_is_changed(engine: Engine) -> None:
+    await seed(engine, users=3, posts=0)
+    async with Session(engine) as session:
+        users = await session.find(User).order_by(User.id).to_list()
+        assert [u.name for u in users] == ["u0", "u1", "u2"]  # reads keep it compact
+        assert not any(_has_attribute_dict(u) for u in users)
+        users[0].age = 99  # a change needs the object's own state: the dict is built
+        assert _has_attribute_dict(users[0])
+        assert inspect(users[0]).modified == frozenset({"age"})
+        assert not _has_attribute_dict(users[1])
+        again = await session.find(User).filter(User.id == users[1].id).to_list()
+        assert again == [users[1]]  # a second result holding it: an own state, still compact
+        assert result_of(users[1]) is not result_of(users[2])
+        assert not _has_attribute_dict(users[1])
+    # Closing the session detaches the rows without building their dicts.
+    assert not _has_attribute_dict(users[1])
+    assert inspect(users[1]).session is None
