@@ -41,13 +41,18 @@ class ResultInfo:
     It is also the state of those objects until one needs its own (see
     `state_of`): hydration stores this one shared object instead of building
     an `InstanceState` per row, which halves the cost of a row.
+
+    ``observer_data`` belongs to an observer of the ORM (an instrumentation):
+    the core sets it to None and never reads it. It lives and dies with the
+    result, so an observer keeps per-result notes without a side table.
     """
 
-    __slots__ = ("__weakref__", "owner", "size")
+    __slots__ = ("__weakref__", "observer_data", "owner", "size")
 
     def __init__(self, size: int = 0, owner: StateOwner | None = None) -> None:
         self.size = size
         self.owner = owner
+        self.observer_data: Any = None
 
     @property
     def session(self) -> Session | None:

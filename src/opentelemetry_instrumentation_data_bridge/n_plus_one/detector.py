@@ -8,6 +8,8 @@ collected between chunks of a job would free their ids for the next chunk.
 Each load also notes how the rows it returned were loaded (`scopes.Source`:
 the parents' result and the relationship), so a loop found at the second
 level is advised the full loader path from the query that loaded the roots.
+The note is kept on the loaded result itself (`ResultInfo.observer_data`, with
+the scope it was made in): one slot write per load, gone with the result.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
 from opentelemetry_instrumentation_data_bridge.n_plus_one.scopes import (
     IGNORED,
     MAX_SITES_PER_SCOPE,
-    MAX_SOURCES_PER_SCOPE,
     LazySite,
     N1Scope,
+    Source,
     current_scope,
     scope_of_result,
 )
@@ -182,9 +184,10 @@ def record_lazy_load(
         loaded = (value[0] if value.__class__ is list else value).__dict__[STATE_KEY]
         if loaded.__class__ is not ResultInfo:
             loaded = loaded.result
-        sources = scope.sources
-        if loaded not in sources and loaded is not None and len(sources) < MAX_SOURCES_PER_SCOPE:
-            sources[loaded] = loop[6]
+        if loaded is not None:
+            note = loaded.observer_data  # the first note of a scope wins
+            if note is None or note[0] is not scope:
+                loaded.observer_data = loop[6]
     finding = lazy.finding
     if finding is not None:
         lazy.count += 1  # already reported: keep counting for the final figure
@@ -249,7 +252,7 @@ def _find_loop(
             return None
         lazy = scope.sites[key] = LazySite()
     # One rebinding: another thread never sees half of it.
-    source = (result, relationship, "select", mark)
+    source = (scope, (result, relationship, "select", mark))  # the note its loads' rows get
     scopes.last_loop = (result, relationship, mark, explicit, scope, lazy, source)
     return True
 
@@ -271,9 +274,8 @@ def _loaded_in_a_loop(scope: N1Scope, result: Any) -> bool:
     """Whether a one-row result was lazy-loaded for a parent of a multi-row result,
     directly or level by level (`comment.post`, then `post.user`): a loop over
     such rows is a loop over the multi-row result."""
-    sources = scope.sources
     for _ in range(_MAX_PATH):
-        source = sources.get(result)
+        source = source_of(scope, result)
         if source is None:
             return False
         result = source[0]
@@ -282,20 +284,23 @@ def _loaded_in_a_loop(scope: N1Scope, result: Any) -> bool:
     return False
 
 
+def source_of(scope: N1Scope, result: Any) -> Source | None:
+    """How the rows of ``result`` were loaded in ``scope`` (None if not there)."""
+    note = result.observer_data
+    if note is None or note[0] is not scope:
+        return None  # never noted, or noted in a scope that has ended
+    source: Source = note[1]
+    return source
+
+
 def _note_source(
     scope: N1Scope, value: Any, parents: Any, relationship: Any, how: str, mark: Mark | None
 ) -> None:
     """Remember that the rows of ``value``'s result came through ``relationship``
     from ``parents`` (a result), for advice about a loop over them."""
     loaded = result_of(value[0] if value.__class__ is list else value)
-    sources = scope.sources
-    if (
-        loaded is not None
-        and loaded is not parents
-        and loaded not in sources
-        and len(sources) < MAX_SOURCES_PER_SCOPE
-    ):
-        sources[loaded] = (parents, relationship, how, mark)
+    if loaded is not None and loaded is not parents and source_of(scope, loaded) is None:
+        loaded.observer_data = (scope, (parents, relationship, how, mark))
 
 
 def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple[str, Any]:
@@ -309,9 +314,8 @@ def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple
     advice follows the loops as written.
     """
     steps: list[tuple[Any, str, Mark | None]] = [(relationship, "selectinload", mark)]
-    sources = scope.sources
     for _ in range(_MAX_WALK):
-        source = sources.get(result)
+        source = source_of(scope, result)
         if source is None:
             break
         result, rel, how, where = source

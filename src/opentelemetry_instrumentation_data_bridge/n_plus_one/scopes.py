@@ -73,8 +73,6 @@ class N1Scope:
     # spans stay open and log records / warnings wait for the final count.
     keeps_warnings_open: bool = True
     tracks_eager_loads: bool = True
-    # Result (ResultInfo) -> how its rows were loaded.
-    sources: dict[Any, Source] = field(default_factory=dict)
     # A session scope's finalizer (for a session never closed), detached at close.
     finalizer: Any = field(default=None, repr=False)
     ended: bool = False
@@ -96,9 +94,10 @@ _NO_SCOPE = N1Scope(ended=True)
 # detector; a closed session's results hold nothing of it.
 recent_queries: dict[Any, tuple[Any, int]] = {}
 # The last counted loop: (its parents' result, relationship, mark (code, bytecode
-# offset), explicit scope, scope, counter, the source its loads' rows get). A
+# offset), explicit scope, scope, counter, the note its loads' rows get). A
 # loop's loads come in a row; the next one that matches skips the scope and site
 # lookups (`detector.record_lazy_load`). Reset when its scope ends (`finish`).
+# How its loads' rows were loaded, as their results' note: (scope, Source).
 LastLoop = tuple[Any, Any, Any, "N1Scope | None", N1Scope, LazySite, Any]
 NO_LOOP: LastLoop = (None, None, None, None, _NO_SCOPE, LazySite(), None)
 last_loop: LastLoop = NO_LOOP
@@ -131,7 +130,6 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     scope.sites.clear()
     scope.eager_loads.clear()
     scope.eager_used.clear()
-    scope.sources.clear()
 
 
 @contextmanager
