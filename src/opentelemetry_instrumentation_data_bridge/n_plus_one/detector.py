@@ -52,6 +52,8 @@ Mark = tuple[CodeType, int]
 _MAX_PATH = 16  # levels followed back to the root query (a guard against cycles)
 _MAX_WALK = 256  # sources followed, rounds erased included
 _MAX_RECENT_QUERIES = 256
+# The state is read as ``obj._db_state`` on the hot path (an attribute read).
+assert STATE_KEY == "_db_state"
 _COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<setcomp>", "<dictcomp>"})
 
 _explicit_scope = scopes._explicit.get  # bound once: this runs on every lazy load
@@ -152,8 +154,9 @@ def record_lazy_load(
     explicit = _explicit_scope()
     if explicit is IGNORED:
         return
-    # `result_of`, inlined (as below): a call costs more than the lookup.
-    result = parent.__dict__[STATE_KEY]
+    # `result_of`, inlined (as below): a call costs more than the lookup. Read as an
+    # attribute (STATE_KEY): ``__dict__`` would build a just-loaded row's dict.
+    result = parent._db_state
     if result.__class__ is not ResultInfo:
         result = result.result
     loop = scopes.last_loop
@@ -181,7 +184,7 @@ def record_lazy_load(
         scope, lazy = loop[4], loop[5]
         new_parents = True
     if value:  # _note_source, inlined: this is the path of every load of a loop
-        loaded = (value[0] if value.__class__ is list else value).__dict__[STATE_KEY]
+        loaded = (value[0] if value.__class__ is list else value)._db_state
         if loaded.__class__ is not ResultInfo:
             loaded = loaded.result
         if loaded is not None:
