@@ -23,6 +23,8 @@ from data_bridge_core import (
     IntegrityError,
     Session,
 )
+from exported_text import everything_exported
+from finished_spans import named
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 from opentelemetry_instrumentation_data_bridge.error_description import describe
 from opentelemetry_instrumentation_data_bridge.telemetry import create_linked_task
@@ -39,25 +41,11 @@ def exported(
     """Every attribute, event, status, metric point and log record (DEBUG and up), as one
     text, read when called: the place a failed operation must leave no bound value."""
     caplog.set_level(logging.DEBUG)
-
-    def everything_exported() -> str:
-        parts: list[str] = []
-        for span in spans.get_finished_spans():
-            parts.append(span.to_json())
-        data = metric_reader.get_metrics_data()
-        if data is not None:
-            parts.append(data.to_json())
-        for record in caplog.records:
-            parts.append(record.getMessage())
-            if record.exc_info:
-                parts.append(logging.Formatter().formatException(record.exc_info))
-        return "\n".join(parts)
-
-    return everything_exported
+    return lambda: everything_exported(spans, metric_reader, caplog)
 
 
 def failed(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
-    found = [s for s in spans.get_finished_spans() if s.name == name]
+    found = named(spans, name)
     assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
     assert found[0].status.status_code is StatusCode.ERROR
     return found[0]
@@ -84,7 +72,7 @@ async def test_a_unique_violation_records_class_sqlstate_and_constraint_but_not_
     # The caller's exception is PostgreSQL's own, value included.
     assert f"{SECRET}@x" in str(caught.value)
     for name in ("db.session.flush", "db.session.commit"):
-        span = [s for s in spans.get_finished_spans() if s.name == name][-1]
+        span = named(spans, name)[-1]
         assert span.status.status_code is StatusCode.ERROR
         a = dict(span.attributes or {})
         assert a["error.type"] == "data_bridge_core.errors.IntegrityError"
@@ -176,7 +164,7 @@ async def test_the_text_of_a_raise_in_a_database_function_is_left_out(
         with pytest.raises(DatabaseError) as caught:
             await session.execute("SELECT check_email(%s)", [SECRET])
     assert SECRET in str(caught.value)
-    failed_call = [s for s in spans.get_finished_spans() if s.name == "db.query.execute"][-1]
+    failed_call = named(spans, "db.query.execute")[-1]
     event = exception_event(failed_call)
     assert event["exception.message"] == "[P0001] raised by a database function"
     assert SECRET not in exported()
