@@ -14,18 +14,25 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+_NO_PARENT = object()  # never a span's parent (a root's parent is None)
+
 
 class ScopeEndProcessor(SpanProcessor):
     def __init__(self, open_scopes: Sized, root_ended: Callable[[Any], None]) -> None:
         self._open_scopes = open_scopes
         self._root_ended = root_ended
+        # The context of the last parent seen to be local: a request's spans share
+        # their parent's context object, so most spans are passed over by one compare.
+        self._local_parent: Any = _NO_PARENT
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not self._open_scopes:
-            return  # the common case: one truthiness check per span
         parent = span.parent
+        if parent is self._local_parent or not self._open_scopes:
+            return  # a sibling of the last child span, or no request counted: one compare
         if parent is None or parent.is_remote:
             self._root_ended(span)
+        else:
+            self._local_parent = parent

@@ -1,0 +1,96 @@
+"""N+1 detection's instructions in the request flow, for callgrind.
+
+Wall time in the flow (`bench.n1_flow`) moves with the machine's load; an
+instruction count does not. Whole-process counts do, though: the event
+loop's polling and the span exporter's thread vary by more than detection
+costs. So each detection entry point (the same ones `bench.n1_flow` times)
+is called through ``sys.call_tracing``, a C function nothing else in the
+flow calls, and callgrind counts only inside it::
+
+    valgrind --tool=callgrind --collect-atstart=no \\
+        --toggle-collect=sys_call_tracing python -m bench.n1_instructions 11
+
+Run it for 11 and for 1 requests: the difference over 1,000 lazy loads is
+detection's instructions per load (imports and first uses cancel out).
+``--calibrate`` calls a no-op through the same wrapper 10,000 times: the
+wrapper's own instructions per call (about 660 with CPython 3.11; some four
+calls per lazy load), the same before and after a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from bench.n1_flow import ENTRY_POINTS
+
+
+def _through_call_tracing(function: Callable[..., Any]) -> Callable[..., Any]:
+    call = sys.call_tracing
+
+    def wrapper(*args: Any) -> Any:
+        return call(function, args)
+
+    return wrapper
+
+
+async def _requests(schema: str, requests: int) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from bench import orm_models as m
+    from bench.schema import DSN
+    from data_bridge_core import Engine, Session
+    from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, n_plus_one
+    from opentelemetry_instrumentation_data_bridge.n_plus_one import processor
+
+    class NoopExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    modules = {"n_plus_one": n_plus_one, "processor": processor}
+    for module, owner, name in ENTRY_POINTS:
+        holder = getattr(modules[module], owner) if owner else modules[module]
+        if hasattr(holder, name):
+            setattr(holder, name, _through_call_tracing(getattr(holder, name)))
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NoopExporter()))
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    n_plus_one.configure_n1_detection(threshold=5, mode="span")
+    engine = Engine(DSN, min_size=1, max_size=1, options=f"-c search_path={schema}")
+    tracer = provider.get_tracer("bench")
+    try:
+        for _ in range(requests):
+            with tracer.start_as_current_span("GET /users/posts"):
+                async with Session(engine) as session:
+                    query = session.find(m.User).order_by(m.User.id).limit(100)
+                    for user in await query.to_list():
+                        await user.posts
+    finally:
+        n_plus_one.configure_n1_detection()
+        instrumentor.uninstrument()
+        provider.shutdown()
+        await engine.dispose()
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--calibrate":
+        noop = _through_call_tracing(lambda *args: None)
+        for _ in range(10_000):
+            noop(None, None)
+        return 0
+    from bench.schema import create_schema, drop_schema
+
+    schema = create_schema()
+    try:
+        asyncio.run(_requests(schema, int(argv[0]) if argv else 11))
+    finally:
+        drop_schema(schema)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
