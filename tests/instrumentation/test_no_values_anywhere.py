@@ -38,7 +38,7 @@ SECRET = "zq7s3cr3tvalue"  # a word nothing but the bound values contains
 SECRET_NUMBER = 8675309
 # The number as a value: not inside a longer run of digits. The exported text holds
 # thousands of random digits (nanosecond timestamps, float sums), in which any 7 digits
-# turn up now and then: a bare substring test failed about once in 600 runs of this file.
+# turn up now and then: some 16,000 seven-digit windows a run, a chance match in ~1 of 600 runs.
 LEAKED_NUMBER = re.compile(rf"(?<![0-9]){SECRET_NUMBER}(?![0-9])")
 Failure = Callable[[Session], Awaitable[None]]
 
