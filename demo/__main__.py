@@ -1,4 +1,4 @@
-"""Run the demo: ``python -m demo [--dsn DSN]``.
+"""Run the demo: ``python -m demo [--dsn DSN] [--schema NAME]``.
 
 Without a DSN (option or ``DATA_BRIDGE_DSN``) an embedded PostgreSQL is
 started for the run. The trace is printed as a tree; with
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ from data_bridge_core import Engine
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 from opentelemetry_instrumentation_data_bridge.console import format_span_tree
 
-SCHEMA = "data_bridge_demo"
+SCHEMA = "data_bridge_demo"  # the default; --schema gives each concurrent run its own
 _SQL_SPANS = ("db.query.", "db.relationship.selectinload")
 
 
@@ -71,11 +72,11 @@ def sql_round_trips(spans: Sequence[ReadableSpan], root_name: str) -> int:
     return count
 
 
-async def _run(dsn: str, provider: TracerProvider) -> None:
+async def _run(dsn: str, provider: TracerProvider, schema: str) -> None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
-        await conn.execute(f'CREATE SCHEMA "{SCHEMA}"')
-    engine = Engine(dsn, min_size=1, max_size=4, options=f"-c search_path={SCHEMA}")
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    engine = Engine(dsn, min_size=1, max_size=4, options=f"-c search_path={schema}")
     try:
         await engine.create_all(*MODELS)
         await seed(engine)
@@ -83,12 +84,27 @@ async def _run(dsn: str, provider: TracerProvider) -> None:
     finally:
         await engine.dispose()
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def schema_name(value: str) -> str:
+    """An argparse type: a plain lower-case identifier, safe to quote and to put in search_path."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise argparse.ArgumentTypeError(
+            f"schema name {value!r} must be lower-case letters, digits and underscores"
+        )
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     parser.add_argument("--dsn", help="PostgreSQL to use (default: DATA_BRIDGE_DSN, else embedded)")
+    parser.add_argument(
+        "--schema",
+        type=schema_name,
+        default=SCHEMA,
+        help=f"schema the demo creates and drops (default: {SCHEMA})",
+    )
     args = parser.parse_args(argv)
 
     provider = TracerProvider(resource=Resource.create({"service.name": "data-bridge-demo"}))
@@ -103,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dsn, cleanup = resolve_dsn(args.dsn)
     try:
-        asyncio.run(_run(dsn, provider))
+        asyncio.run(_run(dsn, provider, args.schema))
     finally:
         cleanup()
         instrumentor.uninstrument()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ def start_embedded() -> tuple[str, Callable[[], None]]:
     # When run as root the package runs the server as a dedicated system user,
     # which must be able to reach the data directory.
     workdir.chmod(0o755)
+    # Named on stderr so whoever runs the demo (its tests) can check this very directory goes.
+    print(f"embedded PostgreSQL in {workdir}", file=sys.stderr)
     try:
         server = get_server(workdir / "pgdata", cleanup_mode="delete")
     except Exception as exc:

@@ -5,6 +5,9 @@
 - conftest_shared: the OpenTelemetry SDK in memory (`spans`, `tracer_provider`,
   `meter_provider`, `instrumented`)
 - instrumentation_models: the instrumentation tests' blog models and `blog_engine`
+
+Plain helpers the test modules import (not plugins): scratch_schema (`fresh_schema`),
+finished_spans (`named`, `attrs`, `child_of`), exported_text (`everything_exported`).
 """
 
 pytest_plugins = ["database_server", "core_fixtures", "conftest_shared", "instrumentation_models"]

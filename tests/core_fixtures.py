@@ -12,7 +12,6 @@ search path (``"$user", public``) then puts the test's tables in its schema.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from database_server import dsn
 from psycopg.conninfo import make_conninfo
 
 from data_bridge_core import Column, Engine, Session, Table, relationship
+from scratch_schema import fresh_schema
 
 DSN = dsn()
 PGBOUNCER_DSN = os.environ.get("DATA_BRIDGE_TEST_PGBOUNCER_DSN")
@@ -65,20 +65,8 @@ class Comment(Table):
 
 @pytest.fixture
 async def schema() -> AsyncIterator[str]:
-    name = f"dbt_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        if PGBOUNCER_DSN:
-            await conn.execute(f'CREATE ROLE "{name}" LOGIN')
-            await conn.execute(f'CREATE SCHEMA "{name}" AUTHORIZATION "{name}"')
-        else:
-            await conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
+    async with fresh_schema("dbt", owned_by_role=bool(PGBOUNCER_DSN)) as name:
         yield name
-    finally:
-        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
-            if PGBOUNCER_DSN:
-                await conn.execute(f'DROP ROLE "{name}"')
 
 
 @pytest.fixture

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 from database_server import dsn
 
 from data_bridge_core import Column, Engine, Table, relationship
+from scratch_schema import fresh_schema
 
 DSN = dsn()
 
@@ -51,40 +50,36 @@ class Remark(Table):
 @pytest.fixture
 async def blog_engine() -> AsyncIterator[Engine]:
     """An engine on a fresh schema holding 3 authors, 2 articles each, 1 remark per article."""
-    schema = f"dbi_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    engine = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
-    try:
-        await engine.create_all(Author, Article, Remark)
-        conn = await engine.acquire()
+    async with fresh_schema("dbi") as schema:
+        engine = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
         try:
-            async with conn.transaction():
-                for i in range(3):
-                    await conn.execute(
-                        "INSERT INTO authors (id, name, email, age, active, country) "
-                        "OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, true, %s)",
-                        (i + 1, f"a{i}", f"a{i}@x.org", 20 + 10 * i, "DE" if i else "FR"),
-                    )
-                    for j in range(2):
-                        article_id = i * 2 + j + 1
+            await engine.create_all(Author, Article, Remark)
+            conn = await engine.acquire()
+            try:
+                async with conn.transaction():
+                    for i in range(3):
                         await conn.execute(
-                            "INSERT INTO articles (id, author_id, title) "
-                            "OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s)",
-                            (article_id, i + 1, f"t{article_id}"),
+                            "INSERT INTO authors (id, name, email, age, active, country) "
+                            "OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s, %s, true, %s)",
+                            (i + 1, f"a{i}", f"a{i}@x.org", 20 + 10 * i, "DE" if i else "FR"),
                         )
+                        for j in range(2):
+                            article_id = i * 2 + j + 1
+                            await conn.execute(
+                                "INSERT INTO articles (id, author_id, title) "
+                                "OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s)",
+                                (article_id, i + 1, f"t{article_id}"),
+                            )
+                            await conn.execute(
+                                "INSERT INTO remarks (article_id, body) VALUES (%s, %s)",
+                                (article_id, "ok"),
+                            )
+                    for table in ("authors", "articles"):
                         await conn.execute(
-                            "INSERT INTO remarks (article_id, body) VALUES (%s, %s)",
-                            (article_id, "ok"),
+                            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 100)"
                         )
-                for table in ("authors", "articles"):
-                    await conn.execute(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 100)"
-                    )
+            finally:
+                await engine.release(conn)
+            yield engine
         finally:
-            await engine.release(conn)
-        yield engine
-    finally:
-        await engine.dispose()
-        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await engine.dispose()

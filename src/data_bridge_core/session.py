@@ -108,7 +108,8 @@ class Session:
     @property
     def transaction_started_ns(self) -> int | None:
         """``time.perf_counter_ns()`` when the open transaction began (None: no transaction)."""
-        return self._tx_started_ns if self._conn is not None else None
+        execution = self._execution
+        return execution.started_ns if execution.conn is not None else None
 
     @property
     def closed(self) -> bool:
@@ -200,10 +201,6 @@ class Session:
     def _conn(self) -> AsyncConnection[Any] | None:
         """The connection of the open transaction (None: no transaction)."""
         return self._execution.conn
-
-    @property
-    def _tx_started_ns(self) -> int:
-        return self._execution.started_ns
 
     async def _connection(self) -> AsyncConnection[Any]:
         """The transaction's connection (taken from the pool once, for every task)."""

@@ -131,11 +131,6 @@ def result_of(obj: Table) -> ResultInfo | None:
     return state if state.__class__ is ResultInfo else state.result
 
 
-def owner_of(obj: Table) -> StateOwner | None:
-    """The identity map an instance belongs to, without making it its own state."""
-    return getattr(obj, STATE_KEY).owner  # type: ignore[no-any-return]
-
-
 def session_of(obj: Table) -> Session | None:
     """The session an instance belongs to, without making it its own state."""
     owner = getattr(obj, STATE_KEY).owner

@@ -10,7 +10,7 @@ transaction lands in the one log its rollback restores from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from psycopg.rows import RowFactory
@@ -44,6 +44,18 @@ MISSING_OBJ = object()
 class StatementResult(Protocol):
     rows: list[Any]
     rowcount: int
+
+
+def show_database_values(log: ChangeLog, obj: Table, values: Iterable[tuple[str, Any]]) -> None:
+    """Put column values the database returned on a loaded ``obj``; each one that
+    differs (in value, or in type: ``1`` and ``1.0``) is logged first, so that a
+    rollback puts the old one back."""
+    d = obj.__dict__
+    for name, value in values:
+        old = d.get(name)
+        if old != value or type(old) is not type(value):
+            log.record_change(obj, name, old)
+            d[name] = value
 
 
 class StatementRunner(Protocol):
@@ -247,12 +259,7 @@ class UnitOfWork:
             if obj is None:
                 log.record_stale(model, key)  # loaded later, it must not outlive a rollback
                 continue
-            d = obj.__dict__
-            for name, value in zip(names, new, strict=True):
-                old = d.get(name)
-                if old != value or type(old) is not type(value):
-                    log.record_change(obj, name, old)
-                    d[name] = value
+            show_database_values(log, obj, zip(names, new, strict=True))
         return len(result.rows)
 
     def take_for_upsert(self, objects: list[Table]) -> None:
@@ -308,12 +315,7 @@ class UnitOfWork:
             if held is not None and held is not obj:
                 # The row was already loaded: that object shows the new values
                 # (put back by a rollback); `obj` stays detached.
-                d = held.__dict__
-                for name, value in zip(names, values, strict=True):
-                    old = d.get(name)
-                    if old != value or type(old) is not type(value):
-                        log.record_change(held, name, old)
-                        d[name] = value
+                show_database_values(log, held, zip(names, values, strict=True))
                 continue
             state = state_of(obj)
             state.persistent = True
@@ -367,13 +369,8 @@ class UnitOfWork:
 
     def apply_loaded(self, obj: Table, values: dict[str, Any]) -> None:
         """Put freshly read column values on ``obj`` (``Session.refresh``), logging the old."""
-        d = obj.__dict__
         state = state_of(obj)
-        for name, value in values.items():
-            old = d.get(name)
-            if old != value or type(old) is not type(value):
-                self.log.record_change(obj, name, old)
-                d[name] = value
+        show_database_values(self.log, obj, values.items())
         state.changed = None
         state.relations = None
         state.loaded_via = None

@@ -164,32 +164,37 @@ async def test_a_commit_after_a_failed_statement_raises_instead_of_writing_nothi
 # -- cancellation (defect 5) ----------------------------------------------------------------
 
 
+# The statement waits on an advisory lock the test holds (its key unique to the run: advisory
+# locks are database-wide), so the test sees it running for as long as it needs to, however
+# loaded the machine; a fixed pg_sleep() left a window a slow poll could miss.
 SLOW_FLUSH = """
 CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$;
+BEGIN PERFORM pg_advisory_xact_lock_shared({key}); RETURN NEW; END $$;
 CREATE TRIGGER slow_insert BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION slow_insert();
 """
 SLOW_COMMIT = """
 CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$;
+BEGIN PERFORM pg_advisory_xact_lock_shared({key}); RETURN NULL; END $$;
 CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON users DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION slow_commit();
 """
 
 
-async def _wait_until_running(backend_pid: int, statement_start: str) -> None:
-    """Poll the server until that backend runs the statement."""
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        while True:
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
-                "AND state = 'active' AND query LIKE %s",
-                (backend_pid, statement_start + "%"),
-            )
-            row = await cur.fetchone()
-            if row is not None and row[0] == 1:
-                return
-            await asyncio.sleep(0.002)
+async def _wait_until_blocked(
+    watcher: psycopg.AsyncConnection[object], backend_pid: int, gate_pid: int, start: str
+) -> None:
+    """Poll the server until that backend runs the statement and waits on the gate's lock."""
+    for _ in range(10_000):
+        cur = await watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s "
+            "AND %s = ANY(pg_blocking_pids(pid))",
+            (backend_pid, start + "%", gate_pid),
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] == 1:
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"backend {backend_pid} never waited in {start}")
 
 
 @pytest.mark.parametrize(
@@ -199,10 +204,11 @@ async def test_a_committing_task_cancelled_twice_always_raises_cancelled_error(
     schema: str, engine: Engine, slow_part: str, statement_start: str
 ) -> None:
     await seed(engine, users=3, posts=0)
+    key = uuid.uuid4().int >> 65  # fits a bigint
     async with await psycopg.AsyncConnection.connect(
         DSN, autocommit=True, options=f"-c search_path={schema}"
     ) as conn:
-        await conn.execute(SLOW_FLUSH if slow_part == "flush" else SLOW_COMMIT)
+        await conn.execute((SLOW_FLUSH if slow_part == "flush" else SLOW_COMMIT).format(key=key))
     # One connection in all: a connection that leaks makes the next session fail.
     single = Engine(DSN, min_size=0, max_size=1, timeout=10, options=f"-c search_path={schema}")
 
@@ -214,15 +220,21 @@ async def test_a_committing_task_cancelled_twice_always_raises_cancelled_error(
             await session.commit()
 
     outcomes: list[str] = []
+    gate = await psycopg.AsyncConnection.connect(DSN, autocommit=True)
+    gate_pid = gate.info.backend_pid
+    watcher = await psycopg.AsyncConnection.connect(DSN, autocommit=True)
     try:
         for run in range(30):
+            await gate.execute("SELECT pg_advisory_lock(%s)", (key,))
             backend: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             task = asyncio.create_task(commit_one(run, backend))
-            await _wait_until_running(await backend, statement_start)
+            await _wait_until_blocked(watcher, await backend, gate_pid, statement_start)
             task.cancel()
             for _ in range(run % 4):  # lands the second cancel at different points of the cleanup
                 await asyncio.sleep(0)
             task.cancel()
+            # Let the statement go: a cancel that did not stop it lets it finish, as before.
+            await gate.execute("SELECT pg_advisory_unlock(%s)", (key,))
             try:
                 await task
             except BaseException as exc:
@@ -235,6 +247,8 @@ async def test_a_committing_task_cancelled_twice_always_raises_cancelled_error(
         stats = single.pool.get_stats()
         assert stats["pool_available"] == stats["pool_size"] == 1
     finally:
+        await gate.close()
+        await watcher.close()
         await single.dispose()
     assert outcomes == ["CancelledError"] * 30
     names = {name for (name,) in await fetch(schema, "SELECT name FROM users")}

@@ -84,8 +84,11 @@ async def test_create_all_makes_the_composite_key_and_multi_column_constraints(
         ("articles_author_id_title_key", "UNIQUE (author_id, title)"),
         ("articles_pkey", "PRIMARY KEY (id)"),
     ]
-    indexes = await fetch(
-        schema, "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_articles_author_id_views'"
+    indexes = await fetch(  # this schema's: a run side by side has its own index of that name
+        schema,
+        "SELECT indexname FROM pg_indexes "
+        "WHERE schemaname = %s AND indexname = 'ix_articles_author_id_views'",
+        schema,
     )
     assert indexes == [("ix_articles_author_id_views",)]
     # the composite key's int columns are given, never identities

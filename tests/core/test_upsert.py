@@ -101,8 +101,11 @@ async def test_settings_unique_and_indexes_are_created_and_serve_as_upsert_keys(
     eng = Engine(DSN, min_size=0, options=f"-c search_path={schema}")
     try:
         await eng.create_all(Score)
-        defs = await fetch(
-            schema, "SELECT indexdef FROM pg_indexes WHERE tablename = 'scores' ORDER BY indexname"
+        defs = await fetch(  # this schema's: a run side by side has its own scores table
+            schema,
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'scores' "
+            "ORDER BY indexname",
+            schema,
         )
         assert [d for (d,) in defs if "player" in d or "points" in d] == [
             f"CREATE INDEX ix_scores_level_points ON {schema}.scores USING btree (level, points)",

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,11 @@ from database_server import dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 DSN = dsn()
+
+
+def unique_schema() -> str:
+    """A schema of this run's own: two test runs at once must not drop each other's tables."""
+    return f"data_bridge_demo_{uuid.uuid4().hex[:12]}"
 
 
 def run_demo(
@@ -25,7 +31,7 @@ def run_demo(
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
     return subprocess.run(
-        [sys.executable, "-m", "demo", *args],
+        [sys.executable, "-m", "demo", "--schema", unique_schema(), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -86,6 +92,26 @@ def test_demo_without_a_dsn_starts_an_embedded_postgres() -> None:
         run = run_demo(drop=("DATA_BRIDGE_DSN",), tmpdir=tmpdir)
         assert run.returncode == 0, run.stderr
         assert "SQL round trips: N+1 page = 11, selectinload page = 3" in run.stdout
-        assert list(tmpdir.glob("data-bridge-demo-*")) == []
+        # The data directory this run started (named on stderr) is gone afterwards.
+        [workdir] = [
+            Path(line.removeprefix("embedded PostgreSQL in "))
+            for line in run.stderr.splitlines()
+            if line.startswith("embedded PostgreSQL in ")
+        ]
+        assert workdir.parent == tmpdir
+        assert not workdir.exists()
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def test_the_demo_refuses_a_schema_name_it_cannot_quote_safely() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "demo", "--dsn", DSN, "--schema", 'x"; DROP'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "must be lower-case letters, digits and underscores" in run.stderr

@@ -31,13 +31,16 @@ async def statement_seen_by_server(
             await psycopg.AsyncConnection.connect(DSN, autocommit=True) as watcher,
         ):
             await locker.execute("LOCK TABLE authors IN ACCESS EXCLUSIVE MODE")
+            locker_pid = locker.info.backend_pid
             task = asyncio.create_task(run(session))
             query = None
-            for _ in range(2000):  # until the statement waits on the lock
+            for _ in range(2000):  # until the session's backend waits on this very lock
+                # Blocked by the locker's backend, not just "waiting on some lock": the
+                # server is shared with other runs, and their DDL takes locks too.
                 cur = await watcher.execute(
                     "SELECT query FROM pg_stat_activity "
-                    "WHERE pid = %s AND wait_event_type = 'Lock'",
-                    (pid,),
+                    "WHERE pid = %s AND %s = ANY(pg_blocking_pids(pid))",
+                    (pid, locker_pid),
                 )
                 row = await cur.fetchone()
                 if row is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,6 +23,8 @@ from data_bridge_core import (
     IntegrityError,
     Session,
 )
+from exported_text import everything_exported
+from finished_spans import named
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 from opentelemetry_instrumentation_data_bridge.error_description import describe
 from opentelemetry_instrumentation_data_bridge.telemetry import create_linked_task
@@ -28,25 +32,20 @@ from opentelemetry_instrumentation_data_bridge.telemetry import create_linked_ta
 SECRET = "s3cr3t"
 
 
-def everything_exported(
-    spans: InMemorySpanExporter, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
-) -> str:
-    """Every attribute, event, status, metric point and log record, as one text."""
-    parts: list[str] = []
-    for span in spans.get_finished_spans():
-        parts.append(span.to_json())
-    data = reader.get_metrics_data()
-    if data is not None:
-        parts.append(data.to_json())
-    for record in caplog.records:
-        parts.append(record.getMessage())
-        if record.exc_info:
-            parts.append(logging.Formatter().formatException(record.exc_info))
-    return "\n".join(parts)
+@pytest.fixture
+def exported(
+    spans: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+) -> Callable[[], str]:
+    """Every attribute, event, status, metric point and log record (DEBUG and up), as one
+    text, read when called: the place a failed operation must leave no bound value."""
+    caplog.set_level(logging.DEBUG)
+    return lambda: everything_exported(spans, metric_reader, caplog)
 
 
 def failed(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
-    found = [s for s in spans.get_finished_spans() if s.name == name]
+    found = named(spans, name)
     assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
     assert found[0].status.status_code is StatusCode.ERROR
     return found[0]
@@ -62,10 +61,8 @@ def exception_event(span: ReadableSpan) -> dict[str, Any]:
 async def test_a_unique_violation_records_class_sqlstate_and_constraint_but_not_the_value(
     blog_engine: Engine,
     spans: InMemorySpanExporter,
-    metric_reader: InMemoryMetricReader,
-    caplog: pytest.LogCaptureFixture,
+    exported: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with Session(blog_engine) as session:
         session.add(Author(name="x", email=f"{SECRET}@x"))
         await session.commit()
@@ -75,7 +72,7 @@ async def test_a_unique_violation_records_class_sqlstate_and_constraint_but_not_
     # The caller's exception is PostgreSQL's own, value included.
     assert f"{SECRET}@x" in str(caught.value)
     for name in ("db.session.flush", "db.session.commit"):
-        span = [s for s in spans.get_finished_spans() if s.name == name][-1]
+        span = named(spans, name)[-1]
         assert span.status.status_code is StatusCode.ERROR
         a = dict(span.attributes or {})
         assert a["error.type"] == "data_bridge_core.errors.IntegrityError"
@@ -93,17 +90,15 @@ async def test_a_unique_violation_records_class_sqlstate_and_constraint_but_not_
             "IntegrityError: [23505] duplicate key value violates unique constraint "
             '"authors_email_key"'
         )
-    assert SECRET not in everything_exported(spans, metric_reader, caplog)
+    assert SECRET not in exported()
 
 
 @pytest.mark.usefixtures("instrumented")
 async def test_a_column_type_error_records_model_column_and_problem_but_not_the_value(
     blog_engine: Engine,
     spans: InMemorySpanExporter,
-    metric_reader: InMemoryMetricReader,
-    caplog: pytest.LogCaptureFixture,
+    exported: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with Session(blog_engine) as session:
         with pytest.raises(ColumnTypeError) as caught:
             await session.find(Author).filter(Author.age == SECRET).to_list()
@@ -112,17 +107,15 @@ async def test_a_column_type_error_records_model_column_and_problem_but_not_the_
     assert event["exception.type"] == "data_bridge_core.errors.ColumnTypeError"
     assert event["exception.message"] == str(caught.value) == "Author.age expects int, got str"
     assert dict(span.attributes or {})["error.type"] == "data_bridge_core.errors.ColumnTypeError"
-    assert SECRET not in everything_exported(spans, metric_reader, caplog)
+    assert SECRET not in exported()
 
 
 @pytest.mark.usefixtures("instrumented")
 async def test_invalid_json_in_raw_sql_leaves_no_value_from_the_context_line(
     blog_engine: Engine,
     spans: InMemorySpanExporter,
-    metric_reader: InMemoryMetricReader,
-    caplog: pytest.LogCaptureFixture,
+    exported: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with Session(blog_engine) as session:
         with pytest.raises(DatabaseError) as caught:
             await session.execute("SELECT %s::jsonb", [f'{{"key": {SECRET}}}'])
@@ -131,17 +124,15 @@ async def test_invalid_json_in_raw_sql_leaves_no_value_from_the_context_line(
     event = exception_event(span)
     assert event["exception.message"] == "[22P02] invalid input syntax for type json"
     assert dict(span.attributes or {})["db.response.status_code"] == "22P02"
-    assert SECRET not in everything_exported(spans, metric_reader, caplog)
+    assert SECRET not in exported()
 
 
 @pytest.mark.usefixtures("instrumented")
 async def test_a_value_quoted_in_the_primary_message_is_masked(
     blog_engine: Engine,
     spans: InMemorySpanExporter,
-    metric_reader: InMemoryMetricReader,
-    caplog: pytest.LogCaptureFixture,
+    exported: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with Session(blog_engine) as session:
         with pytest.raises(DatabaseError):
             await session.execute("SELECT %s::int", [SECRET])
@@ -156,17 +147,15 @@ async def test_a_value_quoted_in_the_primary_message_is_masked(
     assert bad_int == '[22P02] invalid input syntax for type integer: "?"'
     # An identifier of the statement is not a value; masking it too is the safe side.
     assert unknown_column == '[42703] column "?" does not exist'
-    assert SECRET not in everything_exported(spans, metric_reader, caplog)
+    assert SECRET not in exported()
 
 
 @pytest.mark.usefixtures("instrumented")
 async def test_the_text_of_a_raise_in_a_database_function_is_left_out(
     blog_engine: Engine,
     spans: InMemorySpanExporter,
-    metric_reader: InMemoryMetricReader,
-    caplog: pytest.LogCaptureFixture,
+    exported: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with Session(blog_engine) as session:
         await session.execute(
             "CREATE FUNCTION check_email(e text) RETURNS void LANGUAGE plpgsql AS "
@@ -175,10 +164,10 @@ async def test_the_text_of_a_raise_in_a_database_function_is_left_out(
         with pytest.raises(DatabaseError) as caught:
             await session.execute("SELECT check_email(%s)", [SECRET])
     assert SECRET in str(caught.value)
-    failed_call = [s for s in spans.get_finished_spans() if s.name == "db.query.execute"][-1]
+    failed_call = named(spans, "db.query.execute")[-1]
     event = exception_event(failed_call)
     assert event["exception.message"] == "[P0001] raised by a database function"
-    assert SECRET not in everything_exported(spans, metric_reader, caplog)
+    assert SECRET not in exported()
 
 
 class Raising(SpanProcessor):
@@ -195,27 +184,37 @@ class Raising(SpanProcessor):
             raise RuntimeError("processor on_end")
 
 
-@pytest.mark.parametrize(("on_start", "on_end"), [(True, False), (False, True)])
-async def test_a_raising_span_processor_never_breaks_an_orm_call(
-    blog_engine: Engine, caplog: pytest.LogCaptureFixture, on_start: bool, on_end: bool
-) -> None:
+@contextmanager
+def instrumented_behind(first: SpanProcessor) -> Iterator[InMemorySpanExporter]:
+    """Instrumented with a provider whose first processor is `first` and whose
+    second exports to the exporter yielded; uninstrumented on the way out."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(Raising(on_start, on_end))
+    provider.add_span_processor(first)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     instrumentor = DataBridgeInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     try:
-        with caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_data_bridge"):
-            ok = 0
-            for i in range(50):
-                async with Session(blog_engine) as session:
-                    assert len(await session.find(Author).to_list()) >= 3
-                    session.add(Author(name=f"p{i}", email=f"p{i}@x.org"))
-                    await session.commit()
-                ok += 1
+        yield exporter
     finally:
         instrumentor.uninstrument()
+
+
+@pytest.mark.parametrize(("on_start", "on_end"), [(True, False), (False, True)])
+async def test_a_raising_span_processor_never_breaks_an_orm_call(
+    blog_engine: Engine, caplog: pytest.LogCaptureFixture, on_start: bool, on_end: bool
+) -> None:
+    with (
+        instrumented_behind(Raising(on_start, on_end)) as exporter,
+        caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_data_bridge"),
+    ):
+        ok = 0
+        for i in range(50):
+            async with Session(blog_engine) as session:
+                assert len(await session.find(Author).to_list()) >= 3
+                session.add(Author(name=f"p{i}", email=f"p{i}@x.org"))
+                await session.commit()
+            ok += 1
     assert ok == 50
     async with Session(blog_engine) as session:
         assert await session.find(Author).count() == 53  # each row committed exactly once
@@ -235,18 +234,10 @@ async def test_a_raising_span_processor_never_breaks_an_orm_call(
 async def test_the_same_workload_with_a_well_behaved_processor_exports_spans(
     blog_engine: Engine,
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(Raising(False, False))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = DataBridgeInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
-    try:
+    with instrumented_behind(Raising(False, False)) as exporter:
         async with Session(blog_engine) as session:
             session.add(Author(name="p", email="p@x.org"))
             await session.commit()
-    finally:
-        instrumentor.uninstrument()
     names = [s.name for s in exporter.get_finished_spans()]
     assert names.count("db.session.commit") == 1
 
@@ -255,10 +246,8 @@ async def test_the_same_workload_with_a_well_behaved_processor_exports_spans(
 async def test_a_failing_linked_task_records_its_error_without_the_value(
     blog_engine: Engine,
     spans: InMemorySpanExporter,
-    metric_reader: InMemoryMetricReader,
-    caplog: pytest.LogCaptureFixture,
+    exported: Callable[[], str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
 
     async def signup() -> None:
         async with Session(blog_engine) as session:
@@ -272,7 +261,7 @@ async def test_a_failing_linked_task_records_its_error_without_the_value(
     assert exception_event(task_span)["exception.message"] == (
         '[23505] duplicate key value violates unique constraint "authors_email_key"'
     )
-    assert "a0@x.org" not in everything_exported(spans, metric_reader, caplog)
+    assert "a0@x.org" not in exported()
 
 
 def test_other_exceptions_have_quoted_text_and_numbers_masked() -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from instrumentation_models import DSN
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -18,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from data_bridge_core import Engine
+from scratch_schema import fresh_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -28,26 +27,22 @@ from fastapi_app import create_app  # noqa: E402
 async def test_orm_spans_are_children_of_the_fastapi_server_span(
     tracer_provider: TracerProvider, spans: InMemorySpanExporter
 ) -> None:
-    schema = f"dbf_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={schema}")
-    app = create_app(engine)
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                created = await client.post("/members", json={"name": "Ann", "email": "a@x"})
-                assert created.status_code == 200
-                member_id = created.json()["id"]
-                spans.clear()
-                response = await client.get(f"/members/{member_id}")
-                assert response.json() == {"id": member_id, "name": "Ann"}
-    finally:
-        FastAPIInstrumentor.uninstrument_app(app)
-        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    async with fresh_schema("dbf") as schema:
+        engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={schema}")
+        app = create_app(engine)
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
+        try:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                    created = await client.post("/members", json={"name": "Ann", "email": "a@x"})
+                    assert created.status_code == 200
+                    member_id = created.json()["id"]
+                    spans.clear()
+                    response = await client.get(f"/members/{member_id}")
+                    assert response.json() == {"id": member_id, "name": "Ann"}
+        finally:
+            FastAPIInstrumentor.uninstrument_app(app)
 
     finished = spans.get_finished_spans()
     server = [s for s in finished if s.kind is SpanKind.SERVER]

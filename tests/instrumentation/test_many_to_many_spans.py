@@ -7,6 +7,7 @@ from instrumentation_models import Author
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from data_bridge_core import Column, Engine, Session, Table, relationship, selectinload
+from finished_spans import attrs, named
 
 
 class Shelf(Table):
@@ -35,14 +36,6 @@ class ShelfBook(Table):
         table_name = "shelf_books"
 
 
-def named_spans(spans: InMemorySpanExporter, name: str) -> list[object]:
-    return [s for s in spans.get_finished_spans() if s.name == name]
-
-
-def attrs_of(span: object) -> dict[str, object]:
-    return dict(getattr(span, "attributes", None) or {})
-
-
 @pytest.mark.usefixtures("instrumented")
 async def test_many_to_many_lazy_and_selectin_spans_carry_strategy_and_association_table(
     blog_engine: Engine, spans: InMemorySpanExporter
@@ -58,12 +51,12 @@ async def test_many_to_many_lazy_and_selectin_spans_carry_strategy_and_associati
         assert len(await shelf.books) == 2
         shelves = await session.find(Shelf).options(selectinload(Shelf.books)).to_list()
         assert len(shelves) == 1
-    (lazy,) = (attrs_of(s) for s in named_spans(spans, "db.relationship.select"))
+    (lazy,) = (attrs(s) for s in named(spans, "db.relationship.select"))
     assert lazy["db.relationship.strategy"] == "select"
     assert lazy["db.relationship.secondary"] == "shelf_books"
     assert lazy["db.relationship.fk_column"] == "shelf_id"
     assert lazy["db.result.count"] == 2
-    (eager,) = (attrs_of(s) for s in named_spans(spans, "db.relationship.selectinload"))
+    (eager,) = (attrs(s) for s in named(spans, "db.relationship.selectinload"))
     assert eager["db.relationship.strategy"] == "selectinload"
     assert eager["db.relationship.secondary"] == "shelf_books"
     assert eager["db.result.count"] == 2
@@ -77,7 +70,7 @@ async def test_one_to_many_spans_have_no_association_table(
         author = await session.get(Author, 1)
         assert author is not None
         await author.articles
-    (lazy,) = (attrs_of(s) for s in named_spans(spans, "db.relationship.select"))
+    (lazy,) = (attrs(s) for s in named(spans, "db.relationship.select"))
     assert lazy["db.relationship.strategy"] == "select"
     assert "db.relationship.secondary" not in lazy
 
@@ -92,10 +85,10 @@ async def test_upsert_and_from_sql_send_their_statements_inside_query_spans(
         assert n == 1
         rows = await session.from_sql(Author, "SELECT * FROM authors WHERE age > %s", (25,))
         assert len(rows) == 2
-    (upsert,) = (attrs_of(s) for s in named_spans(spans, "db.query.upsert"))
+    (upsert,) = (attrs(s) for s in named(spans, "db.query.upsert"))
     assert upsert["db.collection.name"] == "authors"
     assert upsert["db.operation.name"] == "upsert"
     assert upsert["db.result.affected_rows"] == 1
-    (raw,) = (attrs_of(s) for s in named_spans(spans, "db.query.from_sql"))
+    (raw,) = (attrs(s) for s in named(spans, "db.query.from_sql"))
     assert raw["db.collection.name"] == "authors"
     assert raw["db.result.count"] == 2

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 from instrumentation_models import Author
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from data_bridge_core import Engine, IntegrityError, Session
+from finished_spans import attrs, child_of, named
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 
 
@@ -20,18 +21,6 @@ def capturing(tracer_provider: TracerProvider) -> Any:
     instrumentor.instrument(tracer_provider=tracer_provider, capture_statement=True)
     yield instrumentor
     instrumentor.uninstrument()
-
-
-def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in spans.get_finished_spans() if s.name == name]
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
-
-
-def child_of(span: ReadableSpan, parent: ReadableSpan) -> bool:
-    return span.parent is not None and span.parent.span_id == parent.context.span_id
 
 
 @pytest.mark.usefixtures("capturing")

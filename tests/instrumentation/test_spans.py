@@ -23,21 +23,14 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
 from data_bridge_core import Engine, IntegrityError, Session, joinedload, selectinload
+from finished_spans import attrs, named
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
-
-
-def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in spans.get_finished_spans() if s.name == name]
 
 
 def only(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
     found = named(spans, name)
     assert len(found) == 1, [s.name for s in spans.get_finished_spans()]
     return found[0]
-
-
-def attrs(span: ReadableSpan) -> dict[str, object]:
-    return dict(span.attributes or {})
 
 
 @pytest.mark.usefixtures("instrumented")

@@ -12,20 +12,13 @@ from database_server import server
 from instrumentation_models import Author
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from data_bridge_core import Engine, Session
+from finished_spans import attrs, named
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
-
-
-def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in spans.get_finished_spans() if s.name == name]
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 def counted(reader: InMemoryMetricReader, metric: str) -> dict[str, Any]:

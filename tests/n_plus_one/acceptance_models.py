@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
-import psycopg
 import pytest
 from database_server import dsn
 
 from data_bridge_core import Column, Engine, Table, relationship
+from scratch_schema import fresh_schema
 
 DSN = dsn()
 USERS, POSTS_PER_USER, COMMENTS_PER_POST = 10, 3, 2
@@ -75,53 +74,51 @@ class PaperLabel(Table):
 @pytest.fixture
 async def app_engine() -> AsyncIterator[Engine]:
     """A fresh schema: 10 users x 3 posts x 2 comments; 8 articles with 3 of 6 tags each."""
-    schema = f"acc_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    engine = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
-    try:
-        await engine.create_all(Reader, Entry, Note, Paper, Label, PaperLabel)
-        conn = await engine.acquire()
+    async with fresh_schema("acc") as schema:
+        engine = Engine(DSN, min_size=0, max_size=4, options=f"-c search_path={schema}")
         try:
-            async with conn.transaction():
-                post_id = 0
-                for u in range(1, USERS + 1):
-                    await conn.execute(
-                        "INSERT INTO acc_users (id, name) OVERRIDING SYSTEM VALUE VALUES (%s, %s)",
-                        (u, f"user{u}"),
-                    )
-                    for _ in range(POSTS_PER_USER):
-                        post_id += 1
+            await engine.create_all(Reader, Entry, Note, Paper, Label, PaperLabel)
+            conn = await engine.acquire()
+            try:
+                async with conn.transaction():
+                    post_id = 0
+                    for u in range(1, USERS + 1):
                         await conn.execute(
-                            "INSERT INTO acc_posts (id, user_id, title) "
-                            "OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s)",
-                            (post_id, u, f"post{post_id}"),
+                            "INSERT INTO acc_users (id, name) OVERRIDING SYSTEM VALUE "
+                            "VALUES (%s, %s)",
+                            (u, f"user{u}"),
                         )
-                        for _ in range(COMMENTS_PER_POST):
+                        for _ in range(POSTS_PER_USER):
+                            post_id += 1
                             await conn.execute(
-                                "INSERT INTO acc_comments (post_id, body) VALUES (%s, %s)",
-                                (post_id, "nice"),
+                                "INSERT INTO acc_posts (id, user_id, title) "
+                                "OVERRIDING SYSTEM VALUE VALUES (%s, %s, %s)",
+                                (post_id, u, f"post{post_id}"),
                             )
-                for t in range(1, TAGS + 1):
-                    await conn.execute(
-                        "INSERT INTO acc_tags (id, label) OVERRIDING SYSTEM VALUE VALUES (%s, %s)",
-                        (t, f"tag{t}"),
-                    )
-                for a in range(1, ARTICLES + 1):
-                    await conn.execute(
-                        "INSERT INTO acc_articles (id, title) OVERRIDING SYSTEM VALUE "
-                        "VALUES (%s, %s)",
-                        (a, f"article{a}"),
-                    )
-                    for k in range(TAGS_PER_ARTICLE):
+                            for _ in range(COMMENTS_PER_POST):
+                                await conn.execute(
+                                    "INSERT INTO acc_comments (post_id, body) VALUES (%s, %s)",
+                                    (post_id, "nice"),
+                                )
+                    for t in range(1, TAGS + 1):
                         await conn.execute(
-                            "INSERT INTO acc_article_tags (article_id, tag_id) VALUES (%s, %s)",
-                            (a, (a + k) % TAGS + 1),
+                            "INSERT INTO acc_tags (id, label) OVERRIDING SYSTEM VALUE "
+                            "VALUES (%s, %s)",
+                            (t, f"tag{t}"),
                         )
+                    for a in range(1, ARTICLES + 1):
+                        await conn.execute(
+                            "INSERT INTO acc_articles (id, title) OVERRIDING SYSTEM VALUE "
+                            "VALUES (%s, %s)",
+                            (a, f"article{a}"),
+                        )
+                        for k in range(TAGS_PER_ARTICLE):
+                            await conn.execute(
+                                "INSERT INTO acc_article_tags (article_id, tag_id) VALUES (%s, %s)",
+                                (a, (a + k) % TAGS + 1),
+                            )
+            finally:
+                await engine.release(conn)
+            yield engine
         finally:
-            await engine.release(conn)
-        yield engine
-    finally:
-        await engine.dispose()
-        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await engine.dispose()

@@ -1,0 +1,33 @@
+"""A schema of the test's own on the run's server, so suites run side by side."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from database_server import dsn
+
+
+@asynccontextmanager
+async def fresh_schema(prefix: str, *, owned_by_role: bool = False) -> AsyncIterator[str]:
+    """A new schema named ``<prefix>_<random>``, dropped with all it holds on the way out.
+
+    ``owned_by_role``: also a LOGIN role of the same name owning it, dropped after it
+    (the PgBouncer tier connects as that role; see core_fixtures).
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(dsn(), autocommit=True) as conn:
+        if owned_by_role:
+            await conn.execute(f'CREATE ROLE "{name}" LOGIN')
+            await conn.execute(f'CREATE SCHEMA "{name}" AUTHORIZATION "{name}"')
+        else:
+            await conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield name
+    finally:
+        async with await psycopg.AsyncConnection.connect(dsn(), autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+            if owned_by_role:
+                await conn.execute(f'DROP ROLE "{name}"')
