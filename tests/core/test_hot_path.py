@@ -95,3 +95,16 @@ async def test_a_loaded_row_builds_no_attribute_dict_until_it_is_changed(engine:
     # Closing the session detaches the rows without building their dicts.
     assert not _has_attribute_dict(users[1])
     assert inspect(users[1]).session is None
+
+
+async def test_the_core_leaves_a_results_observer_data_to_its_observer(engine: Engine) -> None:
+    await seed(engine, users=3, posts=0)
+    async with Session(engine) as session:
+        users = await session.find(User).order_by(User.id).to_list()
+        result = result_of(users[0])
+        assert result is not None and result.observer_data is None
+        result.observer_data = ("an observer's", "note")
+        users[0].name = "changed"  # the row gets a state of its own
+        await session.commit()
+        assert result_of(users[1]) is result
+        assert result.observer_data == ("an observer's", "note")

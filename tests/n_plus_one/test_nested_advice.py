@@ -82,3 +82,20 @@ async def test_parents_from_a_joined_load_get_the_joined_path(blog_engine: Engin
         "Use joinedload(Remark.article).options(selectinload(Article.author))"
     )
     apply(finding.recommendation.removeprefix("Use "))  # valid code
+
+
+async def test_a_loop_in_a_later_scope_gets_no_path_through_an_ended_scope(
+    blog_engine: Engine,
+) -> None:
+    # How the articles were loaded is noted on their results, with the scope: a
+    # later scope looping over the same rows advises from what it saw itself.
+    async with Session(blog_engine) as session:
+        with n1_scope() as first:
+            authors = await session.find(Author).order_by(Author.id).to_list()
+            articles = [list(await author.articles) for author in authors]
+        assert [f.recommendation for f in first.findings] == ["Use selectinload(Author.articles)"]
+        with n1_scope() as later:
+            for of_author in articles:
+                for article in of_author:
+                    await article.remarks
+    assert [f.recommendation for f in later.findings] == ["Use selectinload(Article.remarks)"]
