@@ -27,6 +27,9 @@ class ChangeLog(Protocol):
 
     def record_inserted(self, obj: Table, generated: tuple[str, ...]) -> None: ...
 
+    def record_inserted_batch(self, objects: list[Table], generated: tuple[str, ...]) -> None:
+        """`record_inserted` of each object, for the rows of one INSERT."""
+
     def record_deleted(self, obj: Table) -> None: ...
 
     def record_stale(self, model: type[Table], key: Any) -> None:

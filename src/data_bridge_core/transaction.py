@@ -65,6 +65,10 @@ class TransactionLog:
     def record_inserted(self, obj: Table, generated: tuple[str, ...]) -> None:
         self.levels[-1].inserted[obj] = generated
 
+    def record_inserted_batch(self, objects: list[Table], generated: tuple[str, ...]) -> None:
+        """`record_inserted` for a batch of one INSERT (one C-level update, no call per row)."""
+        self.levels[-1].inserted.update(dict.fromkeys(objects, generated))
+
     def record_deleted(self, obj: Table) -> None:
         self.levels[-1].deleted[obj] = None
 

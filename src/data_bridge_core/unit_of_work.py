@@ -35,7 +35,7 @@ from data_bridge_core.schema.relation import (
     RelationshipDeclaration,
 )
 from data_bridge_core.schema.table import Table, TableInfo, table_info
-from data_bridge_core.state import InstanceState, own_state, state_of
+from data_bridge_core.state import STATE_KEY, InstanceState, own_state, state_of
 from data_bridge_core.upsert import UPSERT_CHUNK_ROWS, UpsertPlan
 
 MISSING_OBJ = object()
@@ -72,10 +72,14 @@ class StatementRunner(Protocol):
     ) -> StatementResult: ...
 
 
-def _has_relations(obj: Table) -> bool:
-    """True when the object holds relationship values (its own state has some)."""
-    state = own_state(obj)
-    return state is not None and bool(state.relations)
+def _holding_relations(objects: Iterable[Table]) -> list[Table]:
+    """The objects holding relationship values (their own state has some), without a
+    Python call per object: a flush passes over every pending object this way three times."""
+    return [
+        obj
+        for obj in objects
+        if (state := getattr(obj, STATE_KEY)).__class__ is InstanceState and state.relations
+    ]
 
 
 def related_objects(obj: Table) -> list[Table]:
@@ -381,7 +385,7 @@ class UnitOfWork:
     def _cascade(self) -> None:
         """Add new objects reachable from the session's objects through relationships."""
         # Only objects holding relationship values can reach others.
-        stack = [*self.identity.related, *(o for o in self.pending if _has_relations(o))]
+        stack = [*self.identity.related, *_holding_relations(self.pending)]
         seen: set[int] = set()
         while stack:
             obj = stack.pop()
@@ -400,7 +404,7 @@ class UnitOfWork:
         related = self.identity.related
         # Objects that may hold assigned many-to-many lists (their links are written
         # once every insert is done, so new targets have their keys).
-        linking = [*related, *(o for o in self.pending if _has_relations(o))]
+        linking = [*related, *_holding_relations(self.pending)]
         inserting = {id(o) for o in self.pending}  # no links can exist for these yet
         by_model: dict[type[Table], list[Table]] = {}
         for obj in self.pending:
@@ -417,7 +421,7 @@ class UnitOfWork:
             objects = by_model.get(model)
             if not objects:
                 continue
-            linked = [obj for obj in objects if _has_relations(obj)]
+            linked = _holding_relations(objects)
             for obj in linked:
                 pull_foreign_keys(obj)
             await self._insert(model, objects)
@@ -436,7 +440,8 @@ class UnitOfWork:
         info = table_info(model)
         held = self.identity.model_map(model)
         run = self.runner.run_statement
-        record_inserted = self.log.record_inserted
+        record_inserted_batch = self.log.record_inserted_batch
+        pending = self.pending
         for batch in plan_inserts(model, objects):
             if len(batch.objects) > 1 and batch.bulk_sql is not None:
                 result = await run(
@@ -462,12 +467,15 @@ class UnitOfWork:
                     obj.__dict__.update(zip(names, row, strict=True))
             generated = tuple(c.name for c in batch.returned)  # cleared again by a rollback
             for obj in batch.objects:
-                state = state_of(obj)
+                d = obj.__dict__
+                state = getattr(obj, STATE_KEY)  # state_of inlined: this runs per row
+                if state.__class__ is not InstanceState:
+                    state = state_of(obj)
                 state.persistent = True
                 state.changed = None
-                held[identity_key(info, obj.__dict__)] = obj
-                record_inserted(obj, generated)
-                del self.pending[obj]
+                held[identity_key(info, d)] = obj
+                del pending[obj]
+            record_inserted_batch(batch.objects, generated)
 
     async def _write_links(self, objects: list[Table], inserted: set[int]) -> None:
         """Replace the association rows of every many-to-many list assigned since the

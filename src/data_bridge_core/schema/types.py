@@ -75,7 +75,12 @@ def _clean_str(value: str) -> bool:
 
 
 def _str_accepts(value: Any) -> bool:
-    return isinstance(value, str) and _clean_str(value)
+    # _clean_str inlined: this runs per text value of every object built (W4).
+    return (
+        isinstance(value, str)
+        and "\x00" not in value
+        and (value.isascii() or _SURROGATE.search(value) is None)
+    )
 
 
 def _str_coerce(value: Any) -> Any:
