@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from data_bridge_core.identity import IdentityMap, identity_key
-from data_bridge_core.schema.table import Table, table_info
-from data_bridge_core.state import state_of
+from data_bridge_core.schema.table import Table, TableInfo, table_info
+from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 from data_bridge_core.unit_of_work import UnitOfWork
 
 
@@ -142,18 +142,26 @@ def _restore(level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
         state.persistent = True
         identity.put(obj)
     held = identity.by_model
+    infos: dict[type[Table], TableInfo] = {}
     for obj, generated in level.inserted.items():
-        # identity.discard(obj), inlined: a large flush rolled back passes here per row
-        # (modified and related were cleared above).
+        # identity.discard(obj), inlined with the model's mapping looked up once: a
+        # large flush rolled back passes here per row (modified and related were
+        # cleared above).
         d = obj.__dict__
-        found = held.get(type(obj))
+        model = type(obj)
+        found = held.get(model)
         if found is not None:
-            key = identity_key(table_info(type(obj)), d)
+            info = infos.get(model)
+            if info is None:
+                info = infos[model] = table_info(model)
+            key = identity_key(info, d)
             if found.get(key) is obj:
                 del found[key]
         for name in generated:  # back to "the database will assign it"
             d[name] = None
-        state = state_of(obj)
+        state = getattr(obj, STATE_KEY)  # state_of inlined
+        if state.__class__ is not InstanceState:
+            state = state_of(obj)
         state.persistent = False
         state.deleted = False
         state.owner = None

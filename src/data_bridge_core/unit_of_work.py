@@ -173,7 +173,9 @@ class UnitOfWork:
     def add(self, obj: Table) -> None:
         """Schedule a new object for INSERT, or re-attach a detached persistent one."""
         identity = self.identity
-        state = state_of(obj)
+        state = getattr(obj, STATE_KEY)  # state_of inlined: add_all() passes here per object
+        if state.__class__ is not InstanceState:
+            state = state_of(obj)
         if state.owner is identity:
             self.deleted.pop(obj, None)
             return
