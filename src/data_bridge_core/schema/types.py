@@ -151,7 +151,10 @@ def _int_type(sql_type: str) -> ColumnType:
     name = {16: "smallint", 32: "integer", 64: "bigint"}[bits]
 
     def accepts(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        # A plain int (the usual case) passes with one identity compare.
+        if value.__class__ is not int and (not isinstance(value, int) or isinstance(value, bool)):
+            return False
+        return bool(low <= value <= high)
 
     def coerce(value: Any) -> Any:
         if not _is_int(value):
