@@ -305,15 +305,21 @@ def query_span(
             config.state.start_attributes[key] = (sampler, server)
 
     def details() -> dict[str, Any]:
-        extra = _present(
-            {
-                SpanAttributes.DB_QUERY_FILTERS_COUNT: filters_count,
-                SpanAttributes.DB_QUERY_LIMIT: limit,
-                SpanAttributes.DB_QUERY_OFFSET: offset,
-                SpanAttributes.DB_QUERY_ORDER_BY: order_by,
-                **attributes,
-            }
-        )
+        # Filled key by key: no intermediate dict to filter (this runs for every query).
+        extra: dict[str, Any] = {}
+        if filters_count is not None:
+            extra[SpanAttributes.DB_QUERY_FILTERS_COUNT] = filters_count
+        if limit is not None:
+            extra[SpanAttributes.DB_QUERY_LIMIT] = limit
+        if offset is not None:
+            extra[SpanAttributes.DB_QUERY_OFFSET] = offset
+        if order_by is not None:
+            extra[SpanAttributes.DB_QUERY_ORDER_BY] = order_by
+        for key, value in attributes.items():  # given last, so they win (None: left out)
+            if value is None:
+                extra.pop(key, None)
+            else:
+                extra[key] = value
         if statement is not None:
             _set_db_statement(extra, statement, config.state.mode)
         return extra
