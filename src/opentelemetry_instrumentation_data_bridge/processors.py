@@ -95,7 +95,7 @@ class _Dispatcher:
         return scope is not None and scope.name == SCOPE
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
-        if not self._wanted(span):
+        if not _processors or not self._wanted(span):  # most often none registered
             return
         for processor in _processors:
             try:
@@ -107,7 +107,7 @@ class _Dispatcher:
         pass
 
     def on_end(self, span: Any) -> None:
-        if not self._wanted(span):
+        if not _processors or not self._wanted(span):
             return
         for processor in _processors:
             try:

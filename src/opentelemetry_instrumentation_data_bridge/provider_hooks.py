@@ -44,15 +44,21 @@ class Forwarded(Protocol):
     def on_end(self, span: Any) -> None: ...
 
 
+# A forwarded processor whose on_start does nothing says so with a class attribute
+# ``needs_on_start = False``; the hub then does not call it for each span start.
+
+
 class Hub(SpanProcessor):
     """The one processor of ours on a provider: forwards to ``processors`` until detached."""
 
     def __init__(self) -> None:
         self.processors: tuple[Forwarded, ...] = ()  # replaced, never mutated: read lock-free
+        # The SDK calls on_start for every span: only the processors with something to do.
+        self.starts: tuple[Forwarded, ...] = ()
         self.keys: tuple[str, ...] = ()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for processor in self.processors:
+        for processor in self.starts:
             try:
                 processor.on_start(span, parent_context)
             except Exception as exc:
@@ -67,6 +73,7 @@ class Hub(SpanProcessor):
 
     def shutdown(self) -> None:
         processors, self.processors, self.keys = self.processors, (), ()
+        self.starts = ()
         for processor in processors:
             shutdown = getattr(processor, "shutdown", None)
             if callable(shutdown):
@@ -98,6 +105,8 @@ def attach(provider: Any, key: str, processor: Forwarded) -> bool:
     if key not in hub.keys:
         hub.keys = (*hub.keys, key)
         hub.processors = (*hub.processors, processor)
+        if getattr(processor, "needs_on_start", True):
+            hub.starts = (*hub.starts, processor)
     return True
 
 
@@ -113,7 +122,7 @@ def attached(provider: Any, key: str) -> bool:
 def detach_all() -> None:
     """Make every hub inert and take it off its provider."""
     for provider, hub in list(_hubs.items()):
-        hub.processors, hub.keys = (), ()
+        hub.processors, hub.starts, hub.keys = (), (), ()
         _remove(provider, hub)
     _hubs.clear()
 

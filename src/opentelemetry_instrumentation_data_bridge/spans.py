@@ -134,6 +134,7 @@ class SpanScope:
         "_kind",
         "_links",
         "_name",
+        "_parent",
         "_result",
         "_token",
         "_tracer",
@@ -161,7 +162,14 @@ class SpanScope:
         self.span: Span | None = None
         self.recording = False
         self._token: object = None
+        self._parent: otel_context.Context | None = None
         self.context: otel_context.Context | None = None
+
+    def under(self, current: otel_context.Context) -> SpanScope:
+        """For ``with``: start under ``current``, which the caller has read and found
+        not dropped (`span_dropped`), so neither is done again."""
+        self._parent = current
+        return self
 
     def start(self, current: otel_context.Context | None = None) -> Span | None:
         """Start the span under ``current`` (default: the current context) without
@@ -175,6 +183,9 @@ class SpanScope:
             current = otel_context.get_current()
         if span_dropped(current):
             return None
+        return self._start(tracer, current)
+
+    def _start(self, tracer: Tracer, current: otel_context.Context) -> Span | None:
         try:  # a sampler or span processor that raises must not fail the operation
             span = tracer.start_span(
                 self._name,
@@ -194,8 +205,14 @@ class SpanScope:
         return span
 
     def __enter__(self) -> Span | None:
-        current = otel_context.get_current()  # read once for the parent and the attach
-        span = self.start(current)
+        current = self._parent
+        if current is None:
+            current = otel_context.get_current()  # read once for the parent and the attach
+            span = self.start(current)
+        elif self._tracer is None:
+            span = None
+        else:
+            span = self._start(self._tracer, current)
         if span is not None:
             self._token = otel_context.attach(self.context)  # type: ignore[arg-type]
         return span
@@ -288,15 +305,21 @@ def query_span(
             config.state.start_attributes[key] = (sampler, server)
 
     def details() -> dict[str, Any]:
-        extra = _present(
-            {
-                SpanAttributes.DB_QUERY_FILTERS_COUNT: filters_count,
-                SpanAttributes.DB_QUERY_LIMIT: limit,
-                SpanAttributes.DB_QUERY_OFFSET: offset,
-                SpanAttributes.DB_QUERY_ORDER_BY: order_by,
-                **attributes,
-            }
-        )
+        # Filled key by key: no intermediate dict to filter (this runs for every query).
+        extra: dict[str, Any] = {}
+        if filters_count is not None:
+            extra[SpanAttributes.DB_QUERY_FILTERS_COUNT] = filters_count
+        if limit is not None:
+            extra[SpanAttributes.DB_QUERY_LIMIT] = limit
+        if offset is not None:
+            extra[SpanAttributes.DB_QUERY_OFFSET] = offset
+        if order_by is not None:
+            extra[SpanAttributes.DB_QUERY_ORDER_BY] = order_by
+        for key, value in attributes.items():  # given last, so they win (None: left out)
+            if value is None:
+                extra.pop(key, None)
+            else:
+                extra[key] = value
         if statement is not None:
             _set_db_statement(extra, statement, config.state.mode)
         return extra

@@ -155,8 +155,12 @@ def query_wrapper(operation: str) -> Wrapper:
         instance: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        current: otel_context.Context,
         dropped: bool,
     ) -> Any:
+        now = otel_context.get_current()
+        if now is not current:  # awaited under another context than it was called in
+            current, dropped = now, config.span_dropped(now)
         opened = _describe(f"db.query.{operation}", _describe_query, operation, instance, dropped)
         if opened is None:
             return await wrapped(*args, **kwargs)
@@ -168,7 +172,7 @@ def query_wrapper(operation: str) -> Wrapper:
                 result = await wrapped(*args, **kwargs)
                 rows = _count_rows(operation, result)
                 return result
-            with scope as span:
+            with scope.under(current) as span:
                 result = await wrapped(*args, **kwargs)
                 rows = _count_rows(operation, result)
                 if affected:
@@ -195,7 +199,7 @@ def query_wrapper(operation: str) -> Wrapper:
         dropped = config.span_dropped(current)
         if dropped and not config.metrics_wanted():
             return wrapped(*args, **kwargs)
-        return traced(wrapped, instance, args, kwargs, dropped)
+        return traced(wrapped, instance, args, kwargs, current, dropped)
 
     return wrapper
 

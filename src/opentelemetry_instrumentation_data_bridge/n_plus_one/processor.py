@@ -18,6 +18,8 @@ _NO_PARENT = object()  # never a span's parent (a root's parent is None)
 
 
 class ScopeEndProcessor(SpanProcessor):
+    needs_on_start = False  # the hub skips on_start (provider_hooks)
+
     def __init__(self, open_scopes: Sized, root_ended: Callable[[Any], None]) -> None:
         self._open_scopes = open_scopes
         self._root_ended = root_ended
