@@ -1,16 +1,25 @@
 """Hydration: rows of a SELECT turned into the identity map's objects.
 
 This is the hot path of every query. psycopg calls the row maker once per
-row with the row's values; the row maker is generated once per model (the
-column-to-attribute mapping written out, one store per column), and every
-row of a result shares one `ResultInfo` as its state until it needs its own.
+row with the row's values; the row maker is generated once per model and
+store kind (the column-to-attribute mapping written out, one store per
+column), and every row of a result shares one `ResultInfo` as its state
+until it needs its own.
 
-The stores go through ``object.__setattr__``, not the instance ``__dict__``:
-CPython then keeps the values in the object's own compact array and builds
-no dict object until something asks for ``__dict__`` (a change, an own
-state). That is 64 bytes less per loaded row, at some speed: a store into
-``obj.__dict__`` is faster, but the dict it materializes made W3's memory
-1.52x raw tuples against the 1.4x target (bench/README.md has the figures).
+Two kinds of store, chosen per result by its size:
+
+- A page (fewer than `COMPACT_FROM_ROWS` rows) stores into the instance's
+  ``__dict__``: the fastest store CPython has for a class with its own
+  ``__setattr__`` (about 0.5 µs a row of six columns here), at the price of
+  the dict object (about 64 bytes a row).
+- A large result (and every stream, whose size is not known) stores through
+  ``object.__setattr__``: CPython then keeps the values in the object's own
+  compact array and builds no dict until something asks for ``__dict__``
+  (a change, an own state). That saves the 64 bytes a row, which is what
+  counts when thousands of rows are held, but each store is a slot-wrapper
+  call (about 1.4 µs a row of six columns). bench/README.md has the figures.
+
+Both give the same objects; only their memory layout differs.
 """
 
 from __future__ import annotations
@@ -29,14 +38,22 @@ RowMaker = Callable[[Sequence[Any]], Any]
 # the map cannot hold yet)
 RowMakerFactory = Callable[[type[Table], dict[Any, Table], ResultInfo], tuple[RowMaker, RowMaker]]
 
-def _build_factory(info: TableInfo) -> RowMakerFactory:
+# Results of at least this many rows keep their objects compact (see above).
+COMPACT_FROM_ROWS = 1000
+
+
+def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
     # Only column positions (ints) and field names (Python identifiers, written
     # with repr) go into the source. `st` is object.__setattr__: the model's own
-    # __setattr__ checks and records user changes, which loading is not.
-    stores = "".join(
-        f"        st(obj, {name!r}, values[{index}])\n"
-        for index, name in enumerate(info.field_names)
-    )
+    # __setattr__ checks and records user changes, which loading is not; so is
+    # the store into the instance's __dict__.
+    pairs = [(name, f"values[{index}]") for index, name in enumerate(info.field_names)]
+    pairs.append((STATE_KEY, "result"))
+    if compact:
+        stores = "".join(f"        st(obj, {n!r}, {v})\n" for n, v in pairs)
+    else:
+        stores = "        d = obj.__dict__\n"
+        stores += "".join(f"        d[{n!r}] = {v}\n" for n, v in pairs)
     # The identity key: one column's value, or a tuple of the composite key's.
     if info.composite:
         key = "(" + "".join(f"values[{i}], " for i in info.key_indexes) + ")"
@@ -54,51 +71,96 @@ def _build_factory(info: TableInfo) -> RowMakerFactory:
         "            return obj\n"
         "        obj = new(model)\n"
         f"{stores}"
-        "        st(obj, state_key, result)\n"
         "        held[pk] = obj\n"
         "        return obj\n"
         "    def hydrate_new(values):\n"
         "        obj = new(model)\n"
         f"{stores}"
-        "        st(obj, state_key, result)\n"
         f"        held[{key}] = obj\n"
         "        return obj\n"
         "    return hydrate, hydrate_new\n"
     )
     namespace: dict[str, Any] = {
         "new": object.__new__,
-        "state_key": STATE_KEY,
         "state_of": state_of,
         "st": object.__setattr__,
     }
-    exec(compile(source, f"<data_bridge row maker {info.name}>", "exec"), namespace)
+    kind = "compact" if compact else "dict"
+    exec(compile(source, f"<data_bridge row maker {info.name} {kind}>", "exec"), namespace)
     factory: RowMakerFactory = namespace["factory"]
     return factory
 
 
-def row_maker_factory(info: TableInfo) -> RowMakerFactory:
-    """The generated row-maker factory of one mapping (built on first use)."""
-    factory: RowMakerFactory | None = info.row_maker_factory
+def row_maker_factory(info: TableInfo, *, compact: bool = True) -> RowMakerFactory:
+    """The generated row-maker factory of one mapping and store kind (built on first use)."""
+    factories: dict[bool, RowMakerFactory] | None = info.row_maker_factories
+    if factories is None:
+        factories = info.row_maker_factories = {}
+    factory = factories.get(compact)
     if factory is None:
-        factory = info.row_maker_factory = _build_factory(info)
+        factory = factories[compact] = _build_factory(info, compact)
     return factory
 
 
+def _new_result(identity: IdentityMap, size: int) -> ResultInfo:
+    # Every row shares this object as its state until it needs its own.
+    result = ResultInfo(size, identity)
+    identity.add_result(result)
+    return result
+
+
+def _pick(
+    model: type[Table], held: dict[Any, Table], result: ResultInfo, compact: bool, unique_rows: bool
+) -> RowMaker:
+    hydrate, hydrate_new = row_maker_factory(table_info(model), compact=compact)(
+        model, held, result
+    )
+    # A result that cannot hold a key twice, while the map holds nothing of the
+    # model: no row can be in the map already, so the lookup per row is skipped.
+    return hydrate_new if unique_rows and not held else hydrate
+
+
 def make_hydrator(
-    identity: IdentityMap, model: type[M], result_size: int, *, unique_rows: bool = False
+    identity: IdentityMap,
+    model: type[M],
+    result_size: int,
+    *,
+    unique_rows: bool = False,
+    compact: bool | None = None,
 ) -> Callable[[Sequence[Any]], M]:
     """A function turning one row (in column order) into the session's instance.
 
     A row whose key the map already holds gives the object held (its values
-    are not overwritten). ``unique_rows``: the result cannot hold a key twice
-    (a SELECT of one table); when the map holds no object of the model yet,
-    no row can be in it already and the lookup per row is skipped.
+    are not overwritten). ``result_size`` is the number of rows to hydrate;
+    unless ``compact`` says otherwise, it chooses the store (see the module's
+    docstring). ``unique_rows``: the result cannot hold a key twice (a SELECT
+    of one table). The function's ``result`` is the rows' shared state.
     """
     held = identity.model_map(model)
-    # Every row shares this object as its state until it needs its own.
-    result = ResultInfo(result_size, identity)
-    identity.add_result(result)
-    hydrate, hydrate_new = row_maker_factory(table_info(model))(model, held, result)
-    chosen = hydrate_new if unique_rows and not held else hydrate
+    result = _new_result(identity, result_size)
+    if compact is None:
+        compact = result_size >= COMPACT_FROM_ROWS
+    chosen = _pick(model, held, result, compact, unique_rows)
     chosen.result = result  # type: ignore[attr-defined]
     return chosen
+
+
+def hydrating_row_factory(
+    identity: IdentityMap, model: type[M], *, unique_rows: bool = False
+) -> Callable[[Any], Callable[[Sequence[Any]], M]]:
+    """A psycopg row factory hydrating ``model``'s rows, for a statement whose row
+    count is known only when its result arrives (the cursor's ``rowcount``).
+
+    Its ``result`` is the rows' shared state; its size is the row count.
+    """
+    held = identity.model_map(model)
+    result = _new_result(identity, 0)
+
+    def row_factory(cursor: Any) -> Callable[[Sequence[Any]], M]:
+        rows: int = cursor.rowcount
+        result.size = max(rows, 0)
+        # rowcount is -1 when not known: keep such rows compact.
+        return _pick(model, held, result, rows < 0 or rows >= COMPACT_FROM_ROWS, unique_rows)
+
+    row_factory.result = result  # type: ignore[attr-defined]
+    return row_factory

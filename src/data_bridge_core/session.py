@@ -33,7 +33,7 @@ from data_bridge_core.errors import (
     described,
 )
 from data_bridge_core.execution import Result, SessionConnection
-from data_bridge_core.hydration import make_hydrator
+from data_bridge_core.hydration import hydrating_row_factory, make_hydrator
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.schema.table import Table, new_query, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
@@ -261,10 +261,9 @@ class Session:
         """Execute a SELECT of ``model``'s columns and return identity-mapped instances."""
         if self._failed is not None:
             raise PendingRollbackError(self._failed) from self._failed
-        hydrate = make_hydrator(self._identity, model, 0, unique_rows=True)
-        result = await self.run_statement(statement, params, row_factory=lambda _cur: hydrate)
+        row_factory = hydrating_row_factory(self._identity, model, unique_rows=True)
+        result = await self.run_statement(statement, params, row_factory=row_factory)
         rows: list[M] = result.rows
-        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
     async def load_keyed_rows(
@@ -273,14 +272,14 @@ class Session:
         """Like `load_rows` for a SELECT whose first column is a key and the rest
         ``model``'s columns (a many-to-many's parent key): (key, instance) pairs."""
         self._check_usable()
-        hydrate = make_hydrator(self._identity, model, 0)
+        hydrating = hydrating_row_factory(self._identity, model)
 
-        def pair(values: Sequence[Any]) -> tuple[Any, M]:
-            return values[0], hydrate(values[1:])
+        def pairs(cursor: Any) -> Callable[[Sequence[Any]], tuple[Any, M]]:
+            hydrate = hydrating(cursor)
+            return lambda values: (values[0], hydrate(values[1:]))
 
-        result = await self.run_statement(statement, params, row_factory=lambda _cur: pair)
+        result = await self.run_statement(statement, params, row_factory=pairs)
         rows: list[tuple[Any, M]] = result.rows
-        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
     async def from_sql(
@@ -298,7 +297,7 @@ class Session:
         self._check_usable()
         await self.autoflush()
         info = table_info(model)
-        hydrate = make_hydrator(self._identity, model, 0)
+        hydrating = hydrating_row_factory(self._identity, model)
 
         def by_name(cur: Any) -> Callable[[Sequence[Any]], M]:
             returned = [c.name for c in cur.description or ()]
@@ -310,13 +309,13 @@ class Session:
                     f"SELECT {info.name}.* FROM {info.name} ..."
                 )
             positions = [returned.index(n) for n in info.field_names]
+            hydrate = hydrating(cur)
             if positions == list(range(len(positions))):
                 return hydrate
             return lambda values: hydrate([values[i] for i in positions])
 
         result = await self.run_statement(statement, params, row_factory=by_name)
         rows: list[M] = result.rows
-        hydrate.result.size = len(rows)  # type: ignore[attr-defined]
         return rows
 
     async def stream_rows(
@@ -328,7 +327,8 @@ class Session:
         close) closes the stream, and resuming it afterwards raises
         `InvalidStateError`.
         """
-        hydrate = self.hydrator(model, batch_size)
+        # A stream is read for its size: its rows are stored compactly.
+        hydrate = make_hydrator(self._identity, model, batch_size, compact=True)
         rows = self._execution.stream(statement, params, max(batch_size, 1), lambda _cur: hydrate)
         async with contextlib.aclosing(rows):  # closing this stream closes the cursor at once
             async for obj in rows:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from core_fixtures import Post, StatementLog, User, seed
 
-from data_bridge_core import Engine, Session, inspect
+from data_bridge_core import Engine, Session, hydration, inspect
 from data_bridge_core.hydration import row_maker_factory
 from data_bridge_core.query import Query
 from data_bridge_core.schema.table import table_info
-from data_bridge_core.state import result_of
+from data_bridge_core.state import ResultInfo, result_of
 
 
 def test_every_slot_of_a_query_is_carried_over_by_its_builders() -> None:
@@ -24,17 +25,21 @@ def test_every_slot_of_a_query_is_carried_over_by_its_builders() -> None:
     ]
 
 
-def test_the_row_maker_of_a_mapping_is_generated_once_and_fills_every_column() -> None:
+@pytest.mark.parametrize("compact", [True, False])
+def test_the_row_maker_of_a_mapping_is_generated_once_and_fills_every_column(
+    compact: bool,
+) -> None:
     info = table_info(Post)
-    factory = row_maker_factory(info)
-    assert row_maker_factory(info) is factory
+    factory = row_maker_factory(info, compact=compact)
+    assert row_maker_factory(info, compact=compact) is factory
+    assert row_maker_factory(info, compact=not compact) is not factory
     held: dict[object, object] = {}
-    from data_bridge_core.state import ResultInfo
-
     result = ResultInfo(1)
     hydrate, hydrate_new = factory(Post, held, result)  # type: ignore[arg-type]
     post = hydrate_new((7, 3, "Hello"))
     assert (post.id, post.author_id, post.title) == (7, 3, "Hello")
+    assert result_of(post) is result
+    assert _has_attribute_dict(post) is not compact
     assert held == {7: post}
     assert hydrate((7, 4, "Other")) is post  # the map's object wins; its values stay
     assert post.author_id == 3
@@ -78,8 +83,32 @@ def _has_attribute_dict(obj: object) -> bool:
     return any(type(r) is dict for r in gc.get_referents(obj))
 
 
-async def test_a_loaded_row_builds_no_attribute_dict_until_it_is_changed(engine: Engine) -> None:
+async def test_a_page_is_stored_in_attribute_dicts_and_a_large_result_compactly(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(engine, users=5, posts=0)
+    monkeypatch.setattr(hydration, "COMPACT_FROM_ROWS", 4)
+    async with Session(engine) as session:
+        page = await session.find(User).order_by(User.id).limit(3).to_list()
+        assert [u.name for u in page] == ["u0", "u1", "u2"]
+        assert all(_has_attribute_dict(u) for u in page)  # the fast store
+        assert inspect(page[0]).result_size == 3
+    async with Session(engine) as session:
+        large = await session.find(User).order_by(User.id).to_list()
+        assert [u.name for u in large] == ["u0", "u1", "u2", "u3", "u4"]
+        assert not any(_has_attribute_dict(u) for u in large)  # compact
+        assert inspect(large[0]).result_size == 5
+    async with Session(engine) as session:
+        streamed = [u async for u in session.find(User).order_by(User.id).stream(batch_size=2)]
+        assert [u.name for u in streamed] == ["u0", "u1", "u2", "u3", "u4"]
+        assert not any(_has_attribute_dict(u) for u in streamed)  # streams: compact
+
+
+async def test_a_compact_row_builds_no_attribute_dict_until_it_is_changed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await seed(engine, users=3, posts=0)
+    monkeypatch.setattr(hydration, "COMPACT_FROM_ROWS", 2)
     async with Session(engine) as session:
         users = await session.find(User).order_by(User.id).to_list()
         assert [u.name for u in users] == ["u0", "u1", "u2"]  # reads keep it compact

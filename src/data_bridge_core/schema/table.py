@@ -92,7 +92,7 @@ class TableInfo:
         self.key_where = " AND ".join(f"{c.quoted} = %s" for c in pks)
         self.select_list = ", ".join(c.quoted for c in columns.values())
         # The generated row makers of `data_bridge_core.hydration` (built on first query).
-        self.row_maker_factory: Any = None
+        self.row_maker_factories: Any = None
         # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).
         self.generated = tuple(c for c in columns.values() if c.database_generated)
         # For Table.__init__, which runs once per new object: the value check of each
