@@ -147,13 +147,12 @@ def record_lazy_load(
 
     This runs on every lazy load that ran SQL, between two database round trips
     (cold caches: each object and global read costs), so the common path (the
-    next load of the same loop) is a handful of reads and compares.
+    next load of the same loop) is a handful of reads and compares and one
+    counter bump; anything else is in other functions.
     """
     if mark is None:
         return
     explicit = _explicit_scope()
-    if explicit is IGNORED:
-        return
     # `result_of`, inlined (as below): a call costs more than the lookup. Read as an
     # attribute (STATE_KEY): ``__dict__`` would build a just-loaded row's dict.
     result = parent._db_state
@@ -163,54 +162,66 @@ def record_lazy_load(
     if (
         result is loop[0]
         and relationship is loop[1]
+        and explicit is loop[3]  # never IGNORED: an ignored load never becomes the loop
         and mark == loop[2]  # the code object compares by identity first
-        and explicit is loop[3]
     ):
-        scope, lazy = loop[4], loop[5]
-        new_parents = False
-    else:
-        if result is None:
-            return  # built in Python: nothing was loaded together with it
-        settings = settings_module._settings
-        if not settings.enabled:
+        if value:  # _note_source, inlined: this is the path of every load of a loop
+            loaded = (value[0] if value.__class__ is list else value)._db_state
+            if loaded.__class__ is not ResultInfo:
+                loaded = loaded.result
+            if loaded is not None:
+                note = loaded.observer_data  # the first note of a scope wins
+                if note is None or note[0] is not loop[4]:
+                    loaded.observer_data = loop[6]
+        finding = loop[5].finding
+        if finding is not None:
+            finding.count += 1  # already reported: keep counting for the final figure
             return
-        if _find_loop(relationship, result, mark, explicit, settings) is None:
-            if value:
-                scope_of_value = scope_of_result(result)
-                if scope_of_value is not None:
-                    _note_source(scope_of_value, value, result, relationship, "select", mark)
-            return
-        loop = scopes.last_loop
-        scope, lazy = loop[4], loop[5]
-        new_parents = True
-    if value:  # _note_source, inlined: this is the path of every load of a loop
-        loaded = (value[0] if value.__class__ is list else value)._db_state
-        if loaded.__class__ is not ResultInfo:
-            loaded = loaded.result
-        if loaded is not None:
-            note = loaded.observer_data  # the first note of a scope wins
-            if note is None or note[0] is not scope:
-                loaded.observer_data = loop[6]
-    finding = lazy.finding
-    if finding is not None:
-        lazy.count += 1  # already reported: keep counting for the final figure
-        finding.count = lazy.count
-        if new_parents and finding.query_site is None:
-            _late_query_site(scope, result, relationship, loop[2], finding)
+        _count_parent(loop, parent, result)
         return
-    _count_parent(scope, lazy, relationship, parent, result, loop[2])
+    if explicit is IGNORED or result is None:
+        return  # ignored, or built in Python: nothing was loaded together with it
+    _load_of_another_loop(relationship, parent, value, mark, explicit, result)
 
 
-def _count_parent(
-    scope: N1Scope, lazy: LazySite, relationship: Any, parent: Any, result: Any, mark: Mark
+def _load_of_another_loop(
+    relationship: Any, parent: Any, value: Any, mark: Mark, explicit: Any, result: Any
 ) -> None:
+    """A load that is not the next of the last loop: find its scope and counter
+    (it becomes the last loop), then count it as `record_lazy_load` does."""
+    settings = settings_module._settings
+    if not settings.enabled:
+        return
+    if _find_loop(relationship, result, mark, explicit, settings) is None:
+        if value:
+            scope_of_value = scope_of_result(result)
+            if scope_of_value is not None:
+                _note_source(scope_of_value, value, result, relationship, "select", mark)
+        return
+    loop = scopes.last_loop
+    scope = loop[4]
+    if value:
+        loaded = result_of(value[0] if value.__class__ is list else value)
+        if loaded is not None and source_of(scope, loaded) is None:
+            loaded.observer_data = loop[6]
+    finding = loop[5].finding
+    if finding is None:
+        _count_parent(loop, parent, result)
+        return
+    finding.count += 1
+    if finding.query_site is None:
+        _late_query_site(scope, result, loop[1], loop[2], finding)
+
+
+def _count_parent(loop: scopes.LastLoop, parent: Any, result: Any) -> None:
     """Before the finding: count distinct parents; at the threshold, report."""
     settings = settings_module._settings
+    scope, lazy, relationship, mark = loop[4], loop[5], loop[1], loop[2]
     lazy.parents.add(identity_key(parent))
     lazy.count = len(lazy.parents)
     if lazy.count < settings.threshold:
         return
-    lazy.parents.clear()  # from here on the count is all we need
+    lazy.parents.clear()  # from here on the finding's count is all we need
     option, root = _advice(scope, result, relationship, mark)
     query = _recent_queries.get(root)
     finding = Finding(
@@ -225,7 +236,7 @@ def _count_parent(
     )
     lazy.finding = finding
     scope.findings.append(finding)
-    report.open_warning(finding, settings, reports_at_end=scope.keeps_warnings_open)
+    report.open_warning(finding, settings, scope.keeps_warnings_open)
 
 
 def _find_loop(
@@ -243,7 +254,7 @@ def _find_loop(
     if result.size < 2 and not _loaded_in_a_loop(scope, result):
         return None  # from get()/first(): a loop over it is not N+1
     if _in_library(mark[0].co_filename):
-        walked = _mark_of(user_frame(sys._getframe(2)))  # not the user's line: walk from here
+        walked = _mark_of(user_frame(sys._getframe(3)))  # not the user's line: walk from here
         if walked is None:
             return None
         mark = walked

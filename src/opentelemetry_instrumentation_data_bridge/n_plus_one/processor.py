@@ -31,7 +31,12 @@ class ScopeEndProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        parent = span.parent
+        try:
+            # What the `parent` property returns: a property is a call (CPython 3.11
+            # does not inline it), and this runs at every span's end.
+            parent = span._parent
+        except AttributeError:  # a span class of another layout
+            parent = span.parent
         if parent is self._local_parent or not self._open_scopes:
             return  # a sibling of the last child span, or no request counted: one compare
         if parent is None or parent.is_remote:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,22 +49,34 @@ class CallSite:
     def __str__(self) -> str:
         return f"{self.filepath}:{self.lineno} ({self.function})"
 
-    def attributes(self) -> dict[str, Any]:
-        attributes: dict[str, Any] = {
-            "code.file.path": self.filepath,
-            "code.line.number": self.lineno,
-            "code.function.name": self.function,
-        }
-        if _old_code_attributes_wanted():
-            # OTEL_SEMCONV_STABILITY_OPT_IN=database/dup: the deprecated names too.
-            attributes["code.filepath"] = self.filepath
-            attributes["code.lineno"] = self.lineno
-            attributes["code.function"] = self.function
-        return attributes
+    def attributes(self) -> Mapping[str, Any]:
+        """The ``code.*`` attributes (shared: copy before adding to them)."""
+        dup = _old_code_attributes_wanted()
+        key = (self, dup)
+        known = _site_attributes.get(key)
+        if known is None:
+            # The same sites are reported request after request: built once per site.
+            if len(_site_attributes) >= _MAX_SITE_ATTRIBUTES:
+                _site_attributes.clear()
+            known = _site_attributes[key] = {
+                "code.file.path": self.filepath,
+                "code.line.number": self.lineno,
+                "code.function.name": self.function,
+            }
+            if dup:
+                # OTEL_SEMCONV_STABILITY_OPT_IN=database/dup: the deprecated names too.
+                known["code.filepath"] = self.filepath
+                known["code.lineno"] = self.lineno
+                known["code.function"] = self.function
+        return known
 
     def warn(self, message: str, category: type[Warning]) -> None:
         """A warning attributed to this line (not to the library frame that emits it)."""
         warnings.warn_explicit(message, category, self.filepath, self.lineno)
+
+
+_MAX_SITE_ATTRIBUTES = 1024
+_site_attributes: dict[tuple[CallSite, bool], dict[str, Any]] = {}
 
 
 def _old_code_attributes_wanted() -> bool:
@@ -169,9 +182,11 @@ def open_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -
     current = trace.get_current_span()
     if current.is_recording():
         current.add_event(SpanNames.N1_WARNING, attributes)
-    tracer, system = _tracer()
+    tracer = config.get_tracer()
     if tracer is not None:
-        span = tracer.start_span(SpanNames.N1_WARNING, attributes={**system, **attributes})
+        # The SDK copies the attributes: the configured ones are merged without a copy.
+        attributes = {**config.state.system_attributes, **attributes}
+        span = tracer.start_span(SpanNames.N1_WARNING, attributes=attributes)
         if reports_at_end:
             finding.span = span
         else:

@@ -55,7 +55,7 @@ Source = tuple[Any, Any, str, "tuple[Any, int] | None"]
 @dataclass
 class LazySite:
     parents: set[Any] = field(default_factory=set)  # identity keys until the finding
-    count: int = 0
+    count: int = 0  # distinct parents until the finding (then the finding counts loads)
     finding: Finding | None = None
 
 
@@ -120,8 +120,7 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     scope.remembered.clear()
     settings = n1_settings()
     for site in scope.sites.values():
-        if site.finding is not None:
-            site.finding.count = site.count
+        if site.finding is not None:  # its count is final: counted on after the finding
             report.close_warning(site.finding, settings, scope.keeps_warnings_open)
     for (model, name, _file, _line), unused in scope.eager_loads.items():
         if (model, name) not in scope.eager_used and f"{model}.{name}" not in settings.allowlist:
