@@ -31,12 +31,9 @@ class ScopeEndProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        try:
-            # What the `parent` property returns: a property is a call (CPython 3.11
-            # does not inline it), and this runs at every span's end.
-            parent = span._parent
-        except AttributeError:  # a span class of another layout
-            parent = span.parent
+        # The public property, not the SDK's private field it reads: a property is a
+        # call (about 600 instructions a span), but a private field may move.
+        parent = span.parent
         if parent is self._local_parent or not self._open_scopes:
             return  # a sibling of the last child span, or no request counted: one compare
         if parent is None or parent.is_remote:
