@@ -1,4 +1,4 @@
-"""W2 (page of 100) and W6 (mixed request, instrumented) for callgrind counts.
+"""W2 (page of 100) and W6 (mixed request, instrumented or not) for callgrind counts.
 
 Same method as ``bench.w4_instructions``: run N rounds and 0 rounds under
 ``valgrind --tool=callgrind`` and divide the difference by N::
@@ -6,12 +6,34 @@ Same method as ``bench.w4_instructions``: run N rounds and 0 rounds under
     valgrind --tool=callgrind python bench/w2w6_instructions.py w2 50
     valgrind --tool=callgrind python bench/w2w6_instructions.py w2 0
 
+Workloads: ``w2``, ``w6`` (instrumented, recording, a batch exporter that
+drops the spans), ``w6plain`` (W6 without instrumentation).
+
 Run as a file with ``PYTHONPATH=<tree>/src:<tree>`` to count another tree.
+
+Repeatable counts (2026-11-29): the whole-process count of the same code
+moved by 5-10% between runs. Three causes, and what takes each out:
+
+- garbage collections land at points that vary: the rounds run with the
+  heap frozen and the collector off (done here);
+- the span exporter's thread wakes on a wall-clock timer, and the main
+  thread then pays for GIL hand-overs: ``OTEL_BSP_SCHEDULE_DELAY=100000000``
+  and ``--separate-threads=yes`` (read the main thread's file, ``*-01``);
+- CPython's type attribute cache is indexed by type version and the
+  attribute name's address, so its misses depend on the memory layout,
+  which any code change moves (runs of different code differed by
+  30-60 k instructions per W6 request there alone): fix
+  ``PYTHONHASHSEED``, run two or more seeds, and compare the counts
+  without the inclusive cost of ``find_name_in_mro`` (``callgrind_annotate
+  --inclusive=yes``), which is what the lookups that miss pay.
+
+Same code, same seed: within 0.1%; different seeds: within 1%.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from typing import Any
 
@@ -40,6 +62,10 @@ async def _rounds(schema: str, workload: str, rounds: int) -> None:
     system = DataBridge("data_bridge", _instrumented if workload == "w6" else None)
     await system.setup(schema)
     system.activate()
+    # Collections land at points that vary between runs: none while counting.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     try:
         # One warm-up round in both runs so first-use costs cancel out.
         for _ in range(rounds + 1):

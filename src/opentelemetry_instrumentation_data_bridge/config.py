@@ -55,8 +55,7 @@ SCOPE = "opentelemetry_instrumentation_data_bridge"
 # The key `opentelemetry.instrumentation.utils.is_instrumentation_enabled` checks
 # besides the context API's own (older instrumentations suppress with it).
 _SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
-# Whether this API version keeps the global meter provider where
-# `_global_meter_provider_unset` reads it.
+# Whether this API version keeps the global meter provider where `metrics_wanted` reads it.
 _CAN_READ_GLOBAL_METER_PROVIDER = hasattr(_metrics_api, "_METER_PROVIDER")
 
 logger = logging.getLogger(SCOPE)
@@ -104,8 +103,10 @@ class _Config:
         self.silent_meter_provider: object = None  # the last one seen that records nothing
         # The API makes the global meter provider from this variable on first use.
         self.meter_provider_from_environment = OTEL_PYTHON_METER_PROVIDER in os.environ
-        # (operation, table, id(server)) -> (start attributes, server) for query spans.
-        self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
+        # A span shape's key -> (start attributes, shape's check value, span name): query
+        # spans by (operation, table, id(server)), session ones by operation, relationship
+        # ones by name and strategy (see `spans`).
+        self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any, str]] = {}
 
 
 state = _Config()
@@ -299,22 +300,6 @@ def _sampling_shortcuts(sampler: Any) -> tuple[bool, bool, bool]:
     return False, False, False
 
 
-def _global_meter_provider_unset() -> bool:
-    """True when the API's global meter provider is certainly still unset.
-
-    ``metrics.get_meter_provider()`` answers that too, but looks the
-    environment up on each call while no provider is set, which made this
-    check 9,000 instructions (about 1 µs) of the sampled-out query seam
-    (bench/README.md). The API module's global is read instead; should a
-    later API version not have it, the public call is used.
-    """
-    return (
-        _CAN_READ_GLOBAL_METER_PROVIDER
-        and _metrics_api._METER_PROVIDER is None
-        and not state.meter_provider_from_environment
-    )
-
-
 def metrics_wanted() -> bool:
     """False while no meter provider can receive measurements (none given to
     instrument() and no global SDK provider yet): the seams then skip building
@@ -324,7 +309,17 @@ def metrics_wanted() -> bool:
         return True
     provider = config.meter_provider
     if provider is None:
-        if config.silent_meter_provider is not None and _global_meter_provider_unset():
+        # Whether the API's global provider is certainly still unset. The public
+        # `metrics.get_meter_provider()` answers that too, but looks the environment
+        # up on each call while none is set: 9,000 instructions (about 1 µs) of the
+        # sampled-out query seam (bench/README.md). The API module's global is read
+        # instead; should a later API version not have it, the public call is used.
+        if (
+            config.silent_meter_provider is not None
+            and _CAN_READ_GLOBAL_METER_PROVIDER
+            and _metrics_api._METER_PROVIDER is None
+            and not config.meter_provider_from_environment
+        ):
             return False  # still the API's stand-in, seen silent before
         provider = metrics.get_meter_provider()
     if provider is config.silent_meter_provider:

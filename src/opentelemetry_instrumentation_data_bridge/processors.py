@@ -63,6 +63,7 @@ def add_span_processor(processor: InstrumentationSpanProcessor) -> None:
             )
     if processor not in _processors:
         _processors = (*_processors, processor)
+        _refresh_hubs()
 
 
 def remove_span_processor(processor: InstrumentationSpanProcessor) -> bool:
@@ -71,11 +72,20 @@ def remove_span_processor(processor: InstrumentationSpanProcessor) -> bool:
     if processor not in _processors:
         return False
     _processors = tuple(p for p in _processors if p is not processor)
+    _refresh_hubs()
     return True
 
 
 def registered_processors() -> tuple[InstrumentationSpanProcessor, ...]:
     return _processors
+
+
+def _refresh_hubs() -> None:
+    """The provider hubs call the dispatcher only while it has somewhere to send
+    spans: no call per span when no processor is registered (the common case)."""
+    from opentelemetry_instrumentation_data_bridge import provider_hooks
+
+    provider_hooks.refresh()
 
 
 class _Dispatcher:
@@ -87,6 +97,10 @@ class _Dispatcher:
 
     def __init__(self, provider: Any) -> None:
         self._provider_id = id(provider)
+
+    def wants_spans(self) -> bool:
+        """Asked by the provider hub when registrations or the active provider change."""
+        return bool(_processors) and _active_provider == self._provider_id
 
     def _wanted(self, span: Any) -> bool:
         if not _processors or _active_provider != self._provider_id:
@@ -144,12 +158,14 @@ def activate(provider: Any) -> bool:
     global _active_provider
     if getattr(provider, "add_span_processor", None) is None:
         _active_provider = None  # the API's no-op or proxy provider has no processors
+        _refresh_hubs()
         return False
     from opentelemetry_instrumentation_data_bridge import provider_hooks
 
+    _active_provider = id(provider)
     if not provider_hooks.attached(provider, DISPATCH):
         provider_hooks.attach(provider, DISPATCH, _Dispatcher(provider))
-    _active_provider = id(provider)
+    provider_hooks.refresh()
     return True
 
 
@@ -158,6 +174,7 @@ def deactivate() -> None:
     then takes the dispatchers off their providers)."""
     global _active_provider
     _active_provider = None
+    _refresh_hubs()
 
 
 @dataclass(frozen=True)

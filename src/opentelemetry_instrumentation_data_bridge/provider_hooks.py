@@ -46,16 +46,38 @@ class Forwarded(Protocol):
 
 # A forwarded processor whose on_start does nothing says so with a class attribute
 # ``needs_on_start = False``; the hub then does not call it for each span start.
+# One that has nothing to do at times (the span-processor dispatcher while no
+# processor is registered) has a ``wants_spans()`` method; the hub calls it only
+# when `refresh` is called, and forwards nothing to it while it answers False.
+
+
+def _wants_spans(processor: Forwarded) -> bool:
+    wants = getattr(processor, "wants_spans", None)
+    if wants is None:
+        return True
+    try:
+        return bool(wants())
+    except Exception as exc:  # forward to it, as if it had no such method
+        report_failure(f"run {type(processor).__qualname__}.wants_spans", exc)
+        return True
 
 
 class Hub(SpanProcessor):
     """The one processor of ours on a provider: forwards to ``processors`` until detached."""
 
     def __init__(self) -> None:
-        self.processors: tuple[Forwarded, ...] = ()  # replaced, never mutated: read lock-free
-        # The SDK calls on_start for every span: only the processors with something to do.
+        self.attached: tuple[Forwarded, ...] = ()  # replaced, never mutated: read lock-free
+        # The SDK calls on_start and on_end for every span: only the processors that
+        # want spans now (`refresh`), and for on_start only those that need it.
+        self.processors: tuple[Forwarded, ...] = ()
         self.starts: tuple[Forwarded, ...] = ()
         self.keys: tuple[str, ...] = ()
+
+    def refresh(self) -> None:
+        """Ask the attached processors again whether they want spans."""
+        wanting = tuple(p for p in self.attached if _wants_spans(p))
+        self.starts = tuple(p for p in wanting if getattr(p, "needs_on_start", True))
+        self.processors = wanting
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         for processor in self.starts:
@@ -72,8 +94,8 @@ class Hub(SpanProcessor):
                 report_failure(f"run {type(processor).__qualname__}.on_end", exc)
 
     def shutdown(self) -> None:
-        processors, self.processors, self.keys = self.processors, (), ()
-        self.starts = ()
+        processors, self.attached, self.keys = self.attached, (), ()
+        self.processors = self.starts = ()
         for processor in processors:
             shutdown = getattr(processor, "shutdown", None)
             if callable(shutdown):
@@ -81,7 +103,7 @@ class Hub(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         flushed = True
-        for processor in self.processors:
+        for processor in self.attached:
             flush = getattr(processor, "force_flush", None)
             if callable(flush):
                 flushed = bool(flush(timeout_millis)) and flushed
@@ -104,10 +126,15 @@ def attach(provider: Any, key: str, processor: Forwarded) -> bool:
         add(hub)
     if key not in hub.keys:
         hub.keys = (*hub.keys, key)
-        hub.processors = (*hub.processors, processor)
-        if getattr(processor, "needs_on_start", True):
-            hub.starts = (*hub.starts, processor)
+        hub.attached = (*hub.attached, processor)
+        hub.refresh()
     return True
+
+
+def refresh() -> None:
+    """Each hub asks its processors again whether they want spans (one's state changed)."""
+    for hub in list(_hubs.values()):
+        hub.refresh()
 
 
 def attached(provider: Any, key: str) -> bool:
@@ -122,7 +149,7 @@ def attached(provider: Any, key: str) -> bool:
 def detach_all() -> None:
     """Make every hub inert and take it off its provider."""
     for provider, hub in list(_hubs.items()):
-        hub.processors, hub.starts, hub.keys = (), (), ()
+        hub.attached, hub.processors, hub.starts, hub.keys = (), (), (), ()
         _remove(provider, hub)
     _hubs.clear()
 

@@ -117,9 +117,10 @@ class SpanScope:
     A class rather than a generator context manager because it runs on every
     ORM call: ``start_span`` plus an explicit context attach costs less than
     ``start_as_current_span``. Attributes known before the call go in at start,
-    where samplers see them. When the span records, ``details()`` and the
+    where samplers see them. When the span records, ``details`` (a dict the
+    span shape built for this scope, or a callable returning one) and the
     result given to `set_result` are added in one ``set_attributes`` at the end
-    (each SDK call takes the span's lock); when it does not, neither is built.
+    (each SDK call takes the span's lock); when it does not, the result is not built.
 
     ``with`` starts, attaches, detaches and ends; `start` and `finish` do the
     same without attaching, for a span that is current only at times (a
@@ -149,7 +150,7 @@ class SpanScope:
         name: str,
         kind: SpanKind,
         attributes: dict[str, Any],
-        details: Callable[[], dict[str, Any]] | None = None,
+        details: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         links: Sequence[Link] | None = None,
     ) -> None:
         self._tracer = tracer
@@ -205,16 +206,33 @@ class SpanScope:
         return span
 
     def __enter__(self) -> Span | None:
+        # `start` and `_start`, inlined: this runs on every ORM call, and each
+        # Python call saved is a few hundred instructions per span.
+        tracer = self._tracer
+        if tracer is None:
+            return None
         current = self._parent
         if current is None:
             current = otel_context.get_current()  # read once for the parent and the attach
-            span = self.start(current)
-        elif self._tracer is None:
-            span = None
-        else:
-            span = self._start(self._tracer, current)
-        if span is not None:
-            self._token = otel_context.attach(self.context)  # type: ignore[arg-type]
+            if span_dropped(current):
+                return None
+        try:  # a sampler or span processor that raises must not fail the operation
+            span = tracer.start_span(
+                self._name,
+                current,
+                kind=self._kind,
+                attributes=self._attributes,
+                links=self._links,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        except Exception as failure:
+            report_failure("start a span", failure)
+            return None
+        self.span = span
+        self.recording = span.is_recording()
+        context = self.context = trace.set_span_in_context(span, current)
+        self._token = otel_context.attach(context)
         return span
 
     def set_result(
@@ -225,7 +243,16 @@ class SpanScope:
     ) -> None:
         """Result attributes for the end of the span (see `set_span_result`)."""
         if self.recording:
-            self._result = _result_attributes(count, affected_rows, cache_hit)
+            # `_result_attributes`, inlined: this runs on every query.
+            result: dict[str, Any] = {}
+            if count is not None:
+                result[SpanAttributes.DB_RESULT_COUNT] = count
+                result[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = count
+            if affected_rows is not None:
+                result[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
+            if cache_hit is not None:
+                result[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
+            self._result = result
 
     def add_attributes(self, attributes: dict[str, Any]) -> None:
         """More attributes for the end of the span (only kept when it records)."""
@@ -235,19 +262,23 @@ class SpanScope:
             self._result.update(attributes)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self.span is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-            self.finish(exc)
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        """End the span (started by `start`): details, result, the exception if any."""
+        # Also `finish`'s body (without a call of its own: this runs on every ORM call).
         span = self.span
         if span is None:
             return
+        if self._token is not None:  # made current by `with` (not by `start`)
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
         try:
             if self.recording:
                 try:
-                    extra = self._details() if self._details is not None else {}
+                    details = self._details
+                    if details is None:
+                        extra = {}
+                    elif callable(details):
+                        extra = details()
+                    else:
+                        extra = details  # the scope's own (made for it by a span shape)
                     if self._result:
                         extra.update(self._result)
                     if extra:
@@ -262,9 +293,23 @@ class SpanScope:
             except Exception as failure:
                 report_failure("end a span", failure)
 
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the span (started by `start`): details, result, the exception if any."""
+        self.__exit__(None, exc, None)
 
-def _present(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+
+def _merge(extra: dict[str, Any], attributes: dict[str, Any]) -> None:
+    """Add a shape's extra ``attributes``: given last, so they win; None leaves one out."""
+    for key, value in attributes.items():
+        if value is None:
+            extra.pop(key, None)
+        else:
+            extra[key] = value
+
+
+# The span shapes build their end attributes (`details`) as a dict when the scope is
+# made, key by key: a closure to build them only for a recording span cost more (a
+# cell per captured argument, a call at the end) than the few stores it would save.
 
 
 def query_span(
@@ -289,42 +334,33 @@ def query_span(
     (raw SQL: ``db.query.execute`` with the statement's first keyword).
     """
     op_name = operation_name or operation
-    # The start attributes depend on (operation, table, engine) only: built once each.
-    # (The SDK copies them into the span; samplers only read them.)
+    # The name and start attributes depend on (operation, table, engine) only: built
+    # once each. (The SDK copies the attributes into the span; samplers only read them.)
     key = (operation, op_name, table, id(server) if server else 0)
     cached = config.state.start_attributes.get(key)
-    if cached is not None and cached[1] is server:
-        sampler = cached[0]
-    else:
+    if cached is None or cached[1] is not server:
         sampler = {**config.state.system_attributes, SpanAttributes.DB_OPERATION_NAME: op_name}
         if table is not None:
             sampler[SpanAttributes.DB_COLLECTION_NAME] = table
         if server:
             sampler.update(server)
+        cached = (sampler, server, f"db.query.{operation}")
         if len(config.state.start_attributes) < 4096:  # low cardinality; a guard all the same
-            config.state.start_attributes[key] = (sampler, server)
-
-    def details() -> dict[str, Any]:
-        # Filled key by key: no intermediate dict to filter (this runs for every query).
-        extra: dict[str, Any] = {}
-        if filters_count is not None:
-            extra[SpanAttributes.DB_QUERY_FILTERS_COUNT] = filters_count
-        if limit is not None:
-            extra[SpanAttributes.DB_QUERY_LIMIT] = limit
-        if offset is not None:
-            extra[SpanAttributes.DB_QUERY_OFFSET] = offset
-        if order_by is not None:
-            extra[SpanAttributes.DB_QUERY_ORDER_BY] = order_by
-        for key, value in attributes.items():  # given last, so they win (None: left out)
-            if value is None:
-                extra.pop(key, None)
-            else:
-                extra[key] = value
-        if statement is not None:
-            _set_db_statement(extra, statement, config.state.mode)
-        return extra
-
-    return SpanScope(tracer, f"db.query.{operation}", SpanKind.CLIENT, sampler, details)
+            config.state.start_attributes[key] = cached
+    extra: dict[str, Any] = {}
+    if filters_count is not None:
+        extra[SpanAttributes.DB_QUERY_FILTERS_COUNT] = filters_count
+    if limit is not None:
+        extra[SpanAttributes.DB_QUERY_LIMIT] = limit
+    if offset is not None:
+        extra[SpanAttributes.DB_QUERY_OFFSET] = offset
+    if order_by is not None:
+        extra[SpanAttributes.DB_QUERY_ORDER_BY] = order_by
+    if attributes:
+        _merge(extra, attributes)
+    if statement is not None:
+        _set_db_statement(extra, statement, config.state.mode)
+    return SpanScope(tracer, cached[2], SpanKind.CLIENT, cached[0], extra)
 
 
 def session_span(
@@ -336,20 +372,26 @@ def session_span(
     **attributes: Any,
 ) -> SpanScope:
     """The ``db.session.<operation>`` span shape (see `create_session_span`)."""
-    kind = SpanKind.INTERNAL if operation in _SESSION_INTERNAL else SpanKind.CLIENT
-
-    def details() -> dict[str, Any]:
-        return _present(
-            {
-                SpanAttributes.DB_SESSION_PENDING_COUNT: pending_count,
-                SpanAttributes.DB_SESSION_DIRTY_COUNT: dirty_count,
-                SpanAttributes.DB_SESSION_DELETED_COUNT: deleted_count,
-                **attributes,
-            }
-        )
-
-    sampler = {**config.state.system_attributes, SpanAttributes.DB_SESSION_OPERATION: operation}
-    return SpanScope(tracer, f"db.session.{operation}", kind, sampler, details)
+    # Name, kind and start attributes depend on the operation only: built once each
+    # (the open and close of every session pass here).
+    key = ("db.session", operation)
+    cached = config.state.start_attributes.get(key)
+    if cached is None:
+        sampler = {**config.state.system_attributes, SpanAttributes.DB_SESSION_OPERATION: operation}
+        kind = SpanKind.INTERNAL if operation in _SESSION_INTERNAL else SpanKind.CLIENT
+        cached = (sampler, kind, f"db.session.{operation}")
+        if len(config.state.start_attributes) < 4096:  # low cardinality; a guard all the same
+            config.state.start_attributes[key] = cached
+    extra: dict[str, Any] = {}
+    if pending_count is not None:
+        extra[SpanAttributes.DB_SESSION_PENDING_COUNT] = pending_count
+    if dirty_count is not None:
+        extra[SpanAttributes.DB_SESSION_DIRTY_COUNT] = dirty_count
+    if deleted_count is not None:
+        extra[SpanAttributes.DB_SESSION_DELETED_COUNT] = deleted_count
+    if attributes:
+        _merge(extra, attributes)
+    return SpanScope(tracer, cached[2], cached[1], cached[0], extra)
 
 
 def relationship_span(
@@ -364,23 +406,26 @@ def relationship_span(
 ) -> SpanScope:
     """The ``db.relationship.<strategy>`` span shape (see `create_relationship_span`)."""
     strategy = strategy or "select"
-    sampler = {
-        **config.state.system_attributes,
-        SpanAttributes.DB_RELATIONSHIP_NAME: name,
-        SpanAttributes.DB_RELATIONSHIP_STRATEGY: strategy,
-    }
-
-    def details() -> dict[str, Any]:
-        extra = _present(
-            {
-                SpanAttributes.DB_RELATIONSHIP_TARGET_MODEL: target_model,
-                SpanAttributes.DB_RELATIONSHIP_FK_COLUMN: fk_column,
-                SpanAttributes.DB_RELATIONSHIP_BATCH_COUNT: batch_count,
-                **attributes,
-            }
-        )
-        if strategy in EAGER_STRATEGIES:
-            extra[SpanAttributes.DB_RELATIONSHIP_DEPTH] = depth
-        return extra
-
-    return SpanScope(tracer, f"db.relationship.{strategy}", SpanKind.CLIENT, sampler, details)
+    key = ("db.relationship", name, strategy)  # built once per relationship and strategy
+    cached = config.state.start_attributes.get(key)
+    if cached is None:
+        sampler = {
+            **config.state.system_attributes,
+            SpanAttributes.DB_RELATIONSHIP_NAME: name,
+            SpanAttributes.DB_RELATIONSHIP_STRATEGY: strategy,
+        }
+        cached = (sampler, None, f"db.relationship.{strategy}")
+        if len(config.state.start_attributes) < 4096:  # low cardinality; a guard all the same
+            config.state.start_attributes[key] = cached
+    extra: dict[str, Any] = {}
+    if target_model is not None:
+        extra[SpanAttributes.DB_RELATIONSHIP_TARGET_MODEL] = target_model
+    if fk_column is not None:
+        extra[SpanAttributes.DB_RELATIONSHIP_FK_COLUMN] = fk_column
+    if batch_count is not None:
+        extra[SpanAttributes.DB_RELATIONSHIP_BATCH_COUNT] = batch_count
+    if attributes:
+        _merge(extra, attributes)
+    if strategy in EAGER_STRATEGIES:
+        extra[SpanAttributes.DB_RELATIONSHIP_DEPTH] = depth
+    return SpanScope(tracer, cached[2], SpanKind.CLIENT, cached[0], extra)

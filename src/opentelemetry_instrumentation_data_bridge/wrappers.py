@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from opentelemetry_instrumentation_data_bridge import config, n_plus_one, spans
 from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
@@ -65,7 +64,7 @@ def _describe(what: str, describe: Callable[..., T], *args: Any) -> T | None:
 def _opening(what: str, describe: Callable[..., T], *args: Any) -> T | None:
     """The opening of every wrapper: None means "call straight through"
     (instrumentation suppressed, nothing to trace, or describing failed)."""
-    if not is_instrumentation_enabled():
+    if config.instrumentation_suppressed(otel_context.get_current()):
         return None
     return _describe(what, describe, *args)
 
@@ -79,9 +78,8 @@ def _record_metrics(
     error: BaseException | None,
     server: dict[str, Any],
 ) -> None:
-    """Metrics of one operation; the duration is the span's when the span recorded one."""
-    if not config.metrics_wanted():
-        return
+    """Metrics of one operation; the duration is the span's when the span recorded one.
+    The caller has checked `config.metrics_wanted()` (no call at all without metrics)."""
     try:
         start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
         if start is not None and end is not None:
@@ -103,7 +101,9 @@ def _count_rows(operation: str, result: Any) -> int:
     """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
     if operation in ("update", "delete", "count", "exists"):
         return int(result)
-    return _rows(result)
+    if isinstance(result, list):  # `_rows`, inlined: this runs on every query
+        return len(result)
+    return 0 if result is None else 1
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -149,6 +149,7 @@ def query_wrapper(operation: str) -> Wrapper:
     """
     affected = operation in ("update", "delete")
     finds = operation == "find"
+    what = f"db.query.{operation}"
 
     async def traced(
         wrapped: Wrapped,
@@ -161,10 +162,11 @@ def query_wrapper(operation: str) -> Wrapper:
         now = otel_context.get_current()
         if now is not current:  # awaited under another context than it was called in
             current, dropped = now, config.span_dropped(now)
-        opened = _describe(f"db.query.{operation}", _describe_query, operation, instance, dropped)
-        if opened is None:
+        try:  # `_describe`, inlined: this runs on every query
+            table, server, scope = _describe_query(operation, instance, dropped)
+        except Exception as exc:  # our bug must not become the user's
+            config.report_failure(f"describe {what}", exc)
             return await wrapped(*args, **kwargs)
-        table, server, scope = opened
         started = time.perf_counter_ns()
         span = rows = error = None
         try:
@@ -186,7 +188,8 @@ def query_wrapper(operation: str) -> Wrapper:
             error = exc
             raise
         finally:
-            _record_metrics(operation, table, span, started, rows, error, server)
+            if config.metrics_wanted():
+                _record_metrics(operation, table, span, started, rows, error, server)
 
     def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -271,7 +274,8 @@ async def _traced_stream(
                     scope.set_result(count=count)
                     scope.finish(error)
                     span = scope.span
-                _record_metrics("stream", table, span, started, count, error, server)
+                if config.metrics_wanted():
+                    _record_metrics("stream", table, span, started, count, error, server)
 
 
 # -- raw SQL ----------------------------------------------------------------------------
@@ -343,7 +347,8 @@ async def _traced_execute(
         error = exc
         raise
     finally:
-        _record_metrics(operation, None, span, started, rows, error, server)
+        if config.metrics_wanted():
+            _record_metrics(operation, None, span, started, rows, error, server)
 
 
 # -- session-level queries --------------------------------------------------------------
@@ -400,7 +405,8 @@ def session_query_wrapper(operation: str) -> Wrapper:
             error = exc
             raise
         finally:
-            _record_metrics(operation, table, span, started, rows, error, server)
+            if config.metrics_wanted():
+                _record_metrics(operation, table, span, started, rows, error, server)
 
     return wrapper
 
@@ -440,12 +446,24 @@ def session_wrapper(operation: str) -> Wrapper:
     async def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        scope = _opening(what, _describe_session, operation, instance, with_counts, args, kwargs)
-        if scope is None:
+        # `_opening`, inlined (every session opens and closes here): the context is
+        # read once for the suppression check, the sampler's shortcut and the parent.
+        current = otel_context.get_current()
+        if config.instrumentation_suppressed(current):
             return await wrapped(*args, **kwargs)
+        scope = None
+        if not config.span_dropped(current):  # else: no span, metrics and detection only
+            scope = _describe(
+                what, _describe_session, operation, instance, with_counts, args, kwargs
+            )
+            if scope is None:
+                return await wrapped(*args, **kwargs)
+            scope.under(current)
         # Read before the call: committing or rolling back clears it.
         started = instance.transaction_started_ns if ends_transaction else None
         try:
+            if scope is None:
+                return await wrapped(*args, **kwargs)
             with scope:
                 result = await wrapped(*args, **kwargs)
                 if operation == "flush" and instance.last_flush_batch_size > 1:
@@ -498,7 +516,7 @@ def lazy_load_wrapper(
 ) -> Awaitable[Any]:
     """``obj.rel``: the user's line is read here, where the attribute is accessed
     (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
-    if not is_instrumentation_enabled():
+    if config.instrumentation_suppressed(otel_context.get_current()):
         return wrapped(*args, **kwargs)
     try:
         # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
@@ -599,7 +617,7 @@ def statement_wrapper(
     Patched only when statement capture is on: every other attribute comes
     from the ORM-level seams, so a statement costs nothing extra by default.
     """
-    if is_instrumentation_enabled():
+    if not config.instrumentation_suppressed(otel_context.get_current()):
         _describe("capture a statement", _capture, args[0] if args else kwargs.get("statement"))
     return wrapped(*args, **kwargs)
 
@@ -611,7 +629,7 @@ def stream_statement_wrapper(
     kwargs: dict[str, Any],
 ) -> AsyncIterator[Any]:
     """``Session.stream_rows(model, statement, ...)``: a stream's SQL on its span."""
-    if is_instrumentation_enabled():
+    if not config.instrumentation_suppressed(otel_context.get_current()):
         statement = args[1] if len(args) > 1 else kwargs.get("statement")
         _describe("capture a statement", _capture, statement)
     return wrapped(*args, **kwargs)
@@ -622,7 +640,8 @@ def acquire_wrapper(
 ) -> Awaitable[Any]:
     """``Engine.acquire()``: one ``db.client.connection.wait_time`` sample per
     connection handed out (nothing when no meter provider records)."""
-    if not (is_instrumentation_enabled() and config.metrics_wanted()):
+    # Metrics first: without a meter provider (the common case) that is all it reads.
+    if not config.metrics_wanted() or config.instrumentation_suppressed(otel_context.get_current()):
         return wrapped(*args, **kwargs)
     return _timed_acquire(wrapped, instance, args, kwargs)
 

@@ -201,3 +201,17 @@ def test_slow_query_processor_rejects_a_bad_threshold() -> None:
         SlowQueryProcessor(threshold_ms=-1)
     with pytest.raises(TypeError, match="threshold_ms must be a number"):
         SlowQueryProcessor(threshold_ms="100")  # type: ignore[arg-type]
+
+
+async def test_a_processor_added_after_instrument_sees_the_spans_from_then_on(
+    instrument_with: Instrument, blog_engine: Engine, registered: Any
+) -> None:
+    # The provider's hub skips the dispatcher while nothing is registered: adding
+    # one must wake it up for the spans that follow.
+    instrument_with()
+    async with Session(blog_engine) as session:
+        await session.find(Author).count()
+        recorder = registered(NameRecorder())
+        assert await session.find(Author).count() == 3
+    assert recorder.started == ["db.query.count", "db.session.close"]
+    assert recorder.ended == ["db.query.count", "db.session.close"]

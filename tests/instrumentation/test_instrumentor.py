@@ -203,11 +203,13 @@ def test_a_processor_detached_by_uninstrument_forwards_to_nothing(
     instrumentor = DataBridgeInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider)
     (ours,) = our_processors(tracer_provider)
-    assert len(ours.processors) == 2  # type: ignore[attr-defined]  # N+1 scope ends, dispatch
+    assert len(ours.attached) == 2  # type: ignore[attr-defined]  # N+1 scope ends, dispatch
+    # The dispatcher is attached but idle while no span processor is registered.
+    assert len(ours.processors) == 1  # type: ignore[attr-defined]
     instrumentor.uninstrument()
     # A copy of the provider's tuple taken before uninstrument() may still call it
     # (a span ending in another thread): it then forwards to nothing.
-    assert ours.processors == ()  # type: ignore[attr-defined]
+    assert ours.attached == ours.processors == ours.starts == ()  # type: ignore[attr-defined]
     with tracer_provider.get_tracer("t").start_as_current_span("after"):
         pass
     ours.on_start(spans.get_finished_spans()[-1])  # type: ignore[attr-defined]

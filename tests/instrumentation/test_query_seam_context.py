@@ -78,3 +78,45 @@ def test_the_hub_calls_on_start_only_of_processors_that_need_it_and_on_end_of_al
     finally:
         provider_hooks.detach_all()
         provider.shutdown()
+
+
+class _Sometimes(_Seen):
+    def __init__(self) -> None:
+        super().__init__()
+        self.wanted = False
+
+    def wants_spans(self) -> bool:
+        return self.wanted
+
+
+class _Undecided(_Seen):
+    def wants_spans(self) -> bool:
+        raise RuntimeError("cannot tell")
+
+
+def test_the_hub_forwards_to_a_processor_only_while_it_wants_spans_as_of_the_last_refresh(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = TracerProvider()
+    sometimes, undecided = _Sometimes(), _Undecided()
+    tracer = provider.get_tracer("test")
+    try:
+        assert provider_hooks.attach(provider, "test sometimes", sometimes)
+        assert provider_hooks.attach(provider, "test undecided", undecided)
+        with tracer.start_as_current_span("idle"):
+            pass
+        sometimes.wanted = True  # not asked again until a refresh
+        with tracer.start_as_current_span("not refreshed"):
+            pass
+        provider_hooks.refresh()
+        with tracer.start_as_current_span("wanted"):
+            pass
+        assert sometimes.started == sometimes.ended == ["wanted"]
+        # One that cannot answer is fed, as if it had no wants_spans, and logged once.
+        assert undecided.ended == ["idle", "not refreshed", "wanted"]
+        failures = [r.getMessage() for r in caplog.records if "cannot tell" in r.getMessage()]
+        assert len(failures) == 1
+        assert "_Undecided.wants_spans" in failures[0]
+    finally:
+        provider_hooks.detach_all()
+        provider.shutdown()
