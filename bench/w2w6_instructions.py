@@ -7,11 +7,12 @@ Same method as ``bench.w4_instructions``: run N rounds and 0 rounds under
     valgrind --tool=callgrind python bench/w2w6_instructions.py w2 0
 
 Workloads: ``w2``, ``w6`` (instrumented, recording, a batch exporter that
-drops the spans), ``w6plain`` (W6 without instrumentation).
+drops the spans), ``w6plain`` (W6 without instrumentation), ``w5`` and
+``w5plain`` (W5's N+1 page, instrumented or not).
 
 Run as a file with ``PYTHONPATH=<tree>/src:<tree>`` to count another tree.
 
-Repeatable counts (2026-11-29): the whole-process count of the same code
+Repeatable counts (2026-11-28): the whole-process count of the same code
 moved by 5-10% between runs. Three causes, and what takes each out:
 
 - garbage collections land at points that vary: the rounds run with the
@@ -59,7 +60,8 @@ def _instrumented() -> Any:
 
 
 async def _rounds(schema: str, workload: str, rounds: int) -> None:
-    system = DataBridge("data_bridge", _instrumented if workload == "w6" else None)
+    instrumented = workload in ("w5", "w6")
+    system = DataBridge("data_bridge", _instrumented if instrumented else None)
     await system.setup(schema)
     system.activate()
     # Collections land at points that vary between runs: none while counting.
@@ -71,6 +73,8 @@ async def _rounds(schema: str, workload: str, rounds: int) -> None:
         for _ in range(rounds + 1):
             if workload == "w2":
                 await system.w2()
+            elif workload.startswith("w5"):
+                await system.w5_lazy()
             else:
                 await system.w6(1)
     finally:
