@@ -206,8 +206,6 @@ class SpanScope:
         return span
 
     def __enter__(self) -> Span | None:
-        # `start` and `_start`, inlined: this runs on every ORM call, and each
-        # Python call saved is a few hundred instructions per span.
         tracer = self._tracer
         if tracer is None:
             return None
@@ -216,23 +214,9 @@ class SpanScope:
             current = otel_context.get_current()  # read once for the parent and the attach
             if span_dropped(current):
                 return None
-        try:  # a sampler or span processor that raises must not fail the operation
-            span = tracer.start_span(
-                self._name,
-                current,
-                kind=self._kind,
-                attributes=self._attributes,
-                links=self._links,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-        except Exception as failure:
-            report_failure("start a span", failure)
-            return None
-        self.span = span
-        self.recording = span.is_recording()
-        context = self.context = trace.set_span_in_context(span, current)
-        self._token = otel_context.attach(context)
+        span = self._start(tracer, current)
+        if span is not None:
+            self._token = otel_context.attach(self.context)  # type: ignore[arg-type]
         return span
 
     def set_result(
@@ -243,16 +227,7 @@ class SpanScope:
     ) -> None:
         """Result attributes for the end of the span (see `set_span_result`)."""
         if self.recording:
-            # `_result_attributes`, inlined: this runs on every query.
-            result: dict[str, Any] = {}
-            if count is not None:
-                result[SpanAttributes.DB_RESULT_COUNT] = count
-                result[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = count
-            if affected_rows is not None:
-                result[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
-            if cache_hit is not None:
-                result[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
-            self._result = result
+            self._result = _result_attributes(count, affected_rows, cache_hit)
 
     def add_attributes(self, attributes: dict[str, Any]) -> None:
         """More attributes for the end of the span (only kept when it records)."""

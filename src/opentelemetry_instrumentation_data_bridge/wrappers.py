@@ -101,9 +101,7 @@ def _count_rows(operation: str, result: Any) -> int:
     """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
     if operation in ("update", "delete", "count", "exists"):
         return int(result)
-    if isinstance(result, list):  # `_rows`, inlined: this runs on every query
-        return len(result)
-    return 0 if result is None else 1
+    return _rows(result)
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -162,11 +160,10 @@ def query_wrapper(operation: str) -> Wrapper:
         now = otel_context.get_current()
         if now is not current:  # awaited under another context than it was called in
             current, dropped = now, config.span_dropped(now)
-        try:  # `_describe`, inlined: this runs on every query
-            table, server, scope = _describe_query(operation, instance, dropped)
-        except Exception as exc:  # our bug must not become the user's
-            config.report_failure(f"describe {what}", exc)
+        opened = _describe(what, _describe_query, operation, instance, dropped)
+        if opened is None:
             return await wrapped(*args, **kwargs)
+        table, server, scope = opened
         started = time.perf_counter_ns()
         span = rows = error = None
         try:
