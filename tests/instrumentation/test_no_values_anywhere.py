@@ -27,6 +27,7 @@ from data_bridge_core import (
     Session,
     UnsupportedOperationError,
 )
+from exported_text import everything_exported
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 from opentelemetry_instrumentation_data_bridge.telemetry import (
     SlowQueryProcessor,
@@ -192,20 +193,6 @@ FAILURES: list[tuple[Failure, type[BaseException]]] = [
 ]
 
 
-def exported_text(
-    spans: InMemorySpanExporter, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
-) -> str:
-    parts = [span.to_json() for span in spans.get_finished_spans()]
-    data = reader.get_metrics_data()
-    if data is not None:
-        parts.append(data.to_json())
-    for record in caplog.records:
-        parts.append(record.getMessage())
-        if record.exc_info:
-            parts.append(logging.Formatter().formatException(record.exc_info))
-    return "\n".join(parts)
-
-
 @pytest.fixture(params=["capture off", "capture, plans, commenter, slow-query log"])
 def instrumentation(
     request: pytest.FixtureRequest,
@@ -248,7 +235,7 @@ async def test_no_bound_value_of_a_failed_operation_is_exported_or_logged(
     failed = [s for s in spans.get_finished_spans() if s.status.status_code is StatusCode.ERROR]
     assert failed, [s.name for s in spans.get_finished_spans()]
     assert all(any(e.name == "exception" for e in s.events) for s in failed)
-    text = exported_text(spans, metric_reader, caplog)
+    text = everything_exported(spans, metric_reader, caplog)
     assert SECRET not in text
     assert LEAKED_NUMBER.search(text) is None, LEAKED_NUMBER.search(text)
     if instrumentation != "capture off" and error not in (
