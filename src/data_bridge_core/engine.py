@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import weakref
 from typing import Any, ClassVar, Self
 
@@ -135,7 +136,11 @@ class Engine:
                     connection_class=_reporting_connection_class(self),
                     open=False,
                 )
-                await pool.open(wait=False)
+                # The pool's tasks copy the context they start in: start them in an
+                # empty one, not the caller's (the first session and the request's
+                # span would otherwise live as long as the pool).
+                loop = asyncio.get_running_loop()
+                await loop.create_task(pool.open(wait=False), context=contextvars.Context())
                 self._pool = pool
         return self._pool
 

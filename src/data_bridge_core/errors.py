@@ -77,6 +77,9 @@ class SessionError(DataBridgeError):
 class SessionClosedError(SessionError):
     """The session was closed and cannot be used any more."""
 
+    def __init__(self, message: str = "this session is closed; open a new Session") -> None:
+        super().__init__(message)
+
 
 class NoSessionError(SessionError):
     """An operation needs a current session and there is none."""

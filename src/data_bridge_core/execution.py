@@ -25,14 +25,19 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, AsyncServerCursor
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import RowFactory
 
-from data_bridge_core.errors import DatabaseError, InvalidStateError, wrap_database_error
+from data_bridge_core.errors import (
+    DatabaseError,
+    InvalidStateError,
+    SessionClosedError,
+    wrap_database_error,
+)
 
 if TYPE_CHECKING:
     from data_bridge_core.engine import Engine
@@ -127,6 +132,10 @@ def _stream_ended() -> InvalidStateError:
     )
 
 
+def _session_closed() -> NoReturn:
+    raise SessionClosedError()
+
+
 class SessionConnection:
     """The pooled connection of one session's open transaction, and what runs on it.
 
@@ -187,6 +196,10 @@ class SessionConnection:
                     raise
                 self._own(conn, started)
                 return result
+
+    def detach(self) -> None:
+        """The session closed: drop the callbacks into it (see `Session.close`)."""
+        self._engine = self._check_open = _session_closed
 
     def _own(self, conn: AsyncConnection[Any], started_ns: int) -> None:
         self.conn = conn

@@ -51,7 +51,7 @@ class IdentityMap:
     """The objects of one session by model and identity key (see module docstring)."""
 
     def __init__(self, session: Session, log: ChangeLog) -> None:
-        self._session = session
+        self._session: Session | None = session
         self.log = log
         self.by_model: dict[type[Table], dict[Any, Table]] = {}
         # Persistent objects with changed columns (the next flush UPDATEs them).
@@ -68,8 +68,12 @@ class IdentityMap:
     # -- StateOwner ---------------------------------------------------------------
 
     @property
-    def session(self) -> Session:
+    def session(self) -> Session | None:
         return self._session
+
+    def forget_session(self) -> None:
+        """The session closed (after `clear`): forget it, so it is not kept in a cycle."""
+        self._session = None
 
     def note_change(self, obj: Table, name: str, old: Any) -> None:
         self.modified[obj] = None

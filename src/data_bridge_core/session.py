@@ -176,6 +176,11 @@ class Session:
             self._failed = None
             self._work.discard_unflushed()
             self._identity.clear(forget_relations=rolled_back)
+            # The parts point back at the session; cutting those links lets reference
+            # counting free a closed session instead of the garbage collector.
+            self._execution.detach()
+            self._identity.forget_session()
+            self._work.detach()
             if self._token is not None:
                 try:
                     current.reset(self._token)
@@ -186,12 +191,12 @@ class Session:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise SessionClosedError("this session is closed; open a new Session")
+            raise SessionClosedError()
 
     def _check_usable(self) -> None:
         """Closed, or a failed flush not yet rolled back: refuse to go on."""
         if self._closed:
-            raise SessionClosedError("this session is closed; open a new Session")
+            raise SessionClosedError()
         if self._failed is not None:
             raise PendingRollbackError(self._failed) from self._failed
 

@@ -26,7 +26,7 @@ class StateOwner(Protocol):
     """What an object's state reports to: the identity map of one session."""
 
     @property
-    def session(self) -> Session: ...
+    def session(self) -> Session | None: ...
 
     def note_change(self, obj: Table, name: str, old: Any) -> None:
         """A column of a persistent object changed; ``old`` is the value it had."""

@@ -24,7 +24,12 @@ from data_bridge_core.dml import (
     update_params,
     update_statement,
 )
-from data_bridge_core.errors import DatabaseError, InvalidStateError, UnsupportedOperationError
+from data_bridge_core.errors import (
+    DatabaseError,
+    InvalidStateError,
+    SessionClosedError,
+    UnsupportedOperationError,
+)
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
 from data_bridge_core.schema.relation import (
     ASSIGNED,
@@ -153,6 +158,16 @@ def push_foreign_keys(obj: Table) -> None:
                 setattr(child, rel.fk.name, pk)
 
 
+class _ClosedRunner:
+    """The runner of a closed session's unit of work: nothing runs any more."""
+
+    async def run_statement(self, *args: Any, **kwargs: Any) -> StatementResult:
+        raise SessionClosedError()
+
+
+_CLOSED = _ClosedRunner()
+
+
 class UnitOfWork:
     """Pending and deleted objects of one session, and the flush that writes them."""
 
@@ -232,6 +247,10 @@ class UnitOfWork:
             self.deleted.pop(obj, None)
             # It keeps its owner until commit, so that a rollback can bring it back.
             self.log.record_deleted(obj)
+
+    def detach(self) -> None:
+        """The session closed: drop its runner, which points back at this unit of work."""
+        self.runner = _CLOSED
 
     def discard_unflushed(self) -> None:
         """Forget every change not yet written (the transaction they were for is gone)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import weakref
 
 import pytest
 from core_fixtures import Post, StatementLog, User, seed
@@ -137,3 +139,54 @@ async def test_the_core_leaves_a_results_observer_data_to_its_observer(engine: E
         await session.commit()
         assert result_of(users[1]) is result
         assert result.observer_data == ("an observer's", "note")
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback", "error"])
+async def test_a_closed_session_is_not_left_in_a_reference_cycle(
+    engine: Engine, ending: str
+) -> None:
+    """Its parts point back at it while it is open; closing cuts those links, so each
+    request's session is freed by reference counting, not by a collection (W6)."""
+    await seed(engine, users=2, posts=1)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        session = Session(engine)
+        try:
+            async with session:
+                users = await session.find(User).order_by(User.id).to_list()
+                assert [u.name for u in users] == ["u0", "u1"]
+                before = users[0].age
+                users[0].age += 1
+                if ending == "error":
+                    raise LookupError("leave the block")
+                await (session.commit() if ending == "commit" else session.rollback())
+        except LookupError:
+            pass
+        del session
+        gc.collect()
+        cyclic = {type(o).__name__ for o in gc.garbage}
+        assert not cyclic & {"Session", "SessionConnection", "IdentityMap", "UnitOfWork"}
+        assert users[0].age == before + (ending == "commit")
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+async def test_the_pool_does_not_keep_the_session_that_opened_it(engine: Engine) -> None:
+    """The pool's tasks start inside the first session's block; they must not keep its
+    context (that session, the request's span) for the pool's lifetime."""
+    engine = Engine(engine.dsn, timeout=0.2, **engine.connect_kwargs)  # a pool not open yet
+    try:
+        session = Session(engine)
+        async with session:
+            assert await session.find(User).to_list() == []
+        first = weakref.ref(session)
+        del session
+        await asyncio.sleep(0.3)  # past the pool's timeout: its timers have gone
+        gc.collect()
+        assert first() is None
+        async with Session(engine) as again:  # the pool goes on serving
+            assert await again.find(User).count() == 0
+    finally:
+        await engine.dispose()
