@@ -176,9 +176,9 @@ async def test_a_closed_session_is_not_left_in_a_reference_cycle(
 async def test_the_pool_does_not_keep_the_session_that_opened_it(engine: Engine) -> None:
     """The pool's tasks start inside the first session's block; they must not keep its
     context (that session, the request's span) for the pool's lifetime."""
-    engine = Engine(engine.dsn, timeout=0.2, **engine.connect_kwargs)  # a pool not open yet
+    fresh = Engine(engine.dsn, timeout=0.2, **engine.connect_kwargs)  # its pool not open yet
     try:
-        session = Session(engine)
+        session = Session(fresh)
         async with session:
             assert await session.find(User).to_list() == []
         first = weakref.ref(session)
@@ -186,7 +186,7 @@ async def test_the_pool_does_not_keep_the_session_that_opened_it(engine: Engine)
         await asyncio.sleep(0.3)  # past the pool's timeout: its timers have gone
         gc.collect()
         assert first() is None
-        async with Session(engine) as again:  # the pool goes on serving
+        async with Session(fresh) as again:  # the pool goes on serving
             assert await again.find(User).count() == 0
     finally:
-        await engine.dispose()
+        await fresh.dispose()
