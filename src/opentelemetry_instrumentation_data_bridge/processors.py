@@ -103,7 +103,7 @@ class _Dispatcher:
         return bool(_processors) and _active_provider == self._provider_id
 
     def _wanted(self, span: Any) -> bool:
-        if not _processors or _active_provider != self._provider_id:
+        if not self.wants_spans():
             return False
         scope = span.instrumentation_scope
         return scope is not None and scope.name == SCOPE

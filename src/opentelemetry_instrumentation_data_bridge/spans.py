@@ -282,6 +282,13 @@ def _merge(extra: dict[str, Any], attributes: dict[str, Any]) -> None:
             extra[key] = value
 
 
+def _remember_shape(key: tuple[Any, ...], shape: tuple[dict[str, Any], Any, str]) -> None:
+    """Keep a span shape's start attributes and name for the next span of that shape."""
+    shapes = config.state.start_attributes
+    if len(shapes) < 4096:  # low cardinality; a guard all the same
+        shapes[key] = shape
+
+
 # The span shapes build their end attributes (`details`) as a dict when the scope is
 # made, key by key: a closure to build them only for a recording span cost more (a
 # cell per captured argument, a call at the end) than the few stores it would save.
@@ -320,8 +327,7 @@ def query_span(
         if server:
             sampler.update(server)
         cached = (sampler, server, f"db.query.{operation}")
-        if len(config.state.start_attributes) < 4096:  # low cardinality; a guard all the same
-            config.state.start_attributes[key] = cached
+        _remember_shape(key, cached)
     extra: dict[str, Any] = {}
     if filters_count is not None:
         extra[SpanAttributes.DB_QUERY_FILTERS_COUNT] = filters_count
@@ -355,8 +361,7 @@ def session_span(
         sampler = {**config.state.system_attributes, SpanAttributes.DB_SESSION_OPERATION: operation}
         kind = SpanKind.INTERNAL if operation in _SESSION_INTERNAL else SpanKind.CLIENT
         cached = (sampler, kind, f"db.session.{operation}")
-        if len(config.state.start_attributes) < 4096:  # low cardinality; a guard all the same
-            config.state.start_attributes[key] = cached
+        _remember_shape(key, cached)
     extra: dict[str, Any] = {}
     if pending_count is not None:
         extra[SpanAttributes.DB_SESSION_PENDING_COUNT] = pending_count
@@ -390,8 +395,7 @@ def relationship_span(
             SpanAttributes.DB_RELATIONSHIP_STRATEGY: strategy,
         }
         cached = (sampler, None, f"db.relationship.{strategy}")
-        if len(config.state.start_attributes) < 4096:  # low cardinality; a guard all the same
-            config.state.start_attributes[key] = cached
+        _remember_shape(key, cached)
     extra: dict[str, Any] = {}
     if target_model is not None:
         extra[SpanAttributes.DB_RELATIONSHIP_TARGET_MODEL] = target_model
