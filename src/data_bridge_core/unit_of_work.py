@@ -320,35 +320,46 @@ class UnitOfWork:
                 result = await self.runner.run_statement(
                     plan.statement(batch.columns, len(chunk)), params
                 )
-                self._absorb_upserted(plan, chunk, result.rows, generated)
-                written += len(result.rows)
+                written += self._absorb_upserted(plan, chunk, result.rows, generated)
         return written
 
     def _absorb_upserted(
         self, plan: UpsertPlan, objects: list[Table], rows: list[Any], generated: tuple[str, ...]
-    ) -> None:
+    ) -> int:
+        """Put each returned row on the object at its position; returns the rows written.
+
+        Two objects whose keys the server stores alike (``"ab"`` and ``"ab "`` in a
+        ``char(4)``) both join the one row they wrote; the first one gets it (rows come
+        in position order), the other was skipped by ``DO NOTHING``.
+        """
         info = plan.info
         names = info.field_names
-        by_key = {plan.key_of(obj): obj for obj in objects}
         identity = self.identity
         log = self.log
+        written: set[tuple[Any, ...]] = set()
         for row in rows:
-            obj = by_key[plan.key_of_row(row)]
-            values, inserted = row[:-1], row[-1]
-            obj.__dict__.update(zip(names, values, strict=True))
-            held = identity.get(info.model, identity.key_of(obj))
-            if held is not None and held is not obj:
-                # The row was already loaded: that object shows the new values
-                # (put back by a rollback); `obj` stays detached.
-                show_database_values(log, held, zip(names, values, strict=True))
+            key = plan.key_of_row(row)
+            if key in written:
                 continue
+            written.add(key)
+            obj = objects[row[-1] - 1]
+            values, inserted = row[:-2], row[-2]
+            obj.__dict__.update(zip(names, values, strict=True))
             state = state_of(obj)
             state.persistent = True
             state.changed = None
+            held = identity.get(info.model, identity.key_of(obj))
+            if held is not None and held is not obj:
+                # Merged into the held object (a rollback puts its old values back);
+                # `obj` is a detached copy of the row: linked to an object, it stands
+                # for the row, and it is never inserted again.
+                show_database_values(log, held, zip(names, values, strict=True))
+                continue
             identity.put(obj)
             # Rolled back, the object leaves the session; an inserted one also loses
             # the columns the database filled.
             log.record_inserted(obj, generated if inserted else ())
+        return len(written)
 
     async def bulk_delete(self, model: type[Table], statement: str, params: Sequence[Any]) -> int:
         """Run a ``DELETE ... RETURNING key``; the matching loaded objects leave the session."""

@@ -20,12 +20,15 @@ async def test_upsert_inserts_new_rows_and_updates_existing_ones(
         sql.clear()
         n = await session.upsert([ann, bob], on=("email",), update=("name",))
         assert n == 2
+        row = "%s::text, %s::text, %s::bigint, %s::boolean, %s::text, %s::timestamptz"
         assert sql.statements == [
-            'INSERT INTO "users" ("name", "email", "age", "active", "country", "created_at") '
-            "VALUES (%s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s) "
+            f"WITH v (c0, c1, c2, c3, c4, c5, ord) AS (VALUES ({row}, 1), ({row}, 2)), "
+            'w AS (INSERT INTO "users" ("name", "email", "age", "active", "country", "created_at") '
+            "SELECT c0, c1, c2, c3, c4, c5 FROM v ORDER BY ord "
             'ON CONFLICT ("email") DO UPDATE SET "name" = EXCLUDED."name" '
             'RETURNING "users"."id", "users"."name", "users"."email", "users"."age", '
-            '"users"."active", "users"."country", "users"."created_at", (xmax = 0)'
+            '"users"."active", "users"."country", "users"."created_at", (xmax = 0) AS "(inserted)") '
+            'SELECT w.*, v.ord FROM w JOIN v ON w."email" = v.c1::text ORDER BY v.ord'
         ]
         assert (ann.id, ann.age) == (1, 40)  # the existing row's key and its untouched column
         assert bob.id == 3  # the conflicting row used up identity value 2
