@@ -27,7 +27,8 @@ async def test_upsert_inserts_new_rows_and_updates_existing_ones(
             "SELECT c0, c1, c2, c3, c4, c5 FROM v ORDER BY ord "
             'ON CONFLICT ("email") DO UPDATE SET "name" = EXCLUDED."name" '
             'RETURNING "users"."id", "users"."name", "users"."email", "users"."age", '
-            '"users"."active", "users"."country", "users"."created_at", (xmax = 0) AS "(inserted)") '
+            '"users"."active", "users"."country", "users"."created_at", '
+            '(xmax = 0) AS "(inserted)") '
             'SELECT w.*, v.ord FROM w JOIN v ON w."email" = v.c1::text ORDER BY v.ord'
         ]
         assert (ann.id, ann.age) == (1, 40)  # the existing row's key and its untouched column
