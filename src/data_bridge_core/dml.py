@@ -138,23 +138,6 @@ def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
     return list(batches.values())
 
 
-def link_statements(
-    association: TableInfo, owner_fk: ColumnInfo, target_fk: ColumnInfo
-) -> tuple[str, str]:
-    """A many-to-many's link writes: DELETE of some owners' links (returning their
-    keys), and INSERT of (owner key, target key) pairs from two arrays."""
-    delete = (
-        f"DELETE FROM {association.quoted_name} WHERE {owner_fk.ident} = ANY(%s) "
-        f"RETURNING {association.key_returning}"
-    )
-    insert = (
-        f"INSERT INTO {association.quoted_name} ({owner_fk.ident}, {target_fk.ident}) "
-        f"SELECT * FROM unnest(%s::{owner_fk.column_type.sql_type}[], "
-        f"%s::{target_fk.column_type.sql_type}[])"
-    )
-    return delete, insert
-
-
 def identity_values(info: TableInfo, obj: Table) -> tuple[Any, ...]:
     d = obj.__dict__
     return tuple([d[name] for name in info.key_names])

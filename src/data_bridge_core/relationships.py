@@ -1,19 +1,21 @@
 """Relationships between models: ``posts: list[Post] = relationship(...)``.
 
-``await user.posts`` calls `Relationship.load`, the lazy-load seam: it serves
-the value already loaded for that instance, or runs one SELECT and caches the
-result on the instance for the rest of the session.
+`Relationship` is the class attribute behind ``User.posts``: a descriptor.
+Reading it on an instance starts the lazy load (`Relationship.load`, the
+seam an instrumentation wraps), which serves the value already loaded for
+that instance or runs one SELECT and caches the result for the rest of the
+session; a list relationship comes wrapped in a `RelatedList`, which also
+adds and removes many-to-many links. Assigning it records what the next
+flush writes. What the relationship connects is resolved on first use
+(`relationship_mapping`), the SQL reading across it is built from that
+(`relationship_sql`), and the links it changes are kept in `link_changes`.
 """
 
 from __future__ import annotations
 
-import re
-import typing
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from data_bridge_core.errors import (
-    DataBridgeError,
     InvalidStateError,
     ModelDefinitionError,
     RaiseLoadError,
@@ -21,7 +23,22 @@ from data_bridge_core.errors import (
     UnsupportedOperationError,
     described,
 )
-from data_bridge_core.schema import registry
+from data_bridge_core.link_changes import changes_for
+from data_bridge_core.link_sql import LinkSql
+from data_bridge_core.related_list import RelatedList
+from data_bridge_core.relation_values import (
+    MISSING,
+    append_backref,
+    remove_backref,
+    set_loaded,
+)
+from data_bridge_core.relationship_mapping import (
+    RelationshipDeclared,
+    RelationshipMapping,
+    parse_annotation,
+    resolve_mapping,
+)
+from data_bridge_core.relationship_sql import RelationshipSql
 from data_bridge_core.schema.expressions import Exists, Expression
 from data_bridge_core.schema.relation import (
     ASSIGNED,
@@ -30,8 +47,7 @@ from data_bridge_core.schema.relation import (
     ONE_TO_MANY,
     RelationshipDeclaration,
 )
-from data_bridge_core.schema.table import Table, TableInfo, table_info, table_name_of
-from data_bridge_core.schema.typed import unwrap, unwrap_text
+from data_bridge_core.schema.table import Table, table_info
 from data_bridge_core.state import InstanceState, own_state, session_of, state_of
 
 if TYPE_CHECKING:
@@ -44,16 +60,15 @@ __all__ = [
     "NOLOAD",
     "ONE_TO_MANY",
     "RAISE",
+    "RelatedList",
     "Relationship",
     "relationship",
+    "set_loaded",
 ]
 
 # Strategies stored per instance by raiseload()/noload() options.
 RAISE = "raise"
 NOLOAD = "noload"
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_WRAPPERS = {"list", "List", "Optional", "None", "typing", "Sequence"}
 
 
 def relationship(
@@ -66,7 +81,8 @@ def relationship(
     """Declare a relationship; the annotation (``list[Post]`` or ``User``) names the target.
 
     ``secondary`` names the association table of a many-to-many
-    (``"article_tags"``, mapped by a model with a foreign key to each side);
+    (``"article_tags"``, mapped by a model with a foreign key to each side, the
+    pair its primary key or a ``Settings.unique`` group);
     ``foreign_key`` names the column that links the two tables (``"author_id"``)
     when there is more than one candidate; ``order_by`` is a field of the
     target used to order lists (default: primary key).
@@ -97,19 +113,10 @@ class Relationship(RelationshipDeclaration):
         self._order_by = order_by
         self.name = ""
         self.owner: type[Table] = Table
-        self._annotation: Any = None
-        self._resolved = False
-        self._target: type[Table] | None = None
-        self._uselist = False
-        self._direction = ""
-        self._fk: ColumnInfo | None = None
-        self._select_sql = ""
-        # Many-to-many: the association model, its column pointing at the target,
-        # and the columns of each side those two foreign keys reference.
-        self._association: type[Table] | None = None
-        self._target_fk: ColumnInfo | None = None
-        self._owner_key: ColumnInfo | None = None
-        self._target_key: ColumnInfo | None = None
+        self.annotation: Any = None
+        self._mapping: RelationshipMapping | None = None
+        self._sql: RelationshipSql | None = None
+        self._link_sql: LinkSql | None = None
 
     # -- declaration ----------------------------------------------------------
 
@@ -119,261 +126,101 @@ class Relationship(RelationshipDeclaration):
             raise ModelDefinitionError(f"relationship {name!r} is already bound to {self.owner}")
         self.owner = owner
         self.name = name
-        self._annotation = annotation
+        self.annotation = annotation
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def _parse_annotation(self) -> tuple[str, bool]:
-        annotation = self._annotation
-        # Rel[list[Post]] (the typed style) reads as list[Post].
-        annotation = unwrap_text(annotation) if isinstance(annotation, str) else unwrap(annotation)
-        if not isinstance(annotation, str):
-            origin = typing.get_origin(annotation)
-            uselist = origin in (list, Sequence) or annotation in (list,)
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            inner = args[0] if args else annotation
-            if isinstance(inner, typing.ForwardRef):
-                inner = inner.__forward_arg__
-            if isinstance(inner, str):
-                return inner.strip("'\""), uselist
-            if isinstance(inner, type):
-                return inner.__name__, uselist
-            raise ModelDefinitionError(
-                f"{self.owner.__name__}.{self.name}: cannot read the target of {annotation!r}"
+    @property
+    def mapping(self) -> RelationshipMapping:
+        """What the relationship connects (resolved on first use, once the models exist)."""
+        mapping = self._mapping
+        if mapping is None:
+            declared = RelationshipDeclared(
+                self.owner,
+                self.name,
+                self.annotation,
+                self.back_populates,
+                self.secondary,
+                self._foreign_key,
+                self._order_by,
             )
-        names = [n for n in _NAME.findall(annotation) if n not in _WRAPPERS]
-        if len(names) != 1:
-            raise ModelDefinitionError(
-                f"{self.owner.__name__}.{self.name}: the annotation {annotation!r} must name "
-                "one model, as in list[Post] or User"
-            )
-        uselist = annotation.replace(" ", "").startswith(("list[", "List[", "Sequence["))
-        return names[0], uselist
+            mapping = resolve_mapping(declared)
+            self._sql = RelationshipSql(self.owner, mapping)
+            self._mapping = mapping
+        return mapping
 
-    def _resolve(self) -> None:
-        target_name, uselist = self._parse_annotation()
-        target = registry.lookup(target_name, self.owner)
-        owner_info = table_info(self.owner)
-        target_info = table_info(target)
-        if self.secondary is not None:
-            self._resolve_secondary(target, uselist)
-            return
-        fk = self._find_fk(owner_info.model, target_info.model, uselist)
-        if fk.owner is self.owner and not uselist and target_info.composite:
-            raise ModelDefinitionError(
-                f"{self!r}: {target.__name__} has a composite primary key; a many-to-one "
-                "relationship needs a single-column key to point at"
-            )
-        self._target = target
-        self._uselist = uselist
-        if fk.owner is self.owner and not uselist:
-            self._direction = MANY_TO_ONE
-            key = target_info.primary_key
-        else:
-            self._direction = ONE_TO_MANY
-            key = fk
-        self._fk = fk
-        order = ""
-        if self._direction == ONE_TO_MANY:
-            order_col = (
-                target_info.column(self._order_by, f"relationship {self.name} order_by")
-                if self._order_by
-                else target_info.primary_key
-            )
-            order = f" ORDER BY {order_col.quoted}"
-        self._select_sql = (
-            f"SELECT {target_info.select_list} FROM {target_info.quoted_name} "
-            f"WHERE {key.quoted} = %s{order}"
-        )
-        self._select_in_sql = (
-            f"SELECT {target_info.select_list} FROM {target_info.quoted_name} "
-            f"WHERE {key.quoted} = ANY(%s){order}"
-        )
-        self._resolved = True
+    @property
+    def sql(self) -> RelationshipSql:
+        """The statements reading across the relationship."""
+        if self._sql is None:
+            self.mapping  # noqa: B018 (resolving builds it)
+        assert self._sql is not None
+        return self._sql
 
-    def _resolve_secondary(self, target: type[Table], uselist: bool) -> None:
-        owner, where = self.owner, f"{self.owner.__name__}.{self.name}"
-        if not uselist:
-            raise ModelDefinitionError(
-                f"{where}: a many-to-many (secondary={self.secondary!r}) holds a list: "
-                f"annotate it list[{target.__name__}]"
-            )
-        if target is owner:
-            raise ModelDefinitionError(
-                f"{where}: a many-to-many of a model with itself is not supported; map the "
-                f"association model {self.secondary!r} and use its relationships instead"
-            )
-        association = _model_of_table(self.secondary or "", owner)
-        owner_info, target_info = table_info(owner), table_info(target)
-        links = table_info(association)
+    @property
+    def link_sql(self) -> LinkSql:
+        """Many-to-many: the writes of its association table."""
+        link_sql = self._link_sql
+        if link_sql is None:
+            owner_fk, _, target_fk, _ = self.link_columns
+            association = self.mapping.association
+            assert association is not None
+            link_sql = self._link_sql = LinkSql(table_info(association), owner_fk, target_fk)
+        return link_sql
 
-        def pointing_at(info: TableInfo) -> tuple[ColumnInfo, ColumnInfo]:
-            found = [(c, col) for c, table, col in links.iter_foreign_keys() if table == info.name]
-            if len(found) != 1:
-                raise ModelDefinitionError(
-                    f"{where}: the association table {self.secondary!r} needs exactly one "
-                    f"foreign key to {info.name!r}, found {len(found)}"
-                )
-            column, referenced = found[0]
-            return column, info.column(referenced, f"{self.secondary}.{column.name}")
-
-        self._fk, self._owner_key = pointing_at(owner_info)
-        self._target_fk, self._target_key = pointing_at(target_info)
-        self._association = association
-        self._target = target
-        self._uselist = True
-        self._direction = MANY_TO_MANY
-        order_col = (
-            target_info.column(self._order_by, f"relationship {self.name} order_by")
-            if self._order_by
-            else target_info.primary_key
-        )
-        joined = (
-            f"FROM {target_info.quoted_name} JOIN {links.quoted_name} "
-            f"ON {self._target_fk.quoted} = {self._target_key.quoted}"
-        )
-        self._select_sql = (
-            f"SELECT {target_info.select_list} {joined} "
-            f"WHERE {self._fk.quoted} = %s ORDER BY {order_col.quoted}"
-        )
-        # The owner's key first: it tells which parent each row belongs to.
-        self._select_in_sql = (
-            f"SELECT {self._fk.quoted}, {target_info.select_list} {joined} "
-            f"WHERE {self._fk.quoted} = ANY(%s) ORDER BY {order_col.quoted}"
-        )
-        self._resolved = True
+    # -- read-only state --------------------------------------------------------
 
     @property
     def association(self) -> type[Table] | None:
         """The association model of a many-to-many (None otherwise)."""
-        if not self._resolved:
-            self._resolve()
-        return self._association
+        return self.mapping.association
 
     @property
     def link_columns(self) -> tuple[ColumnInfo, ColumnInfo, ColumnInfo, ColumnInfo]:
         """Many-to-many: (association column -> owner, owner's referenced column,
         association column -> target, target's referenced column)."""
-        if not self._resolved:
-            self._resolve()
-        if self._association is None:
+        mapping = self.mapping
+        if mapping.association is None:
             raise RelationshipError(f"{self!r} is not a many-to-many")
-        assert self._fk and self._owner_key and self._target_fk and self._target_key
-        return self._fk, self._owner_key, self._target_fk, self._target_key
-
-    def _find_fk(self, owner: type[Table], target: type[Table], uselist: bool) -> ColumnInfo:
-        owner_info, target_info = table_info(owner), table_info(target)
-
-        def candidates(src: type[Table], dst: type[Table]) -> list[ColumnInfo]:
-            dst_name = table_info(dst).name
-            return [c for c, table, _ in table_info(src).iter_foreign_keys() if table == dst_name]
-
-        if self._foreign_key:
-            for info in (owner_info, target_info) if not uselist else (target_info,):
-                column = info.columns.get(self._foreign_key)
-                if column is not None:
-                    return column
-            raise ModelDefinitionError(
-                f"{owner.__name__}.{self.name}: foreign_key {self._foreign_key!r} is not a "
-                f"column of {owner.__name__ if not uselist else target.__name__}"
-            )
-        found = [] if uselist else candidates(owner, target)
-        direction = "many-to-one"
-        if not found:
-            found = candidates(target, owner)
-            direction = "one-to-many"
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            association = self._association_hint(owner, target)
-            if association or (uselist and self._back_is_list(target)):
-                table = association or "<association table>"
-                back = f', back_populates="{self.back_populates}"' if self.back_populates else ""
-                raise ModelDefinitionError(
-                    f"{owner.__name__}.{self.name}: {owner.__name__} and {target.__name__} have "
-                    f"no foreign key to each other; a many-to-many goes through an association "
-                    f"table: declare relationship(secondary=\"{table}\"{back})"
-                )
-            raise ModelDefinitionError(
-                f"{owner.__name__}.{self.name}: no foreign key links {owner_info.name!r} and "
-                f"{target_info.name!r}; declare Column(foreign_key='table.column') on one side"
-            )
-        names = ", ".join(c.name for c in found)
-        raise ModelDefinitionError(
-            f"{owner.__name__}.{self.name}: several {direction} foreign keys ({names}); "
-            "pass relationship(foreign_key=...) to choose one"
-        )
-
-    def _association_hint(self, owner: type[Table], target: type[Table]) -> str:
-        """For a missing foreign key: the association table linking both sides, if any."""
-        owner_name, target_name = table_info(owner).name, table_info(target).name
-        for model in registry.models_near(owner):
-            if model is owner or model is target:
-                continue
-            try:
-                refs = {table for _, table, _ in table_info(model).iter_foreign_keys()}
-            except DataBridgeError:  # an unrelated model that cannot be mapped yet: no hint from it
-                continue
-            if owner_name in refs and target_name in refs:
-                return table_info(model).name
-        return ""
-
-    def _back_is_list(self, target: type[Table]) -> bool:
-        if not self.back_populates:
-            return False
-        other = target.__dict__.get("__relationships__", {}).get(self.back_populates)
-        return other is not None and other._parse_annotation()[1]
-
-    # -- read-only state --------------------------------------------------------
+        assert mapping.owner_key and mapping.target_fk and mapping.target_key
+        return mapping.fk, mapping.owner_key, mapping.target_fk, mapping.target_key
 
     @property
     def target(self) -> type[Table]:
-        if not self._resolved:
-            self._resolve()
-        assert self._target is not None
-        return self._target
+        return self.mapping.target
 
     @property
     def target_name(self) -> str:
-        return self._parse_annotation()[0] if not self._resolved else self.target.__name__
+        if self._mapping is None:
+            return parse_annotation(self.annotation, f"{self.owner.__name__}.{self.name}")[0]
+        return self._mapping.target.__name__
 
     @property
     def direction(self) -> str:
-        if not self._resolved:
-            self._resolve()
-        return self._direction
+        return self.mapping.direction
 
     @property
     def uselist(self) -> bool:
-        if not self._resolved:
-            self._resolve()
-        return self._uselist
+        return self.mapping.uselist
 
     @property
     def fk(self) -> ColumnInfo:
-        if not self._resolved:
-            self._resolve()
-        assert self._fk is not None
-        return self._fk
+        return self.mapping.fk
 
     @property
     def fk_column(self) -> str:
-        return self.fk.name
+        return self.mapping.fk.name
 
     @property
     def select_in_sql(self) -> str:
         """``SELECT ... WHERE key = ANY(%s)``: one query for a batch of parents."""
-        if not self._resolved:
-            self._resolve()
-        return self._select_in_sql
+        return self.sql.select_in
 
     @property
     def join_condition(self) -> str:
         """The ON condition linking the owner's table with the target's (to-one only)."""
-        if self.direction == MANY_TO_ONE:
-            return f"{table_info(self.target).primary_key.quoted} = {self.fk.quoted}"
-        return f"{self.fk.quoted} = {table_info(self.owner).primary_key.quoted}"
+        return self.sql.join_condition
 
     # -- filters across the relationship ------------------------------------------
 
@@ -417,19 +264,7 @@ class Relationship(RelationshipDeclaration):
         combined: Expression | None = None
         for criterion in checked:
             combined = criterion if combined is None else combined & criterion
-        target_info = table_info(target)
-        from_sql = target_info.quoted_name
-        if self.direction == MANY_TO_ONE:
-            correlation = f"{target_info.primary_key.quoted} = {self.fk.quoted}"
-        elif self.direction == MANY_TO_MANY:
-            fk, owner_key, target_fk, target_key = self.link_columns
-            correlation = f"{fk.quoted} = {owner_key.quoted}"
-            from_sql = table_info(self._association or target).quoted_name
-            if combined is not None:  # the target's columns are read: join it
-                on = f"{target_key.quoted} = {target_fk.quoted}"
-                from_sql += f" JOIN {target_info.quoted_name} ON {on}"
-        else:
-            correlation = f"{self.fk.quoted} = {table_info(self.owner).primary_key.quoted}"
+        from_sql, correlation = self.sql.exists_parts(reads_target=combined is not None)
         return Exists(self.owner, from_sql, correlation, combined)
 
     def strategy_for(self, instance: Table) -> str:
@@ -467,6 +302,10 @@ class Relationship(RelationshipDeclaration):
     def __get__(self, instance: Table | None, owner: type | None = None) -> Any:
         if instance is None:
             return self
+        if self.mapping.uselist:
+            # load() is called here, not by the RelatedList: the caller's line is then
+            # two frames up from it, as for a single object.
+            return RelatedList(self, instance, self.load(instance))
         return self.load(instance)
 
     def __set__(self, instance: Table, value: Any) -> None:
@@ -493,27 +332,12 @@ class Relationship(RelationshipDeclaration):
             key = None if value is None else value.__dict__.get(self._target_key_name)
             if value is None or key is not None:
                 setattr(instance, self.fk.name, key)
-        previous = _loaded_value(instance, self.name)
-        set_loaded(instance, self.name, value, ASSIGNED)
         state: InstanceState = state_of(instance)
         if self.direction == MANY_TO_MANY:
-            # The links are replaced at the next flush; the other side's loaded lists
-            # follow now, so both sides read the same in the session.
-            back = self.back_populates
-            if back:
-                kept = {id(item) for item in value}
-                if isinstance(previous, list):
-                    dropped: Any = [item for item in previous if id(item) not in kept]
-                else:
-                    # Not loaded: any held target whose loaded list has the instance.
-                    session = session_of(instance)
-                    held = session.held_objects(self.target) if session is not None else []
-                    dropped = [item for item in held if id(item) not in kept]
-                for item in dropped:
-                    _remove_backref(item, back, instance)
-                for item in value:
-                    _append_backref(item, back, instance)
-        elif self.direction == MANY_TO_ONE:
+            self._assign_links(instance, state, value)
+        else:
+            set_loaded(instance, self.name, value, ASSIGNED)
+        if self.direction == MANY_TO_ONE:
             target_pk = (
                 None
                 if value is None
@@ -522,11 +346,98 @@ class Relationship(RelationshipDeclaration):
             if value is None or target_pk is not None:
                 setattr(instance, self.fk.name, target_pk)
             if value is not None and self.back_populates:
-                _append_backref(value, self.back_populates, instance)
-        else:
+                append_backref(value, self.back_populates, instance)
+        elif self.direction == ONE_TO_MANY:
             for item in value if self.uselist else ([value] if value is not None else []):
                 if self.back_populates:
                     set_loaded(item, self.back_populates, instance, "assigned")
+        if state.owner is not None:
+            state.owner.note_related(instance)
+
+    def _assign_links(self, instance: Table, state: InstanceState, value: list[Table]) -> None:
+        """A many-to-many list assigned: record the links that change, and let the
+        other side's loaded lists follow now, so both sides read the same in the session."""
+        previous = self._known_list(state)
+        set_loaded(instance, self.name, value, ASSIGNED)
+        kept = {id(item) for item in value}
+        if state.persistent:
+            changes = changes_for(state, self.name)
+            if previous is None:
+                # The stored list was never read: the links become exactly this list.
+                changes.replace(value)
+            else:
+                before = {id(item) for item in previous}
+                for item in value:
+                    if id(item) not in before:
+                        changes.link(item)
+                for item in previous:
+                    if id(item) not in kept:
+                        changes.unlink(item)
+        # A new owner has no links yet: its list is written whole when it is inserted.
+        back = self.back_populates
+        if not back:
+            return
+        if previous is not None:
+            dropped: list[Table] = [item for item in previous if id(item) not in kept]
+        else:
+            # Not loaded: any held target whose loaded list has the instance.
+            session = session_of(instance)
+            held = session.held_objects(self.target) if session is not None else []
+            dropped = [item for item in held if id(item) not in kept]
+        for item in dropped:
+            remove_backref(item, back, instance)
+        for item in value:
+            append_backref(item, back, instance)
+
+    def _known_list(self, state: InstanceState) -> list[Table] | None:
+        """The list as the session knows it (None: not read, or only noload()'s empty one)."""
+        relations = state.relations
+        if relations is None:
+            return None
+        value = relations.get(self.name, MISSING)
+        if value is MISSING or not isinstance(value, list):
+            return None
+        if state.loaded_via is not None and state.loaded_via.get(self.name) == NOLOAD:
+            return None
+        return value
+
+    def change_link(self, instance: Table, target: Any, *, linked: bool) -> None:
+        """`RelatedList.add` / `.remove`: link or unlink one target at the next flush."""
+        if self.direction != MANY_TO_MANY:
+            child = f"{self.target.__name__}.{self.back_populates or self.fk.name}"
+            raise UnsupportedOperationError(
+                f"{self.owner.__name__}.{self.name} is a one-to-many; add() and remove() "
+                f"change many-to-many links: set {child} instead"
+            )
+        self._check_target(target)
+        state = state_of(instance)
+        if state.persistent and state.owner is None:
+            raise InvalidStateError(
+                f"{self.owner.__name__}.{self.name}: the {self.owner.__name__} object is stored "
+                "but not in a session: add it to one (session.add) before changing its links"
+            )
+        current = self._known_list(state)
+        if current is None and not state.persistent:
+            current = []  # a new owner has no links: its list starts empty
+            set_loaded(instance, self.name, current, ASSIGNED)
+        if current is not None:
+            present = any(item is target for item in current)
+            if linked and not present:
+                current.append(target)
+            elif not linked and present:
+                current[:] = [item for item in current if item is not target]
+        if state.persistent:
+            changes = changes_for(state, self.name)
+            changes.link(target) if linked else changes.unlink(target)
+        back = self.back_populates
+        if back:
+            other = own_state(target)
+            if other is not None and other.links is not None and back in other.links:
+                other.links[back].decided_from_other_side(instance, linked)
+            if linked:
+                append_backref(target, back, instance)
+            else:
+                remove_backref(target, back, instance)
         if state.owner is not None:
             state.owner.note_related(instance)
 
@@ -572,6 +483,7 @@ class Relationship(RelationshipDeclaration):
         return value
 
     async def _select(self, session: Session, instance: Table, state: InstanceState) -> Any:
+        select = self.sql.select
         if self.direction == MANY_TO_ONE:
             fk_value = instance.__dict__.get(self.fk.name)
             if fk_value is None:
@@ -579,7 +491,7 @@ class Relationship(RelationshipDeclaration):
             cached = session.identity_lookup(self.target, fk_value)
             if cached is not None:
                 return cached
-            rows = await session.load_rows(self.target, self._select_sql, [fk_value])
+            rows = await session.load_rows(self.target, select, [fk_value])
             return rows[0] if rows else None
         if not state.persistent:
             return [] if self.uselist else None
@@ -587,9 +499,10 @@ class Relationship(RelationshipDeclaration):
             # One query joining the association table; the other side's lists are
             # not filled from it (each target's full list is not known here).
             key = instance.__dict__[self.link_columns[1].name]
-            return await session.load_rows(self.target, self._select_sql, [key])
+            rows = await session.load_rows(self.target, select, [key])
+            return self._with_unflushed_links(state, rows)
         pk = instance.__dict__[table_info(self.owner).primary_key.name]
-        rows = await session.load_rows(self.target, self._select_sql, [pk])
+        rows = await session.load_rows(self.target, select, [pk])
         if self.back_populates:
             for row in rows:
                 set_loaded(row, self.back_populates, instance, "select", overwrite=False)
@@ -597,56 +510,15 @@ class Relationship(RelationshipDeclaration):
             return rows
         return rows[0] if rows else None
 
-
-def _model_of_table(table: str, near: type[Table]) -> type[Table]:
-    """The model mapping ``table`` (an association table), as seen from ``near``."""
-    for group in registry.scoped_models(near):
-        found = [m for m in group if table_name_of(m) == table]
-        if found:
-            return found[-1]
-    raise ModelDefinitionError(
-        f"{near.__name__}: no model maps the association table {table!r}; declare one "
-        f"(class ...(Table) with Settings.table_name = {table!r}) whose columns are foreign "
-        "keys to both sides, together its composite primary key"
-    )
-
-
-def set_loaded(instance: Table, name: str, value: Any, via: str, *, overwrite: bool = True) -> None:
-    """Store a relationship value on an instance and remember how it was loaded."""
-    state: InstanceState = state_of(instance)
-    if state.relations is None:
-        state.relations = {}
-        state.loaded_via = {}
-    elif not overwrite and name in state.relations:
-        return
-    state.relations[name] = value
-    assert state.loaded_via is not None
-    state.loaded_via[name] = via
-
-
-def _loaded_value(instance: Table, name: str) -> Any:
-    state = own_state(instance)
-    if state is None or state.relations is None:
-        return None
-    return state.relations.get(name)
-
-
-def _remove_backref(target: Table, name: str, item: Table) -> None:
-    state = own_state(target)
-    if state is None or state.relations is None or name not in state.relations:
-        return
-    current = state.relations[name]
-    if isinstance(current, list):
-        current[:] = [x for x in current if x is not item]
-
-
-def _append_backref(target: Table, name: str, item: Table) -> None:
-    state = own_state(target)
-    if state is None or state.relations is None or name not in state.relations:
-        return  # not loaded: it will be read from the database when needed
-    current = state.relations[name]
-    if isinstance(current, list):
-        if not any(x is item for x in current):
-            current.append(item)
-    else:
-        state.relations[name] = item
+    def _with_unflushed_links(self, state: InstanceState, rows: list[Table]) -> list[Table]:
+        """The stored list with the links add()/remove() changed since the last flush."""
+        changes = state.links.get(self.name) if state.links is not None else None
+        if changes is None:
+            return rows
+        if changes.members is not None:
+            return list(changes.members)
+        gone = {id(item) for item in changes.to_unlink()}
+        listed = [item for item in rows if id(item) not in gone]
+        present = {id(item) for item in listed}
+        listed.extend(item for item in changes.to_link() if id(item) not in present)
+        return listed

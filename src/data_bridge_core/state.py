@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from data_bridge_core.link_changes import LinkChanges
     from data_bridge_core.schema.table import Table
     from data_bridge_core.session import Session
 
@@ -66,6 +67,7 @@ class InstanceState:
     __slots__ = (
         "changed",
         "deleted",
+        "links",
         "loaded_via",
         "owner",
         "persistent",
@@ -86,6 +88,8 @@ class InstanceState:
         self.relations: dict[str, Any] | None = None
         self.loaded_via: dict[str, str] | None = None
         self.strategies: dict[str, str] | None = None
+        # Many-to-many links changed since the last flush, by relationship name.
+        self.links: dict[str, LinkChanges] | None = None
 
     # -- read-only view used by tools (N+1 detection, tests) ------------------
 

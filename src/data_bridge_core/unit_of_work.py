@@ -19,7 +19,6 @@ from data_bridge_core.ddl import dependency_order
 from data_bridge_core.dml import (
     delete_params,
     delete_statement,
-    link_statements,
     plan_inserts,
     update_params,
     update_statement,
@@ -32,7 +31,6 @@ from data_bridge_core.errors import (
 )
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
 from data_bridge_core.schema.relation import (
-    ASSIGNED,
     LINKED,
     MANY_TO_MANY,
     MANY_TO_ONE,
@@ -90,14 +88,17 @@ def _holding_relations(objects: Iterable[Table]) -> list[Table]:
 def related_objects(obj: Table) -> list[Table]:
     """Objects assigned to the relationships of ``obj`` (for save cascades)."""
     state = own_state(obj)
-    if state is None or not state.relations:
+    if state is None or not (state.relations or state.links):
         return []
     found: list[Table] = []
-    for value in state.relations.values():
+    for value in (state.relations or {}).values():
         if isinstance(value, list):
             found.extend(value)
         elif value is not None:
             found.append(value)
+    if state.links:  # linked by add() to a list never read
+        for changes in state.links.values():
+            found.extend(changes.to_link())
     return found
 
 
@@ -166,6 +167,51 @@ class _ClosedRunner:
 
 
 _CLOSED = _ClosedRunner()
+
+
+class _LinkWrites:
+    """The link rows one flush writes for one many-to-many, as (owner key, target key)."""
+
+    def __init__(self, rel: RelationshipDeclaration) -> None:
+        self.rel = rel
+        _, self.owner_key, _, self.target_key = rel.link_columns
+        self.replacing: list[tuple[Any, list[Any]]] = []
+        self.adding: dict[tuple[Any, Any], None] = {}
+        self.removing: dict[tuple[Any, Any], None] = {}
+
+    def _pairs(self, owner: Table, targets: Iterable[Table]) -> list[tuple[Any, Any]]:
+        key = owner.__dict__[self.owner_key.name]
+        name = self.target_key.name
+        pairs = []
+        for target in targets:
+            target_value = target.__dict__.get(name)
+            if target_value is None:
+                raise InvalidStateError(
+                    f"{self.rel!r}: a {type(target).__name__} in the list has no key; "
+                    "add it to the session"
+                )
+            pairs.append((key, target_value))
+        return pairs
+
+    def replace(self, owner: Table, targets: list[Table]) -> None:
+        keys = [target for _, target in self._pairs(owner, targets)]
+        self.replacing.append((owner.__dict__[self.owner_key.name], keys))
+
+    def add(self, owner: Table, targets: Iterable[Table]) -> None:
+        self.adding.update(dict.fromkeys(self._pairs(owner, targets)))
+
+    def remove(self, owner: Table, targets: Iterable[Table]) -> None:
+        self.removing.update(dict.fromkeys(self._pairs(owner, targets)))
+
+    @staticmethod
+    def columns(pairs: Iterable[tuple[Any, Any]]) -> list[list[Any]]:
+        """(owner keys, target keys): the two array parameters of a link statement."""
+        owners: list[Any] = []
+        targets: list[Any] = []
+        for owner, target in pairs:
+            owners.append(owner)
+            targets.append(target)
+        return [owners, targets]
 
 
 class UnitOfWork:
@@ -258,6 +304,8 @@ class UnitOfWork:
             state_of(obj).owner = None
         for obj in self.identity.modified:
             state_of(obj).changed = None
+        for obj in self.identity.related:
+            state_of(obj).links = None
         self.pending.clear()
         self.deleted.clear()
         self.identity.modified.clear()
@@ -510,54 +558,73 @@ class UnitOfWork:
             record_inserted_batch(batch.objects, generated)
 
     async def _write_links(self, objects: list[Table], inserted: set[int]) -> None:
-        """Replace the association rows of every many-to-many list assigned since the
-        last flush: one DELETE (of stored owners' links; ``inserted`` holds the ids of
-        objects this flush inserted, which have none) and one INSERT per relationship."""
-        work: dict[RelationshipDeclaration, tuple[list[Table], list[tuple[Any, Any]]]] = {}
+        """Write the many-to-many links changed since the last flush.
+
+        Per relationship, one statement of each kind at most: the owners whose
+        list was assigned unread lose every link not in it, then the links
+        removed are deleted by pair and the links added inserted with ``ON
+        CONFLICT DO NOTHING``. ``inserted`` holds the ids of the owners this
+        flush inserted: they have no links yet, so their whole lists are added.
+        """
+        work: dict[RelationshipDeclaration, _LinkWrites] = {}
+        written: list[tuple[InstanceState, str]] = []
         for obj in dict.fromkeys(objects):
             state = own_state(obj)
-            if state is None or not state.loaded_via or not state.relations:
+            if state is None:
                 continue
             relationships = table_info(type(obj)).relationships
-            for name, via in state.loaded_via.items():
-                rel = relationships.get(name)
-                if via != ASSIGNED or rel is None or rel.direction != MANY_TO_MANY:
-                    continue
-                _, owner_key, _, target_key = rel.link_columns
-                owners, pairs = work.setdefault(rel, ([], []))
-                owners.append(obj)
-                key = obj.__dict__[owner_key.name]
-                for target in state.relations[name]:
-                    target_value = target.__dict__.get(target_key.name)
-                    if target_value is None:
-                        raise InvalidStateError(
-                            f"{rel!r}: a {type(target).__name__} in the list has no key; "
-                            "add it to the session"
-                        )
-                    pairs.append((key, target_value))
-        for many, (owners, pairs) in work.items():
+            new_owner = id(obj) in inserted
+            if new_owner and state.relations:
+                names = [
+                    name
+                    for name in state.relations
+                    if (rel := relationships.get(name)) is not None
+                    and rel.direction == MANY_TO_MANY
+                ]
+            elif state.links:
+                names = list(state.links)
+            else:
+                continue
+            for name in names:
+                rel = relationships[name]
+                writes = work.get(rel)
+                if writes is None:
+                    writes = work[rel] = _LinkWrites(rel)
+                changes = state.links.get(name) if state.links is not None else None
+                if new_owner:
+                    listed = state.relations.get(name) if state.relations is not None else None
+                    writes.add(obj, [*(listed or ()), *(changes.to_link() if changes else ())])
+                elif changes is not None:
+                    if changes.members is not None:
+                        writes.replace(obj, changes.members)
+                    writes.add(obj, changes.to_link())
+                    writes.remove(obj, changes.to_unlink())
+                written.append((state, name))
+        run = self.runner.run_statement
+        for many, writes in work.items():
+            sql = many.link_sql
             association = many.association
             assert association is not None
-            info = table_info(association)
-            owner_fk, owner_key, target_fk, _ = many.link_columns
-            delete, insert = link_statements(info, owner_fk, target_fk)
-            keys = [
-                o.__dict__[owner_key.name]
-                for o in owners
-                if state_of(o).persistent and id(o) not in inserted
-            ]
-            if keys:
-                result = await self.runner.run_statement(delete, [keys])
-                for row in result.rows:  # link objects the session holds leave it
-                    self.forget(association, tuple(row) if info.composite else row[0])
-            unique = list(dict.fromkeys(pairs))
-            if unique:
-                columns = [list(column) for column in zip(*unique, strict=True)]
-                await self.runner.run_statement(insert, columns, bulk_rows=len(unique))
-            for obj in owners:
-                loaded_via = state_of(obj).loaded_via
-                assert loaded_via is not None
-                loaded_via[many.name] = LINKED
+            composite = table_info(association).composite
+            removed_rows: list[Any] = []
+            for owner_key, target_keys in writes.replacing:
+                result = await run(sql.delete_all_but, [owner_key, target_keys])
+                removed_rows.extend(result.rows)
+            if writes.removing:
+                result = await run(sql.delete_pairs, writes.columns(writes.removing))
+                removed_rows.extend(result.rows)
+            for row in removed_rows:  # link objects the session holds leave it
+                self.forget(association, tuple(row) if composite else row[0])
+            if writes.adding:
+                adding = writes.adding
+                await run(sql.insert_pairs, writes.columns(adding), bulk_rows=len(adding))
+        for state, name in written:
+            if state.links is not None:
+                state.links.pop(name, None)
+                if not state.links:
+                    state.links = None
+            if state.loaded_via is not None and name in state.loaded_via:
+                state.loaded_via[name] = LINKED
 
     async def _unlink(self, info: TableInfo, objects: list[Table]) -> None:
         """Before rows are deleted: the association rows of their many-to-many lists."""
@@ -566,13 +633,12 @@ class UnitOfWork:
                 continue
             association = rel.association
             assert association is not None
-            owner_fk, owner_key, target_fk, _ = rel.link_columns
-            links = table_info(association)
-            delete, _ = link_statements(links, owner_fk, target_fk)
+            owner_key = rel.link_columns[1]
+            composite = table_info(association).composite
             keys = [o.__dict__[owner_key.name] for o in objects]
-            result = await self.runner.run_statement(delete, [keys])
+            result = await self.runner.run_statement(rel.link_sql.delete_of_owners, [keys])
             for row in result.rows:
-                self.forget(association, tuple(row) if links.composite else row[0])
+                self.forget(association, tuple(row) if composite else row[0])
 
     async def _update_modified(self, order: list[type[Table]]) -> None:
         groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}

@@ -19,7 +19,9 @@ from typing import Any
 
 from data_bridge_core.errors import UnsupportedOperationError, ValidationError
 from data_bridge_core.schema.column import ColumnInfo
-from data_bridge_core.schema.table import Table, TableInfo
+from data_bridge_core.schema.relation import MANY_TO_ONE
+from data_bridge_core.schema.table import Table, TableInfo, table_info
+from data_bridge_core.state import own_state
 
 # Rows per statement: keeps the parameter count far below PostgreSQL's 65535.
 UPSERT_CHUNK_ROWS = 500
@@ -92,8 +94,9 @@ class UpsertPlan:
         its object by that key, and one statement cannot write a row twice."""
         info = self.info
         model = info.model.__name__
-        for name in self.on:
-            missing = sum(1 for obj in objects if obj.__dict__.get(name) is None)
+        keys = [self._key_before_flush(obj) for obj in objects]
+        for index, name in enumerate(self.on):
+            missing = sum(1 for key in keys if key[index] is None)
             if missing:
                 if info.columns[name].database_generated:
                     why = (
@@ -107,13 +110,31 @@ class UpsertPlan:
                     name,
                     f"has no value in {missing} object(s) passed to upsert(on={self.on!r}): {why}",
                 )
-        seen: set[tuple[Any, ...]] = set()
-        for obj in objects:
-            d = obj.__dict__
-            key = tuple(d[name] for name in self.on)
-            if key in seen:
-                raise ValueError(
-                    f"upsert(): two {model} objects have the same "
-                    f"{', '.join(self.on)}; pass each key once"
-                )
-            seen.add(key)
+        if len(set(keys)) != len(keys):
+            raise ValueError(
+                f"upsert(): two {model} objects have the same "
+                f"{', '.join(self.on)}; pass each key once"
+            )
+
+    def _key_before_flush(self, obj: Table) -> tuple[Any, ...]:
+        """The ``on`` values the upsert will send: a foreign key not set yet is taken
+        from the stored object its many-to-one holds (the unit of work copies it)."""
+        d = obj.__dict__
+        key = tuple(d.get(name) for name in self.on)
+        if None not in key:
+            return key
+        state = own_state(obj)
+        if state is None or not state.relations:
+            return key
+        through: dict[str, Any] = {}
+        for rel_name, value in state.relations.items():
+            rel = self.info.relationships.get(rel_name)
+            if rel is not None and value is not None and rel.direction == MANY_TO_ONE:
+                # A new target (no key yet) stands for its future key; the unit of work
+                # refuses it, naming the relationship.
+                pk = value.__dict__.get(table_info(rel.target).primary_key.name)
+                through[rel.fk.name] = value if pk is None else pk
+        return tuple(
+            through.get(name) if value is None else value
+            for name, value in zip(self.on, key, strict=True)
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from data_bridge_core.link_sql import LinkSql
     from data_bridge_core.schema.column import ColumnInfo
     from data_bridge_core.schema.table import Table
 
@@ -17,7 +18,7 @@ ONE_TO_MANY = "one_to_many"
 MANY_TO_ONE = "many_to_one"
 MANY_TO_MANY = "many_to_many"  # through an association table (relationship(secondary=...))
 # How a relationship value got there: assigned by the user (a many-to-many's
-# links are then written at the next flush, which marks the value LINKED).
+# changed links are then written at the next flush, which marks the value LINKED).
 ASSIGNED = "assigned"
 LINKED = "linked"
 
@@ -27,6 +28,7 @@ class RelationshipDeclaration:
 
     name: str
     back_populates: str | None
+    annotation: Any
 
     def bind(self, owner: type[Table], name: str, annotation: Any) -> None:
         raise NotImplementedError
@@ -52,4 +54,9 @@ class RelationshipDeclaration:
     def link_columns(self) -> tuple[ColumnInfo, ColumnInfo, ColumnInfo, ColumnInfo]:
         """Many-to-many: (association column -> owner, owner's referenced column,
         association column -> target, target's referenced column)."""
+        raise NotImplementedError
+
+    @property
+    def link_sql(self) -> LinkSql:
+        """Many-to-many: the writes of its association table."""
         raise NotImplementedError

@@ -1,0 +1,70 @@
+"""The SQL that reads across a relationship: lazy and batched loads, joins, ``EXISTS``.
+
+Built once per relationship from its `RelationshipMapping`; identifiers come
+from the models and every value is a ``%s`` parameter.
+"""
+
+from __future__ import annotations
+
+from data_bridge_core.relationship_mapping import RelationshipMapping
+from data_bridge_core.schema.relation import MANY_TO_MANY, MANY_TO_ONE
+from data_bridge_core.schema.table import Table, table_info
+
+
+class RelationshipSql:
+    """Statement text of one relationship, from ``owner`` to its mapping's target."""
+
+    __slots__ = ("join_condition", "mapping", "owner", "select", "select_in")
+
+    def __init__(self, owner: type[Table], mapping: RelationshipMapping) -> None:
+        self.owner = owner
+        self.mapping = mapping
+        target_info = table_info(mapping.target)
+        fk = mapping.fk
+        order = f" ORDER BY {mapping.order.quoted}" if mapping.order is not None else ""
+        if mapping.direction == MANY_TO_MANY:
+            assert mapping.target_fk is not None and mapping.target_key is not None
+            association = table_info(mapping.association or mapping.target)
+            joined = (
+                f"FROM {target_info.quoted_name} JOIN {association.quoted_name} "
+                f"ON {mapping.target_fk.quoted} = {mapping.target_key.quoted}"
+            )
+            # ``select``: one owner's list; ``select_in``: a batch of owners', the
+            # owner's key first (it tells which parent each row belongs to).
+            self.select = f"SELECT {target_info.select_list} {joined} WHERE {fk.quoted} = %s{order}"
+            self.select_in = (
+                f"SELECT {fk.quoted}, {target_info.select_list} {joined} "
+                f"WHERE {fk.quoted} = ANY(%s){order}"
+            )
+            self.join_condition = f"{fk.quoted} = {table_info(owner).primary_key.quoted}"
+            return
+        key = target_info.primary_key if mapping.direction == MANY_TO_ONE else fk
+        head = f"SELECT {target_info.select_list} FROM {target_info.quoted_name} WHERE {key.quoted}"
+        self.select = f"{head} = %s{order}"
+        self.select_in = f"{head} = ANY(%s){order}"
+        if mapping.direction == MANY_TO_ONE:
+            self.join_condition = f"{target_info.primary_key.quoted} = {fk.quoted}"
+        else:
+            self.join_condition = f"{fk.quoted} = {table_info(owner).primary_key.quoted}"
+
+    def exists_parts(self, reads_target: bool) -> tuple[str, str]:
+        """(FROM list, correlation with the owner's row) of an ``EXISTS`` subquery.
+
+        ``reads_target``: the subquery filters on the target's columns, so a
+        many-to-many joins the target to its association table.
+        """
+        mapping = self.mapping
+        target_info = table_info(mapping.target)
+        fk = mapping.fk
+        if mapping.direction == MANY_TO_ONE:
+            return target_info.quoted_name, f"{target_info.primary_key.quoted} = {fk.quoted}"
+        if mapping.direction == MANY_TO_MANY:
+            assert mapping.owner_key is not None and mapping.target_fk is not None
+            assert mapping.target_key is not None
+            from_sql = table_info(mapping.association or mapping.target).quoted_name
+            if reads_target:
+                on = f"{mapping.target_key.quoted} = {mapping.target_fk.quoted}"
+                from_sql += f" JOIN {target_info.quoted_name} ON {on}"
+            return from_sql, f"{fk.quoted} = {mapping.owner_key.quoted}"
+        owner_key = table_info(self.owner).primary_key.quoted
+        return target_info.quoted_name, f"{fk.quoted} = {owner_key}"
