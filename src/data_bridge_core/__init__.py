@@ -34,7 +34,7 @@ from data_bridge_core.loading import (
     selectinload,
 )
 from data_bridge_core.query import Query
-from data_bridge_core.relationships import Relationship, relationship
+from data_bridge_core.relationships import RelatedList, Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
 from data_bridge_core.schema.table import Table, identity_key, table_info
 from data_bridge_core.schema.typed import Mapped, Rel
@@ -77,6 +77,7 @@ __all__ = [
     "Query",
     "RaiseLoadError",
     "Rel",
+    "RelatedList",
     "Relationship",
     "RelationshipError",
     "Result",

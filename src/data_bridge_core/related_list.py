@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from data_bridge_core.relationships import Relationship
     from data_bridge_core.schema.table import Table
 
-E = TypeVar("E", bound="Table")
+E = TypeVar("E")
 
 
 class RelatedList(Generic[E]):

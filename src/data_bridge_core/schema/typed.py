@@ -7,8 +7,10 @@ instance:
 
 - ``User.name`` is a column (``User.name.asc()``, ``User.age > 18``), while
   ``user.name`` is a ``str``;
-- ``user.posts`` is an ``Awaitable[list[Post]]``: using it without ``await`` is a
-  type error; ``user.posts = [...]`` and ``User(posts=[...])`` take the list.
+- ``user.posts`` is a ``RelatedList[Post]`` (awaited: a ``list[Post]``; with
+  ``add()`` / ``remove()``), ``post.author`` an ``Awaitable[User]``: using
+  either without ``await`` as the value is a type error; ``user.posts = [...]``
+  and ``User(posts=[...])`` take the list.
 
 At run time the model machinery unwraps them (``Mapped[str]`` maps exactly as
 ``str``); the plain style (``name: str``, ``posts: list[Post]``) keeps working.
@@ -22,10 +24,12 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 if TYPE_CHECKING:
+    from data_bridge_core.related_list import RelatedList
     from data_bridge_core.relationships import Relationship
     from data_bridge_core.schema.column import ColumnInfo
 
 T = TypeVar("T")
+E = TypeVar("E")
 # "Mapped[...]", "Rel[...]", also spelled through a module ("db.Rel[...]").
 _WRAPPED = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*\.)?(?:Mapped|Rel)\[(.*)\]$", re.DOTALL)
 
@@ -59,9 +63,14 @@ class Rel(Generic[T]):
         def __get__(self, instance: None, owner: Any) -> Relationship: ...
 
         @overload
+        def __get__(self: Rel[list[E]], instance: object, owner: Any) -> RelatedList[E]: ...
+
+        @overload
         def __get__(self, instance: object, owner: Any) -> Awaitable[T]: ...
 
-        def __get__(self, instance: object | None, owner: Any) -> Relationship | Awaitable[T]: ...
+        def __get__(
+            self, instance: object | None, owner: Any
+        ) -> Relationship | RelatedList[Any] | Awaitable[T]: ...
 
         def __set__(self, instance: object, value: T) -> None: ...
 
