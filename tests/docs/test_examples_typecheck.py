@@ -135,7 +135,7 @@ def test_a_forgotten_await_on_a_relationship_is_a_type_error(tmp_path: Path) -> 
     forgotten = FORGOTTEN_AWAIT.format(books="author.books", author="book.author")
     result = run_mypy(forgotten, tmp_path, "forgotten")
     assert result.returncode == 1
-    assert '"Awaitable[list[Book]]" has no attribute "__iter__"' in result.stdout
+    assert '"RelatedList[Book]" has no attribute "__iter__"' in result.stdout
     assert '"Awaitable[Author]" has no attribute "name"' in result.stdout
     assert result.stdout.count('Maybe you forgot to use "await"?') == 2
     # the same code with its awaits passes
