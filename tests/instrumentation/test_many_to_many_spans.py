@@ -92,3 +92,28 @@ async def test_upsert_and_from_sql_send_their_statements_inside_query_spans(
     (raw,) = (attrs(s) for s in named(spans, "db.query.from_sql"))
     assert raw["db.collection.name"] == "authors"
     assert raw["db.result.count"] == 2
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_add_and_remove_open_no_load_span_and_awaiting_the_same_attribute_still_does(
+    blog_engine: Engine, spans: InMemorySpanExporter, recwarn: pytest.WarningsRecorder
+) -> None:
+    await blog_engine.create_all(Shelf, Book, ShelfBook)
+    async with Session(blog_engine) as session:
+        session.add_all([Shelf(name="s"), Book(title="a"), Book(title="b")])
+        await session.commit()
+    spans.clear()
+    async with Session(blog_engine) as session:
+        shelf = await session.get(Shelf, 1)
+        a, b = await session.get(Book, 1), await session.get(Book, 2)
+        assert shelf is not None and a is not None and b is not None
+        books = shelf.books
+        books.add(a)  # the load started by the attribute read is dropped, never run
+        shelf.books.add(b)
+        shelf.books.remove(b)
+        assert named(spans, "db.relationship.select") == []
+        assert [book.title for book in await books] == ["a"]  # loads: flushed first, then read
+        await session.commit()
+    (lazy,) = (attrs(s) for s in named(spans, "db.relationship.select"))
+    assert lazy["db.result.count"] == 1
+    assert [w for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
