@@ -249,6 +249,8 @@ class UnitOfWork:
             identity.put(obj)
             if state.changed:
                 identity.modified[obj] = None
+            if state.links:  # links changed before it was detached: written at the next flush
+                identity.related[obj] = None
             return
         if state.deleted:
             raise InvalidStateError(f"{obj!r} was deleted")

@@ -1,8 +1,8 @@
 """`loaded(obj)`: a read-only view of a model instance for serializers.
 
 Serializers such as pydantic (``model_validate(obj, from_attributes=True)``)
-read attributes with ``getattr``; on a model, a relationship attribute is a
-coroutine (``await user.posts``), which a serializer cannot use. The view
+read attributes with ``getattr``; on a model, a relationship attribute is an
+awaitable (``await user.posts``), which a serializer cannot use. The view
 answers a relationship with its already loaded value instead (wrapped in
 views too), and refuses, naming the loader option to add, when it was not
 loaded: serializing never sends SQL behind your back.

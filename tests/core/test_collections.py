@@ -17,6 +17,7 @@ from data_bridge_core import (
     Column,
     Engine,
     InvalidStateError,
+    ModelDefinitionError,
     Session,
     Table,
     UnsupportedOperationError,
@@ -280,3 +281,57 @@ async def test_add_and_remove_refuse_what_they_cannot_link(fav_engine: Engine) -
         session.expunge(story)
         with pytest.raises(InvalidStateError, match=r"Story.favorited_by: the Story object is"):
             story.favorited_by.add(reader)
+
+
+async def test_a_list_read_after_add_and_remove_shows_the_unflushed_changes(
+    fav_engine: Engine, schema: str
+) -> None:
+    async with Session(fav_engine, autoflush=False) as session:
+        story = await session.get(Story, 1)
+        r1, r2 = await session.get(Reader, 1), await session.get(Reader, 2)
+        assert story is not None and r1 is not None and r2 is not None
+        story.favorited_by.add(r2)
+        story.favorited_by.remove(r1)
+        assert await story.favorited_by == [r2]  # read from the database, changes applied
+        assert await favorites_of(schema) == [1]  # nothing written yet
+        await session.commit()
+    assert await favorites_of(schema) == [2]
+
+
+async def test_add_of_a_new_target_to_a_stored_owner_inserts_the_target_first(
+    fav_engine: Engine, schema: str
+) -> None:
+    async with Session(fav_engine) as session:
+        story = await session.get(Story, 1)
+        assert story is not None
+        newcomer = Reader(name="newcomer")
+        story.favorited_by.add(newcomer)  # the stored list is never read
+        await session.commit()
+        assert newcomer.id == READERS + 1
+    assert await favorites_of(schema) == [1, READERS + 1]
+
+
+def test_an_association_table_without_a_unique_pair_is_refused_on_first_use() -> None:
+    class LooseLink(Table):  # found through the registry by its table name
+        id: int = Column(primary_key=True)
+        left_id: int = Column(foreign_key="loose_left.id")
+        right_id: int = Column(foreign_key="loose_right.id")
+
+        class Settings:
+            table_name = "loose_links"
+
+    class LooseLeft(Table):
+        id: int = Column(primary_key=True)
+        rights: list[LooseRight] = relationship(secondary="loose_links")
+
+        class Settings:
+            table_name = "loose_left"
+
+    class LooseRight(Table):
+        id: int = Column(primary_key=True)
+
+        class Settings:
+            table_name = "loose_right"
+
+    with pytest.raises(ModelDefinitionError, match=r"needs \(left_id, right_id\) as its primary"):
+        LooseLeft.rights.direction  # noqa: B018
