@@ -13,8 +13,10 @@ flush writes. What the relationship connects is resolved on first use
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from data_bridge_core.collection_changes import record_assignment, record_link
 from data_bridge_core.errors import (
     InvalidStateError,
     ModelDefinitionError,
@@ -23,15 +25,9 @@ from data_bridge_core.errors import (
     UnsupportedOperationError,
     described,
 )
-from data_bridge_core.link_changes import changes_for
 from data_bridge_core.link_sql import LinkSql
 from data_bridge_core.related_list import RelatedList
-from data_bridge_core.relation_values import (
-    MISSING,
-    append_backref,
-    remove_backref,
-    set_loaded,
-)
+from data_bridge_core.relation_values import append_backref, set_loaded
 from data_bridge_core.relationship_mapping import (
     RelationshipDeclared,
     RelationshipMapping,
@@ -44,7 +40,9 @@ from data_bridge_core.schema.relation import (
     ASSIGNED,
     MANY_TO_MANY,
     MANY_TO_ONE,
+    NOLOAD,
     ONE_TO_MANY,
+    RAISE,
     RelationshipDeclaration,
 )
 from data_bridge_core.schema.table import Table, table_info
@@ -65,11 +63,6 @@ __all__ = [
     "relationship",
     "set_loaded",
 ]
-
-# Strategies stored per instance by raiseload()/noload() options.
-RAISE = "raise"
-NOLOAD = "noload"
-
 
 def relationship(
     back_populates: str | None = None,
@@ -334,7 +327,8 @@ class Relationship(RelationshipDeclaration):
                 setattr(instance, self.fk.name, key)
         state: InstanceState = state_of(instance)
         if self.direction == MANY_TO_MANY:
-            self._assign_links(instance, state, value)
+            held = partial(self._held_targets, instance)  # read only when the list was not
+            record_assignment(self.name, self.back_populates, instance, state, value, held)
         else:
             set_loaded(instance, self.name, value, ASSIGNED)
         if self.direction == MANY_TO_ONE:
@@ -354,53 +348,6 @@ class Relationship(RelationshipDeclaration):
         if state.owner is not None:
             state.owner.note_related(instance)
 
-    def _assign_links(self, instance: Table, state: InstanceState, value: list[Table]) -> None:
-        """A many-to-many list assigned: record the links that change, and let the
-        other side's loaded lists follow now, so both sides read the same in the session."""
-        previous = self._known_list(state)
-        set_loaded(instance, self.name, value, ASSIGNED)
-        kept = {id(item) for item in value}
-        if state.persistent:
-            changes = changes_for(state, self.name)
-            if previous is None:
-                # The stored list was never read: the links become exactly this list.
-                changes.replace(value)
-            else:
-                before = {id(item) for item in previous}
-                for item in value:
-                    if id(item) not in before:
-                        changes.link(item)
-                for item in previous:
-                    if id(item) not in kept:
-                        changes.unlink(item)
-        # A new owner has no links yet: its list is written whole when it is inserted.
-        back = self.back_populates
-        if not back:
-            return
-        if previous is not None:
-            dropped: list[Table] = [item for item in previous if id(item) not in kept]
-        else:
-            # Not loaded: any held target whose loaded list has the instance.
-            session = session_of(instance)
-            held = session.held_objects(self.target) if session is not None else []
-            dropped = [item for item in held if id(item) not in kept]
-        for item in dropped:
-            remove_backref(item, back, instance)
-        for item in value:
-            append_backref(item, back, instance)
-
-    def _known_list(self, state: InstanceState) -> list[Table] | None:
-        """The list as the session knows it (None: not read, or only noload()'s empty one)."""
-        relations = state.relations
-        if relations is None:
-            return None
-        value = relations.get(self.name, MISSING)
-        if value is MISSING or not isinstance(value, list):
-            return None
-        if state.loaded_via is not None and state.loaded_via.get(self.name) == NOLOAD:
-            return None
-        return value
-
     def change_link(self, instance: Table, target: Any, *, linked: bool) -> None:
         """`RelatedList.add` / `.remove`: link or unlink one target at the next flush."""
         if self.direction != MANY_TO_MANY:
@@ -416,30 +363,13 @@ class Relationship(RelationshipDeclaration):
                 f"{self.owner.__name__}.{self.name}: the {self.owner.__name__} object is stored "
                 "but not in a session: add it to one (session.add) before changing its links"
             )
-        current = self._known_list(state)
-        if current is None and not state.persistent:
-            current = []  # a new owner has no links: its list starts empty
-            set_loaded(instance, self.name, current, ASSIGNED)
-        if current is not None:
-            present = any(item is target for item in current)
-            if linked and not present:
-                current.append(target)
-            elif not linked and present:
-                current[:] = [item for item in current if item is not target]
-        if state.persistent:
-            changes = changes_for(state, self.name)
-            changes.link(target) if linked else changes.unlink(target)
-        back = self.back_populates
-        if back:
-            other = own_state(target)
-            if other is not None and other.links is not None and back in other.links:
-                other.links[back].decided_from_other_side(instance, linked)
-            if linked:
-                append_backref(target, back, instance)
-            else:
-                remove_backref(target, back, instance)
+        record_link(self.name, self.back_populates, instance, state, target, linked=linked)
         if state.owner is not None:
             state.owner.note_related(instance)
+
+    def _held_targets(self, instance: Table) -> list[Table]:
+        session = session_of(instance)
+        return session.held_objects(self.target) if session is not None else []
 
     @property
     def _target_key_name(self) -> str:

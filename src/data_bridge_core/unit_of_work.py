@@ -30,14 +30,13 @@ from data_bridge_core.errors import (
     UnsupportedOperationError,
 )
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
+from data_bridge_core.link_writes import delete_links_of, write_links
 from data_bridge_core.schema.relation import (
-    LINKED,
     MANY_TO_MANY,
     MANY_TO_ONE,
     ONE_TO_MANY,
-    RelationshipDeclaration,
 )
-from data_bridge_core.schema.table import Table, TableInfo, table_info
+from data_bridge_core.schema.table import Table, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, own_state, state_of
 from data_bridge_core.upsert import UPSERT_CHUNK_ROWS, UpsertPlan
 
@@ -167,51 +166,6 @@ class _ClosedRunner:
 
 
 _CLOSED = _ClosedRunner()
-
-
-class _LinkWrites:
-    """The link rows one flush writes for one many-to-many, as (owner key, target key)."""
-
-    def __init__(self, rel: RelationshipDeclaration) -> None:
-        self.rel = rel
-        _, self.owner_key, _, self.target_key = rel.link_columns
-        self.replacing: list[tuple[Any, list[Any]]] = []
-        self.adding: dict[tuple[Any, Any], None] = {}
-        self.removing: dict[tuple[Any, Any], None] = {}
-
-    def _pairs(self, owner: Table, targets: Iterable[Table]) -> list[tuple[Any, Any]]:
-        key = owner.__dict__[self.owner_key.name]
-        name = self.target_key.name
-        pairs = []
-        for target in targets:
-            target_value = target.__dict__.get(name)
-            if target_value is None:
-                raise InvalidStateError(
-                    f"{self.rel!r}: a {type(target).__name__} in the list has no key; "
-                    "add it to the session"
-                )
-            pairs.append((key, target_value))
-        return pairs
-
-    def replace(self, owner: Table, targets: list[Table]) -> None:
-        keys = [target for _, target in self._pairs(owner, targets)]
-        self.replacing.append((owner.__dict__[self.owner_key.name], keys))
-
-    def add(self, owner: Table, targets: Iterable[Table]) -> None:
-        self.adding.update(dict.fromkeys(self._pairs(owner, targets)))
-
-    def remove(self, owner: Table, targets: Iterable[Table]) -> None:
-        self.removing.update(dict.fromkeys(self._pairs(owner, targets)))
-
-    @staticmethod
-    def columns(pairs: Iterable[tuple[Any, Any]]) -> list[list[Any]]:
-        """(owner keys, target keys): the two array parameters of a link statement."""
-        owners: list[Any] = []
-        targets: list[Any] = []
-        for owner, target in pairs:
-            owners.append(owner)
-            targets.append(target)
-        return [owners, targets]
 
 
 class UnitOfWork:
@@ -513,7 +467,7 @@ class UnitOfWork:
             if state_of(obj).persistent:
                 push_foreign_keys(obj)
         if linking:
-            await self._write_links(linking, inserting)
+            await write_links(self.runner, self.forget, linking, inserting)
         await self._update_modified(order)
         await self._delete_marked(order)
         related.clear()
@@ -559,89 +513,6 @@ class UnitOfWork:
                 del pending[obj]
             record_inserted_batch(batch.objects, generated)
 
-    async def _write_links(self, objects: list[Table], inserted: set[int]) -> None:
-        """Write the many-to-many links changed since the last flush.
-
-        Per relationship, one statement of each kind at most: the owners whose
-        list was assigned unread lose every link not in it, then the links
-        removed are deleted by pair and the links added inserted with ``ON
-        CONFLICT DO NOTHING``. ``inserted`` holds the ids of the owners this
-        flush inserted: they have no links yet, so their whole lists are added.
-        """
-        work: dict[RelationshipDeclaration, _LinkWrites] = {}
-        written: list[tuple[InstanceState, str]] = []
-        for obj in dict.fromkeys(objects):
-            state = own_state(obj)
-            if state is None:
-                continue
-            relationships = table_info(type(obj)).relationships
-            new_owner = id(obj) in inserted
-            if new_owner and state.relations:
-                names = [
-                    name
-                    for name in state.relations
-                    if (rel := relationships.get(name)) is not None
-                    and rel.direction == MANY_TO_MANY
-                ]
-            elif state.links:
-                names = list(state.links)
-            else:
-                continue
-            for name in names:
-                rel = relationships[name]
-                writes = work.get(rel)
-                if writes is None:
-                    writes = work[rel] = _LinkWrites(rel)
-                changes = state.links.get(name) if state.links is not None else None
-                if new_owner:
-                    listed = state.relations.get(name) if state.relations is not None else None
-                    writes.add(obj, [*(listed or ()), *(changes.to_link() if changes else ())])
-                elif changes is not None:
-                    if changes.members is not None:
-                        writes.replace(obj, changes.members)
-                    writes.add(obj, changes.to_link())
-                    writes.remove(obj, changes.to_unlink())
-                written.append((state, name))
-        run = self.runner.run_statement
-        for many, writes in work.items():
-            sql = many.link_sql
-            association = many.association
-            assert association is not None
-            composite = table_info(association).composite
-            removed_rows: list[Any] = []
-            for owner_key, target_keys in writes.replacing:
-                result = await run(sql.delete_all_but, [owner_key, target_keys])
-                removed_rows.extend(result.rows)
-            if writes.removing:
-                result = await run(sql.delete_pairs, writes.columns(writes.removing))
-                removed_rows.extend(result.rows)
-            for row in removed_rows:  # link objects the session holds leave it
-                self.forget(association, tuple(row) if composite else row[0])
-            if writes.adding:
-                adding = writes.adding
-                await run(sql.insert_pairs, writes.columns(adding), bulk_rows=len(adding))
-        for state, name in written:
-            if state.links is not None:
-                state.links.pop(name, None)
-                if not state.links:
-                    state.links = None
-            if state.loaded_via is not None and name in state.loaded_via:
-                state.loaded_via[name] = LINKED
-
-    async def _unlink(self, info: TableInfo, objects: list[Table]) -> None:
-        """Before rows are deleted: the association rows of their many-to-many lists."""
-        for rel in info.relationships.values():
-            if rel.direction != MANY_TO_MANY:
-                continue
-            association = rel.association
-            assert association is not None
-            owner_key = rel.link_columns[1]
-            composite = table_info(association).composite
-            keys = [o.__dict__[owner_key.name] for o in objects]
-            result = await self.runner.run_statement(rel.link_sql.delete_of_owners, [keys])
-            for row in result.rows:
-                self.forget(association, tuple(row) if composite else row[0])
-
     async def _update_modified(self, order: list[type[Table]]) -> None:
         groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
         for obj in self.identity.modified:
@@ -681,7 +552,7 @@ class UnitOfWork:
                 continue
             info = table_info(model)
             keys = [identity_key(info, o.__dict__) for o in objects]
-            await self._unlink(info, objects)
+            await delete_links_of(self.runner, self.forget, info, objects)
             await self.runner.run_statement(
                 delete_statement(info),
                 delete_params(info, keys),

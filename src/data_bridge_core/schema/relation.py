@@ -21,6 +21,9 @@ MANY_TO_MANY = "many_to_many"  # through an association table (relationship(seco
 # changed links are then written at the next flush, which marks the value LINKED).
 ASSIGNED = "assigned"
 LINKED = "linked"
+# Strategies stored per instance by raiseload()/noload() options.
+RAISE = "raise"
+NOLOAD = "noload"
 
 
 class RelationshipDeclaration:
