@@ -138,18 +138,16 @@ class Relationship(RelationshipDeclaration):
                 self._foreign_key,
                 self._order_by,
             )
-            mapping = resolve_mapping(declared)
-            self._sql = RelationshipSql(self.owner, mapping)
-            self._mapping = mapping
+            mapping = self._mapping = resolve_mapping(declared)
         return mapping
 
     @property
     def sql(self) -> RelationshipSql:
         """The statements reading across the relationship."""
-        if self._sql is None:
-            self.mapping  # noqa: B018 (resolving builds it)
-        assert self._sql is not None
-        return self._sql
+        sql = self._sql
+        if sql is None:
+            sql = self._sql = RelationshipSql(self.owner, self.mapping)
+        return sql
 
     @property
     def link_sql(self) -> LinkSql:
@@ -295,7 +293,8 @@ class Relationship(RelationshipDeclaration):
     def __get__(self, instance: Table | None, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        if self.mapping.uselist:
+        mapping = self._mapping
+        if (mapping if mapping is not None else self.mapping).uselist:
             # load() is called here, not by the RelatedList: the caller's line is then
             # two frames up from it, as for a single object.
             return RelatedList(self, instance, self.load(instance))
