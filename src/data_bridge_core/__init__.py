@@ -35,7 +35,9 @@ from data_bridge_core.loading import (
 )
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import RelatedList, Relationship, relationship
+from data_bridge_core.row_query import RowQuery
 from data_bridge_core.schema.column import Column, ColumnInfo
+from data_bridge_core.schema.functions import Function, Selectable, func
 from data_bridge_core.schema.table import Table, identity_key, table_info
 from data_bridge_core.schema.typed import Mapped, Rel
 from data_bridge_core.session import NestedTransaction, Result, Session, current_session
@@ -64,6 +66,7 @@ __all__ = [
     "EagerBatch",
     "EagerLoad",
     "Engine",
+    "Function",
     "InstanceState",
     "IntegrityError",
     "InvalidStateError",
@@ -81,7 +84,9 @@ __all__ = [
     "Relationship",
     "RelationshipError",
     "Result",
+    "RowQuery",
     "SchemaMismatchError",
+    "Selectable",
     "Session",
     "SessionClosedError",
     "SessionError",
@@ -90,6 +95,7 @@ __all__ = [
     "UnsupportedOperationError",
     "ValidationError",
     "current_session",
+    "func",
     "identity_key",
     "inspect",
     "joinedload",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from psycopg.rows import dict_row
 
@@ -19,7 +19,9 @@ from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.relationships import Relationship
+from data_bridge_core.row_query import RowQuery
 from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
+from data_bridge_core.schema.functions import Selectable
 from data_bridge_core.schema.table import Table, install_query_factory, table_info
 from data_bridge_core.schema.types import exact_int
 
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
     from data_bridge_core.session import Session
 
 M = TypeVar("M", bound=Table)
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
 
 
 def _non_negative_int(value: object, what: str) -> int:
@@ -48,6 +56,7 @@ class Query(Generic[M]):
         "_offset",
         "_options",
         "_order",
+        "_outer",
         "_session",
     )
 
@@ -63,6 +72,7 @@ class Query(Generic[M]):
         self._offset: int | None = None
         self._options: tuple[LoaderOption, ...] = ()
         self._joins: tuple[Relationship, ...] = ()
+        self._outer: tuple[Relationship, ...] = ()  # the joins that are LEFT JOINs
 
     def _copy(self) -> Query[M]:
         # Every slot written out: a loop over __slots__ with getattr/setattr cost
@@ -77,6 +87,7 @@ class Query(Generic[M]):
         clone._offset = self._offset
         clone._options = self._options
         clone._order = self._order
+        clone._outer = self._outer
         clone._session = self._session
         return clone
 
@@ -126,40 +137,98 @@ class Query(Generic[M]):
         clone._order = self._order + tuple(items)
         return clone
 
-    def join(self, relationship: Any) -> Query[M]:
-        """Inner-join the target of a to-one relationship, to filter and order by its columns.
+    def join(self, relationship: Any, *, outer: bool = False) -> Query[M]:
+        """Join the target of a relationship, to filter and order by its columns.
 
-        ``session.find(Article).join(Article.author).filter(User.active == True)``;
-        the query still returns ``Article`` objects (rows without a target drop out).
+        ``session.find(Article).join(Article.author).filter(User.active == True)``.
+        An inner join drops rows without a target; ``outer=True`` (a LEFT JOIN)
+        keeps them, the target's columns reading NULL. A list relationship
+        (one-to-many, many-to-many) may be joined too: the query still returns
+        each object once (see `_objects_from`), while ``select(...)`` rows are
+        one per joined pair.
         """
         if not isinstance(relationship, Relationship):
             raise TypeError(
-                f"join() takes a to-one relationship such as {self._model.__name__}.author, "
+                f"join() takes a relationship such as {self._model.__name__}.author, "
                 f"got {described(relationship)}"
             )
         owner = relationship.owner
-        if owner is not self._model and not issubclass(self._model, owner) and not any(
-            j.target is owner for j in self._joins
+        if (
+            owner is not self._model
+            and not issubclass(self._model, owner)
+            and not any(j.target is owner for j in self._joins)
         ):
             raise UnsupportedOperationError(
                 f"{relationship!r} is not a relationship of {self._model.__name__}"
             )
-        if relationship.uselist:
-            raise UnsupportedOperationError(
-                f"join() takes a to-one relationship; {relationship!r} is a list: filter with "
-                f"{owner.__name__}.{relationship.name}.any(...) instead"
-            )
         target = relationship.target
-        if target is self._model or any(j.target is target for j in self._joins):
-            if any(j is relationship for j in self._joins):
+        association = relationship.association
+        joins = self._joins
+        if (
+            target is self._model
+            or any(j.target is target for j in joins)
+            or (association is not None and any(j.association is association for j in joins))
+        ):
+            if any(j is relationship for j in joins) and (relationship in self._outer) == outer:
                 return self
             raise UnsupportedOperationError(
                 f"join({relationship!r}) would join {table_info(target).name!r} a second time "
-                "(aliases are not supported); filter with .has(...) instead"
+                "(aliases are not supported); filter with .has(...)/.any(...) instead"
             )
         clone = self._copy()
         clone._joins = (*self._joins, relationship)
+        if outer:
+            clone._outer = (*self._outer, relationship)
         return clone
+
+    @overload
+    def select(self, c1: Selectable[T1], /) -> RowQuery[tuple[T1]]: ...
+    @overload
+    def select(self, c1: Selectable[T1], c2: Selectable[T2], /) -> RowQuery[tuple[T1, T2]]: ...
+    @overload
+    def select(
+        self, c1: Selectable[T1], c2: Selectable[T2], c3: Selectable[T3], /
+    ) -> RowQuery[tuple[T1, T2, T3]]: ...
+    @overload
+    def select(
+        self, c1: Selectable[T1], c2: Selectable[T2], c3: Selectable[T3], c4: Selectable[T4], /
+    ) -> RowQuery[tuple[T1, T2, T3, T4]]: ...
+    @overload
+    def select(
+        self,
+        c1: Selectable[T1],
+        c2: Selectable[T2],
+        c3: Selectable[T3],
+        c4: Selectable[T4],
+        c5: Selectable[T5],
+        /,
+    ) -> RowQuery[tuple[T1, T2, T3, T4, T5]]: ...
+    @overload
+    def select(
+        self,
+        c1: Selectable[T1],
+        c2: Selectable[T2],
+        c3: Selectable[T3],
+        c4: Selectable[T4],
+        c5: Selectable[T5],
+        c6: Selectable[T6],
+        /,
+    ) -> RowQuery[tuple[T1, T2, T3, T4, T5, T6]]: ...
+    @overload
+    def select(self, *columns: Any) -> RowQuery[tuple[Any, ...]]: ...
+
+    def select(self, *columns: Any) -> RowQuery[Any]:
+        """Rows of these columns (named tuples) instead of objects; see `RowQuery`.
+
+        Typed-style columns give typed rows: ``select(User.id, User.name)`` is a
+        ``RowQuery[tuple[int, str]]``.
+        """
+        if self._options:
+            raise UnsupportedOperationError(
+                "select() returns rows, not objects: remove options(...) (loader options "
+                "load relationships of objects)"
+            )
+        return RowQuery(self, columns)
 
     def limit(self, n: int) -> Query[M]:
         clone = self._copy()
@@ -245,12 +314,45 @@ class Query(Generic[M]):
             )
 
     def _from(self) -> str:
-        """The FROM clause: the model's table, then the joined ones."""
+        """The FROM clause: the model's table, then the joined ones (rows per joined pair)."""
         if not self._joins:
             return self._info.quoted_name
-        return self._info.quoted_name + "".join(
-            f" JOIN {table_info(j.target).quoted_name} ON {j.join_condition}" for j in self._joins
-        )
+        outer = self._outer
+        return self._info.quoted_name + "".join(j.sql.join_clause(j in outer) for j in self._joins)
+
+    def _objects_from(self, params: list[Any]) -> tuple[str, str]:
+        """(FROM list, `` WHERE ...``) of a query returning objects: each object once.
+
+        With only to-one joins that is the joined FROM. A join along a list
+        relationship would repeat the object once per related row, so the
+        object's table is read once, its rows chosen by their key among the
+        joined rows: ``WHERE key IN (SELECT key FROM <joins> WHERE <filters>)``;
+        the to-one joins reachable without a list stay outside, for order_by().
+        """
+        joins = self._joins
+        if not any(j.uselist for j in joins):
+            return self._from(), compile_where(self._filters, params)
+        single: list[Relationship] = []
+        reached: set[type] = {self._model}
+        for j in joins:
+            if not j.uselist and j.owner in reached:
+                single.append(j)
+                reached.add(j.target)
+        for item in self._order:
+            for model in item.column.models():
+                if not any(model is m or issubclass(self._model, model) for m in reached):
+                    raise UnsupportedOperationError(
+                        f"cannot order {self._model.__name__} objects by {item.column.label}: "
+                        "it is read through a list relationship (several values per object); "
+                        "order select(...) rows instead"
+                    )
+        info = self._info
+        outer = self._outer
+        head = info.quoted_name + "".join(j.sql.join_clause(j in outer) for j in single)
+        keys = info.key_returning
+        key = f"({keys})" if info.composite else keys
+        where = compile_where(self._filters, params)
+        return head, f" WHERE {key} IN (SELECT {keys} FROM {self._from()}{where})"
 
     def _tail(self, params: list[Any]) -> str:
         parts = []
@@ -266,8 +368,8 @@ class Query(Generic[M]):
         # Compiled per query: a statement cache keyed by the query's shape cost more
         # than the few joins on precomputed quoted names it saves (bench/README.md).
         info = self._info
-        where = compile_where(self._filters, params)
-        return f"SELECT {info.select_list} FROM {self._from()}{where}{self._tail(params)}"
+        source, where = self._objects_from(params)
+        return f"SELECT {info.select_list} FROM {source}{where}{self._tail(params)}"
 
     # -- terminal seams --------------------------------------------------------------------
 
@@ -308,10 +410,9 @@ class Query(Generic[M]):
             slices.append((index, width, width + len(target.field_names), target.pk_index))
             width += len(target.field_names)
         params: list[Any] = []
-        where = compile_where(self._filters, params)
+        source, where = self._objects_from(params)
         statement = (
-            f"SELECT {', '.join(select)} FROM {self._from()}{''.join(joins)}"
-            f"{where}{self._tail(params)}"
+            f"SELECT {', '.join(select)} FROM {source}{''.join(joins)}{where}{self._tail(params)}"
         )
         result = await session.run_statement(statement, params)
         rows: list[tuple[Any, ...]] = result.rows
@@ -334,13 +435,12 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        where = compile_where(self._filters, params)
+        source, where = self._objects_from(params)
         if self._limit is None and self._offset is None:
-            statement = f"SELECT count(*) FROM {self._from()}{where}"
+            statement = f"SELECT count(*) FROM {source}{where}"
         else:
             statement = (
-                f"SELECT count(*) FROM (SELECT 1 FROM {self._from()}{where}"
-                f"{self._tail(params)}) AS q"
+                f"SELECT count(*) FROM (SELECT 1 FROM {source}{where}{self._tail(params)}) AS q"
             )
         result = await session.run_statement(statement, params)
         return int(result.rows[0][0])
@@ -349,8 +449,8 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         params: list[Any] = []
-        where = compile_where(self._filters, params)
-        statement = f"SELECT EXISTS (SELECT 1 FROM {self._from()}{where}{self._tail(params)})"
+        source, where = self._objects_from(params)
+        statement = f"SELECT EXISTS (SELECT 1 FROM {source}{where}{self._tail(params)})"
         result = await session.run_statement(statement, params)
         return bool(result.rows[0][0])
 

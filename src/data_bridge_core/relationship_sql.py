@@ -47,6 +47,22 @@ class RelationshipSql:
         else:
             self.join_condition = f"{fk.quoted} = {table_info(owner).primary_key.quoted}"
 
+    def join_clause(self, outer: bool) -> str:
+        """`` JOIN target ON ...`` from the owner's table (a many-to-many joins its
+        association table, then the target); ``outer``: LEFT JOINs."""
+        mapping = self.mapping
+        kind = " LEFT JOIN " if outer else " JOIN "
+        target = table_info(mapping.target).quoted_name
+        if mapping.direction == MANY_TO_MANY:
+            assert mapping.owner_key is not None and mapping.target_fk is not None
+            assert mapping.target_key is not None
+            association = table_info(mapping.association or mapping.target).quoted_name
+            return (
+                f"{kind}{association} ON {mapping.fk.quoted} = {mapping.owner_key.quoted}"
+                f"{kind}{target} ON {mapping.target_key.quoted} = {mapping.target_fk.quoted}"
+            )
+        return f"{kind}{target} ON {self.join_condition}"
+
     def exists_parts(self, reads_target: bool) -> tuple[str, str]:
         """(FROM list, correlation with the owner's row) of an ``EXISTS`` subquery.
 

@@ -53,6 +53,10 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
     for operation in ("count", "exists", "aggregate", "update", "delete"):
         targets.append((query, "Query", operation, wrappers.query_wrapper(operation)))
     targets.append((query, "Query", "stream", wrappers.stream_wrapper))
+    # A column selection is a find that returns rows instead of objects.
+    targets.append(
+        ("data_bridge_core.row_query", "RowQuery", "to_list", wrappers.query_wrapper("find"))
+    )
     for operation in SESSION_OPERATIONS:
         targets.append((session, "Session", operation, wrappers.session_wrapper(operation)))
     for operation in ("upsert", "from_sql"):

@@ -66,7 +66,7 @@ async def test_argument_errors_name_the_type_they_got_never_the_value(
         message = _message(lambda: session.find(User).join(User.name))
         assert (
             message
-            == "join() takes a to-one relationship such as User.author, got <column User.name>"
+            == "join() takes a relationship such as User.author, got <column User.name>"
         )
 
 

@@ -17,6 +17,7 @@ from data_bridge_core import Engine, Session
 from data_bridge_core.loading import EagerLoad
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship
+from data_bridge_core.row_query import RowQuery
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, config
 from opentelemetry_instrumentation_data_bridge.instrumentor import _patch_targets
 
@@ -30,6 +31,7 @@ SEAMS = [
         (Query, "update"),
         (Query, "delete"),
         (Query, "stream"),
+        (RowQuery, "to_list"),
         (Session, "open"),
         (Session, "close"),
         (Session, "flush"),

@@ -13,10 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
 from data_bridge_core.schema.types import check_text
+
+T = TypeVar("T")
 
 _TRUTH_VALUE = (
     "a filter expression has no truth value: combine expressions with & | ~ "
@@ -137,6 +139,10 @@ class Operand:
 
     def asc(self) -> OrderBy:
         return OrderBy(self, descending=False)
+
+    def named(self, name: str) -> Named[Any]:
+        """This value under ``name`` in a column selection's rows (``row.name``)."""
+        return Named(self, name)
 
     def desc(self) -> OrderBy:
         return OrderBy(self, descending=True)
@@ -459,3 +465,52 @@ def compile_where(filters: tuple[Expression, ...], params: list[Any]) -> str:
     if not filters:
         return ""
     return " WHERE " + " AND ".join(f.compile(params) for f in filters)
+
+
+class Named(Operand, Generic[T]):
+    """A selected value under a name of the user's: ``func.count().named("articles")``.
+
+    The name is the field of the rows a column selection returns; in SQL it is
+    the column alias (``AS "articles"``); in ``order_by()``/``having()`` the
+    value itself is repeated.
+    """
+
+    __slots__ = ("name", "operand")
+
+    def __init__(self, operand: Operand, name: str) -> None:
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise ValueError(
+                "named() takes a Python identifier not starting with '_' (it becomes a "
+                "field of the returned rows)"
+            )
+        self.operand = operand
+        self.name = name
+
+    if TYPE_CHECKING:
+
+        @property
+        def selected_type(self) -> T: ...
+
+    @property
+    def aggregate(self) -> bool:
+        return bool(getattr(self.operand, "aggregate", False))
+
+    def sql(self, params: list[Any]) -> str:
+        return self.operand.sql(params)
+
+    def bind_operand(self, value: Any) -> Any:
+        return self.operand.bind_operand(value)
+
+    def models(self) -> Iterator[type]:
+        return self.operand.models()
+
+    @property
+    def label(self) -> str:
+        return self.operand.label
+
+    @property
+    def text(self) -> str:
+        return self.operand.text
+
+    def __repr__(self) -> str:
+        return f"<expression {self.label} AS {self.name}>"

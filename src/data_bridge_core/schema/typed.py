@@ -27,11 +27,24 @@ if TYPE_CHECKING:
     from data_bridge_core.related_list import RelatedList
     from data_bridge_core.relationships import Relationship
     from data_bridge_core.schema.column import ColumnInfo
+    from data_bridge_core.schema.expressions import Named
 
 T = TypeVar("T")
 E = TypeVar("E")
 # "Mapped[...]", "Rel[...]", also spelled through a module ("db.Rel[...]").
 _WRAPPED = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*\.)?(?:Mapped|Rel)\[(.*)\]$", re.DOTALL)
+
+
+if TYPE_CHECKING:
+
+    class MappedColumn(ColumnInfo, Generic[T]):
+        """For type checkers only: ``User.name`` of a ``Mapped[str]``, a column of ``str``
+        (``select(User.name)`` rows hold a ``str``)."""
+
+        @property
+        def selected_type(self) -> T: ...
+
+        def named(self, name: str) -> Named[T]: ...
 
 
 class Mapped(Generic[T]):
@@ -42,12 +55,12 @@ class Mapped(Generic[T]):
     if TYPE_CHECKING:
 
         @overload
-        def __get__(self, instance: None, owner: Any) -> ColumnInfo: ...
+        def __get__(self, instance: None, owner: Any) -> MappedColumn[T]: ...
 
         @overload
         def __get__(self, instance: object, owner: Any) -> T: ...
 
-        def __get__(self, instance: object | None, owner: Any) -> ColumnInfo | T: ...
+        def __get__(self, instance: object | None, owner: Any) -> MappedColumn[T] | T: ...
 
         def __set__(self, instance: object, value: T) -> None: ...
 

@@ -1,0 +1,72 @@
+"""Column selections are typed: ``select(User.id, User.name)`` rows are ``tuple[int, str]``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+SELECTIONS = '''
+from __future__ import annotations
+from datetime import datetime
+from data_bridge_core import Column, Mapped, Rel, Session, Table, func, relationship
+
+
+class Author(Table):
+    id: Mapped[int] = Column(primary_key=True)
+    name: Mapped[str]
+    bio: Mapped[str | None] = Column(default=None)
+    books: Rel[list[Book]] = relationship(back_populates="author")
+
+
+class Book(Table):
+    id: Mapped[int] = Column(primary_key=True)
+    author_id: Mapped[int] = Column(foreign_key="author.id")
+    pages: Mapped[int]
+    published: Mapped[datetime]
+    author: Rel[Author] = relationship(back_populates="books")
+
+
+async def rows(session: Session) -> None:
+    pairs = await session.find(Author).select(Author.id, Author.bio).to_list()
+    reveal_type(pairs)
+    counted = await (
+        session.find(Author).join(Author.books)
+        .select(Author.name, func.count(), func.sum(Book.pages), func.max(Book.published))
+        .group_by(Author.id).first()
+    )
+    reveal_type(counted)
+    reveal_type(await session.find(Book).select(Book.pages.named("n")).to_list())
+    for author_id, bio in pairs:
+        print(author_id + 1, bio.upper())
+'''
+
+
+def test_selected_rows_are_typed_from_the_mapped_columns_and_functions(tmp_path: Path) -> None:
+    path = tmp_path / "selections.py"
+    path.write_text(SELECTIONS)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
+        cwd=tmp_path,
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    revealed = [line.split("Revealed type is ")[1] for line in lines if "Revealed" in line]
+    assert revealed == [
+        '"list[tuple[int, str | None]]"',
+        '"tuple[str, int, int | None, datetime.datetime | None] | None"',
+        '"list[tuple[int]]"',
+    ]
+    # the one error: bio may be None
+    errors = [line for line in lines if ": error:" in line]
+    assert len(errors) == 1 and 'Item "None" of "str | None" has no attribute "upper"' in errors[0]
