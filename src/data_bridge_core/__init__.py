@@ -42,6 +42,7 @@ from data_bridge_core.schema.table import Table, identity_key, table_info
 from data_bridge_core.schema.typed import Mapped, Rel
 from data_bridge_core.session import NestedTransaction, Result, Session, current_session
 from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, result_of, state_of
+from data_bridge_core.subqueries import exists
 from data_bridge_core.views import loaded
 
 __version__ = "0.1.0"
@@ -95,6 +96,7 @@ __all__ = [
     "UnsupportedOperationError",
     "ValidationError",
     "current_session",
+    "exists",
     "func",
     "identity_key",
     "inspect",

@@ -204,6 +204,15 @@ class RowQuery(Generic[R]):
             text += " HAVING " + " AND ".join(h.compile(params) for h in self._having)
         return text + base._tail(params)
 
+    def subquery_sql(self, params: list[Any], what: str) -> str:
+        """This selection inside another statement (``Model.col.in_(...)``): one column."""
+        if len(self._items) != 1:
+            raise UnsupportedOperationError(
+                f"{what} takes a selection of one column, got {len(self._items)} "
+                f"({', '.join(self._names)})"
+            )
+        return self.statement(params)
+
     # -- terminal seam ------------------------------------------------------------------
 
     async def to_list(self) -> list[R]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, cast
 
 from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
 from data_bridge_core.schema.types import check_text
@@ -50,6 +50,19 @@ class Expression:
 
     def __bool__(self) -> bool:
         raise TypeError(_TRUTH_VALUE)
+
+
+class Subquery(Protocol):
+    """A query usable inside another: ``find(M).select(M.col)`` (a `RowQuery`)."""
+
+    def subquery_sql(self, params: list[Any], what: str) -> str:
+        """Its SELECT text (values appended to ``params``); ``what`` names the use."""
+        ...
+
+
+def _is_subquery(value: object) -> bool:
+    # Duck-typed: the row query is a layer above (it compiles expressions).
+    return callable(getattr(value, "subquery_sql", None))
 
 
 def _expect_expression(value: object) -> Expression:
@@ -116,11 +129,16 @@ class Operand:
             f"membership in a list, or {self.label}.like('%text%') to search in a string"
         )
 
-    def in_(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=False)
+    def in_(self, values: Iterable[Any] | Subquery) -> Expression:
+        """``= ANY(%s)`` of a list of values, or ``IN (SELECT ...)`` of a one-column selection."""
+        if _is_subquery(values):
+            return InSubquery(self, cast(Subquery, values), negate=False)
+        return InList(self, cast(Iterable[Any], values), negate=False)
 
-    def not_in(self, values: Iterable[Any]) -> Expression:
-        return InList(self, values, negate=True)
+    def not_in(self, values: Iterable[Any] | Subquery) -> Expression:
+        if _is_subquery(values):
+            return InSubquery(self, cast(Subquery, values), negate=True)
+        return InList(self, cast(Iterable[Any], values), negate=True)
 
     def like(self, pattern: str) -> Expression:
         return Like(self, pattern, insensitive=False)
@@ -291,10 +309,8 @@ class InList(Expression):
         method = "not_in" if negate else "in_"
         if _is_query(values):
             raise UnsupportedOperationError(
-                f"{column.label}.{method}() takes a list of values, not a query (there is no "
-                "subquery form): to filter across a relationship write "
-                "Model.relationship.any(...) or .has(...), or pass the values: "
-                f"{column.label}.{method}([row.id for row in await query.to_list()])"
+                f"{column.label}.{method}() takes a list of values or a one-column selection, "
+                f"not a query of objects: write {column.label}.{method}(query.select(Model.column))"
             )
         if isinstance(values, str | bytes):
             raise TypeError(
@@ -313,6 +329,27 @@ class InList(Expression):
         if self.negate:
             return f"{left} <> ALL(%s)"
         return f"{left} = ANY(%s)"
+
+    def models(self) -> Iterator[type]:
+        return self.column.models()
+
+
+class InSubquery(Expression):
+    """``column IN (SELECT ...)``: the values of a one-column selection, read by PostgreSQL."""
+
+    __slots__ = ("column", "negate", "query")
+
+    def __init__(self, column: Operand, query: Subquery, negate: bool) -> None:
+        self.column = column
+        self.query = query
+        self.negate = negate
+        # Checked now, not when the outer query is sent: one column, no loader options.
+        query.subquery_sql([], f"{column.label}.{'not_in' if negate else 'in_'}()")
+
+    def compile(self, params: list[Any]) -> str:
+        left = self.column.sql(params)
+        inner = self.query.subquery_sql(params, "in_()")
+        return f"{left} {'NOT IN' if self.negate else 'IN'} ({inner})"
 
     def models(self) -> Iterator[type]:
         return self.column.models()
