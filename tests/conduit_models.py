@@ -20,6 +20,14 @@ class User(Table):
     username: Mapped[str] = Column(unique=True)
     bio: Mapped[str | None] = Column(default=None)
     articles: Rel[list[Article]] = relationship(back_populates="author")
+    # Self-referential many-to-many: foreign_key= names the column of "follows"
+    # that points at the owner's row.
+    following: Rel[list[User]] = relationship(
+        secondary="follows", foreign_key="follower_id", back_populates="followers"
+    )
+    followers: Rel[list[User]] = relationship(
+        secondary="follows", foreign_key="followee_id", back_populates="following"
+    )
 
     class Settings:
         table_name = "users"

@@ -125,27 +125,45 @@ def _resolve_secondary(
             f"{where}: a many-to-many (secondary={secondary!r}) holds a list: "
             f"annotate it list[{target.__name__}]"
         )
-    if target is owner:
-        raise ModelDefinitionError(
-            f"{where}: a many-to-many of a model with itself is not supported; map the "
-            f"association model {secondary!r} and use its relationships instead"
-        )
     association = _model_of_table(secondary, owner)
     owner_info, target_info = table_info(owner), table_info(target)
     links = table_info(association)
 
-    def pointing_at(info: TableInfo) -> tuple[ColumnInfo, ColumnInfo]:
-        found = [(c, col) for c, table, col in links.iter_foreign_keys() if table == info.name]
+    def pointing_at(info: TableInfo) -> list[tuple[ColumnInfo, ColumnInfo]]:
+        return [
+            (column, info.column(referenced, f"{secondary}.{column.name}"))
+            for column, table, referenced in links.iter_foreign_keys()
+            if table == info.name
+        ]
+
+    def one(
+        found: list[tuple[ColumnInfo, ColumnInfo]], info: TableInfo
+    ) -> tuple[ColumnInfo, ColumnInfo]:
         if len(found) != 1:
             raise ModelDefinitionError(
                 f"{where}: the association table {secondary!r} needs exactly one "
                 f"foreign key to {info.name!r}, found {len(found)}"
             )
-        column, referenced = found[0]
-        return column, info.column(referenced, f"{secondary}.{column.name}")
+        return found[0]
 
-    fk, owner_key = pointing_at(owner_info)
-    target_fk, target_key = pointing_at(target_info)
+    if target is owner:
+        # Self-referential (users following users): both foreign keys point at the
+        # same table; foreign_key= names the one pointing at the owner's row.
+        found = pointing_at(owner_info)
+        names = [c.name for c, _ in found]
+        if len(found) != 2 or declared.foreign_key not in names:
+            raise ModelDefinitionError(
+                f"{where}: a many-to-many of {owner.__name__} with itself needs "
+                f"foreign_key= naming the column of {secondary!r} that points at the owner "
+                f"(one of two foreign keys to {owner_info.name!r}; found "
+                f"{', '.join(names) or 'none'})"
+            )
+        (fk, owner_key), (target_fk, target_key) = sorted(
+            found, key=lambda pair: pair[0].name != declared.foreign_key
+        )
+    else:
+        fk, owner_key = one(pointing_at(owner_info), owner_info)
+        target_fk, target_key = one(pointing_at(target_info), target_info)
     if not links.is_unique_key((fk.name, target_fk.name)):
         # Adding a link writes INSERT ... ON CONFLICT DO NOTHING: only a unique pair
         # makes two requests adding the same link at once leave one row.

@@ -6,7 +6,12 @@ from the models and every value is a ``%s`` parameter.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from data_bridge_core.relationship_mapping import RelationshipMapping
+from data_bridge_core.schema.column import quote_ident
+from data_bridge_core.schema.expressions import Exists, Expression
 from data_bridge_core.schema.relation import MANY_TO_MANY, MANY_TO_ONE
 from data_bridge_core.schema.table import Table, table_info
 
@@ -84,3 +89,53 @@ class RelationshipSql:
             return from_sql, f"{fk.quoted} = {mapping.owner_key.quoted}"
         owner_key = table_info(self.owner).primary_key.quoted
         return target_info.quoted_name, f"{fk.quoted} = {owner_key}"
+
+
+class SelfExists(Exists):
+    """``any()`` of a many-to-many of a model with itself (users following users).
+
+    The subquery joins the model's table a second time, under an alias: the
+    criteria's columns (compiled as ``"users"."name"``) are rewritten to read
+    the alias, while the correlation reads the outer row. A nested self
+    ``any()`` already carries ``"users_1"``: this one takes the next number.
+    """
+
+    __slots__ = ("association", "table", "target_fk", "target_key")
+
+    def __init__(
+        self,
+        owner: type,
+        sql: RelationshipSql,
+        criteria: Expression,
+    ) -> None:
+        mapping = sql.mapping
+        assert mapping.target_fk is not None and mapping.target_key is not None
+        assert mapping.owner_key is not None
+        info = table_info(mapping.target)
+        super().__init__(
+            owner,
+            table_info(mapping.association or mapping.target).quoted_name,
+            f"{mapping.fk.quoted} = {mapping.owner_key.quoted}",
+            criteria,
+        )
+        self.table = info.name
+        self.target_key = mapping.target_key.ident
+        self.target_fk = mapping.target_fk.quoted
+
+    def compile(self, params: list[Any]) -> str:
+        assert self.criteria is not None
+        criteria = self.criteria.compile(params)
+        plain = quote_ident(self.table)
+        depth = 1
+        while quote_ident(f"{self.table}_{depth}") in criteria:
+            depth += 1
+        alias = quote_ident(f"{self.table}_{depth}")
+        criteria = criteria.replace(f"{plain}.", f"{alias}.")
+        return (
+            f"EXISTS (SELECT 1 FROM {self.from_sql} JOIN {plain} AS {alias} "
+            f"ON {alias}.{self.target_key} = {self.target_fk} "
+            f"WHERE {self.correlation} AND {criteria})"
+        )
+
+    def models(self) -> Iterator[type]:
+        yield self.owner

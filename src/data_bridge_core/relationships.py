@@ -34,7 +34,7 @@ from data_bridge_core.relationship_mapping import (
     parse_annotation,
     resolve_mapping,
 )
-from data_bridge_core.relationship_sql import RelationshipSql
+from data_bridge_core.relationship_sql import RelationshipSql, SelfExists
 from data_bridge_core.schema.expressions import Exists, Expression
 from data_bridge_core.schema.relation import (
     ASSIGNED,
@@ -233,10 +233,11 @@ class Relationship(RelationshipDeclaration):
 
     def _exists(self, criteria: tuple[Expression | bool, ...], method: str) -> Expression:
         target = self.target
-        if target is self.owner:
+        self_many = target is self.owner and self.association is not None
+        if target is self.owner and not self_many:
             raise UnsupportedOperationError(
                 f"{self!r}.{method}() on a relationship of a model to itself needs table "
-                "aliases, which are not supported; use session.execute() with your own SQL"
+                "aliases, made only for a many-to-many; use session.execute() with your own SQL"
             )
         checked: list[Expression] = []
         for criterion in criteria:
@@ -255,6 +256,8 @@ class Relationship(RelationshipDeclaration):
         combined: Expression | None = None
         for criterion in checked:
             combined = criterion if combined is None else combined & criterion
+        if self_many and combined is not None:
+            return SelfExists(self.owner, self.sql, combined)
         from_sql, correlation = self.sql.exists_parts(reads_target=combined is not None)
         return Exists(self.owner, from_sql, correlation, combined)
 
