@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
-SELECTIONS = '''
+SELECTIONS = """
 from __future__ import annotations
 from datetime import datetime
 from data_bridge_core import Column, Mapped, Rel, Session, Table, func, relationship
@@ -46,7 +46,7 @@ async def rows(session: Session) -> None:
     reveal_type(await session.find(Book).select(Book.pages.named("n")).to_list())
     for author_id, bio in pairs:
         print(author_id + 1, bio.upper())
-'''
+"""
 
 
 def test_selected_rows_are_typed_from_the_mapped_columns_and_functions(tmp_path: Path) -> None:
@@ -70,3 +70,53 @@ def test_selected_rows_are_typed_from_the_mapped_columns_and_functions(tmp_path:
     # the one error: bio may be None
     errors = [line for line in lines if ": error:" in line]
     assert len(errors) == 1 and 'Item "None" of "str | None" has no attribute "upper"' in errors[0]
+
+
+COMPARISONS = """
+from __future__ import annotations
+from datetime import datetime
+from data_bridge_core import Column, Mapped, Session, Table
+
+
+class Item(Table):
+    id: Mapped[int] = Column(primary_key=True)
+    slug: Mapped[str]
+    at: Mapped[datetime]
+    note: Mapped[str | None] = Column(default=None)
+
+
+async def queries(session: Session) -> None:
+    session.find(Item).filter(Item.slug == 5)
+    session.find(Item).filter(Item.id != "1")
+    session.find(Item).filter(Item.at > 3)
+    session.find(Item).filter(Item.id.in_(["a"]))
+    session.find(Item).filter(
+        Item.slug == "x", Item.note == None, Item.id > 3, Item.id == Item.id + 1,
+        Item.id.in_([1, 2]), Item.id.in_(session.find(Item).select(Item.id)),
+        Item.id.between(1, 2),
+    )
+"""
+
+
+def test_a_comparison_with_a_value_of_another_type_is_a_type_error(tmp_path: Path) -> None:
+    path = tmp_path / "comparisons.py"
+    path.write_text(COMPARISONS)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
+        cwd=tmp_path,
+        check=False,
+    )
+    errors = [
+        line.split(": error: ")[1] for line in result.stdout.splitlines() if ": error: " in line
+    ]
+    assert errors == [
+        'Argument 1 to "filter" of "Query" has incompatible type "WrongTypeComparison"; '
+        'expected "Expression | bool"  [arg-type]',
+        'Argument 1 to "filter" of "Query" has incompatible type "WrongTypeComparison"; '
+        'expected "Expression | bool"  [arg-type]',
+        'Unsupported operand types for > ("MappedColumn[datetime]" and "int")  [operator]',
+        'List item 0 has incompatible type "str"; expected "int"  [list-item]',
+    ]

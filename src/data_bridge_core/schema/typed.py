@@ -24,10 +24,12 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from data_bridge_core.related_list import RelatedList
     from data_bridge_core.relationships import Relationship
     from data_bridge_core.schema.column import ColumnInfo
-    from data_bridge_core.schema.expressions import Named
+    from data_bridge_core.schema.expressions import Expression, Named, Operand, Subquery
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -37,6 +39,9 @@ _WRAPPED = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.]*\.)?(?:Mapped|Rel)\[(.*)\]$",
 
 if TYPE_CHECKING:
 
+    class WrongTypeComparison:
+        """For type checkers only: ``column == value`` of a value not of the column's type."""
+
     class MappedColumn(ColumnInfo, Generic[T]):
         """For type checkers only: ``User.name`` of a ``Mapped[str]``, a column of ``str``
         (``select(User.name)`` rows hold a ``str``)."""
@@ -45,6 +50,36 @@ if TYPE_CHECKING:
         def selected_type(self) -> T: ...
 
         def named(self, name: str) -> Named[T]: ...
+
+        # Comparisons take the column's own type (or another column); None is IS NULL.
+        # == and != with another type give a WrongTypeComparison, which filter()
+        # refuses: mypy reports ``Article.slug == 5`` there (an == that fails to
+        # type-check would instead fall back to int.__eq__ and give a bool).
+        @overload  # type: ignore[override]
+        def __eq__(self, other: T | Operand | None) -> Expression: ...
+        @overload
+        def __eq__(self, other: object) -> WrongTypeComparison: ...
+        def __eq__(self, other: object) -> Expression | WrongTypeComparison: ...
+
+        @overload  # type: ignore[override]
+        def __ne__(self, other: T | Operand | None) -> Expression: ...
+        @overload
+        def __ne__(self, other: object) -> WrongTypeComparison: ...
+        def __ne__(self, other: object) -> Expression | WrongTypeComparison: ...
+
+        def __lt__(self, other: T | Operand) -> Expression: ...
+
+        def __le__(self, other: T | Operand) -> Expression: ...
+
+        def __gt__(self, other: T | Operand) -> Expression: ...
+
+        def __ge__(self, other: T | Operand) -> Expression: ...
+
+        def in_(self, values: Iterable[T] | Subquery) -> Expression: ...
+
+        def not_in(self, values: Iterable[T] | Subquery) -> Expression: ...
+
+        def between(self, low: T | Operand, high: T | Operand) -> Expression: ...
 
 
 class Mapped(Generic[T]):
