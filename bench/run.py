@@ -31,6 +31,8 @@ WORKLOADS = (
     "W5 selectinload page",
     "W6 mixed request",
     "W7 relational page",
+    "W7 column selection",
+    "W7 group by",
 )
 
 
@@ -94,6 +96,8 @@ def _workloads(system: Any, ids: list[int]) -> list[tuple[str, Any, int]]:
         (WORKLOADS[5], system.w5_eager, 1),
         (WORKLOADS[6], lambda: _requests(system.w6, ids[0]), W6_REQUESTS),
         (WORKLOADS[7], system.w7, 1),
+        (WORKLOADS[8], system.w7_columns, 1),
+        (WORKLOADS[9], system.w7_group, 1),
     ]
 
 

@@ -155,6 +155,29 @@ class RawPsycopg:
             await tags.fetchall()
         return len(ids)
 
+    async def w7_columns(self) -> int:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT posts.id, posts.title, users.name FROM posts "
+                "JOIN users ON users.id = posts.author_id WHERE EXISTS (SELECT 1 FROM post_tags "
+                "JOIN tags ON tags.id = post_tags.tag_id WHERE post_tags.post_id = posts.id "
+                "AND tags.name = %s) ORDER BY users.name ASC, posts.id ASC LIMIT 100",
+                (W7_TAG,),
+                binary=True,
+            )
+            return len(await cur.fetchall())
+
+    async def w7_group(self) -> int:
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT tags.name, count(*), max(posts.id) FROM tags "
+                "JOIN post_tags ON post_tags.tag_id = tags.id "
+                "JOIN posts ON posts.id = post_tags.post_id "
+                "GROUP BY tags.id ORDER BY count(*) DESC, tags.name ASC",
+                binary=True,
+            )
+            return len(await cur.fetchall())
+
 
 class DataBridge:
     """data_bridge_core, optionally instrumented by the given setup function."""
@@ -311,6 +334,37 @@ class DataBridge:
                 await post.tags
             return len(page)
 
+    async def w7_columns(self) -> int:
+        from data_bridge_core import Session
+
+        Post, Tag, User = self.m.Post, self.m.Tag, self.m.User
+        async with Session(self.engine) as s:
+            rows = await (
+                s.find(Post)
+                .filter(Post.tags.any(Tag.name == W7_TAG))
+                .join(Post.author)
+                .order_by(User.name.asc(), Post.id.asc())
+                .limit(PAGE)
+                .select(Post.id, Post.title, User.name)
+                .to_list()
+            )
+            return len(rows)
+
+    async def w7_group(self) -> int:
+        from data_bridge_core import Session, func
+
+        Post, Tag = self.m.Post, self.m.Tag
+        async with Session(self.engine) as s:
+            rows = await (
+                s.find(Tag)
+                .join(Tag.posts)
+                .order_by(func.count().desc(), Tag.name.asc())
+                .select(Tag.name, func.count(), func.max(Post.id))
+                .group_by(Tag.id)
+                .to_list()
+            )
+            return len(rows)
+
 
 class SqlAlchemy:
     """SQLAlchemy 2 async ORM on psycopg, optionally with its OpenTelemetry instrumentation."""
@@ -451,3 +505,34 @@ class SqlAlchemy:
             for post in page:
                 await post.awaitable_attrs.tags
             return len(page)
+
+    async def w7_columns(self) -> int:
+        from sqlalchemy import select
+
+        Post, Tag, User = self.m.Post, self.m.Tag, self.m.User
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(Post.id, Post.title, User.name)
+                    .join(Post.author)
+                    .where(Post.tags.any(Tag.name == W7_TAG))
+                    .order_by(User.name.asc(), Post.id.asc())
+                    .limit(PAGE)
+                )
+            ).all()
+            return len(rows)
+
+    async def w7_group(self) -> int:
+        from sqlalchemy import func, select
+
+        Post, Tag = self.m.Post, self.m.Tag
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    select(Tag.name, func.count(), func.max(Post.id))
+                    .join(Tag.posts)
+                    .group_by(Tag.id)
+                    .order_by(func.count().desc(), Tag.name.asc())
+                )
+            ).all()
+            return len(rows)

@@ -55,7 +55,12 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
     targets.append((query, "Query", "stream", wrappers.stream_wrapper))
     # A column selection is a find that returns rows instead of objects.
     targets.append(
-        ("data_bridge_core.row_query", "RowQuery", "to_list", wrappers.query_wrapper("find"))
+        (
+            "data_bridge_core.row_query",
+            "RowQuery",
+            "to_list",
+            wrappers.query_wrapper("find", objects=False),
+        )
     )
     for operation in SESSION_OPERATIONS:
         targets.append((session, "Session", operation, wrappers.session_wrapper(operation)))

@@ -137,8 +137,11 @@ def _nothing_to_record() -> tuple[bool, bool]:
     return dropped and not config.metrics_wanted(), dropped
 
 
-def query_wrapper(operation: str) -> Wrapper:
+def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
     """Wrap a terminal Query method as ``db.query.<operation>``.
+
+    ``objects``: a find returns model objects, which N+1 detection remembers
+    (a column selection's rows are tuples: nothing to remember).
 
     The wrapper itself is a plain function: when there is nothing to record
     (instrumentation suppressed, or a span the sampler is known to drop and no
@@ -146,7 +149,7 @@ def query_wrapper(operation: str) -> Wrapper:
     so the query runs without even an extra coroutine around it.
     """
     affected = operation in ("update", "delete")
-    finds = operation == "find"
+    finds = operation == "find" and objects
     what = f"db.query.{operation}"
 
     async def traced(
