@@ -78,7 +78,7 @@ _NAMES: tuple[tuple[str, str, str | None], ...] = (
     ("datatype_name", "datatype", None),
 )
 _CORE = "data_bridge_core."
-_DRIVERS = ("psycopg.", "psycopg_pool.")
+_DRIVERS = frozenset({"psycopg", "psycopg_pool"})  # top-level packages
 
 
 @dataclass
@@ -106,8 +106,7 @@ def is_cancellation(exc: BaseException) -> bool:
 
 
 def _from_driver(exc: BaseException) -> bool:
-    module = type(exc).__module__ or ""
-    return module == "psycopg" or module.startswith(_DRIVERS)
+    return (type(exc).__module__ or "").partition(".")[0] in _DRIVERS
 
 
 def _is_core_database_error(exc: BaseException) -> bool:

@@ -270,3 +270,15 @@ async def test_a_failure_of_the_instrumentation_itself_is_logged_without_its_tex
     assert "RuntimeError" in record.getMessage() and "in on_end" in record.getMessage()
     assert record.exc_info is None
     assert not [r for r in caplog.records if LEAK in r.getMessage()]
+
+
+def test_a_pool_timeout_is_typed_and_described_by_the_pool_s_class() -> None:
+    from psycopg_pool import PoolTimeout
+
+    error = DatabaseError(f"no connection available from pool {LEAK}")
+    error.__cause__ = PoolTimeout(f"couldn't get a connection after 5.00 sec ({LEAK})")
+    described = describe(error)
+    assert described.attributes == {"error.type": "psycopg_pool.PoolTimeout"}
+    assert described.status == (
+        "DatabaseError: The pool couldn't provide a connection in acceptable time."
+    )
