@@ -159,12 +159,11 @@ def report_failure(key: str, exc: BaseException) -> None:
     """
     if key not in state.reported:
         state.reported.add(key)
-        logger.warning(
-            "data-bridge instrumentation failed to %s: %s\n%s",
-            key,
-            describe(exc).status,
-            stacktrace(exc).rstrip(),
-        )
+        try:
+            described = f"{describe(exc).status}\n{stacktrace(exc).rstrip()}"
+        except Exception:  # reporting must not raise in the caller's except block
+            described = type(exc).__name__
+        logger.warning("data-bridge instrumentation failed to %s: %s", key, described)
 
 
 def is_tracing_enabled() -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 from collections.abc import Callable
 from typing import Any
@@ -282,3 +283,37 @@ def test_a_pool_timeout_is_typed_and_described_by_the_pool_s_class() -> None:
     assert described.status == (
         "DatabaseError: The pool couldn't provide a connection in acceptable time."
     )
+
+
+# Characters a scrubber of the server's text trips on, and some that need escaping in JSON.
+_ADVERSARIAL = ['"', "'", "\\", "\n", "\r", "\t", " ", "%", "$", "(", ")", "=", ":", "ü", "☃", "秘"]
+_CASTS = ("inet", "int", "jsonb", "date", "uuid", "numeric", "interval", "bool", "int[]")
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_random_adversarial_values_refused_by_casts_leave_no_marker(
+    blog_engine: Engine,
+    spans: InMemorySpanExporter,
+    leaked: Callable[[str], list[str]],
+) -> None:
+    """A seeded fuzz: 150 values, each a marker word wrapped in and split by random runs of
+    adversarial characters, cast to a type that refuses it, on one session."""
+    seed = 20_2026
+    rng = random.Random(seed)
+    sent = 0
+    async with Session(blog_engine) as session:
+        for i in range(150):
+
+            def noise() -> str:
+                return "".join(rng.choice(_ADVERSARIAL) for _ in range(rng.randint(0, 4)))
+
+            value = f"{noise()}zqf{i:03d}a{noise()}zqf{i:03d}b{noise()}"
+            cast = _CASTS[i % len(_CASTS)]
+            with pytest.raises(DatabaseError) as caught:
+                await session.execute(f"SELECT %s::{cast}", [value])
+            await session.rollback()
+            sent += f"zqf{i:03d}" in str(caught.value)
+    assert sent > 100, sent  # the positive twin: most of the values are in the server's text
+    failed = [s for s in spans.get_finished_spans() if s.status.status_code is StatusCode.ERROR]
+    assert len(failed) == 150
+    assert leaked("zqf") == [], f"seed {seed}"
