@@ -74,7 +74,8 @@ class Operand:
 
     @property
     def label(self) -> str:
-        """Human-readable form for errors: ``User.age``, ``(User.age * 2)``."""
+        """Human-readable form for errors: ``User.age``, ``(User.age * ?)``: the
+        columns by name, each literal as ``?`` (it may be a user's value)."""
         raise NotImplementedError
 
     @property
@@ -240,7 +241,26 @@ class Arithmetic(Operand):
 
 
 def _label(side: Any) -> str:
-    return side.label if isinstance(side, Operand) else repr(side)
+    return side.label if isinstance(side, Operand) else "?"
+
+
+def _columns(operand: Any) -> list[Operand]:
+    """The columns an operand reads, left to right (an arithmetic's literals left out)."""
+    if isinstance(operand, Arithmetic):
+        return [*_columns(operand.left), *_columns(operand.right)]
+    return [operand] if isinstance(operand, Operand) else []
+
+
+def _model_and_columns(operand: Operand) -> tuple[str, str]:
+    """Model and column(s) a `ValidationError` about ``operand`` names: ``("User",
+    "age")`` for ``User.age`` and for ``(User.age + 1)``; a column of another model
+    is named with its model (``"age, Team.size"``)."""
+    labels = [column.label.partition(".") for column in _columns(operand)]
+    if not labels:
+        return "expression", operand.text
+    model = labels[0][0]
+    names = (name if owner == model else f"{owner}.{name}" for owner, _, name in labels)
+    return model, ", ".join(names)
 
 
 def _operand(left: Operand, value: Any, params: list[Any]) -> str:
@@ -317,8 +337,7 @@ class Like(Expression):
 
     def __init__(self, column: Operand, pattern: str, insensitive: bool) -> None:
         if not isinstance(pattern, str):
-            owner, _, field = column.label.partition(".")
-            raise ColumnTypeError(owner, field, "a str pattern", pattern)
+            raise ColumnTypeError(*_model_and_columns(column), "a str pattern", pattern)
         self.column = column
         self.pattern = pattern
         self.insensitive = insensitive
@@ -334,8 +353,7 @@ class Like(Expression):
             )
         problem = check_text(self.pattern)
         if problem is not None:
-            owner, _, field = self.column.label.partition(".")
-            raise ValidationError(owner, field, problem)
+            raise ValidationError(*_model_and_columns(self.column), problem)
         left = self.column.sql(params)
         params.append(self.pattern)
         return f"{left} {'ILIKE' if self.insensitive else 'LIKE'} %s"
