@@ -167,6 +167,8 @@ async def test_a_timestamp_column_stores_naive_wall_clock_time_and_refuses_aware
     await refused_everywhere(edge_engine, sql, "wall", aware, r"has a time zone")
 
 
+BIGINT_MAX = 2**63 - 1
+
 # -- 5. counts ------------------------------------------------------------------------------
 
 
@@ -176,9 +178,9 @@ async def test_limit_and_offset_out_of_bigint_are_refused_before_any_sql(
 ) -> None:
     async with Session(edge_engine) as session:
         sql.clear()
-        with pytest.raises(ValueError, match=r"limit\(\) takes an int from 0 to 9223372036854775807"):
+        with pytest.raises(ValueError, match=rf"limit\(\) takes an int from 0 to {BIGINT_MAX}"):
             session.find(Edge).limit(count)
-        with pytest.raises(ValueError, match=r"offset\(\) takes an int from 0 to 9223372036854775807"):
+        with pytest.raises(ValueError, match=rf"offset\(\) takes an int from 0 to {BIGINT_MAX}"):
             session.find(Edge).offset(count)
         for stage in ("$limit", "$skip"):
             with pytest.raises(ValueError, match=rf"\{stage} takes an int from 0 to"):
@@ -260,7 +262,7 @@ async def test_numbers_python_cannot_send_are_refused_as_operands_before_any_sql
         with pytest.raises(ValidationError, match=r"Edge\.count is an int of more than 4300"):
             await session.find(Edge).filter(Edge.count < 10**5000).to_list()
         for column in (Edge.ratio, Edge.small_ratio):
-            with pytest.raises(ValidationError, match=r"is out of range for (double precision|real)"):
+            with pytest.raises(ValidationError, match=r"out of range for (double precision|real)"):
                 await session.find(Edge).filter(column < 10**400).to_list()
         assert sql.statements == []
         # Positive twins: big but sendable operands compare.

@@ -351,8 +351,7 @@ def _decimal_type(sql_type: str) -> ColumnType:
             f"is out of range for {sql_type} (it must round to less than 10^{precision - scale})"
         )
         too_precise = (
-            f"has digits past the scale of {sql_type} (PostgreSQL would round it; "
-            "round it first)"
+            f"has digits past the scale of {sql_type} (PostgreSQL would round it; round it first)"
         )
 
         def problem_of(value: Decimal | int) -> str | None:
