@@ -186,12 +186,15 @@ def int_text_problem(value: int) -> str | None:
 
 
 def _int_operand(value: Any) -> Any:
+    """An int to compare with: past bigint it goes as an exact Decimal (psycopg would
+    write the int as text, which Python refuses past 4300 digits)."""
     if not _is_int(value):
         raise InvalidValue("int", wrong_type=True)
-    problem = int_text_problem(value)
-    if problem:
-        raise InvalidValue(problem)
-    return value
+    if _INT8_MIN <= value <= _INT8_MAX:
+        return value
+    if value.bit_length() > _NUMERIC_INT_BITS:
+        raise InvalidValue(_NUMERIC_PROBLEM)
+    return Decimal(value)
 
 
 def _int_type(sql_type: str) -> ColumnType:
@@ -299,10 +302,6 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _decimal(value: Any) -> bool:
-    return isinstance(value, Decimal | int) and not isinstance(value, bool)
-
-
 _PRECISION = re.compile(r"^\s*(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)\s*$")
 # PostgreSQL's numeric: up to 131072 digits before the point, 16383 after.
 _NUMERIC_INT_BITS = 435_000  # 10**131072 has about 435411 bits
@@ -318,22 +317,11 @@ _NAN_PROBLEM = (
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 
 
-def _decimal_problem(value: Decimal | int) -> str | None:
-    """What any numeric column refuses: a NaN other than NaN, an int it cannot be sent as."""
-    if isinstance(value, int):
-        return int_text_problem(value)
-    if value.is_nan() and value.as_tuple() != _PLAIN_NAN:
-        return _NAN_PROBLEM
-    return None
-
-
 def _decimal_type(sql_type: str) -> ColumnType:
     match = _PRECISION.match(sql_type.lower())
     if match is None:
 
-        def problem_of(value: Decimal | int) -> str | None:
-            if isinstance(value, int):
-                return int_text_problem(value)
+        def problem_of(value: Decimal) -> str | None:
             if not value.is_finite():
                 # NaN and ±Infinity are numeric values; only NaN's plain form exists.
                 return _NAN_PROBLEM if value.is_nan() and value.as_tuple() != _PLAIN_NAN else None
@@ -354,10 +342,8 @@ def _decimal_type(sql_type: str) -> ColumnType:
             f"has digits past the scale of {sql_type} (PostgreSQL would round it; round it first)"
         )
 
-        def problem_of(value: Decimal | int) -> str | None:
-            if isinstance(value, int):
-                value = Decimal(value)  # exact: Decimal(int) takes every digit
-            elif value.is_nan():
+        def problem_of(value: Decimal) -> str | None:
+            if value.is_nan():
                 return _NAN_PROBLEM if value.as_tuple() != _PLAIN_NAN else None
             if not abs(value) < bound:
                 return out_of_range
@@ -370,19 +356,26 @@ def _decimal_type(sql_type: str) -> ColumnType:
             return None
 
     def accepts(value: Any) -> bool:
-        return _decimal(value) and problem_of(value) is None
+        return isinstance(value, Decimal) and problem_of(value) is None
 
     def coerce(value: Any) -> Any:
-        if not _decimal(value):
+        # An int becomes the Decimal the column gives back (exact, whatever its length).
+        if _is_int(value):
+            value = Decimal(value)
+        elif not isinstance(value, Decimal):
             raise InvalidValue("Decimal", wrong_type=True)
-        raise InvalidValue(problem_of(value) or _NUMERIC_PROBLEM)
-
-    def operand(value: Any) -> Any:
-        if not _decimal(value):
-            raise InvalidValue("Decimal", wrong_type=True)
-        problem = _decimal_problem(value)
+        problem = problem_of(value)
         if problem:
             raise InvalidValue(problem)
+        return value
+
+    def operand(value: Any) -> Any:
+        if _is_int(value):
+            return _int_operand(value)
+        if not isinstance(value, Decimal):
+            raise InvalidValue("Decimal", wrong_type=True)
+        if value.is_nan() and value.as_tuple() != _PLAIN_NAN:
+            raise InvalidValue(_NAN_PROBLEM)
         return value
 
     return ColumnType(Decimal, sql_type, accepts, "Decimal", coerce=coerce, coerce_operand=operand)
