@@ -307,7 +307,9 @@ class Query(Generic[M]):
             rel = opt.relationship
             target = table_info(rel.target)
             alias = f'"_j{index}"'
-            select.append(", ".join(f"{alias}.{c.ident}" for c in target.columns.values()))
+            select.append(
+                ", ".join(c.read_sql(f"{alias}.{c.ident}") for c in target.columns.values())
+            )
             joins.append(
                 f" LEFT OUTER JOIN {target.quoted_name} AS {alias} "
                 f"ON {alias}.{target.primary_key.ident} = {rel.fk.quoted}"
@@ -417,7 +419,9 @@ class Query(Generic[M]):
             assignments.append(f"{column.ident} = %s")
             params.append(column.bind(value))
         where = compile_where(self._filters, params)
-        returning = ", ".join(info.column(name).quoted for name in values)
+        returning = ", ".join(
+            info.column(name).read_sql(info.column(name).quoted) for name in values
+        )
         statement = (
             f"UPDATE {info.quoted_name} SET {', '.join(assignments)}{where} "
             f"RETURNING {info.key_returning}, {returning}"

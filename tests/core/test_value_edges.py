@@ -25,6 +25,7 @@ class Edge(Table):
     ratio: float | None = None
     small_ratio: float | None = Column(default=None, column_type="real")
     count: int | None = None
+    ip: str | None = Column(default=None, column_type="inet")
 
     class Settings:
         table_name = "edges"
@@ -304,6 +305,31 @@ async def test_a_float_real_cannot_hold_is_refused_before_any_sql(
     await refused_everywhere(edge_engine, sql, "small_ratio", 1e-50, r"underflow")
     await refused_everywhere(edge_engine, sql, "small_ratio", 3.5e38, r"out of range for real")
     await refused_everywhere(edge_engine, sql, "ratio", 10**400, r"out of range for double")
+
+
+# -- column_type= overrides held as str ----------------------------------------------------
+
+
+async def test_an_inet_held_as_str_reads_back_as_the_text_postgresql_prints(
+    edge_engine: Engine, sql: StatementLog
+) -> None:
+    for written, text in [
+        ("10.0.0.1/32", "10.0.0.1"),
+        ("10.0.0.1/24", "10.0.0.1/24"),
+        ("2001:0db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+        ("::ffff:1.2.3.4", "::ffff:1.2.3.4"),
+    ]:
+        shown, read = await round_trip(edge_engine, "ip", written)
+        assert shown == read == text and type(read) is str
+    async with Session(edge_engine) as session:
+        loaded = await session.get(Edge, 1)
+        assert await session.find(Edge).filter(Edge.id == 1).update(ip="fe80::1/64") == 1
+        assert loaded is not None and loaded.ip == "fe80::1/64"  # RETURNING gives the text
+        found = await session.find(Edge).filter(Edge.ip == "fe80::1/64").to_list()
+        assert [e.id for e in found] == [1]
+        await session.commit()
+    await refused_everywhere(edge_engine, sql, "ip", '10.0.0.1" password=hunter2', r"\(inet\)$")
+    await refused_everywhere(edge_engine, sql, "ip", "10.1/16", r"is not an IP address")
 
 
 # -- 7. raw SQL ---------------------------------------------------------------------------------

@@ -129,6 +129,16 @@ DATETIMES = st.datetimes(timezones=st.none() | OFFSETS) | st.sampled_from(
     ]
 )
 
+ADDRESSES = st.ip_addresses().map(str) | st.builds(
+    "{}/{}".format, st.ip_addresses(v=4), st.integers(min_value=0, max_value=32)
+)
+INET_TEXT = (
+    ADDRESSES
+    | st.builds("{}/{}".format, st.ip_addresses(v=6), st.integers(min_value=0, max_value=128))
+    | st.sampled_from(["10.1/16", "fe80::1%eth0", "::ffff:1.2.3.4", "10.0.0.1/32", "::1.2.3.4"])
+    | TEXT
+)
+
 CASES: dict[str, Case] = {
     "text": Case(str, None, TEXT),
     "varchar": Case(str, "varchar(5)", TEXT),
@@ -149,6 +159,11 @@ CASES: dict[str, Case] = {
     "bytea": Case(bytes, None, st.binary(max_size=16) | st.just(b"\x00\xff")),
     "jsonb": Case(dict, None, st.dictionaries(JSON_KEYS, JSON, max_size=3), _json_same),
     "array": Case(list, None, st.lists(JSON, max_size=3), _json_same),
+    # column_type= overrides: str columns read back as the text the type prints.
+    "inet": Case(str, "inet", INET_TEXT),
+    "cidr": Case(
+        str, "cidr", INET_TEXT | st.ip_addresses().map(lambda a: f"{a}/{a.max_prefixlen}")
+    ),
 }
 
 REFUSED = object()

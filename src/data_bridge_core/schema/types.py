@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import ipaddress
 import math
 import re
 import struct
@@ -53,6 +54,9 @@ class ColumnType:
     adapt: Callable[[Any], Any] | None = None
     coerce: Callable[[Any], Any] = field(default=lambda v: v)
     coerce_operand: Callable[[Any], Any] | None = None
+    # How the column is read back, around its reference ("abbrev({})" for an inet
+    # held as str): the text the column type prints, not psycopg's own Python type.
+    read_sql: str | None = None
 
 
 def exact_int(value: int) -> int:
@@ -119,7 +123,102 @@ def check_text(value: str) -> str | None:
 _LENGTH = re.compile(r"^\s*(?:character varying|varchar|character|char)\s*\(\s*(\d+)\s*\)\s*$")
 
 
+# -- inet / cidr held as str -----------------------------------------------------------
+
+
+def _ipv6_text(address: ipaddress.IPv6Address) -> str:
+    """An IPv6 address as PostgreSQL prints it (its inet_net_ntop, after BIND's).
+
+    The longest run of two or more zero words (the first on a tie) becomes
+    ``::``; an address in ``::/96`` or ``::ffff:0:0/96`` whose zero run is the
+    first 6 words (or 5 then ffff) ends in dotted IPv4 form.
+    """
+    words = [(int(address) >> (112 - 16 * i)) & 0xFFFF for i in range(8)]
+    best_base, best_len, base, length = -1, 0, -1, 0
+    for i, word in enumerate(words):
+        if word == 0:
+            base, length = (i, 1) if base == -1 else (base, length + 1)
+            if length > best_len:
+                best_base, best_len = base, length
+        else:
+            base, length = -1, 0
+    if best_len < 2:
+        best_base = -1
+    if best_base == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
+        tail = ".".join(str(b) for b in address.packed[12:])
+        return f"::ffff:{tail}" if best_len == 5 else f"::{tail}"
+    parts: list[str] = []
+    i = 0
+    while i < 8:
+        if i == best_base:
+            parts.append("")
+            i += best_len
+            if i == 8:
+                parts.append("")
+            if best_base == 0:
+                parts.insert(0, "")
+            continue
+        parts.append(f"{words[i]:x}")
+        i += 1
+    return ":".join(parts)
+
+
+def _address_text(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    return str(address) if address.version == 4 else _ipv6_text(address)
+
+
+def _inet_type(sql_type: str, network: bool) -> ColumnType:
+    """inet or cidr held as str: the text PostgreSQL prints, checked with ipaddress.
+
+    A value is converted on entry to that text (``10.0.0.1/32`` becomes
+    ``10.0.0.1``), so the object shows what a read gives back; text Python's
+    ipaddress cannot read (PostgreSQL's ``10.1/16`` shorthand, a zone index) is
+    refused before SQL.
+    """
+    problem = (
+        "is not a network address with its host bits zero (cidr)"
+        if network
+        else "is not an IP address with an optional /prefix (inet)"
+    )
+
+    def canonical(value: str) -> str | None:
+        if "%" in value or not value.isascii():
+            return None  # an IPv6 zone index; PostgreSQL reads no zone
+        try:
+            if network:
+                net = ipaddress.ip_network(value.strip(), strict=True)
+                return f"{_address_text(net.network_address)}/{net.prefixlen}"
+            iface = ipaddress.ip_interface(value.strip())
+        except ValueError:
+            return None
+        text = _address_text(iface.ip)
+        full = 32 if iface.version == 4 else 128
+        return text if iface.network.prefixlen == full else f"{text}/{iface.network.prefixlen}"
+
+    def accepts(value: Any) -> bool:
+        return isinstance(value, str) and canonical(value) == value
+
+    def coerce(value: Any) -> Any:
+        _str_coerce(value)
+        text = canonical(value)
+        if text is None:
+            raise InvalidValue(problem)
+        return text
+
+    return ColumnType(
+        str,
+        sql_type,
+        accepts,
+        "str",
+        coerce=coerce,
+        read_sql="{}::text" if network else "abbrev({})",
+    )
+
+
 def _str_type(sql_type: str) -> ColumnType:
+    kind = sql_type.strip().lower()
+    if kind in ("inet", "cidr"):
+        return _inet_type(sql_type, network=kind == "cidr")
     match = _LENGTH.match(sql_type.lower())
     if match is None:
         return ColumnType(str, sql_type, _str_accepts, "str", coerce=_str_coerce)
