@@ -142,6 +142,7 @@ INET_TEXT = (
 CASES: dict[str, Case] = {
     "text": Case(str, None, TEXT),
     "varchar": Case(str, "varchar(5)", TEXT),
+    "char": Case(str, "char(3)", TEXT),
     "int2": Case(int, "smallint", INTS),
     "int4": Case(int, "integer", INTS),
     "int8": Case(int, None, INTS),

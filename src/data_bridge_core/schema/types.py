@@ -223,15 +223,20 @@ def _str_type(sql_type: str) -> ColumnType:
     if match is None:
         return ColumnType(str, sql_type, _str_accepts, "str", coerce=_str_coerce)
     limit = int(match.group(1))
+    # char(n) pads with spaces and gives the padded text back: the object holds it padded.
+    padded = "varying" not in kind and not kind.startswith("varchar")
 
     def accepts(value: Any) -> bool:
-        return isinstance(value, str) and len(value) <= limit and _clean_str(value)
+        if not isinstance(value, str):
+            return False
+        size = len(value)
+        return (size == limit if padded else size <= limit) and _clean_str(value)
 
     def coerce(value: Any) -> Any:
         _str_coerce(value)
         if len(value) > limit:
             raise InvalidValue(f"is longer than the {limit} characters of {sql_type}")
-        return value
+        return value.ljust(limit) if padded else value
 
     return ColumnType(str, sql_type, accepts, "str", coerce=coerce, coerce_operand=_str_coerce)
 
