@@ -272,6 +272,31 @@ async def test_numbers_past_what_the_server_compares_are_refused_as_operands_bef
         assert await session.find(Edge).filter(Edge.small_ratio > 10**300).to_list() == []
 
 
+async def test_numbers_in_column_arithmetic_are_checked_like_operands_before_any_sql(
+    edge_engine: Engine, sql: StatementLog
+) -> None:
+    async with Session(edge_engine) as session:
+        sql.clear()
+        with pytest.raises(ValidationError, match=r"^Edge\.ratio is out of range for double"):
+            await session.find(Edge).filter((Edge.ratio * 10**400) > 1).to_list()
+        with pytest.raises(ValidationError, match=r"^Edge\.ratio is out of range for double"):
+            await session.find(Edge).filter((Edge.ratio + 1) < 10**400).to_list()
+        with pytest.raises(ValidationError, match=r"^Edge\.amount is a signed, signaling"):
+            await session.find(Edge).filter((Edge.amount + Decimal("-NaN")) > 0).to_list()
+        with pytest.raises(ValidationError, match=r"^Edge\.count is a signed, signaling"):
+            await session.find(Edge).filter((Edge.count + 1) == Decimal("sNaN")).to_list()
+        with pytest.raises(ValidationError, match=r"^Edge\.ratio is out of range for double"):
+            await session.find(Edge).filter(Edge.id == 1).update(ratio=Edge.ratio * 10**400)
+        assert sql.statements == []
+        # Positive twins: exact big ints and plain NaN compute.
+        await session.find(Edge).filter(Edge.id == 1).update(count=5, amount=Decimal(2))
+        big = await session.find(Edge).filter((Edge.count + 10**5000) > 10**4999).to_list()
+        assert [e.id for e in big] == [1]
+        assert await session.find(Edge).filter((Edge.amount + 1) == 10**5000).to_list() == []
+        nan = await session.find(Edge).filter((Edge.amount + Decimal("NaN")) > 0).to_list()
+        assert [e.id for e in nan] == [1]  # NaN sorts above every number in PostgreSQL
+
+
 async def test_an_int_for_a_numeric_column_becomes_the_decimal_the_column_gives_back(
     edge_engine: Engine,
 ) -> None:

@@ -421,6 +421,26 @@ _NAN_PROBLEM = (
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 
 
+def arithmetic_value(value: Any, beside_float: bool) -> Any:
+    """A number written beside columns in arithmetic (or compared with it), as sent.
+
+    ``beside_float``: a float column takes part, so PostgreSQL computes in
+    double precision and an int must have a double value. Raises `InvalidValue`.
+    """
+    if isinstance(value, Decimal):
+        if value.is_nan() and value.as_tuple() != _PLAIN_NAN:
+            raise InvalidValue(_NAN_PROBLEM)
+        return value
+    if _is_int(value) and not _INT8_MIN <= value <= _INT8_MAX:
+        if beside_float:
+            try:
+                float(value)
+            except OverflowError:
+                raise InvalidValue("is out of range for double precision") from None
+        return _int_operand(value)
+    return value
+
+
 def _decimal_type(sql_type: str) -> ColumnType:
     match = _PRECISION.match(sql_type.lower())
     if match is None:
