@@ -551,6 +551,10 @@ def _sum_constant(out: str, operand: Any) -> _Field:
             f"$sum for {out!r} takes a number or a '$field' reference, got {operand!r}"
         )
     if isinstance(operand, int):
+        if not -COUNT_MAX - 1 <= operand <= COUNT_MAX:
+            raise UnsupportedOperationError(
+                f"$sum for {out!r} takes an int within bigint's range; this one is out of it"
+            )
         # Written as a literal: the plain int's text is only digits and '-'.
         number = exact_int(operand)
         text = "count(*)" if number == 1 else f"count(*) * {number}"

@@ -205,6 +205,19 @@ async def test_skip_stages_that_add_up_past_bigint_are_refused(edge_engine: Engi
         assert await session.find(Edge).aggregate([{"$skip": 2**62}, {"$skip": 2**62 - 1}]) == []
 
 
+async def test_a_sum_constant_past_bigint_is_refused_not_a_raw_value_error(
+    edge_engine: Engine,
+) -> None:
+    async with Session(edge_engine) as session:
+        for constant in (2**63, 10**5000):
+            with pytest.raises(ValueError, match=r"\$sum for 'n' takes an int within bigint"):
+                await session.find(Edge).aggregate(
+                    [{"$group": {"_id": None, "n": {"$sum": constant}}}]
+                )
+        rows = await session.find(Edge).aggregate([{"$group": {"_id": None, "n": {"$sum": 2**62}}}])
+        assert rows == [{"_id": None, "n": 2**62}]
+
+
 async def test_every_page_of_a_list_is_the_same_statement_with_bound_limit_and_offset(
     edge_engine: Engine, sql: StatementLog
 ) -> None:
