@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import ipaddress
 import math
 import re
 import struct
@@ -20,6 +19,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from data_bridge_core.errors import ModelDefinitionError
+from data_bridge_core.schema.inet_text import address_text
 
 
 class InvalidValue(Exception):
@@ -126,47 +126,6 @@ _LENGTH = re.compile(r"^\s*(?:character varying|varchar|character|char)\s*\(\s*(
 # -- inet / cidr held as str -----------------------------------------------------------
 
 
-def _ipv6_text(address: ipaddress.IPv6Address) -> str:
-    """An IPv6 address as PostgreSQL prints it (its inet_net_ntop, after BIND's).
-
-    The longest run of two or more zero words (the first on a tie) becomes
-    ``::``; an address in ``::/96`` or ``::ffff:0:0/96`` whose zero run is the
-    first 6 words (or 5 then ffff) ends in dotted IPv4 form.
-    """
-    words = [(int(address) >> (112 - 16 * i)) & 0xFFFF for i in range(8)]
-    best_base, best_len, base, length = -1, 0, -1, 0
-    for i, word in enumerate(words):
-        if word == 0:
-            base, length = (i, 1) if base == -1 else (base, length + 1)
-            if length > best_len:
-                best_base, best_len = base, length
-        else:
-            base, length = -1, 0
-    if best_len < 2:
-        best_base = -1
-    if best_base == 0 and (best_len == 6 or (best_len == 5 and words[5] == 0xFFFF)):
-        tail = ".".join(str(b) for b in address.packed[12:])
-        return f"::ffff:{tail}" if best_len == 5 else f"::{tail}"
-    parts: list[str] = []
-    i = 0
-    while i < 8:
-        if i == best_base:
-            parts.append("")
-            i += best_len
-            if i == 8:
-                parts.append("")
-            if best_base == 0:
-                parts.insert(0, "")
-            continue
-        parts.append(f"{words[i]:x}")
-        i += 1
-    return ":".join(parts)
-
-
-def _address_text(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    return str(address) if address.version == 4 else _ipv6_text(address)
-
-
 def _inet_type(sql_type: str, network: bool) -> ColumnType:
     """inet or cidr held as str: the text PostgreSQL prints, checked with ipaddress.
 
@@ -181,26 +140,12 @@ def _inet_type(sql_type: str, network: bool) -> ColumnType:
         else "is not an IP address with an optional /prefix (inet)"
     )
 
-    def canonical(value: str) -> str | None:
-        if "%" in value or not value.isascii():
-            return None  # an IPv6 zone index; PostgreSQL reads no zone
-        try:
-            if network:
-                net = ipaddress.ip_network(value.strip(), strict=True)
-                return f"{_address_text(net.network_address)}/{net.prefixlen}"
-            iface = ipaddress.ip_interface(value.strip())
-        except ValueError:
-            return None
-        text = _address_text(iface.ip)
-        full = 32 if iface.version == 4 else 128
-        return text if iface.network.prefixlen == full else f"{text}/{iface.network.prefixlen}"
-
     def accepts(value: Any) -> bool:
-        return isinstance(value, str) and canonical(value) == value
+        return isinstance(value, str) and address_text(value, network) == value
 
     def coerce(value: Any) -> Any:
         _str_coerce(value)
-        text = canonical(value)
+        text = address_text(value, network)
         if text is None:
             raise InvalidValue(problem)
         return text
@@ -508,15 +453,6 @@ def _decimal_type(sql_type: str) -> ColumnType:
 def _wrong_type(description: str) -> Callable[[Any], Any]:
     def coerce(value: Any) -> Any:
         raise InvalidValue(description, wrong_type=True)
-
-    return coerce
-
-
-def _operand(accepts: Callable[[Any], bool], description: str) -> Callable[[Any], Any]:
-    def coerce(value: Any) -> Any:
-        if not accepts(value):
-            raise InvalidValue(description, wrong_type=True)
-        return value
 
     return coerce
 
