@@ -157,7 +157,7 @@ async def test_the_text_of_a_raise_in_a_database_function_is_left_out(
     async with Session(blog_engine) as session:
         await session.execute(
             "CREATE FUNCTION check_email(e text) RETURNS void LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'bad email %%', e; END $$"
+            "$$ BEGIN RAISE EXCEPTION 'bad email %', e; END $$"
         )
         with pytest.raises(DatabaseError) as caught:
             await session.execute("SELECT check_email(%s)", [SECRET])

@@ -96,7 +96,7 @@ async def invalid_json(session: Session) -> None:
 async def raise_in_a_function(session: Session) -> None:
     await session.execute(
         "CREATE FUNCTION check_it(e text) RETURNS void LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'bad value %%', e; END $$"
+        "$$ BEGIN RAISE EXCEPTION 'bad value %', e; END $$"
     )
     await session.execute("SELECT check_it(%s)", [SECRET])
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
-from data_bridge_core.schema.types import check_text
+from data_bridge_core.schema.types import InvalidValue, arithmetic_value, check_text
 
 _TRUTH_VALUE = (
     "a filter expression has no truth value: combine expressions with & | ~ "
@@ -208,13 +208,34 @@ class Arithmetic(Operand):
                     f"{side.label} holds {held.__name__}"
                 )
             return side.sql(params)
-        params.append(side)
+        params.append(self._number(side))
         return "%s"
+
+    def _columns(self) -> Iterator[Any]:
+        """The columns taking part, leftmost first."""
+        for side in (self.left, self.right):
+            if isinstance(side, Arithmetic):
+                yield from side._columns()
+            elif isinstance(side, Operand):
+                yield side
+
+    def _number(self, value: Any) -> Any:
+        """A number beside the columns, as sent; ValidationError naming the first column."""
+        columns = list(self._columns())
+        beside_float = any(_python_type(c) is float for c in columns)
+        try:
+            return arithmetic_value(value, beside_float)
+        except InvalidValue as exc:
+            column = columns[0]
+            # The column's own names: an expression's text would show its literals.
+            raise ValidationError(column.owner.__name__, column.name, exc.problem) from None
 
     def sql(self, params: list[Any]) -> str:
         return f"({self._side(self.left, params)} {self.op} {self._side(self.right, params)})"
 
     def bind_operand(self, value: Any) -> Any:
+        if isinstance(value, int | Decimal) and not isinstance(value, bool):
+            return self._number(value)
         if value is None or isinstance(value, (*_ARITHMETIC_VALUES, dt.date, dt.time)):
             return value
         anchor = self.left if isinstance(self.left, Operand) else self.right
