@@ -39,7 +39,9 @@ BACKSLASHED = f'10.0.0.1" password={LEAK}\\'
 
 class Device(Table):
     id: int = Column(primary_key=True)
-    ip: str = Column(column_type="inet")
+    # macaddr, not inet: the core checks inet values before SQL (issue 20's example
+    # never reaches the server now), and this test needs the server's cast error.
+    ip: str = Column(column_type="macaddr")
 
     class Settings:
         table_name = "devices"
@@ -83,7 +85,7 @@ def point_attributes(reader: InMemoryMetricReader, name: str) -> list[dict[str, 
 
 @pytest.mark.usefixtures("instrumented")
 @pytest.mark.parametrize("value", [QUOTED, BACKSLASHED], ids=["quote", "trailing backslash"])
-async def test_a_bad_inet_value_in_a_flush_is_described_by_sqlstate_and_condition_only(
+async def test_a_bad_macaddr_value_in_a_flush_is_described_by_sqlstate_and_condition_only(
     devices: Engine,
     spans: InMemorySpanExporter,
     leaked: Callable[[str], list[str]],
