@@ -48,10 +48,11 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import sql
+from psycopg.types.numeric import Int8
 
 from data_bridge_core.errors import ColumnTypeError, UnknownFieldError, UnsupportedOperationError
 from data_bridge_core.schema.table import TableInfo
-from data_bridge_core.schema.types import exact_int
+from data_bridge_core.schema.types import COUNT_MAX, count_problem, exact_int
 
 __all__ = ["compile_aggregate"]
 
@@ -159,11 +160,13 @@ class _Select:
         if self.order:
             text += " ORDER BY " + ", ".join(self.order)
             params.extend(self.order_params)
-        # Validated non-negative ints, written like Query's LIMIT/OFFSET.
+        # Bound as bigint parameters, like Query's LIMIT/OFFSET.
         if self.limit is not None:
-            text += f" LIMIT {self.limit}"
+            text += " LIMIT %s"
+            params.append(Int8(self.limit))
         if self.offset is not None:
-            text += f" OFFSET {self.offset}"
+            text += " OFFSET %s"
+            params.append(Int8(self.offset))
         return text, params
 
 
@@ -439,7 +442,12 @@ class _Compiler:
         # Skipping after a limit keeps the limit's window: shrink it, no subquery.
         if select.limit is not None:
             select.limit = max(select.limit - n, 0)
-        select.offset = n if select.offset is None else select.offset + n
+        offset = n if select.offset is None else select.offset + n
+        if offset > COUNT_MAX:
+            raise UnsupportedOperationError(
+                f"$skip stages add up to more than {COUNT_MAX} rows (bigint's range)"
+            )
+        select.offset = offset
 
     # -- $project -----------------------------------------------------------------
 
@@ -543,6 +551,10 @@ def _sum_constant(out: str, operand: Any) -> _Field:
             f"$sum for {out!r} takes a number or a '$field' reference, got {operand!r}"
         )
     if isinstance(operand, int):
+        if not -COUNT_MAX - 1 <= operand <= COUNT_MAX:
+            raise UnsupportedOperationError(
+                f"$sum for {out!r} takes an int within bigint's range; this one is out of it"
+            )
         # Written as a literal: the plain int's text is only digits and '-'.
         number = exact_int(operand)
         text = "count(*)" if number == 1 else f"count(*) * {number}"
@@ -576,8 +588,7 @@ def _output_name(name: Any, stage: str) -> str:
 
 
 def _count_arg(value: Any, stage: str) -> int:
-    # A plain int, since it is written into the SQL text (see exact_int).
-    number = -1 if isinstance(value, bool) or not isinstance(value, int) else exact_int(value)
-    if number < 0:
-        raise UnsupportedOperationError(f"{stage} takes a non-negative int, got {value!r}")
-    return number
+    problem = count_problem(value)
+    if problem is not None:
+        raise UnsupportedOperationError(f"{stage} {problem}")
+    return exact_int(value)  # a plain int: an int subclass's own methods never run

@@ -26,7 +26,7 @@ class InsertBatch:
         )
         names = ", ".join(c.ident for c in columns)
         values = ", ".join(["%s"] * len(columns))
-        returning = ", ".join(c.ident for c in self.returned)
+        returning = ", ".join(c.read_sql(c.ident) for c in self.returned)
         if columns:
             self.sql = f"INSERT INTO {info.quoted_name} ({names}) VALUES ({values})"
         else:
@@ -57,7 +57,7 @@ class InsertBatch:
         aliases = [f"c{i}" for i in range(len(self.columns))]
         # %b: arrays sent in binary are dumped about twice as fast as text ones.
         arrays = ", ".join(f"%b::{c.column_type.sql_type}[]" for c in self.columns)
-        returning = ", ".join(c.ident for c in self.bulk_returned)
+        returning = ", ".join(c.read_sql(c.ident) for c in self.bulk_returned)
         return (
             f"INSERT INTO {self.info.quoted_name} ({names}) "
             f"SELECT {', '.join(aliases)} FROM unnest({arrays}) "

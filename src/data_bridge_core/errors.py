@@ -46,9 +46,12 @@ class ValidationError(DataBridgeError, ValueError):
     """A value a column cannot store, refused before any SQL is sent.
 
     Raised the same way by the constructor, attribute assignment,
-    ``Query.update(**values)`` and filter values. The message names the model,
-    the column and the problem, never the value itself (values must not reach
-    logs or spans).
+    ``Query.update(**values)`` and filter values. The message is
+    ``"<model>.<column> <problem>"``, and its parts are attributes: ``model``
+    (the model's name, ``model_name`` too), ``column`` (``field`` too; the
+    columns an expression reads, comma-separated) and ``problem`` (fixed
+    wording, never the value: values must not reach logs or spans, and the
+    telemetry records these fields, not the text).
     """
 
     def __init__(self, model_name: str, field: str, problem: str) -> None:
@@ -56,6 +59,16 @@ class ValidationError(DataBridgeError, ValueError):
         self.model_name = model_name
         self.field = field
         self.problem = problem
+
+    @property
+    def model(self) -> str:
+        """The model's name (``"User"``; ``"$group"`` for an aggregate's output)."""
+        return self.model_name
+
+    @property
+    def column(self) -> str:
+        """The column's name (``"age"``), or the columns an expression reads."""
+        return self.field
 
 
 class ColumnTypeError(ValidationError, TypeError):

@@ -99,7 +99,8 @@ async def execute(
                 if not cur.nextset():
                     break
             return Result(rows, rowcount, statement, batch_size)
-        await cur.execute(statement, params if params is not None else (), binary=True)
+        # No parameters (None): psycopg sends the text as written, a literal % included.
+        await cur.execute(statement, params, binary=True)
         # pgresult.status is a plain read; cur.description builds column objects.
         result = cur.pgresult
         rows = await cur.fetchall() if result and result.status == TUPLES_OK else []

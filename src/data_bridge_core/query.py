@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from psycopg.rows import dict_row
+from psycopg.types.numeric import Int8
 
 from data_bridge_core.aggregate import compile_aggregate
 from data_bridge_core.context import current_session
@@ -23,7 +24,7 @@ from data_bridge_core.row_query import RowQuery
 from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
 from data_bridge_core.schema.functions import Selectable
 from data_bridge_core.schema.table import Table, install_query_factory, table_info
-from data_bridge_core.schema.types import exact_int
+from data_bridge_core.schema.types import COUNT_MAX, count_problem, exact_int
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -37,13 +38,16 @@ T5 = TypeVar("T5")
 T6 = TypeVar("T6")
 
 
-def _non_negative_int(value: object, what: str) -> int:
-    # A plain int: LIMIT/OFFSET are written into the SQL text, and an int
-    # subclass would decide its own text (its __format__).
-    number = exact_int(value) if isinstance(value, int) and not isinstance(value, bool) else -1
-    if number < 0:
-        raise ValueError(f"{what} takes a non-negative int, got {type(value).__name__}")
-    return number
+def _count(value: object, what: str, maximum: int = COUNT_MAX) -> int:
+    problem = count_problem(value, maximum)
+    if problem is not None:
+        raise ValueError(f"{what} {problem}")
+    # A plain int (an int subclass's own methods never run): it is sent as a bigint.
+    return exact_int(value)  # type: ignore[arg-type]
+
+
+# FETCH FORWARD takes an integer (32-bit) count.
+_FETCH_MAX = 2**31 - 1
 
 
 class Query(Generic[M]):
@@ -232,12 +236,12 @@ class Query(Generic[M]):
 
     def limit(self, n: int) -> Query[M]:
         clone = self._copy()
-        clone._limit = _non_negative_int(n, "limit()")
+        clone._limit = _count(n, "limit()")
         return clone
 
     def offset(self, n: int) -> Query[M]:
         clone = self._copy()
-        clone._offset = _non_negative_int(n, "offset()")
+        clone._offset = _count(n, "offset()")
         return clone
 
     def options(self, *options: LoaderOption) -> Query[M]:
@@ -358,10 +362,13 @@ class Query(Generic[M]):
         parts = []
         if self._order:
             parts.append(" ORDER BY " + ", ".join(o.sql(params) for o in self._order))
+        # Bound as bigint parameters: every page of a list is one prepared statement.
         if self._limit is not None:
-            parts.append(f" LIMIT {self._limit}")
+            parts.append(" LIMIT %s")
+            params.append(Int8(self._limit))
         if self._offset is not None:
-            parts.append(f" OFFSET {self._offset}")
+            parts.append(" OFFSET %s")
+            params.append(Int8(self._offset))
         return "".join(parts)
 
     def _select_sql(self, params: list[Any]) -> str:
@@ -402,7 +409,9 @@ class Query(Generic[M]):
             rel = opt.relationship
             target = table_info(rel.target)
             alias = f'"_j{index}"'
-            select.append(", ".join(f"{alias}.{c.ident}" for c in target.columns.values()))
+            select.append(
+                ", ".join(c.read_sql(f"{alias}.{c.ident}") for c in target.columns.values())
+            )
             joins.append(
                 f" LEFT OUTER JOIN {target.quoted_name} AS {alias} "
                 f"ON {alias}.{target.primary_key.ident} = {rel.fk.quoted}"
@@ -510,7 +519,9 @@ class Query(Generic[M]):
             assignments.append(f"{column.ident} = %s")
             params.append(column.bind(value))
         where = compile_where(self._filters, params)
-        returning = ", ".join(info.column(name).quoted for name in values)
+        returning = ", ".join(
+            info.column(name).read_sql(info.column(name).quoted) for name in values
+        )
         statement = (
             f"UPDATE {info.quoted_name} SET {', '.join(assignments)}{where} "
             f"RETURNING {info.key_returning}, {returning}"
@@ -538,7 +549,7 @@ class Query(Generic[M]):
         """Iterate over a large result with a server-side cursor, ``batch_size`` rows at a time."""
         if self._options:
             raise UnsupportedOperationError("stream() does not run loader options; use to_list()")
-        _non_negative_int(batch_size, "stream(batch_size)")
+        _count(batch_size, "stream(batch_size)", _FETCH_MAX)
         session = self.session
         await session.autoflush()
         params: list[Any] = []

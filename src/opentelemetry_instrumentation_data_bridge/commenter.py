@@ -76,11 +76,15 @@ class Commenter:
         self._static = static
         self._dynamic = dynamic
 
-    def comment(self, statement: str, context: SpanContext | None) -> str:
+    def comment(
+        self, statement: str, context: SpanContext | None, *, placeholders: bool = True
+    ) -> str:
         """``statement`` with its comment; unchanged when it has one or there is nothing to say.
 
-        ``%`` is doubled: the driver reads the text for ``%s`` placeholders and
-        turns ``%%`` back into ``%``, so the server sees the spec's encoding.
+        With ``placeholders`` (the statement has parameters), ``%`` is doubled:
+        the driver reads the text for ``%s`` placeholders and turns ``%%`` back
+        into ``%``, so the server sees the spec's encoding. A statement without
+        parameters is sent as written, so its comment is too.
         """
         if has_comment(statement):
             return statement
@@ -99,7 +103,9 @@ class Commenter:
             return statement
         body = ",".join(
             f"{_encode(key)}='{_encode(value)}'" for key, value in sorted(pairs.items())
-        ).replace("%", "%%")
+        )
+        if placeholders:
+            body = body.replace("%", "%%")
         text = statement.rstrip()
         if text.endswith(";"):
             return f"{text[:-1]} /*{body}*/;"

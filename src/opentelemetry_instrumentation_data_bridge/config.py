@@ -38,6 +38,7 @@ from opentelemetry_instrumentation_data_bridge.environment_variables import (
     DATA_BRIDGE_TRACING_ENABLED,
     env_flag,
 )
+from opentelemetry_instrumentation_data_bridge.error_description import describe, stacktrace
 from opentelemetry_instrumentation_data_bridge.version import __version__
 
 if TYPE_CHECKING:
@@ -151,10 +152,18 @@ configure()
 
 
 def report_failure(key: str, exc: BaseException) -> None:
-    """A failure in the instrumentation's own code: log once, never disturb the caller."""
+    """A failure in the instrumentation's own code: log once, never disturb the caller.
+
+    Logged as its class, value-free message and frames (`error_description`),
+    not with ``exc_info``: the exception's text may hold a value it was handed.
+    """
     if key not in state.reported:
         state.reported.add(key)
-        logger.warning("data-bridge instrumentation failed to %s: %r", key, exc, exc_info=exc)
+        try:
+            described = f"{describe(exc).status}\n{stacktrace(exc).rstrip()}"
+        except Exception:  # reporting must not raise in the caller's except block
+            described = type(exc).__name__
+        logger.warning("data-bridge instrumentation failed to %s: %s", key, described)
 
 
 def is_tracing_enabled() -> bool:

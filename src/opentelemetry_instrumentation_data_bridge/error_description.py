@@ -1,34 +1,55 @@
-"""What a failed operation records about its exception, with no bound value in it.
+"""What telemetry records about a failed operation: structured facts, never the text.
 
 An exception's text may carry the values of the statement that failed:
-PostgreSQL's DETAIL (``Key (email)=(...) already exists``), CONTEXT (the
-offending JSON), a quoted value in the primary message (``invalid input
-syntax for type integer: "..."``), or a validation message repeating the
-value. Spans, events and metrics therefore get a description built here:
+PostgreSQL's primary message (``invalid input syntax for type inet:
+"..."``), its DETAIL (``Key (email)=(...) already exists``), its CONTEXT
+(the offending JSON), the text of a ``RAISE``, a repr in a Python message.
+Editing that text (masking quoted parts) leaks whatever the editor did not
+foresee: a quote or a trailing backslash inside the value ends the "quoted
+part" early. So nothing here reads an exception's text. What is recorded
+is assembled from facts that cannot hold a value:
 
-- `error_type`: the exception class, as the SDK writes ``exception.type``
-  (``module.QualName``; built-in classes unqualified, ``KeyError``). The one
-  place that decides ``error.type`` for spans and metrics alike.
-- `describe`: SQLSTATE, constraint/table/column names, and a message with
-  values removed. For a PostgreSQL error: its primary message only (DETAIL,
-  HINT, CONTEXT dropped), quoted text masked unless it is one of the names
-  the server reported, and nothing of the text of ``RAISE`` (class P0, or
-  any SQLSTATE a ``RAISE ... USING ERRCODE`` chose), which is the
-  application's; without a server message (a connection
-  failure) the first line of the exception's text, masked. For other
-  exceptions: quoted text and numbers masked; a core error quoting an
-  earlier one (``PendingRollbackError``) gets that one's description in its
-  place; except the core's
-  ``ValidationError`` (``ColumnTypeError``...), whose message names model,
-  column and problem and never the value.
-- `stacktrace`: the frames of the exception and of its causes, each closed by
-  its class and masked message instead of its text.
+- the exception's class, and the driver's class behind the core's
+  ``DatabaseError`` wrapper (`error_type`: ``psycopg.errors.UniqueViolation``);
+- the SQLSTATE (a code checked to be five digits or capitals) and its
+  condition name (``unique_violation``), from psycopg's class for that code;
+- the names the server reported in the diagnostic (``e.diag``): schema,
+  table, column, constraint, data type: catalog names, not values. Left
+  out for an error a PL/pgSQL ``RAISE`` made, whose fields are the
+  function's own (``USING COLUMN = NEW.email`` is possible);
+- the core's ``ValidationError`` fields: model, column, problem (the
+  problem is fixed wording: the core never puts a value in it);
+- for anything else, the first paragraph of the class's own docstring
+  (``KeyError`` → ``Mapping key not found.``), which is code.
+
+The message (``exception.message``; the status description is the raised
+class's name, ``: ``, the message):
+
+===========================  ================================================
+database error               ``[23505] unique_violation (schema=app,
+                             table=users, constraint=users_email_key)``
+RAISE in a function/trigger  ``[P0001] raise_exception (raised by a database
+                             function)``
+driver error, no SQLSTATE    its class's summary (``The pool couldn't provide
+                             a connection in acceptable time.``)
+validation                   ``User.age contains a NUL byte (...)``
+a core error quoting an      its summary, then ``(after IntegrityError: [23505]
+earlier one                  unique_violation (...))``
+anything else                its class's summary, or nothing
+===========================  ================================================
+
+`stacktrace` gives the frames of the exception and its causes (file, line,
+function: no source lines, which may hold a literal) each closed by its
+class and message as above. A cancellation (``asyncio.CancelledError``) is
+not a failure of the operation (`is_cancellation`): spans record it as a
+``cancelled`` event and leave the status unset.
 
 The exception the caller receives is never touched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -36,151 +57,222 @@ from typing import Any
 
 from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes
 
-MASK = "?"
-# Quoted text ("...", '...') and numbers (also 0x.., 1.5e3, 2020-01-01 piecewise).
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\w.]*")
+try:  # psycopg comes with data_bridge_core, an optional dependency of this package
+    from psycopg.errors import lookup as _psycopg_class
+except ImportError:  # pragma: no cover - the core is always there when it is instrumented
+    _psycopg_class = None  # type: ignore[assignment]
 
-# The psycopg Diagnostic fields that name schema objects, and where they go.
-_NAMES = {
-    "constraint_name": SpanAttributes.DB_ERROR_CONSTRAINT_NAME,
-    "table_name": SpanAttributes.DB_ERROR_TABLE_NAME,
-    "column_name": SpanAttributes.DB_ERROR_COLUMN_NAME,
-}
-_OTHER_NAMES = ("schema_name", "datatype_name")
+# A SQLSTATE: validated, not parsed (a user's exception may carry any `sqlstate`).
+_SQLSTATE = re.compile(r"[0-9A-Z]{5}")
+# A class name to its condition name: UniqueViolation -> unique_violation.
+_WORD_START = re.compile(r"(?<!^)(?=[A-Z])")
+_RAISED = "raised by a database function"
 
-
-def error_type(exc: BaseException) -> str:
-    """``error.type`` / ``exception.type`` of an exception (see the module docstring)."""
-    cls = type(exc)
-    module = cls.__module__
-    if not module or module == "builtins":
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
+# The diagnostic fields that name schema objects, in the order the message names
+# them, with the message's key and the span attribute (None: in the message only).
+_NAMES: tuple[tuple[str, str, str | None], ...] = (
+    ("schema_name", "schema", None),
+    ("table_name", "table", SpanAttributes.DB_ERROR_TABLE_NAME),
+    ("column_name", "column", SpanAttributes.DB_ERROR_COLUMN_NAME),
+    ("constraint_name", "constraint", SpanAttributes.DB_ERROR_CONSTRAINT_NAME),
+    ("datatype_name", "datatype", None),
+)
+_CORE = "data_bridge_core."
+_DRIVERS = frozenset({"psycopg", "psycopg_pool"})  # top-level packages
 
 
 @dataclass
 class ErrorDescription:
     """What spans record about one exception."""
 
-    type: str
-    message: str
-    attributes: dict[str, Any] = field(default_factory=dict)
+    type: str  # exception.type: the raised class, qualified
+    message: str  # exception.message
+    attributes: dict[str, Any] = field(default_factory=dict)  # error.type, SQLSTATE, names
+    status: str = ""  # the status description: "<class name>: <message>"
 
 
-def _database_cause(exc: BaseException) -> Any:
-    """The psycopg error behind a data_bridge DatabaseError (or the error itself)."""
-    for candidate in (exc, exc.__cause__):
-        if candidate is not None and getattr(candidate, "diag", None) is not None:
-            return candidate
+def qualified_name(cls: type) -> str:
+    """A class as the SDK writes ``exception.type``: ``module.QualName``, built-in
+    classes unqualified (``KeyError``)."""
+    module = cls.__module__
+    if not module or module == "builtins":
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` cancelled the operation rather than failed it."""
+    return isinstance(exc, asyncio.CancelledError)
+
+
+def _from_driver(exc: BaseException) -> bool:
+    return (type(exc).__module__ or "").partition(".")[0] in _DRIVERS
+
+
+def _is_core_database_error(exc: BaseException) -> bool:
+    """The core's DatabaseError (and subclasses): recognized by shape, since the
+    core is an optional dependency of this package."""
+    return type(exc).__module__.startswith(_CORE) and hasattr(exc, "sqlstate")
+
+
+def driver_error(exc: BaseException) -> BaseException | None:
+    """The driver's exception: ``exc`` itself, or the one a core DatabaseError wraps."""
+    if _from_driver(exc):
+        return exc
+    if _is_core_database_error(exc):
+        cause = exc.__cause__
+        if cause is not None and _from_driver(cause):
+            return cause
     return None
 
 
-def _mask(text: str, keep: frozenset[str] = frozenset()) -> str:
-    def quoted(match: re.Match[str]) -> str:
-        token = match.group(0)
-        inner = token[1:-1]
-        return token if inner in keep else f"{token[0]}{MASK}{token[0]}"
-
-    masked = _QUOTED.sub(quoted, text)
-    # Numbers inside kept names (a constraint "t1_pkey") are protected by the quotes above.
-    parts = re.split(r'("(?:[^"\\]|\\.)*")', masked)
-    return "".join(p if p.startswith('"') else _NUMBER.sub(MASK, p) for p in parts)
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE of ``exc`` (or of the driver error it wraps), when it is one."""
+    for candidate in (exc, driver_error(exc)):
+        code = getattr(candidate, "sqlstate", None)
+        if isinstance(code, str) and _SQLSTATE.fullmatch(code):
+            return code
+    return None
 
 
-def _raised_by_function(diag: Any) -> bool:
-    """A PL/pgSQL ``RAISE`` with an SQLSTATE of its own (``USING ERRCODE =
-    'check_violation'``): its message is the application's text, values and all."""
-    if getattr(diag, "source_function", None) == "exec_stmt_raise":
+def _class_for(sqlstate: str, driver: BaseException | None) -> type | None:
+    """psycopg's class for exactly this SQLSTATE (not a class-level fallback)."""
+    cls: type | None = type(driver) if driver is not None else None
+    if cls is None or getattr(cls, "sqlstate", None) != sqlstate:
+        try:
+            cls = _psycopg_class(sqlstate) if _psycopg_class is not None else None
+        except KeyError:
+            cls = None
+    return cls if cls is not None and getattr(cls, "sqlstate", None) == sqlstate else None
+
+
+def error_type(exc: BaseException) -> str:
+    """``error.type`` of spans and metrics alike: the driver's class when the core
+    wrapped one (``psycopg.errors.UniqueViolation``, ``psycopg_pool.PoolTimeout``);
+    for a core DatabaseError with a SQLSTATE and no driver error behind it, psycopg's
+    class for that SQLSTATE; otherwise the exception's own class."""
+    driver = driver_error(exc)
+    if driver is not None:
+        return qualified_name(type(driver))
+    if _is_core_database_error(exc) and (sqlstate := sqlstate_of(exc)) is not None:
+        cls = _class_for(sqlstate, None)
+        if cls is not None:
+            return qualified_name(cls)
+    return qualified_name(type(exc))
+
+
+def error_facts(exc: BaseException) -> tuple[str, str | None]:
+    """(``error.type``, SQLSTATE or None): the attributes of a failed operation's metrics."""
+    return error_type(exc), sqlstate_of(exc)
+
+
+def summary(cls: type) -> str:
+    """The first paragraph of a class's own docstring, on one line ("" without one)."""
+    doc = cls.__dict__.get("__doc__")
+    if not isinstance(doc, str):
+        return ""
+    paragraph = doc.strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split()).replace("``", "`")
+
+
+def _raised_by_function(sqlstate: str, diag: Any) -> bool:
+    """An error a PL/pgSQL ``RAISE`` made (class P0, or any SQLSTATE ``USING
+    ERRCODE`` chose): its message and fields are the function's own."""
+    if sqlstate.startswith("P0") or getattr(diag, "source_function", None) == "exec_stmt_raise":
         return True
-    # The innermost CONTEXT line names the statement that raised (also without source fields).
-    innermost = (getattr(diag, "context", None) or "").split("\n", 1)[0]
+    # Without the source fields: the innermost CONTEXT line names the raising statement.
+    context = getattr(diag, "context", None)
+    innermost = context.split("\n", 1)[0] if isinstance(context, str) else ""
     return innermost.rstrip().endswith(" at RAISE")
 
 
+def _reported_names(diag: Any) -> list[tuple[str, str, str | None]]:
+    """(message key, name, span attribute) of each name the server reported."""
+    found = []
+    for source, key, attribute in _NAMES:
+        name = getattr(diag, source, None)
+        if isinstance(name, str) and name:
+            found.append((key, name, attribute))
+    return found
+
+
 def _database_message(
-    exc: BaseException, sqlstate: str | None, diag: Any, names: frozenset[str]
+    sqlstate: str, driver: BaseException | None, attributes: dict[str, Any]
 ) -> str:
-    if (sqlstate and sqlstate.startswith("P0")) or _raised_by_function(diag):
-        message = "raised by a database function"  # RAISE: the text is the application's
-    elif primary := (getattr(diag, "message_primary", None) or "").strip():
-        message = _mask(primary, names)
-    else:
-        # No server message (a connection failure, a pool timeout): the first line
-        # of the exception's own text, masked; DETAIL and the rest follow on later lines.
-        lines = str(exc).strip().splitlines()
-        first = lines[0] if lines else ""
-        if sqlstate and first.startswith(f"[{sqlstate}]"):  # DatabaseError's own prefix
-            first = first[len(sqlstate) + 2 :].lstrip()
-        message = _mask(first) if first else "database error"
-    return f"[{sqlstate}] {message}" if sqlstate else message
+    cls = _class_for(sqlstate, driver)
+    head = f"[{sqlstate}] {_WORD_START.sub('_', cls.__name__).lower()}" if cls else f"[{sqlstate}]"
+    diag = getattr(driver, "diag", None)
+    if diag is None:
+        return head
+    if _raised_by_function(sqlstate, diag):
+        return f"{head} ({_RAISED})"
+    names = _reported_names(diag)
+    for _, name, attribute in names:
+        if attribute is not None:
+            attributes[attribute] = name
+    if not names:
+        return head
+    return f"{head} ({', '.join(f'{key}={name}' for key, name, _ in names)})"
 
 
-def describe(exc: BaseException) -> ErrorDescription:
-    """The value-free description of ``exc``."""
-    kind = error_type(exc)
-    attributes: dict[str, Any] = {SpanAttributes.ERROR_TYPE: kind}
-    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
-    if sqlstate:
-        attributes[SpanAttributes.DB_RESPONSE_STATUS_CODE] = str(sqlstate)
-    cause = _database_cause(exc)
-    if cause is not None:
-        diag = cause.diag
-        names: set[str] = set()
-        for source, key in _NAMES.items():
-            value = getattr(diag, source, None)
-            if value:
-                attributes[key] = value
-                names.add(value)
-        names.update(v for v in (getattr(diag, n, None) for n in _OTHER_NAMES) if v)
-        message = _database_message(exc, sqlstate, diag, frozenset(names))
-    elif (original := _carried_original(exc)) is not None:
-        # PendingRollbackError quotes the flush's error, DETAIL and all: that part is
-        # replaced by the original's own description, the rest of the text masked.
-        inner = describe(original)
-        before, _, after = str(exc).partition(str(original))
-        message = f"{_mask(before)}{inner.message}{_mask(after)}"
-        attributes = {**inner.attributes, SpanAttributes.ERROR_TYPE: kind}
-    elif _is_validation_error(exc):
-        message = str(exc)  # "<Model>.<column> <problem>": the core never puts the value in
-    else:
-        message = _mask(str(exc))
-    return ErrorDescription(kind, message, attributes)
+def _validation_fields(exc: BaseException) -> tuple[str, str, str] | None:
+    """(model, column, problem) of the core's ValidationError (ColumnTypeError...)."""
+    if not type(exc).__module__.startswith(_CORE):
+        return None
+    fields = tuple(getattr(exc, name, None) for name in ("model_name", "field", "problem"))
+    if all(isinstance(f, str) for f in fields):
+        return fields  # type: ignore[return-value]
+    return None
 
 
 def _carried_original(exc: BaseException) -> BaseException | None:
-    """The earlier exception a core error quotes in its message (``original``), if any."""
+    """The earlier exception a core error reports (``PendingRollbackError.original``)."""
     original = getattr(exc, "original", None)
     if (
         isinstance(original, BaseException)
         and original is not exc
-        and type(exc).__module__.startswith("data_bridge_core.")
-        and str(original)
-        and str(original) in str(exc)
+        and type(exc).__module__.startswith(_CORE)
     ):
         return original
     return None
 
 
-def _is_validation_error(exc: BaseException) -> bool:
-    """data_bridge_core's ValidationError (ColumnTypeError...), whose message names
-    model, column and problem and by its contract never the value. Recognized by
-    shape: the core is an optional dependency of this package (its "instruments" extra)."""
-    return (
-        isinstance(exc, ValueError)
-        and all(hasattr(exc, a) for a in ("model_name", "field", "problem"))
-        and type(exc).__module__.startswith("data_bridge_core.")
-    )
+def _message(exc: BaseException, attributes: dict[str, Any], depth: int = 0) -> str:
+    sqlstate = sqlstate_of(exc)
+    if sqlstate is not None:
+        attributes[SpanAttributes.DB_RESPONSE_STATUS_CODE] = sqlstate
+        return _database_message(sqlstate, driver_error(exc), attributes)
+    if (fields := _validation_fields(exc)) is not None:
+        model, column, problem = fields
+        return f"{model}.{column} {problem}"
+    driver = driver_error(exc)
+    text = summary(type(driver if driver is not None else exc))
+    original = _carried_original(exc)
+    if original is not None and depth < 3:
+        inner = _message(original, {}, depth + 1)  # its facts, not its attributes
+        after = f"{type(original).__name__}: {inner}" if inner else type(original).__name__
+        text = f"{text} (after {after})" if text else f"(after {after})"
+    return text
+
+
+def describe(exc: BaseException) -> ErrorDescription:
+    """The value-free description of ``exc`` (see the module docstring)."""
+    attributes: dict[str, Any] = {SpanAttributes.ERROR_TYPE: error_type(exc)}
+    message = _message(exc, attributes)
+    name = type(exc).__name__
+    status = f"{name}: {message}" if message else name
+    return ErrorDescription(qualified_name(type(exc)), message, attributes, status)
 
 
 def message_of(exc: BaseException) -> str:
     """The value-free message of one exception (of a chain link, say)."""
-    return describe(exc).message
+    return _message(exc, {})
 
 
 def stacktrace(exc: BaseException) -> str:
-    """The traceback of ``exc`` and its causes, in Python's layout, with every
-    exception line replaced by its class and value-free message."""
+    """The traceback of ``exc`` and its causes, in Python's layout: frames as file,
+    line and function (no source line), each exception as its class and value-free
+    message."""
     chain: list[tuple[BaseException, str]] = []
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -206,6 +298,11 @@ def stacktrace(exc: BaseException) -> str:
             )
         if error.__traceback__ is not None:
             parts.append("Traceback (most recent call last):\n")
-            parts.extend(traceback.format_tb(error.__traceback__))
-        parts.append(f"{error_type(error)}: {message_of(error)}\n")
+            frames = traceback.StackSummary.extract(
+                traceback.walk_tb(error.__traceback__), lookup_lines=False
+            )
+            parts.extend(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in frames)
+        message = message_of(error)
+        kind = qualified_name(type(error))
+        parts.append(f"{kind}: {message}\n" if message else f"{kind}\n")
     return "".join(parts)

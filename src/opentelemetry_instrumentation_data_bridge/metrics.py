@@ -19,7 +19,10 @@ from opentelemetry_instrumentation_data_bridge.attributes import (
     MetricNames,
     SpanAttributes,
 )
-from opentelemetry_instrumentation_data_bridge.error_description import error_type
+from opentelemetry_instrumentation_data_bridge.error_description import (
+    error_facts,
+    is_cancellation,
+)
 
 # Semconv advisory for db.client.operation.duration: without it the SDK's
 # default buckets (made for milliseconds) put every second-valued sample in one bucket.
@@ -52,7 +55,7 @@ class OrmMetrics:
             unit="ms",
             description="Session transaction time, from its first statement to commit/rollback",
         )
-        # (operation, table, error type, id(server)) -> (attrs, semconv attrs, server)
+        # (operation, table, (error type, SQLSTATE), id(server)) -> (attrs, semconv attrs, server)
         self._attributes: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], Any]] = {}
 
     def record_operation(
@@ -64,8 +67,10 @@ class OrmMetrics:
         error: BaseException | None,
         server: dict[str, Any],
     ) -> None:
-        kind = None if error is None else error_type(error)
-        # The attribute sets are few (operation x table x server x error type):
+        if error is not None and is_cancellation(error):
+            return  # cut short by its caller: neither a success nor a database error
+        kind = None if error is None else error_facts(error)  # (error.type, SQLSTATE)
+        # The attribute sets are few (operation x table x server x error type and SQLSTATE):
         # build each once instead of on every call.
         key = (operation, table, kind, id(server))
         cached = self._attributes.get(key)
@@ -75,7 +80,9 @@ class OrmMetrics:
                 attrs[SpanAttributes.DB_COLLECTION_NAME] = table
             semconv = {SpanAttributes.DB_SYSTEM_NAME: DB_SYSTEM_VALUE, **attrs, **server}
             if kind is not None:
-                semconv[SpanAttributes.ERROR_TYPE] = kind
+                semconv[SpanAttributes.ERROR_TYPE] = kind[0]
+                if kind[1] is not None:
+                    semconv[SpanAttributes.DB_RESPONSE_STATUS_CODE] = kind[1]
             if len(self._attributes) > 4096:  # a safety net, never reached by sane schemas
                 self._attributes.clear()
             cached = self._attributes[key] = (attrs, semconv, server)

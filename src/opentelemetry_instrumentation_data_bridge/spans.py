@@ -19,9 +19,14 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
 from opentelemetry_instrumentation_data_bridge.config import report_failure, span_dropped
-from opentelemetry_instrumentation_data_bridge.error_description import describe, stacktrace
+from opentelemetry_instrumentation_data_bridge.error_description import (
+    describe,
+    is_cancellation,
+    stacktrace,
+)
 
 _SESSION_INTERNAL = frozenset({"open", "close"})
+CANCELLED_EVENT = "cancelled"  # an operation cancelled by its caller (no error)
 # The spans of ORM operations: a captured statement goes on one of these only.
 _OPERATION_PREFIXES = ("db.query.", "db.session.", "db.relationship.")
 
@@ -56,10 +61,14 @@ def sent_by_operation(span: Span) -> bool:
 def add_exception(span: Span | None, exception: BaseException) -> None:
     """Record an exception without any value from it: an ``exception`` event,
     ERROR status, ``error.type``, SQLSTATE and the names the server reported
-    (see `error_description`)."""
+    (see `error_description`). A cancellation is no failure: a ``cancelled``
+    event, the status left unset."""
     if span is None or not span.is_recording():
         return
     try:
+        if is_cancellation(exception):
+            span.add_event(CANCELLED_EVENT)
+            return
         description = describe(exception)
         span.add_event(
             "exception",
@@ -69,9 +78,7 @@ def add_exception(span: Span | None, exception: BaseException) -> None:
                 "exception.stacktrace": stacktrace(exception),
             },
         )
-        span.set_status(
-            Status(StatusCode.ERROR, f"{type(exception).__name__}: {description.message}")
-        )
+        span.set_status(Status(StatusCode.ERROR, description.status))
         span.set_attributes(description.attributes)
     except Exception as exc:  # the instrumentation must not replace the user's error
         report_failure("record an exception", exc)

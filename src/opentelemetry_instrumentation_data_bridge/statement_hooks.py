@@ -54,7 +54,12 @@ def statement_wrapper(
             return await wrapped(*args, **kwargs)
         if commenter is not None:
             try:
-                commented = commenter.comment(statement, span.get_span_context())
+                params = args[1] if len(args) > 1 else kwargs.get("params")
+                commented = commenter.comment(
+                    statement,
+                    span.get_span_context(),
+                    placeholders=params is not None or bool(kwargs.get("batch")),
+                )
                 if args:
                     args = (commented, *args[1:])
                 else:

@@ -90,7 +90,7 @@ async def test_a_stream_read_to_the_end_gives_every_row_and_frees_its_cursor(
         names = [u.name async for u in session.find(User).order_by(User.id.asc()).stream(2)]
         assert names == ["u0", "u1", "u2"]
         cursors = await session.execute(
-            "SELECT count(*) FROM pg_cursors WHERE name LIKE 'data_bridge%%'"
+            "SELECT count(*) FROM pg_cursors WHERE name LIKE 'data_bridge%'"
         )
         assert cursors.rows == [(0,)]
 

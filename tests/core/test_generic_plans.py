@@ -38,7 +38,7 @@ async def test_the_plan_leaves_the_transaction_its_setting_and_prepared_statemen
         mode = (await session.execute("SHOW plan_cache_mode")).rows
         prepared = (
             await session.execute(
-                "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'data_bridge_plan%%'"
+                "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'data_bridge_plan%'"
             )
         ).rows
         assert mode == [("auto",)]

@@ -54,7 +54,7 @@ async def test_a_get_by_key_selects_the_key_with_limit_one_and_returns_the_mappe
     async with Session(engine) as session:
         user = await session.get(User, 2)
         assert user is not None and user.name == "u1"
-        assert sql.statements[-1].endswith('WHERE "users"."id" = %s LIMIT 1')
+        assert sql.statements[-1].endswith('WHERE "users"."id" = %s LIMIT %s')
         assert await session.get(User, 2) is user
         assert await session.get(User, 99) is None
         assert inspect(user).result_size == 1

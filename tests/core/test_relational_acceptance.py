@@ -337,7 +337,7 @@ async def test_a_stream_whose_transaction_ended_never_touches_the_connection_giv
 
 async def test_closing_a_stream_closes_its_server_side_cursor_at_once(engine: Engine) -> None:
     await seed(engine, users=3, posts=0)
-    open_cursors = "SELECT name FROM pg_cursors WHERE name LIKE 'data_bridge_stream_%%'"
+    open_cursors = "SELECT name FROM pg_cursors WHERE name LIKE 'data_bridge_stream_%'"
     async with Session(engine) as session:
         async with contextlib.aclosing(session.find(User).order_by(User.id).stream(1)) as rows:
             async for user in rows:

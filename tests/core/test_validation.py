@@ -252,7 +252,7 @@ async def test_values_at_the_edges_of_each_range_are_stored(
 ) -> None:
     obj = Sample(name="edges", ratio=float("nan"), small=2**31 - 1, big=-(2**63))
     obj.ratio = float("inf")
-    obj.price = Decimal("999.994")
+    obj.price = Decimal("999.99")  # the largest numeric(5,2); 999.994 is refused (issue 20)
     obj.amount = Decimal("NaN")
     assert (obj.small, obj.big, obj.ratio) == (2**31 - 1, -(2**63), float("inf"))
     async with Session(sample_engine) as session:

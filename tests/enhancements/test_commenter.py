@@ -105,6 +105,31 @@ async def test_options_are_url_encoded_quoted_and_sorted_with_the_traceparent(
     assert query.startswith("SELECT count(*) FROM authors /*")
 
 
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        ("SELECT count(*) FROM authors WHERE name <> '100%'", None),
+        ("SELECT count(*) FROM authors WHERE name <> %s || '%%'", ("100",)),
+    ],
+    ids=["no-parameters-sent-as-written", "parameters-percent-doubled"],
+)
+async def test_a_literal_percent_and_the_comment_reach_the_server_as_one_percent(
+    instrument_with: Instrument,
+    blog_engine: Engine,
+    statement: str,
+    params: tuple[str, ...] | None,
+) -> None:
+    instrument_with(enable_commenter=True, commenter_options={"route": lambda: "/a b"})
+
+    async def raw(session: Session) -> None:
+        await session.execute(statement, params)
+
+    query = await statement_seen_by_server(blog_engine, raw)
+    assert "route='%2Fa%20b'" in query
+    assert "%%" not in query
+    assert ("'100%'" in query) is (params is None)
+
+
 async def test_a_statement_that_already_has_a_comment_is_left_alone(
     instrument_with: Instrument, tracer_provider: TracerProvider, blog_engine: Engine
 ) -> None:

@@ -95,7 +95,7 @@ async def test_n_plus_one_and_failure_records_carry_the_ids_of_the_request(
         configure_n1_detection()
     trace_id = format(request.get_span_context().trace_id, "032x")
     n1 = [r for r in caplog.records if r.name.endswith("n_plus_one")]
-    failures = [r for r in caplog.records if "processor broke" in r.getMessage()]
+    failures = [r for r in caplog.records if "BrokenOnEnd.on_end" in r.getMessage()]
     assert len(n1) == 1 and len(failures) == 1
     assert ids(n1[0])[0] == trace_id
     assert ids(failures[0])[0] == trace_id

@@ -4,6 +4,7 @@ processor all on."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -15,9 +16,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from data_bridge_core import (
+    Column,
     ColumnTypeError,
     DatabaseError,
     Engine,
@@ -25,9 +27,11 @@ from data_bridge_core import (
     InvalidStateError,
     PendingRollbackError,
     Session,
+    Table,
     UnsupportedOperationError,
+    ValidationError,
 )
-from exported_text import everything_exported
+from exported_text import everything_exported, exported_strings
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 from opentelemetry_instrumentation_data_bridge.telemetry import (
     SlowQueryProcessor,
@@ -92,7 +96,7 @@ async def invalid_json(session: Session) -> None:
 async def raise_in_a_function(session: Session) -> None:
     await session.execute(
         "CREATE FUNCTION check_it(e text) RETURNS void LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'bad value %%', e; END $$"
+        "$$ BEGIN RAISE EXCEPTION 'bad value %', e; END $$"
     )
     await session.execute("SELECT check_it(%s)", [SECRET])
 
@@ -250,3 +254,300 @@ def test_the_number_check_finds_the_value_but_not_the_same_digits_inside_a_times
     assert LEAKED_NUMBER.search(f'"db.query.parameter.0": "{SECRET_NUMBER}"')
     assert LEAKED_NUMBER.search(f"age={SECRET_NUMBER}.0")
     assert LEAKED_NUMBER.search(f'"time_unix_nano": 17953{SECRET_NUMBER}1234') is None
+
+
+# -- Sentinels: every failure kind, with values made to defeat a text scrubber ---------------
+#
+# Each sentinel is made of marker words, none of which may appear in anything exported,
+# joined by what a scrubber of the server's text trips on: quotes (closing a "quoted part"
+# early), backslashes (escaping the closing quote; a value ending with one), newlines
+# (a scrubber reading one line), non-ASCII text (escaped in JSON, where a search of the
+# JSON text would miss it).
+SENTINELS = {
+    "quotes and a trailing backslash": "zqsa1\" password=zqsa2 'zqsa3\\",
+    "escaped quote and newline": 'zqsb1\\" zqsb2\nDETAIL: zqsb3 \\\\',
+    "unicode": "zqsc1 ünïcødé ☃ 秘密 zqsc2\r\n\tzqsc3",
+}
+MARKERS = ("zqsa1", "zqsa2", "zqsa3", "zqsb1", "zqsb2", "zqsb3", "zqsc1", "zqsc2", "zqsc3")
+UNICODE_PARTS = ("ünïcødé", "☃", "秘密")
+SentinelFailure = Callable[[Session, str], Awaitable[None]]
+
+
+class Appliance(Table):
+    id: int = Column(primary_key=True)
+    ip: str = Column(column_type="macaddr")  # unchecked by the core: the server's cast fails
+    label: str = ""
+
+    class Settings:
+        table_name = "appliances"
+
+
+async def cast_in_a_flush(session: Session, value: str) -> None:
+    session.add(Appliance(ip=value))
+    await session.flush()
+
+
+async def cast_in_a_filter(session: Session, value: str) -> None:
+    await session.find(Appliance).filter(Appliance.ip == value).to_list()
+
+
+async def cast_in_raw_execute(session: Session, value: str) -> None:
+    await session.execute("SELECT %s::inet", [value])
+
+
+async def cast_in_from_sql(session: Session, value: str) -> None:
+    await session.from_sql(Author, "SELECT * FROM authors WHERE %s::inet IS NULL", [value])
+
+
+async def bad_json(session: Session, value: str) -> None:
+    await session.execute("SELECT %s::jsonb", [f'{{"k": {value}}}'])
+
+
+async def unique_constraint(session: Session, value: str) -> None:
+    session.add(Author(name="n1", email=value))
+    await session.flush()
+    session.add(Author(name="n2", email=value))
+    await session.flush()
+
+
+async def foreign_key_constraint(session: Session, value: str) -> None:
+    await session.execute("CREATE TABLE tags (name text PRIMARY KEY)")
+    await session.execute("CREATE TABLE labels (tag text REFERENCES tags)")
+    await session.execute("INSERT INTO labels (tag) VALUES (%s)", [value])
+
+
+async def check_constraint(session: Session, value: str) -> None:
+    await session.execute("ALTER TABLE authors ADD CONSTRAINT short_name CHECK (length(name) < 5)")
+    session.add(Author(name=value, email="c@x.org"))
+    await session.flush()
+
+
+async def not_null_constraint(session: Session, value: str) -> None:
+    await session.execute("INSERT INTO authors (name, email) VALUES (%s, NULL)", [value])
+
+
+async def raise_in_a_trigger_naming_the_value_everywhere(session: Session, value: str) -> None:
+    # Every field RAISE can set carries the value, names included: none may be recorded.
+    await session.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = 'refused: ' || NEW.name, "
+        "DETAIL = NEW.name, HINT = NEW.name, COLUMN = NEW.name, CONSTRAINT = NEW.name, "
+        "DATATYPE = NEW.name, TABLE = NEW.name, SCHEMA = NEW.name; END $$"
+    )
+    await session.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON authors FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+    session.add(Author(name=value, email="t@x.org"))
+    await session.commit()
+
+
+async def raise_in_a_function(session: Session, value: str) -> None:
+    await session.execute(
+        "CREATE FUNCTION check_it(e text) RETURNS void LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'bad value %', e USING DETAIL = e; END $$"
+    )
+    await session.execute("SELECT check_it(%s)", [value])
+
+
+async def deadlock_between_two_sessions(session: Session, value: str) -> None:
+    async with Session(session.engine) as other:
+
+        async def update(s: Session, first: int, second: int, ready: asyncio.Event) -> None:
+            try:
+                await s.execute("SET LOCAL deadlock_timeout = '20ms'")
+                await s.execute("UPDATE authors SET name = %s WHERE id = %s", [value, first])
+                ready.set()
+                await both_ready.wait()
+                await s.execute("UPDATE authors SET name = %s WHERE id = %s", [value, second])
+            except DatabaseError:
+                await s.rollback()  # the other session's UPDATE waits for these locks
+                raise
+
+        ready = (asyncio.Event(), asyncio.Event())
+        both_ready = asyncio.Event()
+
+        async def when_both_ready() -> None:
+            await ready[0].wait()
+            await ready[1].wait()
+            both_ready.set()
+
+        async with asyncio.timeout(20):
+            outcomes = await asyncio.gather(
+                update(session, 1, 2, ready[0]),
+                update(other, 2, 1, ready[1]),
+                when_both_ready(),
+                return_exceptions=True,
+            )
+    [failure] = [o for o in outcomes if isinstance(o, BaseException)]
+    raise failure
+
+
+async def lock_timeout_in_a_flush(session: Session, value: str) -> None:
+    async with Session(session.engine) as holder:
+        await holder.execute("UPDATE authors SET name = 'held' WHERE id = 1")
+        [author] = await session.find(Author).filter(Author.id == 1).to_list()
+        await session.execute("SET LOCAL lock_timeout = '50ms'")
+        author.name = value
+        await session.flush()
+
+
+async def statement_timeout(session: Session, value: str) -> None:
+    await session.execute("SET LOCAL statement_timeout = '50ms'")
+    await session.execute("SELECT pg_sleep(2) WHERE %s::text IS NOT NULL", [value])
+
+
+async def a_query_after_a_failed_flush(session: Session, value: str) -> None:
+    session.add(Author(name="n", email="a0@x.org"))  # taken
+    session.add(Appliance(ip=value))
+    with pytest.raises(DatabaseError):
+        await session.flush()
+    await session.find(Author).filter(Author.name == value).to_list()
+
+
+async def validation_of_a_new_object(session: Session, value: str) -> None:
+    session.add(Author(name=value + "\x00", email="v@x.org"))
+
+
+async def validation_of_a_pattern_on_column_arithmetic(session: Session, value: str) -> None:
+    await session.find(Author).filter((Author.age + 48213).like(value + "\x00")).to_list()
+
+
+async def validation_of_a_bulk_update(session: Session, value: str) -> None:
+    await session.find(Author).filter(Author.id == 1).update(age=value)
+
+
+# (failure, error raised, SQLSTATE recorded or None, whether the server's error holds the value)
+SENTINEL_FAILURES: list[tuple[SentinelFailure, type[BaseException], str | None, bool]] = [
+    (cast_in_a_flush, DatabaseError, "22P02", True),
+    (cast_in_a_filter, DatabaseError, "22P02", True),
+    (cast_in_raw_execute, DatabaseError, "22P02", True),
+    (cast_in_from_sql, DatabaseError, "22P02", True),
+    (bad_json, DatabaseError, "22P02", True),
+    (unique_constraint, IntegrityError, "23505", True),
+    (foreign_key_constraint, IntegrityError, "23503", True),
+    (check_constraint, IntegrityError, "23514", True),
+    (not_null_constraint, IntegrityError, "23502", True),
+    (raise_in_a_trigger_naming_the_value_everywhere, IntegrityError, "23514", True),
+    (raise_in_a_function, DatabaseError, "P0001", True),
+    # The server's text of these names no value; they run with the values bound all the same.
+    (deadlock_between_two_sessions, DatabaseError, "40P01", False),
+    (lock_timeout_in_a_flush, DatabaseError, "55P03", False),
+    (statement_timeout, DatabaseError, "57014", False),
+    (a_query_after_a_failed_flush, PendingRollbackError, None, True),
+    # Refused before SQL: nothing reaches the server.
+    (validation_of_a_new_object, ValidationError, None, False),
+    (validation_of_a_pattern_on_column_arithmetic, ValidationError, None, False),
+    (validation_of_a_bulk_update, ColumnTypeError, None, False),
+]
+
+
+def server_side_text(error: BaseException) -> str:
+    """Everything the caller's exception chain says, the driver's diagnostic fields included."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None:
+        parts.append(str(current))
+        diag = getattr(current, "diag", None)
+        if diag is not None:
+            for name in ("message_primary", "message_detail", "message_hint", "context"):
+                parts.append(str(getattr(diag, name, None) or ""))
+            for name in ("column_name", "constraint_name", "table_name", "datatype_name"):
+                parts.append(str(getattr(diag, name, None) or ""))
+        current = current.__cause__
+    return "\n".join(parts)
+
+
+def leaks(strings: list[str], text: str) -> list[str]:
+    """The marker words and non-ASCII parts found in the exported strings or the JSON text."""
+    found = [m for m in (*MARKERS, *UNICODE_PARTS) if any(m in s for s in strings)]
+    found += [m for m in MARKERS if m in text and m not in found]
+    return found
+
+
+@pytest.fixture
+async def appliances(blog_engine: Engine) -> Engine:
+    await blog_engine.create_all(Appliance)
+    return blog_engine
+
+
+@pytest.mark.parametrize("value", list(SENTINELS.values()), ids=list(SENTINELS))
+@pytest.mark.parametrize(
+    ("failure", "error", "sqlstate", "echoed"),
+    SENTINEL_FAILURES,
+    ids=[f.__name__ for f, *_ in SENTINEL_FAILURES],
+)
+async def test_no_part_of_a_sentinel_value_is_exported_whatever_fails(
+    instrumentation: str,
+    failure: SentinelFailure,
+    error: type[BaseException],
+    sqlstate: str | None,
+    echoed: bool,
+    value: str,
+    appliances: Engine,
+    spans: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Session(appliances) as session:
+        with pytest.raises(error) as caught:
+            async with asyncio.timeout(30):
+                await failure(session, value)
+    assert isinstance(caught.value, error)
+    if echoed:  # the positive twin: the value did reach the server's error
+        assert any(m in server_side_text(caught.value) for m in MARKERS)
+    failed = [s for s in spans.get_finished_spans() if s.status.status_code is StatusCode.ERROR]
+    # A constructor is no operation: its refusal has no span (nothing to leak into either).
+    assert failed or failure is validation_of_a_new_object, [
+        s.name for s in spans.get_finished_spans()
+    ]
+    if sqlstate is not None:  # the failure kind the scenario is about did happen
+        codes = {dict(s.attributes or {}).get("db.response.status_code") for s in failed}
+        assert sqlstate in codes, codes
+    strings = exported_strings(spans, metric_reader, caplog)
+    text = everything_exported(spans, metric_reader, caplog)
+    assert leaks(strings, text) == []
+    if instrumentation != "capture off" and error not in (ValidationError, ColumnTypeError):
+        assert '"db.statement"' in text  # statements are captured, parameterized
+
+
+def test_the_sentinel_search_finds_a_value_wherever_it_is_recorded(
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    spans: InMemorySpanExporter,
+    metric_reader: InMemoryMetricReader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The positive twin of the search itself: a sentinel put in each kind of record is found
+    there, escaped characters and all."""
+    value = SENTINELS["unicode"]
+    tracer = tracer_provider.get_tracer("twin")
+    places: list[Callable[[str], None]] = [
+        lambda v: tracer.start_span("s", attributes={"a": v}).end(),
+        lambda v: tracer.start_span("s", attributes={"a": ["x", v]}).end(),
+        lambda v: _span_with_event(tracer, v),
+        lambda v: _span_with_status(tracer, v),
+        lambda v: logging.getLogger("twin").warning("saw %s", v),
+        lambda v: logging.getLogger("twin").warning("saw", extra={"value": v}),
+        # Last: metric points are cumulative, they stay in what the reader collects.
+        lambda v: meter_provider.get_meter("twin").create_counter("c").add(1, {"a": v}),
+    ]
+    caplog.set_level(logging.DEBUG)
+    for place in places:
+        spans.clear()
+        caplog.clear()
+        place(value)
+        strings = exported_strings(spans, metric_reader, caplog)
+        assert "zqsc1" in leaks(strings, everything_exported(spans, metric_reader, caplog))
+        assert "☃" in leaks(strings, "")
+
+
+def _span_with_event(tracer: Any, value: str) -> None:
+    span = tracer.start_span("s")
+    span.add_event("e", {"a": value})
+    span.end()
+
+
+def _span_with_status(tracer: Any, value: str) -> None:
+    span = tracer.start_span("s")
+    span.set_status(Status(StatusCode.ERROR, value))
+    span.end()

@@ -211,7 +211,7 @@ async def test_database_error_is_recorded_and_reraised_unchanged(
         assert span.status.status_code is StatusCode.ERROR
         assert "IntegrityError" in (span.status.description or "")
         a = attrs(span)
-        assert a["error.type"] == "data_bridge_core.errors.IntegrityError"
+        assert a["error.type"] == "psycopg.errors.UniqueViolation"
         assert a["db.response.status_code"] == "23505"
         events = [e for e in span.events if e.name == "exception"]
         assert len(events) == 1

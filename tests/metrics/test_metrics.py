@@ -76,12 +76,16 @@ async def test_failed_operation_carries_error_type(
         with pytest.raises(Exception, match="expects int"):
             await session.find(Author).filter(Author.age == "x").to_list()
     errors = {
-        p.attributes["db.operation.name"]: p.attributes.get("error.type")
+        p.attributes["db.operation.name"]: (
+            p.attributes.get("error.type"),
+            p.attributes.get("db.response.status_code"),
+        )
         for p in points(metric_reader)["db.client.operation.duration"]
     }
     assert errors == {
-        "select": "data_bridge_core.errors.DatabaseError",  # raw SQL: db.query.execute
-        "find": "data_bridge_core.errors.ColumnTypeError",
+        # raw SQL (db.query.execute): the driver's class and the SQLSTATE
+        "select": ("psycopg.errors.UndefinedTable", "42P01"),
+        "find": ("data_bridge_core.errors.ColumnTypeError", None),  # refused before SQL
     }
 
 

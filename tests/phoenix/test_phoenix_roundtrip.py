@@ -71,7 +71,7 @@ def test_demo_trace_round_trips_through_phoenix(phoenix: PhoenixServer, protocol
     flush = next(
         s for s in spans if s["name"] == "db.session.flush" and s["attributes"].get("error.type")
     )
-    assert flush["attributes"]["error.type"] == "data_bridge_core.errors.IntegrityError"
+    assert flush["attributes"]["error.type"] == "psycopg.errors.UniqueViolation"
     assert by_id[flush["parent_id"]]["name"] == "db.session.commit"
     for span in spans:
         if span["name"].startswith("db."):

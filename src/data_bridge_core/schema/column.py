@@ -176,6 +176,15 @@ class ColumnInfo(Operand):
         table, _, column = self.foreign_key.rpartition(".")
         return table, column or "id"
 
+    def read_sql(self, reference: str) -> str:
+        """How a SELECT or RETURNING list reads this column, given its reference.
+
+        The reference itself, or the column type's read expression named after
+        the column (an inet held as str is read as ``abbrev(...)``: its text).
+        """
+        template = self.column_type.read_sql
+        return reference if template is None else f"{template.format(reference)} AS {self.ident}"
+
     def make_default(self) -> Any:
         if self.default_factory is not None:
             return self.default_factory()

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, cast
 
 from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
-from data_bridge_core.schema.types import check_text
+from data_bridge_core.schema.types import InvalidValue, arithmetic_value, check_text
 
 T = TypeVar("T")
 
@@ -89,7 +89,8 @@ class Operand:
 
     @property
     def label(self) -> str:
-        """Human-readable form for errors: ``User.age``, ``(User.age * 2)``."""
+        """Human-readable form for errors: ``User.age``, ``(User.age * ?)``: the
+        columns by name, each literal as ``?`` (it may be a user's value)."""
         raise NotImplementedError
 
     @property
@@ -231,13 +232,34 @@ class Arithmetic(Operand):
                     f"{side.label} holds {held.__name__}"
                 )
             return side.sql(params)
-        params.append(side)
+        params.append(self._number(side))
         return "%s"
+
+    def _columns(self) -> Iterator[Any]:
+        """The columns taking part, leftmost first."""
+        for side in (self.left, self.right):
+            if isinstance(side, Arithmetic):
+                yield from side._columns()
+            elif isinstance(side, Operand):
+                yield side
+
+    def _number(self, value: Any) -> Any:
+        """A number beside the columns, as sent; ValidationError naming the first column."""
+        columns = list(self._columns())
+        beside_float = any(_python_type(c) is float for c in columns)
+        try:
+            return arithmetic_value(value, beside_float)
+        except InvalidValue as exc:
+            column = columns[0]
+            # The column's own names: an expression's text would show its literals.
+            raise ValidationError(column.owner.__name__, column.name, exc.problem) from None
 
     def sql(self, params: list[Any]) -> str:
         return f"({self._side(self.left, params)} {self.op} {self._side(self.right, params)})"
 
     def bind_operand(self, value: Any) -> Any:
+        if isinstance(value, int | Decimal) and not isinstance(value, bool):
+            return self._number(value)
         if value is None or isinstance(value, (*_ARITHMETIC_VALUES, dt.date, dt.time)):
             return value
         anchor = self.left if isinstance(self.left, Operand) else self.right
@@ -264,7 +286,26 @@ class Arithmetic(Operand):
 
 
 def _label(side: Any) -> str:
-    return side.label if isinstance(side, Operand) else repr(side)
+    return side.label if isinstance(side, Operand) else "?"
+
+
+def _columns(operand: Any) -> list[Operand]:
+    """The columns an operand reads, left to right (an arithmetic's literals left out)."""
+    if isinstance(operand, Arithmetic):
+        return [*_columns(operand.left), *_columns(operand.right)]
+    return [operand] if isinstance(operand, Operand) else []
+
+
+def _model_and_columns(operand: Operand) -> tuple[str, str]:
+    """Model and column(s) a `ValidationError` about ``operand`` names: ``("User",
+    "age")`` for ``User.age`` and for ``(User.age + 1)``; a column of another model
+    is named with its model (``"age, Team.size"``)."""
+    labels = [column.label.partition(".") for column in _columns(operand)]
+    if not labels:
+        return "expression", operand.text
+    model = labels[0][0]
+    names = (name if owner == model else f"{owner}.{name}" for owner, _, name in labels)
+    return model, ", ".join(names)
 
 
 def _operand(left: Operand, value: Any, params: list[Any]) -> str:
@@ -360,8 +401,7 @@ class Like(Expression):
 
     def __init__(self, column: Operand, pattern: str, insensitive: bool) -> None:
         if not isinstance(pattern, str):
-            owner, _, field = column.label.partition(".")
-            raise ColumnTypeError(owner, field, "a str pattern", pattern)
+            raise ColumnTypeError(*_model_and_columns(column), "a str pattern", pattern)
         self.column = column
         self.pattern = pattern
         self.insensitive = insensitive
@@ -377,8 +417,7 @@ class Like(Expression):
             )
         problem = check_text(self.pattern)
         if problem is not None:
-            owner, _, field = self.column.label.partition(".")
-            raise ValidationError(owner, field, problem)
+            raise ValidationError(*_model_and_columns(self.column), problem)
         left = self.column.sql(params)
         params.append(self.pattern)
         return f"{left} {'ILIKE' if self.insensitive else 'LIKE'} %s"

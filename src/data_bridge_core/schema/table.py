@@ -90,7 +90,7 @@ class TableInfo:
         # The key columns as a RETURNING / SELECT list, and the WHERE matching one key.
         self.key_returning = ", ".join(c.quoted for c in pks)
         self.key_where = " AND ".join(f"{c.quoted} = %s" for c in pks)
-        self.select_list = ", ".join(c.quoted for c in columns.values())
+        self.select_list = ", ".join(c.read_sql(c.quoted) for c in columns.values())
         # The generated row makers of `data_bridge_core.hydration` (built on first query).
         self.row_maker_factories: Any = None
         # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 import re
+import struct
 import sys
 import types
 import typing
@@ -17,6 +19,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from data_bridge_core.errors import ModelDefinitionError
+from data_bridge_core.schema.inet_text import address_text
 
 
 class InvalidValue(Exception):
@@ -51,6 +54,9 @@ class ColumnType:
     adapt: Callable[[Any], Any] | None = None
     coerce: Callable[[Any], Any] = field(default=lambda v: v)
     coerce_operand: Callable[[Any], Any] | None = None
+    # How the column is read back, around its reference ("abbrev({})" for an inet
+    # held as str): the text the column type prints, not psycopg's own Python type.
+    read_sql: str | None = None
 
 
 def exact_int(value: int) -> int:
@@ -60,6 +66,18 @@ def exact_int(value: int) -> int:
     ``__format__``/``__str__``/``__int__`` never decide what is written.
     """
     return int.__int__(value)
+
+
+COUNT_MAX = 2**63 - 1  # LIMIT and OFFSET are bigint
+
+
+def count_problem(value: object, maximum: int = COUNT_MAX) -> str | None:
+    """Why ``value`` is not a count from 0 to ``maximum`` (never naming the value), or None."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return f"takes an int from 0 to {maximum}, got {type(value).__name__}"
+    if not 0 <= value <= maximum:
+        return f"takes an int from 0 to {maximum}; this one is out of range"
+    return None
 
 
 # -- str ---------------------------------------------------------------------------
@@ -105,20 +123,65 @@ def check_text(value: str) -> str | None:
 _LENGTH = re.compile(r"^\s*(?:character varying|varchar|character|char)\s*\(\s*(\d+)\s*\)\s*$")
 
 
+# -- inet / cidr held as str -----------------------------------------------------------
+
+
+def _inet_type(sql_type: str, network: bool) -> ColumnType:
+    """inet or cidr held as str: the text PostgreSQL prints, checked with ipaddress.
+
+    A value is converted on entry to that text (``10.0.0.1/32`` becomes
+    ``10.0.0.1``), so the object shows what a read gives back; text Python's
+    ipaddress cannot read (PostgreSQL's ``10.1/16`` shorthand, a zone index) is
+    refused before SQL.
+    """
+    problem = (
+        "is not a network address with its host bits zero (cidr)"
+        if network
+        else "is not an IP address with an optional /prefix (inet)"
+    )
+
+    def accepts(value: Any) -> bool:
+        return isinstance(value, str) and address_text(value, network) == value
+
+    def coerce(value: Any) -> Any:
+        _str_coerce(value)
+        text = address_text(value, network)
+        if text is None:
+            raise InvalidValue(problem)
+        return text
+
+    return ColumnType(
+        str,
+        sql_type,
+        accepts,
+        "str",
+        coerce=coerce,
+        read_sql="{}::text" if network else "abbrev({})",
+    )
+
+
 def _str_type(sql_type: str) -> ColumnType:
+    kind = sql_type.strip().lower()
+    if kind in ("inet", "cidr"):
+        return _inet_type(sql_type, network=kind == "cidr")
     match = _LENGTH.match(sql_type.lower())
     if match is None:
         return ColumnType(str, sql_type, _str_accepts, "str", coerce=_str_coerce)
     limit = int(match.group(1))
+    # char(n) pads with spaces and gives the padded text back: the object holds it padded.
+    padded = "varying" not in kind and not kind.startswith("varchar")
 
     def accepts(value: Any) -> bool:
-        return isinstance(value, str) and len(value) <= limit and _clean_str(value)
+        if not isinstance(value, str):
+            return False
+        size = len(value)
+        return (size == limit if padded else size <= limit) and _clean_str(value)
 
     def coerce(value: Any) -> Any:
         _str_coerce(value)
         if len(value) > limit:
             raise InvalidValue(f"is longer than the {limit} characters of {sql_type}")
-        return value
+        return value.ljust(limit) if padded else value
 
     return ColumnType(str, sql_type, accepts, "str", coerce=coerce, coerce_operand=_str_coerce)
 
@@ -143,10 +206,54 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_INT8_MIN, _INT8_MAX = -(2**63), 2**63 - 1
+_POWERS_OF_TEN: dict[int, int] = {}
+
+
+def int_text_problem(value: int) -> str | None:
+    """Why psycopg cannot send ``value`` (an int past bigint goes as numeric text), or None.
+
+    Python refuses to write an int of more than ``sys.get_int_max_str_digits()``
+    digits as text (a raw ValueError at send time), and PostgreSQL's numeric
+    holds at most 131072 digits.
+    """
+    if _INT8_MIN <= value <= _INT8_MAX:
+        return None  # sent as a binary bigint
+    limit = sys.get_int_max_str_digits()
+    if limit:
+        bound = _POWERS_OF_TEN.get(limit)
+        if bound is None:
+            bound = _POWERS_OF_TEN[limit] = 10**limit
+        if abs(value) >= bound:
+            return (
+                f"is an int of more than {limit} digits, which Python will not write as "
+                "text (sys.set_int_max_str_digits)"
+            )
+    if value.bit_length() > _NUMERIC_INT_BITS:
+        return _NUMERIC_PROBLEM
+    return None
+
+
+def _int_operand(value: Any) -> Any:
+    """An int to compare with: past bigint it goes as an exact Decimal (psycopg would
+    write the int as text, which Python refuses past 4300 digits)."""
+    if not _is_int(value):
+        raise InvalidValue("int", wrong_type=True)
+    if _INT8_MIN <= value <= _INT8_MAX:
+        return value
+    if value.bit_length() > _NUMERIC_INT_BITS:
+        raise InvalidValue(_NUMERIC_PROBLEM)
+    return Decimal(value)
+
+
 def _int_type(sql_type: str) -> ColumnType:
     bits = _INT_RANGES.get(sql_type.strip().lower())
     if bits is None:  # numeric or another type chosen by the model: PostgreSQL checks
-        return ColumnType(int, sql_type, _is_int, "int", coerce=_wrong_type("int"))
+
+        def sendable(value: Any) -> bool:
+            return _is_int(value) and int_text_problem(value) is None
+
+        return ColumnType(int, sql_type, sendable, "int", coerce=_int_operand)
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     name = {16: "smallint", 32: "integer", 64: "bigint"}[bits]
 
@@ -161,42 +268,87 @@ def _int_type(sql_type: str) -> ColumnType:
             raise InvalidValue("int", wrong_type=True)
         raise InvalidValue(f"is out of range for {name} ({low}..{high})")
 
-    return ColumnType(
-        int, sql_type, accepts, "int", coerce=coerce, coerce_operand=_operand(_is_int, "int")
-    )
+    return ColumnType(int, sql_type, accepts, "int", coerce=coerce, coerce_operand=_int_operand)
 
 
-_FLOAT_RANGES = {"real": 3.4028234663852886e38, "float4": 3.4028234663852886e38}
-_DOUBLE_MAX = sys.float_info.max
+_REAL_TYPES = frozenset({"real", "float4"})
+_PACK_REAL = struct.Struct("f")
+
+
+def _as_real(value: float) -> float:
+    """``value`` rounded to real (float4) as PostgreSQL's cast rounds it.
+
+    A finite value past real's range gives ±inf (or OverflowError, depending
+    on the Python version), a non-zero one that underflows 0.0: PostgreSQL
+    refuses both.
+    """
+    return float(_PACK_REAL.unpack(_PACK_REAL.pack(value))[0])
 
 
 def _float_type(sql_type: str) -> ColumnType:
-    key = sql_type.strip().lower()
-    limit = _FLOAT_RANGES.get(key, _DOUBLE_MAX)
-    name = "real" if key in _FLOAT_RANGES else "double precision"
+    """double precision, or real: the object holds the float the column stores.
 
-    def accepts(value: Any) -> bool:
-        # NaN and Infinity are valid floats in PostgreSQL; only finite overflow is refused.
-        if isinstance(value, float):
-            return limit is _DOUBLE_MAX or not (limit < abs(value) < math.inf)
-        return _is_int(value) and -limit <= value <= limit
+    An int becomes the float PostgreSQL's cast makes of it (2**53 + 1 becomes
+    9007199254740992.0), and a float for a real column is rounded to real's
+    precision at once, so what the object shows after a flush is what a read
+    gives back. NaN, ±Infinity and -0.0 are stored as they are.
+    """
+    real = sql_type.strip().lower() in _REAL_TYPES
+    name = "real" if real else "double precision"
+    out_of_range = f"is out of range for {name}"
 
-    def coerce(value: Any) -> Any:
+    def to_double(value: Any) -> float:
         if not _number(value):
             raise InvalidValue("float", wrong_type=True)
-        raise InvalidValue(f"is out of range for {name}")
+        try:
+            return float(value)
+        except OverflowError:
+            raise InvalidValue(out_of_range) from None
 
-    return ColumnType(
-        float, sql_type, accepts, "float", coerce=coerce, coerce_operand=_operand(_number, "float")
-    )
+    if not real:
+
+        def accepts(value: Any) -> bool:
+            return isinstance(value, float)
+
+        def coerce(value: Any) -> Any:
+            return to_double(value)
+
+    else:
+
+        def accepts(value: Any) -> bool:
+            if not isinstance(value, float):
+                return False
+            try:
+                return _as_real(value) == value or value != value  # NaN is stored as NaN
+            except OverflowError:
+                return False
+
+        def coerce(value: Any) -> Any:
+            number = to_double(value)
+            try:
+                rounded = _as_real(number)
+            except OverflowError:
+                rounded = math.inf
+            if math.isinf(rounded) and not math.isinf(number):
+                raise InvalidValue(out_of_range)
+            if rounded == 0.0 and number != 0.0:
+                raise InvalidValue("is too close to zero for real (it would underflow)")
+            return rounded
+
+    def operand(value: Any) -> Any:
+        # Compared, not stored: an int stays exact, but must have a double value.
+        if _is_int(value):
+            to_double(value)
+            return value
+        if not isinstance(value, float):
+            raise InvalidValue("float", wrong_type=True)
+        return value
+
+    return ColumnType(float, sql_type, accepts, "float", coerce=coerce, coerce_operand=operand)
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _decimal(value: Any) -> bool:
-    return isinstance(value, Decimal | int) and not isinstance(value, bool)
 
 
 _PRECISION = re.compile(r"^\s*(?:numeric|decimal)\s*\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)\s*$")
@@ -205,48 +357,97 @@ _NUMERIC_INT_BITS = 435_000  # 10**131072 has about 435411 bits
 _NUMERIC_PROBLEM = "is out of range for numeric (131072 digits before the point, 16383 after)"
 
 
+# The one NaN PostgreSQL's numeric has: quiet, unsigned, no payload.
+_PLAIN_NAN = Decimal("NaN").as_tuple()
+_NAN_PROBLEM = (
+    "is a signed, signaling or payload NaN (PostgreSQL's numeric has one NaN: Decimal('NaN'))"
+)
+# Wide enough for any numeric's digits: quantize() must not round on its own.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
+def arithmetic_value(value: Any, beside_float: bool) -> Any:
+    """A number written beside columns in arithmetic (or compared with it), as sent.
+
+    ``beside_float``: a float column takes part, so PostgreSQL computes in
+    double precision and an int must have a double value. Raises `InvalidValue`.
+    """
+    if isinstance(value, Decimal):
+        if value.is_nan() and value.as_tuple() != _PLAIN_NAN:
+            raise InvalidValue(_NAN_PROBLEM)
+        return value
+    if _is_int(value) and not _INT8_MIN <= value <= _INT8_MAX:
+        if beside_float:
+            try:
+                float(value)
+            except OverflowError:
+                raise InvalidValue("is out of range for double precision") from None
+        return _int_operand(value)
+    return value
+
+
 def _decimal_type(sql_type: str) -> ColumnType:
     match = _PRECISION.match(sql_type.lower())
     if match is None:
 
-        def fits(value: Decimal | int) -> bool:
-            if isinstance(value, int):
-                return value.bit_length() <= _NUMERIC_INT_BITS
+        def problem_of(value: Decimal) -> str | None:
             if not value.is_finite():
-                return True  # NaN and ±Infinity are numeric values
+                # NaN and ±Infinity are numeric values; only NaN's plain form exists.
+                return _NAN_PROBLEM if value.is_nan() and value.as_tuple() != _PLAIN_NAN else None
             exponent = value.as_tuple().exponent
-            return value.adjusted() < 131072 and isinstance(exponent, int) and exponent >= -16383
+            if value.adjusted() < 131072 and isinstance(exponent, int) and exponent >= -16383:
+                return None
+            return _NUMERIC_PROBLEM
 
-        problem = _NUMERIC_PROBLEM
     else:
         precision, scale = int(match.group(1)), int(match.group(2) or 0)
         # The value must round (half away from zero) to less than 10**(precision - scale).
         bound = Decimal(10) ** (precision - scale) - Decimal(5).scaleb(-scale - 1)
-        problem = (
+        quantum = Decimal(1).scaleb(-scale)
+        out_of_range = (
             f"is out of range for {sql_type} (it must round to less than 10^{precision - scale})"
         )
+        too_precise = (
+            f"has digits past the scale of {sql_type} (PostgreSQL would round it; round it first)"
+        )
 
-        def fits(value: Decimal | int) -> bool:
-            if isinstance(value, int):
-                return abs(value) < bound
-            return value.is_nan() or abs(value) < bound
+        def problem_of(value: Decimal) -> str | None:
+            if value.is_nan():
+                return _NAN_PROBLEM if value.as_tuple() != _PLAIN_NAN else None
+            if not abs(value) < bound:
+                return out_of_range
+            exponent = value.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -scale:
+                if value.quantize(quantum, context=_EXACT) != value:
+                    return too_precise
+            elif scale < 0 and value.quantize(quantum, context=_EXACT) != value:
+                return too_precise
+            return None
 
     def accepts(value: Any) -> bool:
-        return _decimal(value) and fits(value)
+        return isinstance(value, Decimal) and problem_of(value) is None
 
     def coerce(value: Any) -> Any:
-        if not _decimal(value):
+        # An int becomes the Decimal the column gives back (exact, whatever its length).
+        if _is_int(value):
+            value = Decimal(value)
+        elif not isinstance(value, Decimal):
             raise InvalidValue("Decimal", wrong_type=True)
-        raise InvalidValue(problem)
+        problem = problem_of(value)
+        if problem:
+            raise InvalidValue(problem)
+        return value
 
-    return ColumnType(
-        Decimal,
-        sql_type,
-        accepts,
-        "Decimal",
-        coerce=coerce,
-        coerce_operand=_operand(_decimal, "Decimal"),
-    )
+    def operand(value: Any) -> Any:
+        if _is_int(value):
+            return _int_operand(value)
+        if not isinstance(value, Decimal):
+            raise InvalidValue("Decimal", wrong_type=True)
+        if value.is_nan() and value.as_tuple() != _PLAIN_NAN:
+            raise InvalidValue(_NAN_PROBLEM)
+        return value
+
+    return ColumnType(Decimal, sql_type, accepts, "Decimal", coerce=coerce, coerce_operand=operand)
 
 
 def _wrong_type(description: str) -> Callable[[Any], Any]:
@@ -256,20 +457,7 @@ def _wrong_type(description: str) -> Callable[[Any], Any]:
     return coerce
 
 
-def _operand(accepts: Callable[[Any], bool], description: str) -> Callable[[Any], Any]:
-    def coerce(value: Any) -> Any:
-        if not accepts(value):
-            raise InvalidValue(description, wrong_type=True)
-        return value
-
-    return coerce
-
-
 # -- dates and times -----------------------------------------------------------------
-
-
-def _aware_datetime(value: Any) -> bool:
-    return isinstance(value, dt.datetime) and value.tzinfo is not None
 
 
 # The local zone of each wall-clock minute already converted (see _datetime_coerce),
@@ -305,6 +493,60 @@ def _datetime_coerce(value: Any) -> Any:
     return aware
 
 
+_UTC = dt.UTC
+_TIMESTAMPTZ_RANGE = (
+    "is outside the years 1 to 9999 once converted to UTC (PostgreSQL would store it, "
+    "but no read could give it back as a datetime)"
+)
+
+
+def _in_utc_range(value: dt.datetime) -> bool:
+    """True when the instant of an aware datetime is a datetime in UTC too.
+
+    Only years 1 and 9999 can leave the range (offsets are under a day), so
+    every other value costs one compare.
+    """
+    if 1 < value.year < 9999:
+        return True
+    try:
+        value.astimezone(_UTC)
+    except OverflowError:
+        return False
+    return True
+
+
+def _timestamptz_accepts(value: Any) -> bool:
+    return isinstance(value, dt.datetime) and value.tzinfo is not None and _in_utc_range(value)
+
+
+def _timestamptz_coerce(value: Any) -> Any:
+    aware = value if isinstance(value, dt.datetime) and value.tzinfo else _datetime_coerce(value)
+    if not _in_utc_range(aware):
+        raise InvalidValue(_TIMESTAMPTZ_RANGE)
+    return aware
+
+
+def _timestamptz_operand(value: Any) -> Any:
+    # Compared, not stored: any instant PostgreSQL can parse is a fine operand.
+    return value if isinstance(value, dt.datetime) and value.tzinfo else _datetime_coerce(value)
+
+
+_NAIVE_TYPES = frozenset({"timestamp", "timestamp without time zone"})
+
+
+def _naive_datetime(value: Any) -> bool:
+    return isinstance(value, dt.datetime) and value.tzinfo is None
+
+
+def _naive_datetime_coerce(value: Any) -> Any:
+    if not isinstance(value, dt.datetime):
+        raise InvalidValue("datetime", wrong_type=True)
+    raise InvalidValue(
+        "has a time zone: a timestamp column stores wall-clock time "
+        "(pass a naive datetime, or declare the column timestamptz)"
+    )
+
+
 def _date_only(value: Any) -> bool:
     return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
 
@@ -321,11 +563,14 @@ def _time_coerce(value: Any) -> Any:
 
 # -- JSON ----------------------------------------------------------------------------
 
-_JSON_SCALARS = (str, int, float, bool, type(None))
+# jsonb keeps numbers as numeric: a float of 1e16 or more (repr "1e+16") comes
+# back without a fraction, so json.loads makes it an int. Below, repr keeps a
+# ".0" or an exponent under 16, and the float comes back the same.
+_JSON_FLOAT_LIMIT = 1e16
 
 
 def json_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be stored as jsonb, or None when it can."""
+    """Why ``value`` cannot be stored as jsonb and read back equal, or None when it can."""
     try:
         return _json_walk(value, set())
     except RecursionError:
@@ -340,19 +585,34 @@ def _json_walk(value: Any, path: set[int]) -> str | None:
             return "holds a lone surrogate (not encodable as UTF-8)"
         return None
     if isinstance(value, float):
-        if math.isfinite(value):
-            return None
-        return "holds NaN or Infinity, which JSON cannot represent"
-    if isinstance(value, _JSON_SCALARS):
+        if not math.isfinite(value):
+            return "holds NaN or Infinity, which JSON cannot represent"
+        if abs(value) >= _JSON_FLOAT_LIMIT:
+            return (
+                "holds a float of 1e16 or more, which jsonb gives back as an int "
+                "(store it as a str, or as an int)"
+            )
         return None
-    if isinstance(value, dict | list | tuple):
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        if int_text_problem(value) is None:
+            return None
+        return (
+            "holds an int too long for Python to write as text and read back "
+            "(sys.get_int_max_str_digits)"
+        )
+    if isinstance(value, dict | list):
         if id(value) in path:
             return "is not JSON-serialisable: it contains itself"
         path.add(id(value))
         if isinstance(value, dict):
             for key, item in value.items():
-                if not isinstance(key, _JSON_SCALARS):
-                    return f"is not JSON-serialisable: it has a {type(key).__name__} key"
+                if not isinstance(key, str):
+                    return (
+                        f"has a key of type {type(key).__name__}: JSON object keys are str, and "
+                        "json.dumps would turn it into one (it would not come back as written)"
+                    )
                 problem = _json_walk(key, path) or _json_walk(item, path)
                 if problem:
                     return problem
@@ -363,6 +623,8 @@ def _json_walk(value: Any, path: set[int]) -> str | None:
                     return problem
         path.discard(id(value))
         return None
+    if isinstance(value, tuple):
+        return "holds a tuple, which JSON gives back as a list (pass a list)"
     return f"is not JSON-serialisable: it holds a {type(value).__name__}"
 
 
@@ -406,12 +668,17 @@ def column_type_for(python_type: type, sql_type: str | None = None) -> ColumnTyp
     if python_type is Decimal:
         return _decimal_type(sql_type)
     if python_type is dt.datetime:
+        if sql_type.strip().lower() in _NAIVE_TYPES:
+            return ColumnType(
+                dt.datetime, sql_type, _naive_datetime, "datetime", coerce=_naive_datetime_coerce
+            )
         return ColumnType(
             dt.datetime,
             sql_type,
-            _aware_datetime,
+            _timestamptz_accepts,
             "datetime",
-            coerce=_datetime_coerce,
+            coerce=_timestamptz_coerce,
+            coerce_operand=_timestamptz_operand,
         )
     if python_type is dt.date:
         return ColumnType(dt.date, sql_type, _date_only, "date", coerce=_wrong_type("date"))
