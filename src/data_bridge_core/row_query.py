@@ -37,6 +37,17 @@ def _field_name(item: Operand) -> str:
     )
 
 
+def _read_sql(item: Operand, params: list[Any]) -> str:
+    """A selected item's SQL; a column is read as its type reads it (inet as its text)."""
+    text = item.sql(params)
+    column = item.operand if isinstance(item, Named) else item
+    if isinstance(column, ColumnInfo):
+        template = column.column_type.read_sql
+        if template is not None:
+            return str(template.format(text))
+    return text
+
+
 def _is_aggregate(item: Operand) -> bool:
     return bool(getattr(item, "aggregate", False))
 
@@ -193,7 +204,7 @@ class RowQuery(Generic[R]):
         self._check_grouping()
         base = self._base
         columns = ", ".join(
-            f"{item.sql(params)} AS {quote_ident(name)}"
+            f"{_read_sql(item, params)} AS {quote_ident(name)}"
             for item, name in zip(self._items, self._names, strict=True)
         )
         head = "SELECT DISTINCT " if self._distinct else "SELECT "

@@ -3,11 +3,14 @@
 A relationship annotated ``list[Post]`` names its target before ``Post``
 exists. The name is resolved against the models of the same module and
 enclosing scope (so models declared inside a function find each other), the
-most recently declared winning, then against every model of that name.
+most recently declared winning, then against the module's own names (a model
+imported there, as Python would resolve it), the module's models, and every
+model of that name.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import TYPE_CHECKING
 
@@ -36,8 +39,14 @@ def lookup(name: str, near: type) -> type[Table]:
             "relationships resolve when they are first used"
         )
     same_scope = [c for c in candidates if _scope(c) == _scope(near)]
+    if same_scope:
+        return same_scope[-1]
+    module = sys.modules.get(near.__module__)
+    imported = getattr(module, name, None) if module is not None else None
+    if imported is not None and any(imported is c for c in candidates):
+        return imported  # type: ignore[no-any-return]
     same_module = [c for c in candidates if c.__module__ == near.__module__]
-    return (same_scope or same_module or candidates)[-1]
+    return (same_module or candidates)[-1]
 
 
 def models_near(near: type) -> list[type[Table]]:
