@@ -4,6 +4,7 @@ The package contains no tracing code. Instrumentations hook into the seams
 listed in docs/extension-points.md.
 """
 
+from data_bridge_core.computed import Computed, computed, scalar
 from data_bridge_core.engine import Engine
 from data_bridge_core.errors import (
     ColumnTypeError,
@@ -62,6 +63,7 @@ __all__ = [
     "Column",
     "ColumnInfo",
     "ColumnTypeError",
+    "Computed",
     "DataBridgeError",
     "DatabaseError",
     "EagerBatch",
@@ -95,6 +97,7 @@ __all__ = [
     "UnknownFieldError",
     "UnsupportedOperationError",
     "ValidationError",
+    "computed",
     "current_session",
     "exists",
     "func",
@@ -106,6 +109,7 @@ __all__ = [
     "raiseload",
     "relationship",
     "result_of",
+    "scalar",
     "selectinload",
     "table_info",
 ]

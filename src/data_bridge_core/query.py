@@ -16,11 +16,13 @@ from psycopg.rows import dict_row
 from psycopg.types.numeric import Int8
 
 from data_bridge_core.aggregate import compile_aggregate
+from data_bridge_core.computed import computed_values
 from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.relationships import Relationship
 from data_bridge_core.row_query import RowQuery
+from data_bridge_core.schema.column import quote_ident
 from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
 from data_bridge_core.schema.functions import Selectable
 from data_bridge_core.schema.table import Table, install_query_factory, table_info
@@ -385,7 +387,9 @@ class Query(Generic[M]):
         session = self.session
         await session.autoflush()
         options = self._options
-        if options and any(isinstance(o, EagerLoad) and o.strategy == JOINED for o in options):
+        if (
+            options and any(isinstance(o, EagerLoad) and o.strategy == JOINED for o in options)
+        ) or computed_values(self._model):
             objects, joined = await self._fetch_joined(session)
         else:
             params: list[Any] = []
@@ -398,7 +402,13 @@ class Query(Generic[M]):
     async def _fetch_joined(
         self, session: Session
     ) -> tuple[list[M], dict[int, list[tuple[Any, ...] | None]]]:
+        """The objects with their joined eager loads' rows and computed values."""
         info = self._info
+        params: list[Any] = []
+        # The computed values come last in the SELECT list, but their parameters
+        # first: the SELECT list is compiled before the FROM and WHERE.
+        computed = computed_values(self._model)
+        computed_sql = [f"{c.sql(params)} AS {quote_ident(c.name)}" for c in computed]
         select = [info.select_list]
         joins = []
         slices: list[tuple[int, int, int, int]] = []  # option index, start, stop, pk offset
@@ -418,7 +428,7 @@ class Query(Generic[M]):
             )
             slices.append((index, width, width + len(target.field_names), target.pk_index))
             width += len(target.field_names)
-        params: list[Any] = []
+        select += computed_sql
         source, where = self._objects_from(params)
         statement = (
             f"SELECT {', '.join(select)} FROM {source}{''.join(joins)}{where}{self._tail(params)}"
@@ -428,6 +438,11 @@ class Query(Generic[M]):
         hydrate = session.hydrator(self._model, len(rows))
         n = len(info.field_names)
         objects = [hydrate(row[:n]) for row in rows]
+        if computed:
+            k = len(computed)
+            for obj, row in zip(objects, rows, strict=True):
+                # Read-only values: set beside the columns, never tracked as changes.
+                obj.__dict__.update(zip([c.name for c in computed], row[-k:], strict=True))
         joined: dict[int, list[tuple[Any, ...] | None]] = {}
         for index, start, stop, pk_offset in slices:
             joined[index] = [

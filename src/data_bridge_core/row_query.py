@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from psycopg.rows import namedtuple_row
 
+from data_bridge_core.computed import Computed
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.schema.column import ColumnInfo, quote_ident
 from data_bridge_core.schema.expressions import Expression, Named, Operand, compile_where
@@ -27,7 +28,7 @@ R = TypeVar("R")
 def _field_name(item: Operand) -> str:
     if isinstance(item, Named):
         return item.name
-    if isinstance(item, ColumnInfo):
+    if isinstance(item, ColumnInfo | Computed):
         return item.name
     name = getattr(item, "name", None)  # a Function: count, sum...
     if isinstance(name, str) and getattr(item, "aggregate", False):
