@@ -100,7 +100,7 @@ class SelfExists(Exists):
     ``any()`` already carries ``"users_1"``: this one takes the next number.
     """
 
-    __slots__ = ("association", "table", "target_fk", "target_key")
+    __slots__ = ("table", "target_fk", "target_key")
 
     def __init__(
         self,
