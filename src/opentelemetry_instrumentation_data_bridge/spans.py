@@ -13,13 +13,13 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation._semconv import _set_db_statement
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
 from opentelemetry_instrumentation_data_bridge.config import report_failure, span_dropped
 from opentelemetry_instrumentation_data_bridge.error_description import describe, stacktrace
+from opentelemetry_instrumentation_data_bridge.semconv import set_statement
 
 _SESSION_INTERNAL = frozenset({"open", "close"})
 # The spans of ORM operations: a captured statement goes on one of these only.
@@ -35,7 +35,7 @@ def set_span_statement(span: Span | None, statement: str) -> None:
     if span is None or not span.is_recording():
         return
     attrs: dict[str, Any] = {}
-    _set_db_statement(attrs, statement, config.state.mode)
+    set_statement(attrs, statement, config.state.mode)
     span.set_attributes(attrs)
 
 
@@ -340,7 +340,7 @@ def query_span(
     if attributes:
         _merge(extra, attributes)
     if statement is not None:
-        _set_db_statement(extra, statement, config.state.mode)
+        set_statement(extra, statement, config.state.mode)
     return SpanScope(tracer, cached[2], SpanKind.CLIENT, cached[0], extra)
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from conftest_shared import RecordingSampler
 from instrumentation_models import Author
-from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -123,7 +122,7 @@ def test_exception_recorded_and_propagated_unchanged(spans: InMemorySpanExporter
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        (None, {"db.system", "db.statement"}),
+        (None, {"db.system", "db.statement", "db.system.name", "db.query.text"}),
         ("database", {"db.system.name", "db.query.text"}),
         ("database/dup", {"db.system", "db.statement", "db.system.name", "db.query.text"}),
     ],
@@ -139,13 +138,11 @@ def test_semconv_stability_modes(
         monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
     else:
         monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", mode)
-    monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
     try:
         telemetry.configure(tracer_provider=tracer_provider)
         with telemetry.create_query_span("find", "users", statement="SELECT %s"):
             pass
     finally:
-        monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
         monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
         telemetry.reset()
     keys = set(spans.get_finished_spans()[0].attributes or {})
