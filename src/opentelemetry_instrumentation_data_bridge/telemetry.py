@@ -16,7 +16,6 @@ Logger: ``opentelemetry_instrumentation_data_bridge``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -74,11 +73,24 @@ from opentelemetry_instrumentation_data_bridge.spans import (
     set_span_statement,
 )
 
-with contextlib.suppress(ImportError):  # an SDK Sampler: only with the (optional) SDK
+try:  # an SDK Sampler and span processor: only with the (optional) SDK
     from opentelemetry_instrumentation_data_bridge.sampling import (
         AttributeBasedSampler,
         DurationRuleProcessor,
     )
+except ImportError:  # the API-only install: importable, and a clear error when used
+
+    def _needs_sdk(name: str) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise ImportError(
+                f"{name} is an OpenTelemetry SDK sampler/processor and needs opentelemetry-sdk"
+                " (pip install 'opentelemetry-instrumentation-data-bridge[sdk]')"
+            )
+
+        return type(name, (), {"__new__": refuse, "__doc__": f"{name}: needs the SDK."})
+
+    AttributeBasedSampler = _needs_sdk("AttributeBasedSampler")  # type: ignore[misc,assignment]
+    DurationRuleProcessor = _needs_sdk("DurationRuleProcessor")  # type: ignore[misc,assignment]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
