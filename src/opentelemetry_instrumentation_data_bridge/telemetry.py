@@ -89,8 +89,8 @@ except ImportError:  # the API-only install: importable, and a clear error when 
 
         return type(name, (), {"__new__": refuse, "__doc__": f"{name}: needs the SDK."})
 
-    AttributeBasedSampler = _needs_sdk("AttributeBasedSampler")  # type: ignore[misc,assignment]
-    DurationRuleProcessor = _needs_sdk("DurationRuleProcessor")  # type: ignore[misc,assignment]
+    AttributeBasedSampler = _needs_sdk("AttributeBasedSampler")  # type: ignore[misc]
+    DurationRuleProcessor = _needs_sdk("DurationRuleProcessor")  # type: ignore[misc]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

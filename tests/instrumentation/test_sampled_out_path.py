@@ -55,7 +55,8 @@ def test_a_global_meter_provider_set_after_configure_is_wanted_within_a_second()
 
 
 def test_a_meter_provider_named_by_the_environment_is_wanted_from_the_first_query() -> None:
-    assert _probe({"OTEL_PYTHON_METER_PROVIDER": "sdk_meter_provider"}) == "[True, True, True, True]"
+    seen = _probe({"OTEL_PYTHON_METER_PROVIDER": "sdk_meter_provider"})
+    assert seen == "[True, True, True, True]"
 
 
 @pytest.mark.usefixtures("instrumented")
