@@ -96,10 +96,10 @@ class _Config:
         self.silent_checked_ns = 0  # when the API's global provider was last found silent
         # The API makes the global meter provider from this variable on first use.
         self.meter_provider_from_environment = OTEL_PYTHON_METER_PROVIDER in os.environ
-        # A span shape's key -> (start attributes, shape's check value, span name): query
-        # spans by (operation, table, id(server)), session ones by operation, relationship
-        # ones by name and strategy (see `spans`).
-        self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any, str]] = {}
+        # A span shape's key -> its start attributes, then (query spans) the server dict
+        # and span name, or (session and relationship spans) kind, span name and the
+        # server dict; keyed by operation/table/relationship and id(server) (see `spans`).
+        self.start_attributes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
 state = _Config()

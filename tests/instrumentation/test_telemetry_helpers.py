@@ -76,17 +76,21 @@ def test_span_helpers_shapes(spans: InMemorySpanExporter) -> None:
     got = finished(spans)
     assert got["db.query.find"] == {
         "db.system": "postgresql",
+        "db.system.name": "postgresql",
         "db.operation.name": "find",
         "db.collection.name": "users",
+        "db.query.summary": "SELECT users",
         "db.query.filters_count": 2,
         "db.query.limit": 10,
         "team": "x",
         "db.statement": "SELECT 1 WHERE a = %s",
+        "db.query.text": "SELECT 1 WHERE a = %s",
         "db.result.count": 4,
         "db.response.returned_rows": 4,
     }
     assert got["db.session.flush"] == {
         "db.system": "postgresql",
+        "db.system.name": "postgresql",
         "db.session.operation": "flush",
         "db.session.pending_count": 3,
         "db.session.dirty_count": 0,
@@ -203,8 +207,10 @@ def test_samplers_see_start_attributes_and_dropped_spans_skip_details() -> None:
         {
             "name": "db.query.find",
             "db.system": "postgresql",
+            "db.system.name": "postgresql",
             "db.operation.name": "find",
             "db.collection.name": "users",
+            "db.query.summary": "SELECT users",
         }
     ]
     assert exporter.get_finished_spans() == ()
