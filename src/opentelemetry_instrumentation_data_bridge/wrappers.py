@@ -417,9 +417,8 @@ def session_query_wrapper(operation: str) -> Wrapper:
         try:
             with scope as span:
                 result = await wrapped(*args, **kwargs)
-                if operation == "upsert":
-                    rows = int(result)
-                    scope.set_result(affected_rows=rows)
+                if operation == "upsert":  # affected rows; none came back
+                    scope.set_result(affected_rows=int(result))
                 else:
                     rows = len(result)
                     scope.set_result(count=rows)
