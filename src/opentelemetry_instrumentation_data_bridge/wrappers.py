@@ -447,6 +447,8 @@ def _refreshed_table(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | Non
 def _describe_session(
     operation: str, session: Any, with_counts: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> SpanScope:
+    if operation in ("open", "close"):  # no SQL: no server attributes (every session)
+        return spans.session_span(config.tracer(), operation)
     server = server_attributes(session.engine)
     if with_counts:
         return spans.session_span(
