@@ -6,10 +6,10 @@ providers given to ``instrument()`` or `configure` (`config`). They
 degrade to no-ops (yielding ``None``) when tracing is disabled, the SDK is
 not installed, or instrumentation is suppressed.
 
-Attribute names follow ``OTEL_SEMCONV_STABILITY_OPT_IN`` through contrib's
-``_semconv`` helpers: by default the reference's ``db.system`` and
-``db.statement``; ``database`` gives ``db.system.name`` and ``db.query.text``;
-``database/dup`` gives both.
+Attribute names follow ``OTEL_SEMCONV_STABILITY_OPT_IN`` (`semconv`): by
+default the reference's ``db.system`` and ``db.statement`` and the stable
+``db.system.name`` and ``db.query.text``; ``database`` gives only the stable
+ones; ``database/dup`` gives both, as the default does.
 
 Logger: ``opentelemetry_instrumentation_data_bridge``.
 """
