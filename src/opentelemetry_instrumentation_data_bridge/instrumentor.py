@@ -78,9 +78,11 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        from opentelemetry_instrumentation_data_bridge import config
+        from opentelemetry_instrumentation_data_bridge import config, options
 
-        config.check_options(kwargs)  # before anything is changed
+        # Unknown options are logged and ignored: under opentelemetry-instrument, a raise
+        # here would leave every instrumentor after this one out (options.py).
+        kwargs = options.known_options(kwargs)
         self._patched: list[tuple[Any, str]] = []
         if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
             logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
@@ -92,12 +94,17 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             statement_hooks,
         )
 
-        # Options of the future-enhancement modules; bad values raise before anything is patched.
-        hook = statement_hooks.statement_wrapper(
-            explain_threshold_ms=kwargs.get("explain_threshold_ms"),
-            enable_commenter=kwargs.get("enable_commenter", False),
-            commenter_options=kwargs.get("commenter_options"),
-        )
+        # Options of the future-enhancement modules; bad values raise before anything is
+        # patched on a direct call, and are logged and left out under auto-instrumentation.
+        try:
+            hook = statement_hooks.statement_wrapper(
+                explain_threshold_ms=kwargs.get("explain_threshold_ms"),
+                enable_commenter=kwargs.get("enable_commenter", False),
+                commenter_options=kwargs.get("commenter_options"),
+            )
+        except (TypeError, ValueError) as error:
+            options.rejected_value("explain_threshold_ms/enable_commenter/commenter_options", error)
+            hook = None
         config.configure(
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
