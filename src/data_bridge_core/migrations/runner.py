@@ -1,0 +1,453 @@
+"""`Migrator`: generate migrations from the models, apply them safely, check the schema.
+
+Applying (`Migrator.migrate`) runs each migration in a transaction of its
+own, which first takes ``pg_advisory_xact_lock`` on a key of the current
+schema and then reads the history table: two deploys starting at once
+queue on the lock, and the second finds the first one's migrations recorded
+and skips them. A transaction-level lock (not a session-level one) is what
+works through PgBouncer in transaction mode, where consecutive transactions
+of one client may use different server connections. A failing statement
+rolls the migration's transaction back: the database stays at the previous
+version, and `MigrationFailedError` names the migration and the statement.
+
+A migration with ``transactional = False`` (``CREATE INDEX CONCURRENTLY``)
+is marked ``running`` in the history in one locked transaction, runs its
+statements on an autocommit connection, and is marked applied in another.
+Meanwhile another deploy waits for the mark to go (bounded by
+``wait_timeout``).
+
+Each migration applied goes through `Migrator.apply_migration`, the seam the
+instrumentation traces as ``db.migration.apply``; its statements go through
+``Session.execute``, so they are traced as the session's statements are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from data_bridge_core.engine import Engine, install_migrate_hook
+from data_bridge_core.errors import DatabaseError
+from data_bridge_core.migrations.diff import Hazard, diff, hazards, reverse_all, review_notes
+from data_bridge_core.migrations.errors import (
+    EditedMigrationError,
+    MigrationError,
+    MigrationFailedError,
+)
+from data_bridge_core.migrations.files import DOWNGRADE, UPGRADE, Migration, load_directory
+from data_bridge_core.migrations.introspect import HISTORY_TABLE, live_schema, model_schema
+from data_bridge_core.migrations.operations import Execute, Operation, RunPython
+from data_bridge_core.migrations.render import next_version, render, write
+from data_bridge_core.schema.table import Table
+from data_bridge_core.session import Session
+
+ZERO = "zero"  # `--to zero`: every migration unapplied (Django's spelling)
+APPLIED, RUNNING = "applied", "running"
+
+_HISTORY_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\n"
+    "  version text PRIMARY KEY,\n"
+    "  name text NOT NULL,\n"
+    "  checksum text NOT NULL,\n"
+    f"  state text NOT NULL DEFAULT '{APPLIED}',\n"
+    "  applied_at timestamptz NOT NULL DEFAULT now()\n"
+    ")"
+)
+# One lock per database and schema: migrations of other schemas do not wait.
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('data_bridge_migrations:' || current_schema()))"
+_READ_HISTORY = f"SELECT version, name, checksum, state FROM {HISTORY_TABLE} ORDER BY version"
+_HISTORY_EXISTS = f"SELECT to_regclass('{HISTORY_TABLE}') IS NOT NULL"
+_RECORD = (
+    f"INSERT INTO {HISTORY_TABLE} (version, name, checksum, state) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, "
+    "state = EXCLUDED.state, applied_at = now()"
+)
+_FORGET = f"DELETE FROM {HISTORY_TABLE} WHERE version = %s"
+_SET_STATE = f"UPDATE {HISTORY_TABLE} SET state = %s WHERE version = %s"
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    version: str
+    name: str
+    checksum: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration to apply, ``upgrade`` or ``downgrade``."""
+
+    migration: Migration
+    direction: str
+
+    def __str__(self) -> str:
+        return f"{self.migration.label} ({self.direction})"
+
+
+@dataclass
+class Generated:
+    """What `Migrator.make` wrote."""
+
+    path: Path
+    version: str
+    operations: list[Operation]
+    hazards: list[Hazard]
+    review: list[str]
+
+
+@dataclass
+class CheckResult:
+    """What `Migrator.check` found: migrations not applied, and operations the models still need."""
+
+    pending: list[Step] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.pending and not self.operations
+
+
+class Migrator:
+    """Migrations of one directory on one engine's database (its current schema).
+
+    ``wait_timeout``: how long `migrate` waits for a non-transactional
+    migration another process is running before giving up.
+    """
+
+    def __init__(
+        self, engine: Engine, directory: str | os.PathLike[str], *, wait_timeout: float = 600.0
+    ) -> None:
+        self.engine = engine
+        self.directory = Path(directory)
+        self.wait_timeout = wait_timeout
+        self._migrations: list[Migration] | None = None
+
+    def migrations(self) -> list[Migration]:
+        """The directory's migrations, by version (read once)."""
+        if self._migrations is None:
+            self._migrations = load_directory(self.directory)
+        return self._migrations
+
+    # -- history ------------------------------------------------------------------------
+
+    async def history(self) -> dict[str, HistoryRow]:
+        """The history table's rows by version (empty when the table does not exist)."""
+        async with Session(self.engine) as session:
+            return await self._read_history(session, check_exists=True)
+
+    async def _read_history(
+        self, session: Session, *, check_exists: bool = False
+    ) -> dict[str, HistoryRow]:
+        if check_exists and not (await session.execute(_HISTORY_EXISTS)).rows[0][0]:
+            return {}
+        rows = (await session.execute(_READ_HISTORY)).rows
+        return {r[0]: HistoryRow(*r) for r in rows}
+
+    def plan(self, history: dict[str, HistoryRow], to: str | None = None) -> list[Step]:
+        """The steps from the recorded history to version ``to`` (None: the latest).
+
+        Refuses a history that names a migration the directory lacks, and an
+        applied migration whose file changed since.
+        """
+        migrations = self.migrations()
+        by_version = {m.version: m for m in migrations}
+        for row in history.values():
+            migration = by_version.get(row.version)
+            if migration is None:
+                raise MigrationError(
+                    f"the database has migration {row.version}_{row.name} applied, but "
+                    f"{self.directory} has no file for it (wrong directory, or a file deleted)"
+                )
+            if row.state == APPLIED and row.checksum != migration.checksum:
+                raise EditedMigrationError(
+                    f"migration {migration.label} was edited after it was applied "
+                    f"({migration.path} no longer matches the checksum recorded in "
+                    f"{HISTORY_TABLE}): restore the file and write a new migration for the change"
+                )
+        target = self._target(to)
+        down = [
+            Step(m, DOWNGRADE)
+            for m in reversed(migrations)
+            if m.version in history and int(m.version) > target
+        ]
+        up = [
+            Step(m, UPGRADE)
+            for m in migrations
+            if m.version not in history and int(m.version) <= target
+        ]
+        return down + up
+
+    def _target(self, to: str | None) -> int:
+        migrations = self.migrations()
+        if to is None:
+            return int(migrations[-1].version) if migrations else 0
+        if to == ZERO:
+            return 0
+        if to.isdigit():
+            for migration in migrations:
+                if int(migration.version) == int(to):
+                    return int(to)
+        known = ", ".join(m.version for m in migrations) or "none"
+        raise MigrationError(
+            f"no migration has version {to!r} in {self.directory} (known: {known}; "
+            f"'{ZERO}' unapplies them all)"
+        )
+
+    # -- applying ------------------------------------------------------------------------
+
+    async def migrate(self, to: str | None = None) -> list[Step]:
+        """Apply (or unapply) migrations up to version ``to`` (None: the latest).
+
+        Returns the steps this call ran (others may have been run meanwhile
+        by another process). Raises `MigrationFailedError` when a statement
+        fails (that migration is rolled back, the ones before stay),
+        `EditedMigrationError` for an applied file edited since.
+        """
+        self._target(to)  # a bad version fails before anything is locked
+        async with Session(self.engine) as session:
+            await session.execute(_LOCK)
+            await session.execute(_HISTORY_DDL)
+            await session.commit()
+        done: list[Step] = []
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:
+            outcome = await self._next(to)
+            if outcome is None:
+                return done
+            if isinstance(outcome, HistoryRow):  # another process runs a non-transactional one
+                if deadline is None:
+                    deadline = loop.time() + self.wait_timeout
+                elif loop.time() > deadline:
+                    raise MigrationError(
+                        f"migration {outcome.version}_{outcome.name} has been marked running in "
+                        f"{HISTORY_TABLE} for over {self.wait_timeout:g}s: another process is "
+                        "applying it, or one was interrupted. When none is running, inspect the "
+                        "schema, then delete that row and migrate again"
+                    )
+                await asyncio.sleep(0.5)
+                continue
+            deadline = None
+            done.append(outcome)
+
+    async def _next(self, to: str | None) -> Step | HistoryRow | None:
+        """Apply the next step under the lock: the step, a running mark to wait for, or None."""
+        async with Session(self.engine) as session:
+            await session.execute(_LOCK)
+            history = await self._read_history(session)
+            steps = self.plan(history, to)
+            running = [row for row in history.values() if row.state != APPLIED]
+            if running:
+                return running[0]
+            if not steps:
+                return None
+            step = steps[0]
+            migration = step.migration
+            if migration.needs_review:
+                raise MigrationError(
+                    f"migration {migration.label} still has a '# REVIEW:' line: read it, check "
+                    f"the operations of {migration.path}, then delete the line"
+                )
+            if not migration.transactional:
+                await self._record(session, migration, UPGRADE, RUNNING)
+                await session.commit()
+            else:
+                await self.apply_migration(session, migration, step.direction)
+                await self._record(session, migration, step.direction, APPLIED)
+                await session.commit()
+                return step
+        await self._apply_outside_transaction(step)
+        return step
+
+    async def _apply_outside_transaction(self, step: Step) -> None:
+        """A ``transactional = False`` migration, marked running: its statements in autocommit."""
+        migration = step.migration
+        autocommit = Engine(
+            self.engine.dsn,
+            min_size=0,
+            max_size=1,
+            **{**self.engine.connect_kwargs, "autocommit": True},
+        )
+        try:
+            async with Session(autocommit) as session:
+                await self.apply_migration(session, migration, step.direction)
+        except BaseException:
+            async with Session(self.engine) as session:
+                await session.execute(_LOCK)
+                if step.direction == UPGRADE:
+                    await session.execute(_FORGET, [migration.version])
+                else:
+                    await session.execute(_SET_STATE, [APPLIED, migration.version])
+                await session.commit()
+            raise
+        finally:
+            await autocommit.dispose()
+        async with Session(self.engine) as session:
+            await session.execute(_LOCK)
+            await self._record(session, migration, step.direction, APPLIED)
+            await session.commit()
+
+    async def _record(
+        self, session: Session, migration: Migration, direction: str, state: str
+    ) -> None:
+        if direction == DOWNGRADE and state == APPLIED:
+            await session.execute(_FORGET, [migration.version])
+        elif direction == DOWNGRADE:
+            await session.execute(_SET_STATE, [state, migration.version])
+        else:
+            await session.execute(
+                _RECORD, [migration.version, migration.name, migration.checksum, state]
+            )
+
+    async def apply_migration(self, session: Session, migration: Migration, direction: str) -> int:
+        """Run one migration's ``upgrade()`` or ``downgrade()`` in ``session``; the seam.
+
+        The caller holds the lock and records the history. Returns the number
+        of SQL statements of its operations run (data migrations' own
+        statements aside). Raises `MigrationFailedError` naming the statement
+        that failed.
+        """
+        operations = migration.operations(direction)
+        count = len([s for op in operations for s in op.statements()])
+        index = 0
+        for op in operations:
+            if isinstance(op, RunPython):
+                try:
+                    await op.function(session)
+                except DatabaseError as exc:
+                    raise MigrationFailedError(
+                        migration.version,
+                        migration.name,
+                        direction,
+                        index + 1,
+                        f"(data migration {op.describe()})",
+                        str(exc).strip(),
+                        transactional=migration.transactional,
+                    ) from exc
+                continue
+            params = op.params if isinstance(op, Execute) else None
+            for statement in op.statements():
+                index += 1
+                try:
+                    if params is None:
+                        # Sent as written: no parameters, so a % is a plain character.
+                        await session.execute(statement.replace("%", "%%"))
+                    else:
+                        await session.execute(statement, params)
+                except DatabaseError as exc:
+                    raise MigrationFailedError(
+                        migration.version,
+                        migration.name,
+                        direction,
+                        index,
+                        statement,
+                        str(exc).strip(),
+                        transactional=migration.transactional,
+                    ) from exc
+        return count
+
+    # -- reviewing ------------------------------------------------------------------------
+
+    async def sql(self, to: str | None = None) -> str:
+        """The SQL `migrate` would run from the current history, as a script."""
+        history = await self.history()
+        steps = self.plan(history, to)
+        out = [
+            "-- data-bridge migrate --sql: what `data-bridge migrate` would run",
+            f"{_HISTORY_DDL};",
+            "",
+        ]
+        for step in steps:
+            migration = step.migration
+            out.append(f"-- {step}")
+            transactional = migration.transactional
+            if transactional:
+                out += ["BEGIN;", f"{_LOCK};"]
+            else:
+                out.append("-- transactional = False: each statement commits on its own")
+            for op in migration.operations(step.direction):
+                if isinstance(op, RunPython):
+                    out.append(f"-- {op.describe()}: Python, runs here (not shown)")
+                    continue
+                out += [f"{statement};" for statement in op.statements()]
+            out.append(f"{_history_sql(migration, step.direction)};")
+            if transactional:
+                out.append("COMMIT;")
+            out.append("")
+        if not steps:
+            out.append("-- nothing to apply")
+        return "\n".join(out) + "\n"
+
+    async def status(self) -> list[tuple[Migration, HistoryRow | None]]:
+        """Each migration of the directory with its history row (None: not applied)."""
+        history = await self.history()
+        self.plan(history)  # refuses edited files and unknown rows
+        return [(m, history.get(m.version)) for m in self.migrations()]
+
+    # -- generating and checking -----------------------------------------------------------
+
+    async def differences(self, models: Sequence[type[Table]]) -> tuple[list[Operation], Any]:
+        """The upgrade the models need from the live schema, and the live schema."""
+        conn = await self.engine.acquire()
+        try:
+            async with conn.transaction(force_rollback=True):
+                current = await live_schema(conn)
+                desired = await model_schema(conn, models)
+        finally:
+            await self.engine.release(conn)
+        return diff(current, desired), current
+
+    async def make(self, models: Sequence[type[Table]], message: str) -> Generated | None:
+        """Write the next migration: the difference between the models and the live schema.
+
+        None when there is none. Refuses while migrations of the directory
+        are not applied (the difference would repeat them).
+        """
+        pending = self.plan(await self.history())
+        if pending:
+            names = ", ".join(str(s) for s in pending)
+            raise MigrationError(
+                f"the database is not up to date ({names} to run): apply them with "
+                "`data-bridge migrate` before generating the next migration"
+            )
+        operations, current = await self.differences(models)
+        if not operations:
+            return None
+        found = hazards(operations, current)
+        review = review_notes(operations)
+        version = next_version(self.migrations())
+        text = render(message, operations, reverse_all(operations), found, review)
+        path = write(self.directory, version, message, text)
+        self._migrations = None
+        return Generated(path, version, operations, found, review)
+
+    async def check(self, models: Sequence[type[Table]]) -> CheckResult:
+        """Whether the database is migrated to the latest version and matches the models."""
+        pending = self.plan(await self.history())
+        operations, _ = await self.differences(models)
+        return CheckResult(pending, operations)
+
+
+def _history_sql(migration: Migration, direction: str) -> str:
+    if direction == DOWNGRADE:
+        return sql.SQL(_FORGET.replace("%s", "{}")).format(migration.version).as_string(None)
+    text = _RECORD.replace("%s", "{}")
+    return (
+        sql.SQL(text)
+        .format(migration.version, migration.name, migration.checksum, APPLIED)
+        .as_string(None)
+    )
+
+
+async def _migrate(engine: Engine, directory: str | os.PathLike[str], to: str | None) -> list[Any]:
+    return list(await Migrator(engine, directory).migrate(to))
+
+
+install_migrate_hook(_migrate)
