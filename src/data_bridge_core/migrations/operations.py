@@ -74,7 +74,9 @@ def _idents(names: Iterable[str]) -> str:
 
 
 def _text(value: object) -> str:
-    """A Python literal for the rendered file."""
+    """A Python literal for the rendered file (double quotes when they need no escape)."""
+    if isinstance(value, str) and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
     return repr(value)
 
 

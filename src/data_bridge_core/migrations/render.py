@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,12 +34,47 @@ def _body(operations: Sequence[Operation], hazards: Sequence[Hazard]) -> str:
     lines = ["    return ["]
     for op in operations:
         for message in notes.get(id(op), []):
-            lines.append(f"        # HAZARD: {message}")
-        code = op.python().splitlines()
+            wrapped = textwrap.wrap(f"HAZARD: {message}", 80)
+            lines += [f"        # {wrapped[0]}"] + [f"        #   {w}" for w in wrapped[1:]]
+        code = _wrap_call(op.python()).splitlines()
         lines += [f"        {line}" for line in code[:-1]]
         lines.append(f"        {code[-1]},")
     lines.append("    ]")
     return "\n".join(lines) + "\n"
+
+
+def _split_arguments(text: str) -> list[str]:
+    """The top-level arguments of a call's argument text (quotes and brackets respected)."""
+    parts: list[str] = []
+    depth, quote, start, index = 0, "", 0, 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:index].strip())
+            start = index + 1
+        index += 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def _wrap_call(code: str, width: int = 88) -> str:
+    """A one-line call longer than ``width``, one argument per line."""
+    if "\n" in code or len(code) <= width or not code.endswith(")") or "(" not in code:
+        return code
+    head, _, rest = code.partition("(")
+    arguments = _split_arguments(rest[:-1])
+    return "\n".join([f"{head}(", *(f"    {a}," for a in arguments), ")"])
 
 
 def render(
@@ -55,7 +91,8 @@ def render(
     if review:
         parts.append("")
         for note in review:
-            parts.append(f"# REVIEW: {note}")
+            wrapped = textwrap.wrap(f"REVIEW: {note}", 88)
+            parts += [f"# {wrapped[0]}"] + [f"#   {w}" for w in wrapped[1:]]
         parts.append(
             "# ^ autogenerate could not decide this. Check the operations below, edit them,\n"
             "#   then delete the REVIEW line(s): `data-bridge migrate` refuses it until then.\n"

@@ -159,12 +159,13 @@ class Migrator:
         migrations = self.migrations()
         by_version = {m.version: m for m in migrations}
         for row in history.values():
-            migration = by_version.get(row.version)
-            if migration is None:
+            if row.version not in by_version:
                 raise MigrationError(
                     f"the database has migration {row.version}_{row.name} applied, but "
                     f"{self.directory} has no file for it (wrong directory, or a file deleted)"
                 )
+        for row in history.values():
+            migration = by_version[row.version]
             if row.state == APPLIED and row.checksum != migration.checksum:
                 raise EditedMigrationError(
                     f"migration {migration.label} was edited after it was applied "
