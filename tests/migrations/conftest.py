@@ -8,19 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from core_fixtures import PGBOUNCER_DSN
-from database_server import dsn
-from psycopg.conninfo import make_conninfo
+from migration_files import engine_for
 
 from data_bridge_core import Engine
-
-
-def engine_for(schema: str) -> Engine:
-    """An engine on the test's schema (through PgBouncer in that tier)."""
-    if PGBOUNCER_DSN:
-        through = make_conninfo(PGBOUNCER_DSN, user=schema)
-        return Engine(through, min_size=0, max_size=3, prepare_threshold=None)
-    return Engine(dsn(), min_size=0, max_size=3, options=f"-c search_path={schema}")
 
 
 @pytest.fixture

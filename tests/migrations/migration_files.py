@@ -5,23 +5,41 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from core_fixtures import PGBOUNCER_DSN
+from database_server import dsn
+from psycopg.conninfo import make_conninfo
+
+from data_bridge_core import Engine
+
 
 def write_migration(
     directory: Path, label: str, upgrade: str, downgrade: str = "", *, header: str = ""
 ) -> Path:
-    """``directory/<label>.py`` with ``upgrade()``/``downgrade()`` returning the given list items."""
+    """``directory/<label>.py``: ``upgrade()``/``downgrade()`` return the given list items."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{label}.py"
     path.write_text(
         "from data_bridge_core.migrations import operations as op\n"
         + textwrap.dedent(header)
         + "\n\ndef upgrade():\n    return [\n"
-        + textwrap.indent(textwrap.dedent(upgrade).strip() + "\n", "        ")
+        + _items(upgrade)
         + "    ]\n\n\ndef downgrade():\n    return [\n"
-        + (textwrap.indent(textwrap.dedent(downgrade).strip() + "\n", "        ") if downgrade else "")
+        + (_items(downgrade) if downgrade else "")
         + "    ]\n"
     )
     return path
+
+
+def _items(text: str) -> str:
+    return textwrap.indent(textwrap.dedent(text).strip() + "\n", "        ")
+
+
+def engine_for(schema: str) -> Engine:
+    """An engine on the test's schema (through PgBouncer in that tier)."""
+    if PGBOUNCER_DSN:
+        through = make_conninfo(PGBOUNCER_DSN, user=schema)
+        return Engine(through, min_size=0, max_size=3, prepare_threshold=None)
+    return Engine(dsn(), min_size=0, max_size=3, options=f"-c search_path={schema}")
 
 
 def three_migrations(directory: Path) -> None:

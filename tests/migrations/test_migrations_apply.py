@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 from catalog_snapshot import history, run_sql, snapshot
-from conftest import engine_for
-from migration_files import three_migrations, write_migration
-from scratch_schema import fresh_schema
+from migration_files import engine_for, three_migrations, write_migration
 
 from data_bridge_core import Engine, Session
 from data_bridge_core.migrations import (
@@ -19,6 +17,7 @@ from data_bridge_core.migrations import (
     MigrationFailedError,
     Migrator,
 )
+from scratch_schema import fresh_schema
 
 
 async def test_two_migrators_at_once_apply_each_migration_exactly_once(
@@ -155,8 +154,9 @@ async def test_a_data_migration_runs_in_the_migrations_transaction(
 async def test_a_migration_not_returning_operations_gets_a_clear_error(
     migration_engine: Engine, directory: Path
 ) -> None:
-    directory.mkdir()
-    (directory / "0001_bad.py").write_text("def upgrade():\n    return 'DROP TABLE x'\n")
+    write_migration(directory, "0001_bad", "")
+    bad = directory / "0001_bad.py"
+    bad.write_text("def upgrade():\n    return 'DROP TABLE x'\n")
     with pytest.raises(MigrationError, match=r"upgrade\(\) of migration 0001_bad must return"):
         await Migrator(migration_engine, directory).migrate()
 

@@ -38,6 +38,10 @@ async def cli(*argv: str) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
+async def check(models: str, schema: str) -> tuple[int, str, str]:
+    return await cli("migrations", "check", "--models", models, "--schema", schema)
+
+
 @pytest.fixture
 def project(tmp_path: Path, schema: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project directory, current, with two versions of a models module."""
@@ -62,11 +66,11 @@ async def test_the_workflow_from_makemigrations_to_check(project: Path, schema: 
     ]
     assert await cli("migrate", "--schema", schema) == (0, "Applied 0001_create_authors\n", "")
     assert await cli("migrate", "--schema", schema) == (0, "No migrations to apply.\n", "")
-    status, out, _ = await cli("migrations", "check", "--models", f"v1_{schema}", "--schema", schema)
+    status, out, _ = await check(f"v1_{schema}", schema)
     assert (status, out) == (0, "The database is migrated and matches the models.\n")
 
     # The model changes: check fails until a migration is generated and applied.
-    status, out, _ = await cli("migrations", "check", "--models", f"v2_{schema}", "--schema", schema)
+    status, out, _ = await check(f"v2_{schema}", schema)
     assert status == 1
     assert out.splitlines() == [
         "models differ: add column authors.bio",
@@ -76,7 +80,7 @@ async def test_the_workflow_from_makemigrations_to_check(project: Path, schema: 
         "migrations", "new", "-m", "add bio", "--models", f"v2_{schema}", "--schema", schema
     )
     assert (status, out.splitlines()[-1]) == (0, "  - add column authors.bio")
-    status, out, _ = await cli("migrations", "check", "--models", f"v2_{schema}", "--schema", schema)
+    status, out, _ = await check(f"v2_{schema}", schema)
     assert (status, out.splitlines()[0]) == (1, "not applied: 0002_add_bio (upgrade)")
 
     status, out, _ = await cli("migrate", "--sql", "--schema", schema)
@@ -109,7 +113,7 @@ async def test_without_a_database_the_command_says_how_to_name_one(
 async def test_a_failure_is_reported_on_stderr_with_status_1(
     project: Path, schema: str
 ) -> None:
-    status, out, err = await cli("migrate", "--to", "0009", "--schema", schema, "--dsn", dsn())
+    status, _, err = await cli("migrate", "--to", "0009", "--schema", schema, "--dsn", dsn())
     assert status == 1
     assert err.startswith("data-bridge: no migration has version '0009'")
 
@@ -131,9 +135,8 @@ async def test_two_deploys_at_once_through_the_console_script_apply_each_migrati
         ]
         outputs = [await p.communicate() for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
-    applied = sorted(
-        line for out, _ in outputs for line in out.decode().splitlines() if line.startswith("Applied")
-    )
+    lines = [line for out, _ in outputs for line in out.decode().splitlines()]
+    applied = sorted(line for line in lines if line.startswith("Applied"))
     assert applied == ["Applied 0001_log", "Applied 0002_entry", "Applied 0003_entry"]
     assert await run_sql(schema, "SELECT version FROM applied_log ORDER BY version") == [
         ("0002",),

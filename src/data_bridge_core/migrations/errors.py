@@ -14,8 +14,8 @@ class MigrationFailedError(MigrationError):
 
     ``version``/``name`` name the migration, ``statement`` is the SQL that
     failed (the migration's own text, written by its author), ``index`` its
-    position (1-based) among the migration's statements. The database error is
-    the ``__cause__``.
+    position (1-based) among the migration's statements. ``original`` is the
+    database error (also the ``__cause__``), quoted in the message.
     """
 
     def __init__(
@@ -25,7 +25,7 @@ class MigrationFailedError(MigrationError):
         direction: str,
         index: int,
         statement: str,
-        problem: str,
+        original: BaseException,
         *,
         transactional: bool = True,
     ) -> None:
@@ -37,13 +37,14 @@ class MigrationFailedError(MigrationError):
         )
         super().__init__(
             f"migration {version}_{name} ({direction}) failed at statement {index}: "
-            f"{statement}\n  {problem}\n  {outcome}"
+            f"{statement}\n  {original}\n  {outcome}"
         )
         self.version = version
         self.name = name
         self.direction = direction
         self.index = index
         self.statement = statement
+        self.original = original
 
 
 class EditedMigrationError(MigrationError):

@@ -329,7 +329,7 @@ class Migrator:
                         direction,
                         index + 1,
                         f"(data migration {op.describe()})",
-                        str(exc).strip(),
+                        exc,
                         transactional=migration.transactional,
                     ) from exc
                 continue
@@ -349,7 +349,7 @@ class Migrator:
                         direction,
                         index,
                         statement,
-                        str(exc).strip(),
+                        exc,
                         transactional=migration.transactional,
                     ) from exc
         return count
