@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from catalog_snapshot import history, run_sql, snapshot
+from core_fixtures import Comment, Post, User
 from migration_files import engine_for, three_migrations, write_migration
 
 from data_bridge_core import Engine, Session
@@ -289,3 +290,50 @@ async def test_sql_prints_what_migrate_runs(
         await run_sql(other, script)
         assert (await snapshot(other))["columns"] == (await snapshot(schema))["columns"]
         assert await history(other) == await history(schema)
+
+
+# -- adopting a database, data migrations, another process's running mark ----------------
+
+
+async def test_fake_records_the_migrations_of_a_database_made_by_create_all(
+    migration_engine: Engine, schema: str, directory: Path
+) -> None:
+    generated = await Migrator(migration_engine, directory).make(
+        [User, Post, Comment], "initial"
+    )
+    assert generated is not None
+    await Migrator(migration_engine, directory).migrate(to="zero")  # history table only
+    await migration_engine.create_all(User, Post, Comment)  # the database before migrations
+    steps = await Migrator(migration_engine, directory).migrate(fake=True)
+    assert [str(s) for s in steps] == ["0001_initial (upgrade)"]
+    assert await history(schema) == [("0001", "applied")]
+    assert (await Migrator(migration_engine, directory).check([User, Post, Comment])).clean
+
+
+async def test_an_empty_migration_is_a_template_that_applies(
+    migration_engine: Engine, directory: Path
+) -> None:
+    generated = await Migrator(migration_engine, directory).make([], "backfill", empty=True)
+    assert generated is not None and generated.path.name == "0001_backfill.py"
+    assert "# op.run(backfill)" in generated.path.read_text()
+    steps = await Migrator(migration_engine, directory).migrate()
+    assert [str(s) for s in steps] == ["0001_backfill (upgrade)"]
+
+
+async def test_a_migration_marked_running_by_another_process_is_waited_for_then_reported(
+    migration_engine: Engine, schema: str, directory: Path
+) -> None:
+    three_migrations(directory)
+    await Migrator(migration_engine, directory).migrate(to="0001")
+    await run_sql(
+        schema,
+        "INSERT INTO data_bridge_migrations (version, name, checksum, state) "
+        "VALUES ('0002', 'entry', 'x', 'running')",
+    )
+    migrator = Migrator(migration_engine, directory, wait_timeout=0.2)
+    async with asyncio.timeout(30):
+        with pytest.raises(MigrationError, match="0002_entry has been marked running"):
+            await migrator.migrate()
+    await run_sql(schema, "DELETE FROM data_bridge_migrations WHERE state = 'running'")
+    steps = await Migrator(migration_engine, directory).migrate()
+    assert [str(s) for s in steps] == ["0002_entry (upgrade)", "0003_entry (upgrade)"]

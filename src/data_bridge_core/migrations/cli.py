@@ -41,11 +41,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _models_option(parser: argparse.ArgumentParser) -> None:
+def _models_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument(
         "--models",
         action="append",
-        required=True,
+        required=required,
         metavar="MODULE",
         help="module whose Table classes are the models (repeatable), e.g. app.models",
     )
@@ -61,20 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
         "makemigrations", help="write the next migration from the models' differences"
     )
     _common(make)
-    _models_option(make)
+    _models_option(make, required=False)
     make.add_argument("-m", "--message", required=True, help="what the migration does")
+    make.add_argument("--empty", action="store_true", help="no operations: write them yourself")
 
     migrate = commands.add_parser("migrate", help="apply pending migrations (or go --to one)")
     _common(migrate)
     migrate.add_argument("--to", metavar="VERSION", help="target version ('zero': unapply all)")
     migrate.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    migrate.add_argument(
+        "--fake",
+        action="store_true",
+        help="record the migrations as applied (or unapplied) without running them",
+    )
 
     group = commands.add_parser("migrations", help="new, check, list")
     sub = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     new = sub.add_parser("new", help="same as makemigrations")
     _common(new)
-    _models_option(new)
+    _models_option(new, required=False)
     new.add_argument("-m", "--message", required=True, help="what the migration does")
+    new.add_argument("--empty", action="store_true", help="no operations: write them yourself")
     check = sub.add_parser(
         "check", help="exit 1 when migrations are pending or the models differ from the schema"
     )
@@ -154,7 +161,11 @@ async def run(
 
 
 async def _make(migrator: Migrator, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    generated = await migrator.make(load_models(args.models), args.message)
+    if not args.empty and not args.models:
+        print("data-bridge: --models MODULE is required (or --empty)", file=err)
+        return 2
+    models = [] if args.empty else load_models(args.models)
+    generated = await migrator.make(models, args.message, empty=args.empty)
     if generated is None:
         print("No changes detected", file=out)
         return 0
@@ -178,12 +189,13 @@ async def _migrate(migrator: Migrator, args: argparse.Namespace, out: TextIO) ->
     if args.sql:
         out.write(await migrator.sql(args.to))
         return 0
-    steps = await migrator.migrate(args.to)
+    steps = await migrator.migrate(args.to, fake=args.fake)
     if not steps:
         print("No migrations to apply.", file=out)
     for step in steps:
         verb = "Applied" if step.direction == "upgrade" else "Unapplied"
-        print(f"{verb} {step.migration.label}", file=out)
+        fake = " (fake: recorded, not run)" if args.fake else ""
+        print(f"{verb} {step.migration.label}{fake}", file=out)
     return 0
 
 

@@ -25,9 +25,17 @@ def next_version(existing: Sequence[Migration]) -> str:
     return str(number).zfill(width)
 
 
+_EMPTY = """\
+    return [
+        # op.execute("UPDATE users SET bio = '' WHERE bio IS NULL"),
+        # op.run(backfill),  # async def backfill(session: Session) -> None, above
+    ]
+"""
+
+
 def _body(operations: Sequence[Operation], hazards: Sequence[Hazard]) -> str:
     if not operations:
-        return "    return []\n"
+        return _EMPTY
     notes: dict[int, list[str]] = {}
     for hazard in hazards:
         notes.setdefault(id(hazard.operation), []).append(hazard.message)

@@ -203,13 +203,15 @@ class Migrator:
 
     # -- applying ------------------------------------------------------------------------
 
-    async def migrate(self, to: str | None = None) -> list[Step]:
+    async def migrate(self, to: str | None = None, *, fake: bool = False) -> list[Step]:
         """Apply (or unapply) migrations up to version ``to`` (None: the latest).
 
         Returns the steps this call ran (others may have been run meanwhile
         by another process). Raises `MigrationFailedError` when a statement
         fails (that migration is rolled back, the ones before stay),
         `EditedMigrationError` for an applied file edited since.
+        ``fake``: record the steps in the history without running them (a
+        database whose tables `create_all` made, adopted by migrations).
         """
         self._target(to)  # a bad version fails before anything is locked
         async with Session(self.engine) as session:
@@ -220,7 +222,7 @@ class Migrator:
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         while True:
-            outcome = await self._next(to)
+            outcome = await self._next(to, fake)
             if outcome is None:
                 return done
             if isinstance(outcome, HistoryRow):  # another process runs a non-transactional one
@@ -238,7 +240,7 @@ class Migrator:
             deadline = None
             done.append(outcome)
 
-    async def _next(self, to: str | None) -> Step | HistoryRow | None:
+    async def _next(self, to: str | None, fake: bool = False) -> Step | HistoryRow | None:
         """Apply the next step under the lock: the step, a running mark to wait for, or None."""
         async with Session(self.engine) as session:
             await session.execute(_LOCK)
@@ -256,6 +258,10 @@ class Migrator:
                     f"migration {migration.label} still has a '# REVIEW:' line: read it, check "
                     f"the operations of {migration.path}, then delete the line"
                 )
+            if fake:
+                await self._record(session, migration, step.direction, APPLIED)
+                await session.commit()
+                return step
             if not migration.transactional:
                 await self._record(session, migration, UPGRADE, RUNNING)
                 await session.commit()
@@ -405,12 +411,20 @@ class Migrator:
             await self.engine.release(conn)
         return diff(current, desired), current
 
-    async def make(self, models: Sequence[type[Table]], message: str) -> Generated | None:
+    async def make(
+        self, models: Sequence[type[Table]], message: str, *, empty: bool = False
+    ) -> Generated | None:
         """Write the next migration: the difference between the models and the live schema.
 
         None when there is none. Refuses while migrations of the directory
-        are not applied (the difference would repeat them).
+        are not applied (the difference would repeat them). ``empty``: write
+        a migration with no operations, to fill in (a data migration).
         """
+        if empty:
+            version = next_version(self.migrations())
+            path = write(self.directory, version, message, render(message, [], []))
+            self._migrations = None
+            return Generated(path, version, [], [], [])
         pending = self.plan(await self.history())
         if pending:
             names = ", ".join(str(s) for s in pending)
