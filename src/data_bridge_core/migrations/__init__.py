@@ -15,13 +15,14 @@ from data_bridge_core.migrations.errors import (
     MigrationFailedError,
 )
 from data_bridge_core.migrations.files import Migration
-from data_bridge_core.migrations.runner import CheckResult, Generated, Migrator, Step
+from data_bridge_core.migrations.runner import CheckResult, Generated, HistoryRow, Migrator, Step
 
 __all__ = [
     "CheckResult",
     "EditedMigrationError",
     "Generated",
     "Hazard",
+    "HistoryRow",
     "Migration",
     "MigrationError",
     "MigrationFailedError",
