@@ -337,3 +337,10 @@ async def test_a_migration_marked_running_by_another_process_is_waited_for_then_
     await run_sql(schema, "DELETE FROM data_bridge_migrations WHERE state = 'running'")
     steps = await Migrator(migration_engine, directory).migrate()
     assert [str(s) for s in steps] == ["0002_entry (upgrade)", "0003_entry (upgrade)"]
+
+
+async def test_a_missing_directory_is_an_error_not_up_to_date(
+    migration_engine: Engine, tmp_path: Path
+) -> None:
+    with pytest.raises(MigrationError, match=r"no migrations directory .*nowhere"):
+        await Migrator(migration_engine, tmp_path / "nowhere").migrate()

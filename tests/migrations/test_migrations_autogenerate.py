@@ -448,3 +448,10 @@ async def test_a_review_line_stops_migrate_until_it_is_removed(
     generated.path.write_text("\n".join(kept) + "\n")
     steps = await Migrator(migration_engine, directory).migrate()
     assert [str(s) for s in steps] == ["0002_rename (upgrade)"]
+
+
+async def test_a_foreign_key_to_a_table_no_model_maps_is_named(
+    migration_engine: Engine, directory: Path
+) -> None:
+    with pytest.raises(MigrationError, match=r"Article.author_id references table 'authors'"):
+        await Migrator(migration_engine, directory).make([articles()], "orphan")

@@ -36,7 +36,7 @@ from data_bridge_core.migrations.state import (
     SchemaState,
     TableState,
 )
-from data_bridge_core.schema.table import Table
+from data_bridge_core.schema.table import Table, table_info
 
 HISTORY_TABLE = "data_bridge_migrations"
 
@@ -145,8 +145,18 @@ async def live_schema(conn: AsyncConnection[Any]) -> SchemaState:
 async def model_schema(conn: AsyncConnection[Any], models: Sequence[type[Table]]) -> SchemaState:
     """The schema the models declare, as the server spells it (see the module's docstring).
 
-    ``conn`` must be idle (no transaction open); it is left idle.
+    Runs in a transaction (a savepoint inside one) that is rolled back.
+    Raises MigrationError for a foreign key to a table no model maps (the
+    models' schema must be complete: pass every model).
     """
+    names = {table_info(m).name for m in models}
+    for model in models:
+        for column, ref_table, _ in table_info(model).iter_foreign_keys():
+            if ref_table not in names:
+                raise MigrationError(
+                    f"{model.__name__}.{column.name} references table {ref_table!r}, which none "
+                    "of the models given maps: pass every model (each --models module)"
+                )
     try:
         async with conn.transaction(force_rollback=True):
             # Transaction-local: the tables go to the temporary schema, names of the

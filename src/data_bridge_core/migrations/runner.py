@@ -185,6 +185,12 @@ class Migrator:
         ]
         return down + up
 
+    def _require_directory(self) -> None:
+        """A missing directory is a mistake (a wrong --dir or working directory), not "no
+        migrations": say so rather than report the database up to date."""
+        if not self.directory.is_dir():
+            raise MigrationError(f"no migrations directory {self.directory} (see --dir)")
+
     def _target(self, to: str | None) -> int:
         migrations = self.migrations()
         if to is None:
@@ -213,6 +219,7 @@ class Migrator:
         ``fake``: record the steps in the history without running them (a
         database whose tables `create_all` made, adopted by migrations).
         """
+        self._require_directory()
         self._target(to)  # a bad version fails before anything is locked
         async with Session(self.engine) as session:
             await session.execute(_LOCK)
@@ -364,6 +371,7 @@ class Migrator:
 
     async def sql(self, to: str | None = None) -> str:
         """The SQL `migrate` would run from the current history, as a script."""
+        self._require_directory()
         history = await self.history()
         steps = self.plan(history, to)
         out = [
@@ -374,6 +382,8 @@ class Migrator:
         for step in steps:
             migration = step.migration
             out.append(f"-- {step}")
+            if migration.needs_review:
+                out.append("-- it still has a '# REVIEW:' line: migrate refuses it until removed")
             transactional = migration.transactional
             if transactional:
                 out += ["BEGIN;", f"{_LOCK};"]
