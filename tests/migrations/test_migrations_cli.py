@@ -113,6 +113,9 @@ async def test_without_a_database_the_command_says_how_to_name_one(
 async def test_a_failure_is_reported_on_stderr_with_status_1(
     project: Path, schema: str
 ) -> None:
+    status, _, err = await cli("migrate", "--schema", schema, "--dsn", dsn())
+    assert (status, err) == (1, "data-bridge: no migrations directory migrations (see --dir)\n")
+    (project / "migrations").mkdir()
     status, _, err = await cli("migrate", "--to", "0009", "--schema", schema, "--dsn", dsn())
     assert status == 1
     assert err.startswith("data-bridge: no migration has version '0009'")
