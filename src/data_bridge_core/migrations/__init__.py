@@ -3,8 +3,8 @@
 Modules, each importing only the ones before it: ``errors``, ``state``
 (a schema as values), ``operations`` (what migration files are made of),
 ``introspect`` (the catalog), ``diff`` (operations and hazards), ``files``
-(migration files), ``render`` (writing one), ``runner`` (`Migrator`),
-``cli`` (the ``data-bridge`` command).
+(migration files), ``render`` (writing one), ``history`` (the history table
+and the lock), ``runner`` (`Migrator`), ``cli`` (the ``data-bridge`` command).
 """
 
 from data_bridge_core.migrations import operations
@@ -15,7 +15,8 @@ from data_bridge_core.migrations.errors import (
     MigrationFailedError,
 )
 from data_bridge_core.migrations.files import Migration
-from data_bridge_core.migrations.runner import CheckResult, Generated, HistoryRow, Migrator, Step
+from data_bridge_core.migrations.history import HistoryRow
+from data_bridge_core.migrations.runner import CheckResult, Generated, Migrator, Step
 
 __all__ = [
     "CheckResult",

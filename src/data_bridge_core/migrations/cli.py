@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from data_bridge_core.engine import Engine
 from data_bridge_core.errors import DataBridgeError
+from data_bridge_core.migrations.history import APPLIED
 from data_bridge_core.migrations.runner import Migrator
 from data_bridge_core.schema.table import Table
 
@@ -218,8 +219,8 @@ async def _list(migrator: Migrator, out: TextIO) -> int:
     if not rows:
         print(f"no migrations in {migrator.directory}", file=out)
     for migration, row in rows:
-        mark = "[X]" if row is not None and row.state == "applied" else "[ ]"
-        note = f" ({row.state})" if row is not None and row.state != "applied" else ""
+        mark = "[X]" if row is not None and row.state == APPLIED else "[ ]"
+        note = f" ({row.state})" if row is not None and row.state != APPLIED else ""
         print(f"{mark} {migration.label}{note}", file=out)
     return 0
 

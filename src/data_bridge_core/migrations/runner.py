@@ -30,10 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from data_bridge_core.engine import Engine, install_migrate_hook
 from data_bridge_core.errors import DatabaseError
+from data_bridge_core.migrations import history
 from data_bridge_core.migrations.diff import Hazard, diff, hazards, reverse_all, review_notes
 from data_bridge_core.migrations.errors import (
     EditedMigrationError,
@@ -41,43 +40,15 @@ from data_bridge_core.migrations.errors import (
     MigrationFailedError,
 )
 from data_bridge_core.migrations.files import DOWNGRADE, UPGRADE, Migration, load_directory
+from data_bridge_core.migrations.history import APPLIED, RUNNING, HistoryRow
 from data_bridge_core.migrations.introspect import HISTORY_TABLE, live_schema, model_schema
 from data_bridge_core.migrations.operations import Execute, Operation, RunPython
 from data_bridge_core.migrations.render import next_version, render, write
+from data_bridge_core.migrations.state import SchemaState
 from data_bridge_core.schema.table import Table
 from data_bridge_core.session import Session
 
 ZERO = "zero"  # `--to zero`: every migration unapplied (Django's spelling)
-APPLIED, RUNNING = "applied", "running"
-
-_HISTORY_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\n"
-    "  version text PRIMARY KEY,\n"
-    "  name text NOT NULL,\n"
-    "  checksum text NOT NULL,\n"
-    f"  state text NOT NULL DEFAULT '{APPLIED}',\n"
-    "  applied_at timestamptz NOT NULL DEFAULT now()\n"
-    ")"
-)
-# One lock per database and schema: migrations of other schemas do not wait.
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('data_bridge_migrations:' || current_schema()))"
-_READ_HISTORY = f"SELECT version, name, checksum, state FROM {HISTORY_TABLE} ORDER BY version"
-_HISTORY_EXISTS = f"SELECT to_regclass('{HISTORY_TABLE}') IS NOT NULL"
-_RECORD = (
-    f"INSERT INTO {HISTORY_TABLE} (version, name, checksum, state) VALUES (%s, %s, %s, %s) "
-    "ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum, "
-    "state = EXCLUDED.state, applied_at = now()"
-)
-_FORGET = f"DELETE FROM {HISTORY_TABLE} WHERE version = %s"
-_SET_STATE = f"UPDATE {HISTORY_TABLE} SET state = %s WHERE version = %s"
-
-
-@dataclass(frozen=True)
-class HistoryRow:
-    version: str
-    name: str
-    checksum: str
-    state: str
 
 
 @dataclass(frozen=True)
@@ -140,17 +111,9 @@ class Migrator:
     async def history(self) -> dict[str, HistoryRow]:
         """The history table's rows by version (empty when the table does not exist)."""
         async with Session(self.engine) as session:
-            return await self._read_history(session, check_exists=True)
+            return await history.read(session, check_exists=True)
 
-    async def _read_history(
-        self, session: Session, *, check_exists: bool = False
-    ) -> dict[str, HistoryRow]:
-        if check_exists and not (await session.execute(_HISTORY_EXISTS)).rows[0][0]:
-            return {}
-        rows = (await session.execute(_READ_HISTORY)).rows
-        return {r[0]: HistoryRow(*r) for r in rows}
-
-    def plan(self, history: dict[str, HistoryRow], to: str | None = None) -> list[Step]:
+    def plan(self, rows: dict[str, HistoryRow], to: str | None = None) -> list[Step]:
         """The steps from the recorded history to version ``to`` (None: the latest).
 
         Refuses a history that names a migration the directory lacks, and an
@@ -158,13 +121,13 @@ class Migrator:
         """
         migrations = self.migrations()
         by_version = {m.version: m for m in migrations}
-        for row in history.values():
+        for row in rows.values():
             if row.version not in by_version:
                 raise MigrationError(
                     f"the database has migration {row.version}_{row.name} applied, but "
                     f"{self.directory} has no file for it (wrong directory, or a file deleted)"
                 )
-        for row in history.values():
+        for row in rows.values():
             migration = by_version[row.version]
             if row.state == APPLIED and row.checksum != migration.checksum:
                 raise EditedMigrationError(
@@ -176,12 +139,12 @@ class Migrator:
         down = [
             Step(m, DOWNGRADE)
             for m in reversed(migrations)
-            if m.version in history and int(m.version) > target
+            if m.version in rows and int(m.version) > target
         ]
         up = [
             Step(m, UPGRADE)
             for m in migrations
-            if m.version not in history and int(m.version) <= target
+            if m.version not in rows and int(m.version) <= target
         ]
         return down + up
 
@@ -222,8 +185,8 @@ class Migrator:
         self._require_directory()
         self._target(to)  # a bad version fails before anything is locked
         async with Session(self.engine) as session:
-            await session.execute(_LOCK)
-            await session.execute(_HISTORY_DDL)
+            await history.lock(session)
+            await history.ensure_table(session)
             await session.commit()
         done: list[Step] = []
         loop = asyncio.get_running_loop()
@@ -250,10 +213,10 @@ class Migrator:
     async def _next(self, to: str | None, fake: bool = False) -> Step | HistoryRow | None:
         """Apply the next step under the lock: the step, a running mark to wait for, or None."""
         async with Session(self.engine) as session:
-            await session.execute(_LOCK)
-            history = await self._read_history(session)
-            steps = self.plan(history, to)
-            running = [row for row in history.values() if row.state != APPLIED]
+            await history.lock(session)
+            rows = await history.read(session)
+            steps = self.plan(rows, to)
+            running = [row for row in rows.values() if row.state != APPLIED]
             if running:
                 return running[0]
             if not steps:
@@ -265,18 +228,15 @@ class Migrator:
                     f"migration {migration.label} still has a '# REVIEW:' line: read it, check "
                     f"the operations of {migration.path}, then delete the line"
                 )
-            if fake:
-                await self._record(session, migration, step.direction, APPLIED)
+            if migration.transactional or fake:
+                if not fake:
+                    await self.apply_migration(session, migration, step.direction)
+                await history.record(session, migration, step.direction, APPLIED)
                 await session.commit()
                 return step
-            if not migration.transactional:
-                await self._record(session, migration, UPGRADE, RUNNING)
-                await session.commit()
-            else:
-                await self.apply_migration(session, migration, step.direction)
-                await self._record(session, migration, step.direction, APPLIED)
-                await session.commit()
-                return step
+            # Marked (and committed) first: the statements commit one by one.
+            await history.record(session, migration, step.direction, RUNNING)
+            await session.commit()
         await self._apply_outside_transaction(step)
         return step
 
@@ -294,31 +254,16 @@ class Migrator:
                 await self.apply_migration(session, migration, step.direction)
         except BaseException:
             async with Session(self.engine) as session:
-                await session.execute(_LOCK)
-                if step.direction == UPGRADE:
-                    await session.execute(_FORGET, [migration.version])
-                else:
-                    await session.execute(_SET_STATE, [APPLIED, migration.version])
+                await history.lock(session)
+                await history.abandon(session, migration, step.direction)
                 await session.commit()
             raise
         finally:
             await autocommit.dispose()
         async with Session(self.engine) as session:
-            await session.execute(_LOCK)
-            await self._record(session, migration, step.direction, APPLIED)
+            await history.lock(session)
+            await history.record(session, migration, step.direction, APPLIED)
             await session.commit()
-
-    async def _record(
-        self, session: Session, migration: Migration, direction: str, state: str
-    ) -> None:
-        if direction == DOWNGRADE and state == APPLIED:
-            await session.execute(_FORGET, [migration.version])
-        elif direction == DOWNGRADE:
-            await session.execute(_SET_STATE, [state, migration.version])
-        else:
-            await session.execute(
-                _RECORD, [migration.version, migration.name, migration.checksum, state]
-            )
 
     async def apply_migration(self, session: Session, migration: Migration, direction: str) -> int:
         """Run one migration's ``upgrade()`` or ``downgrade()`` in ``session``; the seam.
@@ -372,11 +317,10 @@ class Migrator:
     async def sql(self, to: str | None = None) -> str:
         """The SQL `migrate` would run from the current history, as a script."""
         self._require_directory()
-        history = await self.history()
-        steps = self.plan(history, to)
+        steps = self.plan(await self.history(), to)
         out = [
             "-- data-bridge migrate --sql: what `data-bridge migrate` would run",
-            f"{_HISTORY_DDL};",
+            f"{history.TABLE_DDL};",
             "",
         ]
         for step in steps:
@@ -386,7 +330,7 @@ class Migrator:
                 out.append("-- it still has a '# REVIEW:' line: migrate refuses it until removed")
             transactional = migration.transactional
             if transactional:
-                out += ["BEGIN;", f"{_LOCK};"]
+                out += ["BEGIN;", f"{history.LOCK};"]
             else:
                 out.append("-- transactional = False: each statement commits on its own")
             for op in migration.operations(step.direction):
@@ -394,7 +338,7 @@ class Migrator:
                     out.append(f"-- {op.describe()}: Python, runs here (not shown)")
                     continue
                 out += [f"{statement};" for statement in op.statements()]
-            out.append(f"{_history_sql(migration, step.direction)};")
+            out.append(f"{history.record_sql(migration, step.direction)};")
             if transactional:
                 out.append("COMMIT;")
             out.append("")
@@ -404,13 +348,15 @@ class Migrator:
 
     async def status(self) -> list[tuple[Migration, HistoryRow | None]]:
         """Each migration of the directory with its history row (None: not applied)."""
-        history = await self.history()
-        self.plan(history)  # refuses edited files and unknown rows
-        return [(m, history.get(m.version)) for m in self.migrations()]
+        rows = await self.history()
+        self.plan(rows)  # refuses edited files and unknown rows
+        return [(m, rows.get(m.version)) for m in self.migrations()]
 
     # -- generating and checking -----------------------------------------------------------
 
-    async def differences(self, models: Sequence[type[Table]]) -> tuple[list[Operation], Any]:
+    async def differences(
+        self, models: Sequence[type[Table]]
+    ) -> tuple[list[Operation], SchemaState]:
         """The upgrade the models need from the live schema, and the live schema."""
         conn = await self.engine.acquire()
         try:
@@ -458,17 +404,6 @@ class Migrator:
         pending = self.plan(await self.history())
         operations, _ = await self.differences(models)
         return CheckResult(pending, operations)
-
-
-def _history_sql(migration: Migration, direction: str) -> str:
-    if direction == DOWNGRADE:
-        return sql.SQL(_FORGET.replace("%s", "{}")).format(migration.version).as_string(None)
-    text = _RECORD.replace("%s", "{}")
-    return (
-        sql.SQL(text)
-        .format(migration.version, migration.name, migration.checksum, APPLIED)
-        .as_string(None)
-    )
 
 
 async def _migrate(engine: Engine, directory: str | os.PathLike[str], to: str | None) -> list[Any]:
