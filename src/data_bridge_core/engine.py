@@ -20,7 +20,7 @@ import contextvars
 import os
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import psycopg
 from psycopg import AsyncConnection
@@ -33,9 +33,12 @@ from data_bridge_core.errors import DatabaseError, wrap_database_error
 from data_bridge_core.introspection import check_tables
 from data_bridge_core.schema.table import Table
 
+if TYPE_CHECKING:
+    from data_bridge_core.migrations.runner import Step
+
 # `Engine.migrate` runs `data_bridge_core.migrations`, a layer above: it installs
 # itself here when imported (the package's __init__ imports it).
-MigrateHook = Callable[["Engine", "str | os.PathLike[str]", "str | None"], Awaitable[list[Any]]]
+MigrateHook = Callable[["Engine", "str | os.PathLike[str]", "str | None"], Awaitable[list["Step"]]]
 _migrate_hook: MigrateHook | None = None
 
 
@@ -285,7 +288,7 @@ class Engine:
 
     async def migrate(
         self, directory: str | os.PathLike[str] = "migrations", *, to: str | None = None
-    ) -> list[Any]:
+    ) -> list[Step]:
         """Apply the migrations of ``directory`` up to version ``to`` (None: the latest).
 
         Returns the steps run (`data_bridge_core.migrations.Step`). See

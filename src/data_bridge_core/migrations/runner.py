@@ -28,7 +28,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from data_bridge_core.engine import Engine, install_migrate_hook
 from data_bridge_core.errors import DatabaseError
@@ -406,8 +405,8 @@ class Migrator:
         return CheckResult(pending, operations)
 
 
-async def _migrate(engine: Engine, directory: str | os.PathLike[str], to: str | None) -> list[Any]:
-    return list(await Migrator(engine, directory).migrate(to))
+async def _migrate(engine: Engine, directory: str | os.PathLike[str], to: str | None) -> list[Step]:
+    return await Migrator(engine, directory).migrate(to)
 
 
 install_migrate_hook(_migrate)
