@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from catalog_snapshot import history, run_sql, snapshot
-from core_fixtures import Comment, Post, User
+from core_fixtures import PGBOUNCER_DSN, Comment, Post, User
 from migration_files import engine_for, three_migrations, write_migration
 
 from data_bridge_core import Engine, Session
@@ -344,3 +344,29 @@ async def test_a_missing_directory_is_an_error_not_up_to_date(
 ) -> None:
     with pytest.raises(MigrationError, match=r"no migrations directory .*nowhere"):
         await Migrator(migration_engine, tmp_path / "nowhere").migrate()
+
+
+async def test_execute_sends_a_percent_sign_as_written_and_params_as_parameters(
+    migration_engine: Engine, schema: str, directory: Path
+) -> None:
+    write_migration(
+        directory,
+        "0001_rates",
+        """
+        op.execute("CREATE TABLE rates (label text DEFAULT '100%', value int)"),
+        op.execute("INSERT INTO rates (label, value) VALUES ('50%', 1)"),
+        op.execute("INSERT INTO rates (label, value) VALUES (%s, %s)", ["given", 2]),
+        """,
+    )
+    await Migrator(migration_engine, directory).migrate()
+    rows = await run_sql(schema, "SELECT label, value FROM rates ORDER BY value")
+    assert rows == [("50%", 1), ("given", 2)]
+    async with fresh_schema("dbt", owned_by_role=bool(PGBOUNCER_DSN)) as other:
+        other_engine = engine_for(other)
+        try:
+            script = await Migrator(other_engine, directory).sql()
+        finally:
+            await other_engine.dispose()
+        assert "INSERT INTO rates (label, value) VALUES ('given', 2);" in script
+        await run_sql(other, script)
+        assert await run_sql(other, "SELECT label, value FROM rates ORDER BY value") == rows

@@ -575,6 +575,19 @@ class Execute(Operation):
     def statements(self) -> list[str]:
         return [self.sql]
 
+    def script(self) -> str:
+        """The statement with its parameters written as literals (for `migrate --sql`)."""
+        if self.params is None:
+            return self.sql
+        pieces = [part.replace("%%", "%") for part in self.sql.split("%s")]
+        if len(pieces) != len(self.params) + 1:
+            raise ValueError(
+                f"op.execute() has {len(pieces) - 1} %s placeholder(s) and "
+                f"{len(self.params)} parameter(s)"
+            )
+        literals = [sql.Literal(value).as_string(None) for value in self.params]
+        return "".join(p + v for p, v in zip(pieces, [*literals, ""], strict=True))
+
     def python(self) -> str:
         return f"op.execute({_text(self.sql)})"
 

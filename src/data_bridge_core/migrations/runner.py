@@ -336,7 +336,10 @@ class Migrator:
                 if isinstance(op, RunPython):
                     out.append(f"-- {op.describe()}: Python, runs here (not shown)")
                     continue
-                out += [f"{statement};" for statement in op.statements()]
+                if isinstance(op, Execute):
+                    out.append(f"{op.script()};")
+                else:
+                    out += [f"{statement};" for statement in op.statements()]
             out.append(f"{history.record_sql(migration, step.direction)};")
             if transactional:
                 out.append("COMMIT;")
