@@ -34,7 +34,7 @@ from data_bridge_core.introspection import check_tables
 from data_bridge_core.schema.table import Table
 
 if TYPE_CHECKING:
-    from data_bridge_core.migrations.runner import Step
+    from data_bridge_core.migrations.plan import Step
 
 # `Engine.migrate` runs `data_bridge_core.migrations`, a layer above: it installs
 # itself here when imported (the package's __init__ imports it).

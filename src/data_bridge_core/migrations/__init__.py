@@ -4,10 +4,13 @@ Modules, each importing only the ones before it: ``errors``, ``state``
 (a schema as values), ``operations`` (what migration files are made of),
 ``introspect`` (the catalog), ``diff`` (operations and hazards), ``files``
 (migration files), ``render`` (writing one), ``history`` (the history table
-and the lock), ``runner`` (`Migrator`), ``cli`` (the ``data-bridge`` command).
+and the lock), ``plan`` (the steps to a version), ``script`` (``--sql``),
+``autogenerate`` (models vs. the live schema), ``runner`` (`Migrator`),
+``cli`` (the ``data-bridge`` command).
 """
 
 from data_bridge_core.migrations import operations
+from data_bridge_core.migrations.autogenerate import Generated
 from data_bridge_core.migrations.diff import Hazard
 from data_bridge_core.migrations.errors import (
     EditedMigrationError,
@@ -16,7 +19,8 @@ from data_bridge_core.migrations.errors import (
 )
 from data_bridge_core.migrations.files import Migration
 from data_bridge_core.migrations.history import HistoryRow
-from data_bridge_core.migrations.runner import CheckResult, Generated, Migrator, Step
+from data_bridge_core.migrations.plan import Step
+from data_bridge_core.migrations.runner import CheckResult, Migrator
 
 __all__ = [
     "CheckResult",

@@ -14,6 +14,8 @@ from psycopg import sql
 
 from data_bridge_core.migrations.files import DOWNGRADE, Migration
 from data_bridge_core.migrations.introspect import HISTORY_TABLE
+
+__all__ = ["APPLIED", "HISTORY_TABLE", "RUNNING", "HistoryRow"]
 from data_bridge_core.session import Session
 
 APPLIED, RUNNING = "applied", "running"

@@ -32,44 +32,16 @@ from pathlib import Path
 from data_bridge_core.engine import Engine, install_migrate_hook
 from data_bridge_core.errors import DatabaseError
 from data_bridge_core.migrations import history
-from data_bridge_core.migrations.diff import Hazard, diff, hazards, reverse_all, review_notes
-from data_bridge_core.migrations.errors import (
-    EditedMigrationError,
-    MigrationError,
-    MigrationFailedError,
-)
-from data_bridge_core.migrations.files import DOWNGRADE, UPGRADE, Migration, load_directory
+from data_bridge_core.migrations.autogenerate import Generated, differences, write_migration
+from data_bridge_core.migrations.errors import MigrationError, MigrationFailedError
+from data_bridge_core.migrations.files import Migration, load_directory
 from data_bridge_core.migrations.history import APPLIED, RUNNING, HistoryRow
-from data_bridge_core.migrations.introspect import HISTORY_TABLE, live_schema, model_schema
 from data_bridge_core.migrations.operations import Execute, Operation, RunPython
-from data_bridge_core.migrations.render import next_version, render, write
+from data_bridge_core.migrations.plan import Step, plan, target
+from data_bridge_core.migrations.script import script
 from data_bridge_core.migrations.state import SchemaState
 from data_bridge_core.schema.table import Table
 from data_bridge_core.session import Session
-
-ZERO = "zero"  # `--to zero`: every migration unapplied (Django's spelling)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One migration to apply, ``upgrade`` or ``downgrade``."""
-
-    migration: Migration
-    direction: str
-
-    def __str__(self) -> str:
-        return f"{self.migration.label} ({self.direction})"
-
-
-@dataclass
-class Generated:
-    """What `Migrator.make` wrote."""
-
-    path: Path
-    version: str
-    operations: list[Operation]
-    hazards: list[Hazard]
-    review: list[str]
 
 
 @dataclass
@@ -113,61 +85,14 @@ class Migrator:
             return await history.read(session, check_exists=True)
 
     def plan(self, rows: dict[str, HistoryRow], to: str | None = None) -> list[Step]:
-        """The steps from the recorded history to version ``to`` (None: the latest).
-
-        Refuses a history that names a migration the directory lacks, and an
-        applied migration whose file changed since.
-        """
-        migrations = self.migrations()
-        by_version = {m.version: m for m in migrations}
-        for row in rows.values():
-            if row.version not in by_version:
-                raise MigrationError(
-                    f"the database has migration {row.version}_{row.name} applied, but "
-                    f"{self.directory} has no file for it (wrong directory, or a file deleted)"
-                )
-        for row in rows.values():
-            migration = by_version[row.version]
-            if row.state == APPLIED and row.checksum != migration.checksum:
-                raise EditedMigrationError(
-                    f"migration {migration.label} was edited after it was applied "
-                    f"({migration.path} no longer matches the checksum recorded in "
-                    f"{HISTORY_TABLE}): restore the file and write a new migration for the change"
-                )
-        target = self._target(to)
-        down = [
-            Step(m, DOWNGRADE)
-            for m in reversed(migrations)
-            if m.version in rows and int(m.version) > target
-        ]
-        up = [
-            Step(m, UPGRADE)
-            for m in migrations
-            if m.version not in rows and int(m.version) <= target
-        ]
-        return down + up
+        """The steps from the recorded history ``rows`` to version ``to`` (see `plan.plan`)."""
+        return plan(self.migrations(), rows, to, self.directory)
 
     def _require_directory(self) -> None:
         """A missing directory is a mistake (a wrong --dir or working directory), not "no
         migrations": say so rather than report the database up to date."""
         if not self.directory.is_dir():
             raise MigrationError(f"no migrations directory {self.directory} (see --dir)")
-
-    def _target(self, to: str | None) -> int:
-        migrations = self.migrations()
-        if to is None:
-            return int(migrations[-1].version) if migrations else 0
-        if to == ZERO:
-            return 0
-        if to.isdigit():
-            for migration in migrations:
-                if int(migration.version) == int(to):
-                    return int(to)
-        known = ", ".join(m.version for m in migrations) or "none"
-        raise MigrationError(
-            f"no migration has version {to!r} in {self.directory} (known: {known}; "
-            f"'{ZERO}' unapplies them all)"
-        )
 
     # -- applying ------------------------------------------------------------------------
 
@@ -182,7 +107,7 @@ class Migrator:
         database whose tables `create_all` made, adopted by migrations).
         """
         self._require_directory()
-        self._target(to)  # a bad version fails before anything is locked
+        target(self.migrations(), to, self.directory)  # fails before anything is locked
         async with Session(self.engine) as session:
             await history.lock(session)
             await history.ensure_table(session)
@@ -199,10 +124,10 @@ class Migrator:
                     deadline = loop.time() + self.wait_timeout
                 elif loop.time() > deadline:
                     raise MigrationError(
-                        f"migration {outcome.version}_{outcome.name} has been marked running in "
-                        f"{HISTORY_TABLE} for over {self.wait_timeout:g}s: another process is "
-                        "applying it, or one was interrupted. When none is running, inspect the "
-                        "schema, then delete that row and migrate again"
+                        f"migration {outcome.version}_{outcome.name} has been marked running "
+                        f"in {history.HISTORY_TABLE} for over {self.wait_timeout:g}s: another "
+                        "process is applying it, or one was interrupted. When none is running, "
+                        "inspect the schema, then delete that row and migrate again"
                     )
                 await asyncio.sleep(0.5)
                 continue
@@ -316,37 +241,7 @@ class Migrator:
     async def sql(self, to: str | None = None) -> str:
         """The SQL `migrate` would run from the current history, as a script."""
         self._require_directory()
-        steps = self.plan(await self.history(), to)
-        out = [
-            "-- data-bridge migrate --sql: what `data-bridge migrate` would run",
-            f"{history.TABLE_DDL};",
-            "",
-        ]
-        for step in steps:
-            migration = step.migration
-            out.append(f"-- {step}")
-            if migration.needs_review:
-                out.append("-- it still has a '# REVIEW:' line: migrate refuses it until removed")
-            transactional = migration.transactional
-            if transactional:
-                out += ["BEGIN;", f"{history.LOCK};"]
-            else:
-                out.append("-- transactional = False: each statement commits on its own")
-            for op in migration.operations(step.direction):
-                if isinstance(op, RunPython):
-                    out.append(f"-- {op.describe()}: Python, runs here (not shown)")
-                    continue
-                if isinstance(op, Execute):
-                    out.append(f"{op.script()};")
-                else:
-                    out += [f"{statement};" for statement in op.statements()]
-            out.append(f"{history.record_sql(migration, step.direction)};")
-            if transactional:
-                out.append("COMMIT;")
-            out.append("")
-        if not steps:
-            out.append("-- nothing to apply")
-        return "\n".join(out) + "\n"
+        return script(self.plan(await self.history(), to))
 
     async def status(self) -> list[tuple[Migration, HistoryRow | None]]:
         """Each migration of the directory with its history row (None: not applied)."""
@@ -360,14 +255,7 @@ class Migrator:
         self, models: Sequence[type[Table]]
     ) -> tuple[list[Operation], SchemaState]:
         """The upgrade the models need from the live schema, and the live schema."""
-        conn = await self.engine.acquire()
-        try:
-            async with conn.transaction(force_rollback=True):
-                current = await live_schema(conn)
-                desired = await model_schema(conn, models)
-        finally:
-            await self.engine.release(conn)
-        return diff(current, desired), current
+        return await differences(self.engine, models)
 
     async def make(
         self, models: Sequence[type[Table]], message: str, *, empty: bool = False
@@ -379,10 +267,12 @@ class Migrator:
         a migration with no operations, to fill in (a data migration).
         """
         if empty:
-            version = next_version(self.migrations())
-            path = write(self.directory, version, message, render(message, [], []))
-            self._migrations = None
-            return Generated(path, version, [], [], [])
+            nothing: list[Operation] = []
+            generated = write_migration(
+                self.directory, self.migrations(), message, nothing, SchemaState()
+            )
+            self._migrations = None  # read again: the new file is one of them
+            return generated
         pending = self.plan(await self.history())
         if pending:
             names = ", ".join(str(s) for s in pending)
@@ -393,13 +283,11 @@ class Migrator:
         operations, current = await self.differences(models)
         if not operations:
             return None
-        found = hazards(operations, current)
-        review = review_notes(operations)
-        version = next_version(self.migrations())
-        text = render(message, operations, reverse_all(operations), found, review)
-        path = write(self.directory, version, message, text)
-        self._migrations = None
-        return Generated(path, version, operations, found, review)
+        generated = write_migration(
+            self.directory, self.migrations(), message, operations, current
+        )
+        self._migrations = None  # read again: the new file is one of them
+        return generated
 
     async def check(self, models: Sequence[type[Table]]) -> CheckResult:
         """Whether the database is migrated to the latest version and matches the models."""
