@@ -455,3 +455,52 @@ async def test_a_foreign_key_to_a_table_no_model_maps_is_named(
 ) -> None:
     with pytest.raises(MigrationError, match=r"Article.author_id references table 'authors'"):
         await Migrator(migration_engine, directory).make([articles()], "orphan")
+
+
+async def test_a_key_that_stops_being_an_identity_round_trips(
+    migration_engine: Engine, schema: str, directory: Path
+) -> None:
+    class Before(Table):
+        id: int = Column(primary_key=True)
+        label: str
+
+        class Settings:
+            table_name = "codes"
+
+    class After(Table):
+        id: int = Column(primary_key=True, server_default="0")
+        label: str
+
+        class Settings:
+            table_name = "codes"
+
+    ops = await change_and_back(migration_engine, schema, directory, [Before], [After])
+    assert kinds(ops) == ["AlterColumnIdentity", "AlterColumnDefault"]
+
+
+async def test_a_table_dropped_and_another_created_asks_for_a_review_and_warns(
+    migration_engine: Engine, directory: Path
+) -> None:
+    class Old(Table):
+        id: int = Column(primary_key=True)
+
+        class Settings:
+            table_name = "old_things"
+
+    class New(Table):
+        id: int = Column(primary_key=True)
+
+        class Settings:
+            table_name = "things"
+
+    await Migrator(migration_engine, directory).make([Old], "initial")
+    await Migrator(migration_engine, directory).migrate()
+    generated = await Migrator(migration_engine, directory).make([New], "rename")
+    assert generated is not None
+    assert generated.review == [
+        "table(s) old_things dropped and things created. If this is a rename, replace them "
+        "with op.execute('ALTER TABLE ... RENAME TO ...') (drop + create loses the rows)."
+    ]
+    assert [str(h) for h in generated.hazards] == [
+        "drop table old_things: drops the table and its rows (the downgrade recreates it, empty)."
+    ]
