@@ -55,6 +55,10 @@ listen_addr = 127.0.0.1
 listen_port = $listen_port
 unix_socket_dir =
 pool_mode = transaction
+; Each test connects as a role of its own, so PgBouncer keeps a pool per test: cap the
+; server connections to the database (idle ones of other pools are closed to make room),
+; or the run fills the server's max_connections with idle pools.
+max_db_connections = 30
 auth_type = trust
 auth_file = $dir/userlist.txt
 auth_user = $user
