@@ -152,6 +152,8 @@ class Migrator:
                     f"migration {migration.label} still has a '# REVIEW:' line: read it, check "
                     f"the operations of {migration.path}, then delete the line"
                 )
+            # Evaluated (and checked) here, once: observers of apply_migration read them.
+            migration.operations(step.direction)
             if migration.transactional or fake:
                 if not fake:
                     await self.apply_migration(session, migration, step.direction)
