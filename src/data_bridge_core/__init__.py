@@ -33,6 +33,7 @@ from data_bridge_core.loading import (
     raiseload,
     selectinload,
 )
+from data_bridge_core.migrations import MigrationError, Migrator
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import RelatedList, Relationship, relationship
 from data_bridge_core.schema.column import Column, ColumnInfo
@@ -68,6 +69,8 @@ __all__ = [
     "IntegrityError",
     "InvalidStateError",
     "Mapped",
+    "MigrationError",
+    "Migrator",
     "MissingFieldError",
     "ModelDefinitionError",
     "NestedTransaction",

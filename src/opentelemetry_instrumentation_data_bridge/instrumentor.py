@@ -44,7 +44,7 @@ SESSION_OPERATIONS = (
 
 def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, Any]]:
     """(module, class, method, wrapper) for every seam of docs/extension-points.md."""
-    from opentelemetry_instrumentation_data_bridge import wrappers
+    from opentelemetry_instrumentation_data_bridge import migration_spans, wrappers
 
     query, session = "data_bridge_core.query", "data_bridge_core.session"
     targets: list[tuple[str, str, str, Any]] = [
@@ -62,6 +62,12 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
         ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
         ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
         ("data_bridge_core.engine", "Engine", "acquire", wrappers.acquire_wrapper),
+        (
+            "data_bridge_core.migrations.runner",
+            "Migrator",
+            "apply_migration",
+            migration_spans.apply_migration_wrapper,
+        ),
     ]
     if capture_statement:  # the statement seams cost a wrapper per SQL statement: opt-in
         targets += [

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from data_bridge_core import Engine, Session
 from data_bridge_core.loading import EagerLoad
+from data_bridge_core.migrations import Migrator
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import Relationship
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, config
@@ -47,6 +48,7 @@ SEAMS = [
         (Relationship, "load"),
         (EagerLoad, "load"),
         (Engine, "acquire"),
+        (Migrator, "apply_migration"),
     )
 ]
 # Patched only when statements are captured: they cost a wrapper per statement.
