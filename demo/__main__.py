@@ -14,10 +14,10 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import psycopg
 from demo.embedded_pg import resolve_dsn
-from demo.models import MODELS
 from demo.workload import EAGER_PAGE, N_PLUS_ONE_PAGE, run_requests, seed
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -28,6 +28,7 @@ from data_bridge_core import Engine
 from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
 from opentelemetry_instrumentation_data_bridge.console import format_span_tree
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SCHEMA = "data_bridge_demo"  # the default; --schema gives each concurrent run its own
 _SQL_SPANS = ("db.query.", "db.relationship.selectinload")
 
@@ -78,7 +79,7 @@ async def _run(dsn: str, provider: TracerProvider, schema: str) -> None:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
     engine = Engine(dsn, min_size=1, max_size=4, options=f"-c search_path={schema}")
     try:
-        await engine.create_all(*MODELS)
+        await engine.migrate(MIGRATIONS)  # demo/migrations: the schema of demo/models.py
         await seed(engine)
         await run_requests(engine, provider.get_tracer("demo"))
     finally:

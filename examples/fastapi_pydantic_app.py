@@ -10,6 +10,8 @@ The pattern (docs/usage.md, "FastAPI and pydantic"):
   of querying while serializing.
 
     pip install uvicorn && DATA_BRIDGE_DSN=postgresql://... python examples/fastapi_pydantic_app.py
+
+At startup it applies its migrations (examples/migrations/fastapi_pydantic_app).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -35,6 +38,9 @@ from data_bridge_core import (
 )
 
 DSN = os.environ.get("DATA_BRIDGE_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+# Generated with `data-bridge makemigrations --models fastapi_pydantic_app
+# --dir migrations/fastapi_pydantic_app` (docs/migrations.md); applied at startup.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "fastapi_pydantic_app"
 
 
 class Author(Table):
@@ -167,7 +173,7 @@ def main() -> None:  # pragma: no cover - manual run
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await engine.create_all(Author, Article)
+        await engine.migrate(MIGRATIONS)  # the tables, as the shipped migrations build them
         yield
         await engine.dispose()
 

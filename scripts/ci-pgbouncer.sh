@@ -3,7 +3,9 @@
 # in transaction mode on a free local port in front of the test server; the core's
 # session, transaction, streaming and relationship tests run through it with
 # prepare_threshold=None, plus the concurrent prepared-statement workload of
-# tests/core/test_pgbouncer.py. Uses the virtual environment of scripts/test.sh.
+# tests/core/test_pgbouncer.py, and the migrations (runner, autogenerate, tracing: the
+# advisory lock is transaction-level, docs/migrations.md). Uses the virtual environment of
+# scripts/test.sh.
 # Extra arguments are passed to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +55,10 @@ listen_addr = 127.0.0.1
 listen_port = $listen_port
 unix_socket_dir =
 pool_mode = transaction
+; Each test connects as a role of its own, so PgBouncer keeps a pool per test: cap the
+; server connections to the database (idle ones of other pools are closed to make room),
+; or the run fills the server's max_connections with idle pools.
+max_db_connections = 30
 auth_type = trust
 auth_file = $dir/userlist.txt
 auth_user = $user
@@ -77,5 +83,7 @@ DATA_BRIDGE_TEST_PGBOUNCER_DSN="postgresql://$user@127.0.0.1:$listen_port/$dbnam
     "$VENV/bin/pytest" -p no:cacheprovider -rs \
     tests/core/test_session.py tests/core/test_savepoints.py tests/core/test_failed_flush.py \
     tests/core/test_rollback_state.py tests/core/test_queries.py tests/core/test_relationships.py \
-    tests/core/test_pgbouncer.py "$@" || status=$?
+    tests/core/test_pgbouncer.py tests/migrations/test_migrations_apply.py \
+    tests/migrations/test_migrations_autogenerate.py tests/migrations/test_migrations_tracing.py \
+    "$@" || status=$?
 exit "$status"

@@ -7,6 +7,8 @@ to work with. A package floored in several places gets its highest floor.
 
     python scripts/floor_constraints.py            # print the constraints
     python scripts/floor_constraints.py --verify   # check this interpreter has them exactly
+    python scripts/floor_constraints.py --extra pytest   # only one extra's floors (the
+                                                         # plugin's oldest pytest)
 """
 
 from __future__ import annotations
@@ -35,13 +37,18 @@ def _version_key(version: str) -> tuple[tuple[int, str], ...]:
     return tuple((int(p), "") if p.isdigit() else (-1, p) for p in parts)
 
 
-def floors() -> dict[str, str]:
+def floors(only_extra: str | None = None) -> dict[str, str]:
+    """Every floor, or (``only_extra``) the floors of that extra of either pyproject."""
     found: dict[str, str] = {}
     for path in PYPROJECTS:
         project = tomllib.loads(path.read_text())["project"]
-        requirements = list(project.get("dependencies", []))
-        for extra in project.get("optional-dependencies", {}).values():
-            requirements += extra
+        extras = project.get("optional-dependencies", {})
+        if only_extra is not None:
+            requirements = list(extras.get(only_extra, []))
+        else:
+            requirements = list(project.get("dependencies", []))
+            for extra in extras.values():
+                requirements += extra
         for requirement in requirements:
             match = REQUIREMENT.match(requirement)
             if match is None:
@@ -87,7 +94,10 @@ def main() -> None:
     if sys.argv[1:] == ["--verify"]:
         sys.stdout.write(f"{verify()} packages installed exactly at their declared floors\n")
         return
-    for name, version in sorted(floors().items()):
+    only_extra = sys.argv[2] if sys.argv[1:2] == ["--extra"] and len(sys.argv) == 3 else None
+    if sys.argv[1:] and only_extra is None:
+        raise SystemExit(__doc__)
+    for name, version in sorted(floors(only_extra).items()):
         sys.stdout.write(f"{name}=={_exact(version)}\n")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import uuid
 from importlib import metadata
@@ -40,6 +41,16 @@ def test_both_packages_come_from_the_installed_wheels_not_the_repository() -> No
         files = metadata.files(dist) or []
         assert any(f.name == "LICENSE" for f in files), dist
         assert metadata.version(dist) == "0.1.0"
+
+
+def test_the_installed_data_bridge_command_runs() -> None:
+    # The core's console script (docs/migrations.md), installed beside the interpreter.
+    script = Path(sys.executable).with_name("data-bridge")
+    result = subprocess.run(
+        [str(script), "migrate", "--help"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--to VERSION" in result.stdout
 
 
 def test_the_installed_instrumentor_traces_a_query_on_the_test_database(db_spans: Any) -> None:

@@ -34,6 +34,7 @@ from data_bridge_core.loading import (
     raiseload,
     selectinload,
 )
+from data_bridge_core.migrations import MigrationError, Migrator
 from data_bridge_core.query import Query
 from data_bridge_core.relationships import RelatedList, Relationship, relationship
 from data_bridge_core.row_query import RowQuery
@@ -74,6 +75,8 @@ __all__ = [
     "IntegrityError",
     "InvalidStateError",
     "Mapped",
+    "MigrationError",
+    "Migrator",
     "MissingFieldError",
     "ModelDefinitionError",
     "NestedTransaction",

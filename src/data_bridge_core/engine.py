@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import weakref
-from typing import Any, ClassVar, Self
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import psycopg
 from psycopg import AsyncConnection
@@ -30,6 +32,19 @@ from data_bridge_core.ddl import dependency_order
 from data_bridge_core.errors import DatabaseError, wrap_database_error
 from data_bridge_core.introspection import check_tables
 from data_bridge_core.schema.table import Table
+
+if TYPE_CHECKING:
+    from data_bridge_core.migrations.plan import Step
+
+# `Engine.migrate` runs `data_bridge_core.migrations`, a layer above: it installs
+# itself here when imported (the package's __init__ imports it).
+MigrateHook = Callable[["Engine", "str | os.PathLike[str]", "str | None"], Awaitable[list["Step"]]]
+_migrate_hook: MigrateHook | None = None
+
+
+def install_migrate_hook(hook: MigrateHook) -> None:
+    global _migrate_hook
+    _migrate_hook = hook
 
 
 class Engine:
@@ -270,6 +285,19 @@ class Engine:
         """DROP TABLE IF EXISTS ... CASCADE for each model, dependent tables first."""
         statements = [ddl.drop_table(m) for m in reversed(dependency_order(models))]
         await self._run_ddl(statements)
+
+    async def migrate(
+        self, directory: str | os.PathLike[str] = "migrations", *, to: str | None = None
+    ) -> list[Step]:
+        """Apply the migrations of ``directory`` up to version ``to`` (None: the latest).
+
+        Returns the steps run (`data_bridge_core.migrations.Step`). See
+        docs/migrations.md; raises `MigrationError` (a failed statement,
+        an edited applied migration, an unknown version).
+        """
+        if _migrate_hook is None:
+            raise RuntimeError("data_bridge_core.migrations is not imported")
+        return await _migrate_hook(self, directory, to)
 
     async def _run_ddl(self, statements: list[str]) -> None:
         conn = await self.acquire()

@@ -74,6 +74,7 @@ class Session:
         # The error of a failed flush: the session refuses work until rollback().
         self._failed: BaseException | None = None
         self._flush_batch = 0
+        self._flush_pipeline = 0
 
     # -- read-only state ------------------------------------------------------
 
@@ -104,6 +105,12 @@ class Session:
     def last_flush_batch_size(self) -> int:
         """Rows written by the largest batched statement of the last flush (0: none batched)."""
         return self._flush_batch
+
+    @property
+    def last_flush_pipeline_size(self) -> int:
+        """Statements the last flush sent in its largest pipelined batch (0: none): a
+        batch of several statements, unlike one bulk INSERT writing several rows."""
+        return self._flush_pipeline
 
     @property
     def transaction_started_ns(self) -> int | None:
@@ -247,6 +254,7 @@ class Session:
         if batch:
             param_rows = list(params or ())
             self._flush_batch = max(self._flush_batch, len(param_rows))
+            self._flush_pipeline = max(self._flush_pipeline, len(param_rows))
             return await self._execution.run(
                 statement, param_rows, True, row_factory, len(param_rows)
             )
@@ -475,7 +483,7 @@ class Session:
         self._check_usable()
         if not self._work.has_changes:
             return
-        self._flush_batch = 0
+        self._flush_batch = self._flush_pipeline = 0
         try:
             await self._work.flush()
         except BaseException as exc:

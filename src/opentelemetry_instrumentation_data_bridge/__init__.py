@@ -19,7 +19,9 @@ or run an unmodified program under ``opentelemetry-instrument`` (entry point
 - ``enable_commenter`` / ``commenter_options``: sqlcommenter comments on each
   statement (docs/sqlcommenter.md).
 
-Any other option is a ``TypeError`` (the table: ``config.INSTRUMENT_OPTIONS``).
+Any other option is ignored with a warning naming the closest known one; a
+wrong value of a known option raises on a direct call only (``options``,
+docs/configuration.md).
 
 ``DATA_BRIDGE_TRACING_ENABLED=false`` (or ``0``/``no``) makes ``instrument()``
 patch nothing at all.

@@ -39,6 +39,7 @@ class SpanAttributes:
     DB_SYSTEM_NAME = "db.system.name"
     DB_NAMESPACE = "db.namespace"
     DB_QUERY_TEXT = "db.query.text"
+    DB_QUERY_SUMMARY = "db.query.summary"
     DB_RESPONSE_RETURNED_ROWS = "db.response.returned_rows"
     DB_RESPONSE_STATUS_CODE = "db.response.status_code"
     DB_OPERATION_BATCH_SIZE = "db.operation.batch.size"

@@ -3,10 +3,14 @@
 With ``instrument(enable_commenter=True)`` each statement reaching the driver
 ends with ``/*traceparent='00-<trace id>-<span id>-<flags>'*/`` of the span
 current when it is sent (the ORM operation's span), so ``pg_stat_activity``,
-the server log and ``auto_explain`` output can be joined to traces. Format of
-https://google.github.io/sqlcommenter/spec/: keys and values URL-encoded,
-values in single quotes, pairs sorted by key and joined by commas, and a
-statement that already holds a comment is left alone.
+the server log and ``auto_explain`` output can be joined to traces. The trace
+pairs are what the global propagator injects for that span (W3C
+``traceparent``, ``tracestate`` when the span has one, and any other
+propagator's fields), except ``baggage``: its values are the application's
+data. Format of https://google.github.io/sqlcommenter/spec/: keys and values
+URL-encoded, values in single quotes, pairs sorted by key and joined by
+commas, and a statement that already holds a comment (``--`` or ``/*``
+outside string literals, quoted identifiers and dollar quotes) is left alone.
 
 ``commenter_options`` adds pairs: a string value is sent as is, a callable is
 called for each statement (``None`` leaves the key out, e.g. a route read
@@ -23,7 +27,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import quote
 
-from opentelemetry.trace import SpanContext
+from opentelemetry import propagate, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 _FLAGS = ("db_driver", "framework", "traceparent")
 
@@ -39,9 +44,72 @@ def _package_version(name: str) -> str:
         return "unknown"
 
 
+# Propagated fields never written into SQL: baggage values are the application's data.
+_NOT_IN_SQL = frozenset({"baggage"})
+
+
+def _dollar_tag(statement: str, at: int) -> str | None:
+    """The ``$tag$`` (or ``$$``) opening a dollar-quoted string at ``at``, if one does
+    (``$1`` is a parameter, and a ``$`` inside an identifier is part of it)."""
+    if at > 0 and (statement[at - 1].isalnum() or statement[at - 1] == "_"):
+        return None
+    end = at + 1
+    while end < len(statement) and (statement[end].isalnum() or statement[end] == "_"):
+        end += 1
+    if end >= len(statement) or statement[end] != "$":
+        return None
+    tag = statement[at : end + 1]
+    return None if len(tag) > 2 and tag[1].isdigit() else tag
+
+
 def has_comment(statement: str) -> bool:
-    """The spec's rule: a statement that already has a comment is not commented."""
-    return "/*" in statement or "--" in statement
+    """The spec's rule: a statement that already has a comment is not commented.
+
+    ``--`` and ``/*`` count only outside string literals (``'...'`` with ``''``,
+    ``E'...'`` with backslash escapes), quoted identifiers and dollar quotes; a
+    statement whose quoting does not end is taken as commented (left alone).
+    """
+    if "--" not in statement and "/*" not in statement:
+        return False  # the common case, without reading the statement
+    at, size = 0, len(statement)
+    while at < size:
+        char = statement[at]
+        if char == "'":
+            escapes = at > 0 and statement[at - 1] in "eE"
+            at += 1
+            while True:
+                if at >= size:
+                    return True
+                if escapes and statement[at] == "\\":
+                    at += 2
+                    continue
+                if statement[at] == "'":
+                    if statement.startswith("''", at):
+                        at += 2
+                        continue
+                    break
+                at += 1
+        elif char == '"':
+            end = statement.find('"', at + 1)
+            if end < 0:
+                return True
+            at = end
+        elif char == "$" and (tag := _dollar_tag(statement, at)) is not None:
+            end = statement.find(tag, at + len(tag))
+            if end < 0:
+                return True
+            at = end + len(tag) - 1
+        elif statement.startswith(("--", "/*"), at):
+            return True
+        at += 1
+    return False
+
+
+def _propagated(context: SpanContext) -> dict[str, str]:
+    """What the global propagator injects for a span with ``context``, baggage left out."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, trace.set_span_in_context(NonRecordingSpan(context)))
+    return {key: value for key, value in carrier.items() if key not in _NOT_IN_SQL}
 
 
 class Commenter:
@@ -94,11 +162,7 @@ class Commenter:
             if value is not None:
                 pairs[key] = str(value)
         if self.traceparent and context is not None and context.is_valid:
-            # Only the sampled bit: version 00 of traceparent defines no other flag.
-            flags = "01" if context.trace_flags.sampled else "00"
-            pairs["traceparent"] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"
-            if context.trace_state:
-                pairs["tracestate"] = context.trace_state.to_header()
+            pairs.update(_propagated(context))
         if not pairs:
             return statement
         body = ",".join(

@@ -15,30 +15,32 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import time
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.environment_variables import OTEL_PYTHON_METER_PROVIDER
-from opentelemetry.instrumentation._semconv import (
-    _get_schema_url_for_signal_types,
-    _OpenTelemetrySemanticConventionStability,
-    _OpenTelemetryStabilitySignalType,
-    _set_db_system,
-    _StabilityMode,
+from opentelemetry.instrumentation.utils import (
+    is_instrumentation_enabled,
+    suppress_instrumentation,
 )
-from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.trace import Tracer
 
-from opentelemetry_instrumentation_data_bridge.attributes import DB_SYSTEM_VALUE
 from opentelemetry_instrumentation_data_bridge.environment_variables import (
     DATA_BRIDGE_CAPTURE_STATEMENT,
     DATA_BRIDGE_TRACING_ENABLED,
     env_flag,
 )
 from opentelemetry_instrumentation_data_bridge.error_description import describe, stacktrace
+from opentelemetry_instrumentation_data_bridge.semconv import (
+    SCHEMA_URL,
+    Mode,
+    stability_mode,
+)
+from opentelemetry_instrumentation_data_bridge.semconv import (
+    system_attributes as _system_attributes,
+)
 from opentelemetry_instrumentation_data_bridge.version import __version__
 
 if TYPE_CHECKING:
@@ -53,35 +55,25 @@ except ImportError:  # pragma: no cover - the SDK is optional
 
 SCOPE = "opentelemetry_instrumentation_data_bridge"
 
-# The key `opentelemetry.instrumentation.utils.is_instrumentation_enabled` checks
-# besides the context API's own (older instrumentations suppress with it).
-_SUPPRESS_INSTRUMENTATION_KEY_PLAIN = "suppress_instrumentation"
-# Whether this API version keeps the global meter provider where `metrics_wanted` reads it.
-_CAN_READ_GLOBAL_METER_PROVIDER = hasattr(_metrics_api, "_METER_PROVIDER")
+
+
+def _suppression_keys() -> tuple[str, ...]:
+    """The context keys the public ``suppress_instrumentation()`` sets, found by
+    setting them once: `instrumentation_suppressed` then reads them from a context
+    already in hand, without the private key's name (a patch release may rename it)."""
+    before = otel_context.get_current()
+    with suppress_instrumentation():
+        during = otel_context.get_current()
+        if is_instrumentation_enabled():  # pragma: no cover - not the documented behavior
+            return ()
+    return tuple(key for key in during if during.get(key) is True and before.get(key) is not True)
+
+
+_SUPPRESSION_KEYS = _suppression_keys()
+# How long `metrics_wanted` trusts "no meter provider yet" before asking the API again.
+_METER_PROVIDER_RECHECK_NS = 1_000_000_000
 
 logger = logging.getLogger(SCOPE)
-
-# The options instrument() accepts, with what each does: the one table to extend.
-# (BaseInstrumentor itself takes skip_dep_check and raise_exception_on_conflict.)
-INSTRUMENT_OPTIONS: dict[str, str] = {
-    "tracer_provider": "the TracerProvider for the spans (default: the global one)",
-    "meter_provider": "the MeterProvider for the metrics (default: the global one)",
-    "capture_statement": "record the parameterized SQL (default: DATA_BRIDGE_CAPTURE_STATEMENT)",
-    "explain_threshold_ms": "reads slower than this get a query_plan event (docs/query-plans.md)",
-    "enable_commenter": "sqlcommenter comments on each statement (docs/sqlcommenter.md)",
-    "commenter_options": "extra sqlcommenter pairs (docs/sqlcommenter.md)",
-}
-
-
-def check_options(options: Mapping[str, Any]) -> None:
-    """TypeError naming every unknown option of ``instrument()`` and the valid ones."""
-    unknown = sorted(set(options) - set(INSTRUMENT_OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"instrument() got unknown option(s) {', '.join(unknown)}; "
-            f"valid options: {', '.join(INSTRUMENT_OPTIONS)}"
-        )
-
 
 class _Config:
     """Where the helpers send telemetry; set by `configure`, read on every span."""
@@ -92,7 +84,7 @@ class _Config:
         self.capture_statement = False
         self.tracer: Tracer | None = None
         self.meter: metrics.Meter | None = None
-        self.mode: _StabilityMode = _StabilityMode.DEFAULT
+        self.mode: Mode = Mode.DEFAULT
         self.system_attributes: dict[str, Any] = {}
         self.reported: set[str] = set()
         self.orm_metrics: OrmMetrics | None = None
@@ -102,22 +94,16 @@ class _Config:
         self.drops_unsampled_children = False
         self.metrics_wanted = False  # True once a meter provider that records is seen
         self.silent_meter_provider: object = None  # the last one seen that records nothing
+        self.silent_checked_ns = 0  # when the API's global provider was last found silent
         # The API makes the global meter provider from this variable on first use.
         self.meter_provider_from_environment = OTEL_PYTHON_METER_PROVIDER in os.environ
-        # A span shape's key -> (start attributes, shape's check value, span name): query
-        # spans by (operation, table, id(server)), session ones by operation, relationship
-        # ones by name and strategy (see `spans`).
-        self.start_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], Any, str]] = {}
+        # A span shape's key -> its start attributes, then (query spans) the server dict
+        # and span name, or (session and relationship spans) kind, span name and the
+        # server dict; keyed by operation/table/relationship and id(server) (see `spans`).
+        self.start_attributes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
 state = _Config()
-
-
-def _stability_mode() -> _StabilityMode:
-    _OpenTelemetrySemanticConventionStability._initialize()  # type: ignore[no-untyped-call]
-    return _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
-        _OpenTelemetryStabilitySignalType.DATABASE
-    )
 
 
 def configure(
@@ -136,10 +122,8 @@ def configure(
         if capture_statement is not None
         else env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)
     )
-    config.mode = _stability_mode()
-    system: dict[str, Any] = {}
-    _set_db_system(system, DB_SYSTEM_VALUE, config.mode)
-    config.system_attributes = system
+    config.mode = stability_mode()
+    config.system_attributes = _system_attributes(config.mode)
     state = config
 
 
@@ -188,7 +172,7 @@ def configured_tracer_provider() -> trace.TracerProvider:
 
 
 def _schema_url() -> str:
-    return str(_get_schema_url_for_signal_types([_OpenTelemetryStabilitySignalType.DATABASE]))
+    return SCHEMA_URL
 
 
 def tracer() -> Tracer:
@@ -239,15 +223,14 @@ def get_meter() -> metrics.Meter | None:
 def instrumentation_suppressed(current: otel_context.Context) -> bool:
     """``not is_instrumentation_enabled()`` on a context already read.
 
-    The same two keys the instrumentation package's helper checks, read from
-    one context: the helper looks the current context up once per key, which
-    was 4,000 instructions per query seam (bench/README.md).
+    The keys ``suppress_instrumentation()`` sets (`_suppression_keys`), read from
+    one context: the public helper looks the current context up once per key,
+    which was 4,000 instructions per query seam (bench/README.md).
     """
+    if not _SUPPRESSION_KEYS:  # pragma: no cover - keys not found: ask the public helper
+        return not is_instrumentation_enabled()
     # A Context is a dict: `get_value(key, context)` is `context.get(key)`.
-    return bool(
-        current.get(_SUPPRESS_INSTRUMENTATION_KEY)
-        or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
-    )
+    return any(current.get(key) for key in _SUPPRESSION_KEYS)
 
 
 def span_dropped(current: otel_context.Context | None = None) -> bool:
@@ -318,18 +301,15 @@ def metrics_wanted() -> bool:
         return True
     provider = config.meter_provider
     if provider is None:
-        # Whether the API's global provider is certainly still unset. The public
-        # `metrics.get_meter_provider()` answers that too, but looks the environment
-        # up on each call while none is set: 9,000 instructions (about 1 µs) of the
-        # sampled-out query seam (bench/README.md). The API module's global is read
-        # instead; should a later API version not have it, the public call is used.
-        if (
-            config.silent_meter_provider is not None
-            and _CAN_READ_GLOBAL_METER_PROVIDER
-            and _metrics_api._METER_PROVIDER is None
-            and not config.meter_provider_from_environment
-        ):
-            return False  # still the API's stand-in, seen silent before
+        # `metrics.get_meter_provider()` looks the environment up on each call while
+        # no global provider is set: 9,000 instructions (about 1 µs) of the
+        # sampled-out query seam (bench/README.md). Once found silent, it is asked
+        # again at most once a second: a global provider set later records from then.
+        if config.silent_meter_provider is not None and not config.meter_provider_from_environment:
+            now = time.monotonic_ns()
+            if now - config.silent_checked_ns < _METER_PROVIDER_RECHECK_NS:
+                return False
+            config.silent_checked_ns = now
         provider = metrics.get_meter_provider()
     if provider is config.silent_meter_provider:
         return False
@@ -337,6 +317,7 @@ def metrics_wanted() -> bool:
     # until a global provider is set) record nothing; any other implementation does.
     if type(provider).__module__.startswith("opentelemetry.metrics"):
         config.silent_meter_provider = provider
+        config.silent_checked_ns = time.monotonic_ns()
         return False
     config.metrics_wanted = True
     return True

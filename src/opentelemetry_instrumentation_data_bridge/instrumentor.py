@@ -44,7 +44,7 @@ SESSION_OPERATIONS = (
 
 def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, Any]]:
     """(module, class, method, wrapper) for every seam of docs/extension-points.md."""
-    from opentelemetry_instrumentation_data_bridge import wrappers
+    from opentelemetry_instrumentation_data_bridge import migration_spans, wrappers
 
     query, session = "data_bridge_core.query", "data_bridge_core.session"
     targets: list[tuple[str, str, str, Any]] = [
@@ -71,6 +71,12 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
         ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
         ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
         ("data_bridge_core.engine", "Engine", "acquire", wrappers.acquire_wrapper),
+        (
+            "data_bridge_core.migrations.runner",
+            "Migrator",
+            "apply_migration",
+            migration_spans.apply_migration_wrapper,
+        ),
     ]
     if capture_statement:  # the statement seams cost a wrapper per SQL statement: opt-in
         targets += [
@@ -87,9 +93,11 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
-        from opentelemetry_instrumentation_data_bridge import config
+        from opentelemetry_instrumentation_data_bridge import config, options
 
-        config.check_options(kwargs)  # before anything is changed
+        # Unknown options are logged and ignored: under opentelemetry-instrument, a raise
+        # here would leave every instrumentor after this one out (options.py).
+        kwargs = options.known_options(kwargs)
         self._patched: list[tuple[Any, str]] = []
         if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
             logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
@@ -101,12 +109,17 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             statement_hooks,
         )
 
-        # Options of the future-enhancement modules; bad values raise before anything is patched.
-        hook = statement_hooks.statement_wrapper(
-            explain_threshold_ms=kwargs.get("explain_threshold_ms"),
-            enable_commenter=kwargs.get("enable_commenter", False),
-            commenter_options=kwargs.get("commenter_options"),
-        )
+        # Options of the future-enhancement modules; bad values raise before anything is
+        # patched on a direct call, and are logged and left out under auto-instrumentation.
+        try:
+            hook = statement_hooks.statement_wrapper(
+                explain_threshold_ms=kwargs.get("explain_threshold_ms"),
+                enable_commenter=kwargs.get("enable_commenter", False),
+                commenter_options=kwargs.get("commenter_options"),
+            )
+        except (TypeError, ValueError) as error:
+            options.rejected_value("explain_threshold_ms/enable_commenter/commenter_options", error)
+            hook = None
         config.configure(
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),

@@ -27,6 +27,8 @@ from opentelemetry_instrumentation_data_bridge.error_description import (
 # Semconv advisory for db.client.operation.duration: without it the SDK's
 # default buckets (made for milliseconds) put every second-valued sample in one bucket.
 OPERATION_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+# Semconv advisory for db.client.response.returned_rows.
+RETURNED_ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
 class OrmMetrics:
@@ -49,6 +51,7 @@ class OrmMetrics:
             MetricNames.CLIENT_RESPONSE_RETURNED_ROWS,
             unit="{row}",
             description="Rows returned by database operations",
+            explicit_bucket_boundaries_advisory=list(RETURNED_ROWS_BUCKETS),
         )
         self.transaction_duration = meter.create_histogram(
             MetricNames.SESSION_TRANSACTION_DURATION,
@@ -66,7 +69,10 @@ class OrmMetrics:
         rows: int | None,
         error: BaseException | None,
         server: dict[str, Any],
+        reference: bool = True,
     ) -> None:
+        """One operation: ``db.client.operation.duration`` (and ``returned_rows`` when
+        ``rows`` is not None); ``reference``: the reference's query metrics too."""
         if error is not None and is_cancellation(error):
             return  # cut short by its caller: neither a success nor a database error
         kind = None if error is None else error_facts(error)  # (error.type, SQLSTATE)
@@ -87,8 +93,9 @@ class OrmMetrics:
                 self._attributes.clear()
             cached = self._attributes[key] = (attrs, semconv, server)
         attrs, semconv = cached[0], cached[1]
-        self.query_duration.record(seconds * 1000.0, attrs)
-        self.query_count.add(1, attrs)
+        if reference:
+            self.query_duration.record(seconds * 1000.0, attrs)
+            self.query_count.add(1, attrs)
         self.operation_duration.record(seconds, semconv)
         if rows is not None:
             self.returned_rows.record(rows, semconv)

@@ -7,13 +7,12 @@ spans to the processors registered with ``add_span_processor``). Each of
 those is attached here under a key, and a provider gets one `Hub`: a single
 SDK span processor forwarding to them.
 
-The SDK's ``TracerProvider`` has ``add_span_processor`` and no way to remove
-one. So `detach_all` first makes every hub inert (it then forwards to
-nothing, for a span that is ending in another thread with the old processor
-tuple in hand), then takes it out of the provider's processor tuple. That
-tuple is the SDK's own state, replaced under its lock exactly as
-``add_span_processor`` replaces it; should a future SDK keep its processors
-differently, the hub stays there, inert.
+The SDK's ``TracerProvider`` has ``add_span_processor`` and no public way to
+remove one. So a provider gets its hub once, ever: `detach_all` makes every
+hub inert (it forwards to nothing, and its ``on_start``/``on_end`` return at
+once), and the next ``instrument()`` re-arms the same hub instead of adding
+another. One inert processor of ours thus stays on each provider that was
+instrumented (docs/span-processors.md).
 
 A forwarded processor that raises is contained like every other failure of
 ours (logged once): the user's span still ends and reaches their processors.
@@ -110,7 +109,7 @@ class Hub(SpanProcessor):
         return flushed
 
 
-# Provider -> its hub, for the providers attached to since the last detach_all.
+# Provider -> its hub, for every provider ever attached to (an inert hub is re-armed).
 _hubs: weakref.WeakKeyDictionary[Any, Hub] = weakref.WeakKeyDictionary()
 
 
@@ -147,18 +146,6 @@ def attached(provider: Any, key: str) -> bool:
 
 
 def detach_all() -> None:
-    """Make every hub inert and take it off its provider."""
-    for provider, hub in list(_hubs.items()):
+    """Make every hub inert; it stays on its provider, to be re-armed by `attach`."""
+    for hub in list(_hubs.values()):
         hub.attached, hub.processors, hub.starts, hub.keys = (), (), (), ()
-        _remove(provider, hub)
-    _hubs.clear()
-
-
-def _remove(provider: Any, hub: Hub) -> None:
-    multi: Any = getattr(provider, "_active_span_processor", None)
-    lock = getattr(multi, "_lock", None)
-    if lock is None or not isinstance(getattr(multi, "_span_processors", None), tuple):
-        return  # not the SDK layout we know: the hub stays, inert
-    with lock:
-        current = multi._span_processors  # re-read under the lock
-        multi._span_processors = tuple(p for p in current if p is not hub)

@@ -137,19 +137,24 @@ def _instrumented_for_detection() -> Iterator[None]:
         instrumentor.uninstrument()
 
 
-@pytest.hookimpl(wrapper=True)
+# An old-style hook wrapper (``hookwrapper=True``): the new style (``wrapper=True``)
+# needs pluggy 1.1, and pytest 7.3 ships with pluggy 1.0, where merely loading a
+# plugin that uses it fails every test run (docs/pytest-plugin.md, "Supported pytest").
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if not _detection_wanted(item):
-        return (yield)
+        yield
+        return
     problem = _sdk_missing("N+1 detection (no_n_plus_one)")
     if problem is not None:
         pytest.fail(problem, pytrace=False)
     from opentelemetry_instrumentation_data_bridge.n_plus_one import n1_scope
 
-    # Only the test body is in the scope: fixture set-up (factories) is not.
+    # Only the test body is in the scope: fixture set-up (factories) is not. The test's
+    # own outcome (an exception included) is pluggy's to report, not raised here.
     with _instrumented_for_detection(), n1_scope() as scope:
         item.stash[_SCOPE] = scope  # read at teardown, after the scope has ended
-        return (yield)
+        yield
 
 
 @pytest.hookimpl(trylast=True)

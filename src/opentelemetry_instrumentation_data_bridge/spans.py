@@ -13,7 +13,6 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation._semconv import _set_db_statement
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from opentelemetry_instrumentation_data_bridge import config
@@ -24,9 +23,24 @@ from opentelemetry_instrumentation_data_bridge.error_description import (
     is_cancellation,
     stacktrace,
 )
+from opentelemetry_instrumentation_data_bridge.semconv import keeps_reference_keys, set_statement
 
 _SESSION_INTERNAL = frozenset({"open", "close"})
 CANCELLED_EVENT = "cancelled"  # an operation cancelled by its caller (no error)
+# db.query.summary's operation part for the ORM's query operations ("{verb} {table}").
+_SUMMARY_VERBS = {
+    "find": "SELECT",
+    "count": "SELECT",
+    "exists": "SELECT",
+    "aggregate": "SELECT",
+    "stream": "SELECT",
+    "from_sql": "SELECT",
+    "update": "UPDATE",
+    "delete": "DELETE",
+    "upsert": "INSERT",
+}
+# Separator of a batch's statements in db.query.text (the conventions' "; ").
+STATEMENT_SEPARATOR = "; "
 # The spans of ORM operations: a captured statement goes on one of these only.
 _OPERATION_PREFIXES = ("db.query.", "db.session.", "db.relationship.")
 
@@ -40,8 +54,21 @@ def set_span_statement(span: Span | None, statement: str) -> None:
     if span is None or not span.is_recording():
         return
     attrs: dict[str, Any] = {}
-    _set_db_statement(attrs, statement, config.state.mode)
+    set_statement(attrs, statement, config.state.mode)
     span.set_attributes(attrs)
+
+
+def add_span_statement(span: Span, statement: str) -> None:
+    """Record one more statement an operation sent (a flush sends several): the
+    distinct statements joined by "; ", as the conventions say for a batch whose
+    statements differ. Reads back what the span holds, so only with capture on."""
+    held = getattr(span, "attributes", None) or {}
+    previous = held.get(SpanAttributes.DB_QUERY_TEXT)
+    if isinstance(previous, str) and previous:
+        if statement == previous or statement in previous.split(STATEMENT_SEPARATOR):
+            return
+        statement = f"{previous}{STATEMENT_SEPARATOR}{statement}"
+    set_span_statement(span, statement)
 
 
 def sent_by_operation(span: Span) -> bool:
@@ -85,12 +112,20 @@ def add_exception(span: Span | None, exception: BaseException) -> None:
 
 
 def _result_attributes(
-    count: int | None, affected_rows: int | None, cache_hit: bool | None
+    count: int | None,
+    affected_rows: int | None,
+    cache_hit: bool | None,
+    returned_rows: int | None = None,
 ) -> dict[str, Any]:
+    """``db.result.count`` (the reference's: not in the ``database`` mode) and
+    ``db.response.returned_rows`` (rows that came back: ``count`` unless given)."""
     attrs: dict[str, Any] = {}
-    if count is not None:
+    if count is not None and keeps_reference_keys(config.state.mode):
         attrs[SpanAttributes.DB_RESULT_COUNT] = count
-        attrs[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = count
+    if returned_rows is None:
+        returned_rows = count
+    if returned_rows is not None:
+        attrs[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = returned_rows
     if affected_rows is not None:
         attrs[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
     if cache_hit is not None:
@@ -231,10 +266,12 @@ class SpanScope:
         count: int | None = None,
         affected_rows: int | None = None,
         cache_hit: bool | None = None,
+        returned_rows: int | None = None,
     ) -> None:
-        """Result attributes for the end of the span (see `set_span_result`)."""
+        """Result attributes for the end of the span (see `set_span_result`);
+        ``returned_rows`` when the rows that came back are not ``count`` (a count()'s one)."""
         if self.recording:
-            self._result = _result_attributes(count, affected_rows, cache_hit)
+            self._result = _result_attributes(count, affected_rows, cache_hit, returned_rows)
 
     def add_attributes(self, attributes: dict[str, Any]) -> None:
         """More attributes for the end of the span (only kept when it records)."""
@@ -289,7 +326,7 @@ def _merge(extra: dict[str, Any], attributes: dict[str, Any]) -> None:
             extra[key] = value
 
 
-def _remember_shape(key: tuple[Any, ...], shape: tuple[dict[str, Any], Any, str]) -> None:
+def _remember_shape(key: tuple[Any, ...], shape: tuple[Any, ...]) -> None:
     """Keep a span shape's start attributes and name for the next span of that shape."""
     shapes = config.state.start_attributes
     if len(shapes) < 4096:  # low cardinality; a guard all the same
@@ -312,6 +349,7 @@ def query_span(
     statement: str | None = None,
     server: dict[str, Any] | None = None,
     operation_name: str | None = None,
+    summary: str | None = None,
     **attributes: Any,
 ) -> SpanScope:
     """The ``db.query.<operation>`` span shape (see `create_query_span`).
@@ -320,17 +358,23 @@ def query_span(
     (system, operation, collection and the ``server`` ones: namespace,
     address, port). The reference's query details follow only if it records.
     ``db.operation.name`` is ``operation`` unless ``operation_name`` is given
-    (raw SQL: ``db.query.execute`` with the statement's first keyword).
+    (raw SQL: ``db.query.execute`` with the statement's first keyword, as written).
+    ``db.query.summary`` is ``summary``, else ``{verb} {table}`` (``SELECT users``)
+    for the ORM's operations, else the operation name.
     """
     op_name = operation_name or operation
     # The name and start attributes depend on (operation, table, engine) only: built
     # once each. (The SDK copies the attributes into the span; samplers only read them.)
-    key = (operation, op_name, table, id(server) if server else 0)
+    key = (operation, op_name, table, id(server) if server else 0, summary)
     cached = config.state.start_attributes.get(key)
     if cached is None or cached[1] is not server:
         sampler = {**config.state.system_attributes, SpanAttributes.DB_OPERATION_NAME: op_name}
         if table is not None:
             sampler[SpanAttributes.DB_COLLECTION_NAME] = table
+        if summary is None:
+            verb = _SUMMARY_VERBS.get(operation) if operation_name is None else None
+            summary = op_name if verb is None else verb if table is None else f"{verb} {table}"
+        sampler[SpanAttributes.DB_QUERY_SUMMARY] = summary
         if server:
             sampler.update(server)
         cached = (sampler, server, f"db.query.{operation}")
@@ -347,7 +391,7 @@ def query_span(
     if attributes:
         _merge(extra, attributes)
     if statement is not None:
-        _set_db_statement(extra, statement, config.state.mode)
+        set_statement(extra, statement, config.state.mode)
     return SpanScope(tracer, cached[2], SpanKind.CLIENT, cached[0], extra)
 
 
@@ -357,17 +401,27 @@ def session_span(
     pending_count: int | None = None,
     dirty_count: int | None = None,
     deleted_count: int | None = None,
+    server: dict[str, Any] | None = None,
     **attributes: Any,
 ) -> SpanScope:
-    """The ``db.session.<operation>`` span shape (see `create_session_span`)."""
-    # Name, kind and start attributes depend on the operation only: built once each
-    # (the open and close of every session pass here).
-    key = ("db.session", operation)
+    """The ``db.session.<operation>`` span shape (see `create_session_span`).
+
+    ``open``/``close`` send no SQL: INTERNAL, without ``server``'s attributes; the
+    others are CLIENT spans with them (db.namespace, server.address, server.port).
+    """
+    internal = operation in _SESSION_INTERNAL
+    if internal:
+        server = None
+    # Name, kind and start attributes depend on the operation and engine only: built
+    # once each (the open and close of every session pass here).
+    key = ("db.session", operation, id(server) if server else 0)
     cached = config.state.start_attributes.get(key)
-    if cached is None:
+    if cached is None or (server and cached[3] is not server):
         sampler = {**config.state.system_attributes, SpanAttributes.DB_SESSION_OPERATION: operation}
-        kind = SpanKind.INTERNAL if operation in _SESSION_INTERNAL else SpanKind.CLIENT
-        cached = (sampler, kind, f"db.session.{operation}")
+        if server:
+            sampler.update(server)
+        kind = SpanKind.INTERNAL if internal else SpanKind.CLIENT
+        cached = (sampler, kind, f"db.session.{operation}", server)
         _remember_shape(key, cached)
     extra: dict[str, Any] = {}
     if pending_count is not None:
@@ -389,19 +443,32 @@ def relationship_span(
     fk_column: str | None = None,
     batch_count: int | None = None,
     depth: int = 0,
+    server: dict[str, Any] | None = None,
+    sends_sql: bool = True,
     **attributes: Any,
 ) -> SpanScope:
-    """The ``db.relationship.<strategy>`` span shape (see `create_relationship_span`)."""
+    """The ``db.relationship.<strategy>`` span shape (see `create_relationship_span`).
+
+    CLIENT with ``server``'s attributes when the load ``sends_sql``; INTERNAL without
+    them when it does not (a value served from the cache or the identity map, a
+    ``joined`` load filled from its parent query's rows).
+    """
     strategy = strategy or "select"
-    key = ("db.relationship", name, strategy)  # built once per relationship and strategy
+    if not sends_sql:
+        server = None
+    # Built once per relationship, strategy, engine and kind.
+    key = ("db.relationship", name, strategy, id(server) if server else 0, sends_sql)
     cached = config.state.start_attributes.get(key)
-    if cached is None:
+    if cached is None or (server and cached[3] is not server):
         sampler = {
             **config.state.system_attributes,
             SpanAttributes.DB_RELATIONSHIP_NAME: name,
             SpanAttributes.DB_RELATIONSHIP_STRATEGY: strategy,
         }
-        cached = (sampler, None, f"db.relationship.{strategy}")
+        if server:
+            sampler.update(server)
+        kind = SpanKind.CLIENT if sends_sql else SpanKind.INTERNAL
+        cached = (sampler, kind, f"db.relationship.{strategy}", server)
         _remember_shape(key, cached)
     extra: dict[str, Any] = {}
     if target_model is not None:
@@ -414,4 +481,4 @@ def relationship_span(
         _merge(extra, attributes)
     if strategy in EAGER_STRATEGIES:
         extra[SpanAttributes.DB_RELATIONSHIP_DEPTH] = depth
-    return SpanScope(tracer, cached[2], SpanKind.CLIENT, cached[0], extra)
+    return SpanScope(tracer, cached[2], cached[1], cached[0], extra)

@@ -6,17 +6,16 @@ providers given to ``instrument()`` or `configure` (`config`). They
 degrade to no-ops (yielding ``None``) when tracing is disabled, the SDK is
 not installed, or instrumentation is suppressed.
 
-Attribute names follow ``OTEL_SEMCONV_STABILITY_OPT_IN`` through contrib's
-``_semconv`` helpers: by default the reference's ``db.system`` and
-``db.statement``; ``database`` gives ``db.system.name`` and ``db.query.text``;
-``database/dup`` gives both.
+Attribute names follow ``OTEL_SEMCONV_STABILITY_OPT_IN`` (`semconv`): by
+default the reference's ``db.system`` and ``db.statement`` and the stable
+``db.system.name`` and ``db.query.text``; ``database`` gives only the stable
+ones; ``database/dup`` gives both, as the default does.
 
 Logger: ``opentelemetry_instrumentation_data_bridge``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -74,11 +73,24 @@ from opentelemetry_instrumentation_data_bridge.spans import (
     set_span_statement,
 )
 
-with contextlib.suppress(ImportError):  # an SDK Sampler: only with the (optional) SDK
+try:  # an SDK Sampler and span processor: only with the (optional) SDK
     from opentelemetry_instrumentation_data_bridge.sampling import (
         AttributeBasedSampler,
         DurationRuleProcessor,
     )
+except ImportError:  # the API-only install: importable, and a clear error when used
+
+    def _needs_sdk(name: str) -> Any:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise ImportError(
+                f"{name} is an OpenTelemetry SDK sampler/processor and needs opentelemetry-sdk"
+                " (pip install 'opentelemetry-instrumentation-data-bridge[sdk]')"
+            )
+
+        return type(name, (), {"__new__": refuse, "__doc__": f"{name}: needs the SDK."})
+
+    AttributeBasedSampler = _needs_sdk("AttributeBasedSampler")  # type: ignore[misc]
+    DurationRuleProcessor = _needs_sdk("DurationRuleProcessor")  # type: ignore[misc]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -77,8 +77,12 @@ def _record_metrics(
     rows: int | None,
     error: BaseException | None,
     server: dict[str, Any],
+    reference: bool = True,
 ) -> None:
     """Metrics of one operation; the duration is the span's when the span recorded one.
+    ``rows``: rows that came back (None: none, e.g. an UPDATE). ``reference``: also the
+    reference's query metrics (queries only; flushes, commits and loads get the
+    conventions' ``db.client.operation.duration`` alone).
     The caller has checked `config.metrics_wanted()` (no call at all without metrics)."""
     try:
         start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
@@ -86,7 +90,9 @@ def _record_metrics(
             seconds = (end - start) / 1e9
         else:
             seconds = (time.perf_counter_ns() - started_ns) / 1e9
-        config.orm_metrics().record_operation(operation, table, seconds, rows, error, server)
+        config.orm_metrics().record_operation(
+            operation, table, seconds, rows, error, server, reference
+        )
     except Exception as exc:
         config.report_failure("record metrics", exc)
 
@@ -98,10 +104,26 @@ def _rows(result: Any) -> int:
 
 
 def _count_rows(operation: str, result: Any) -> int:
-    """Rows an operation returned or touched (for metrics and ``db.result.count``)."""
+    """The reference's ``db.result.count``: rows an operation returned or touched
+    (a count()'s count, an exists()'s 0 or 1)."""
     if operation in ("update", "delete", "count", "exists"):
         return int(result)
     return _rows(result)
+
+
+# Operations whose one result row is a value (the count, the boolean): one row came back.
+_ONE_ROW = frozenset({"count", "exists"})
+# Operations that return no rows (affected rows only).
+_NO_ROWS = frozenset({"update", "delete"})
+
+
+def _returned_rows(operation: str, counted: int) -> int | None:
+    """``db.response.returned_rows``: rows that came back from the server."""
+    if operation in _ONE_ROW:
+        return 1
+    if operation in _NO_ROWS:
+        return None
+    return counted
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -148,7 +170,8 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
     meter provider to receive metrics) it hands back the original coroutine,
     so the query runs without even an extra coroutine around it.
     """
-    affected = operation in ("update", "delete")
+    affected = operation in _NO_ROWS
+    one_row = operation in _ONE_ROW
     finds = operation == "find" and objects
     what = f"db.query.{operation}"
 
@@ -172,16 +195,19 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         try:
             if scope is None:
                 result = await wrapped(*args, **kwargs)
-                rows = _count_rows(operation, result)
+                rows = _returned_rows(operation, _count_rows(operation, result))
                 return result
             with scope.under(current) as span:
                 result = await wrapped(*args, **kwargs)
-                rows = _count_rows(operation, result)
+                counted = _count_rows(operation, result)
+                rows = _returned_rows(operation, counted)
                 if affected:
                     scope.set_result(affected_rows=result)
+                elif one_row:
+                    scope.set_result(count=counted, returned_rows=1)
                 else:
-                    scope.set_result(count=rows)
-            if finds and rows > 1:
+                    scope.set_result(count=counted)
+            if finds and counted > 1:
                 _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
             return result
         except BaseException as exc:
@@ -285,13 +311,13 @@ _KEYWORD = re.compile(r"[A-Za-z]+")
 
 
 def first_keyword(statement: str) -> str | None:
-    """The statement's first keyword, lower-cased (``select``, ``with``, ``update``...),
+    """The statement's first keyword as written (``SELECT``, ``with``, ``Update``...),
     after leading blanks, comments and parentheses; None when there is none."""
     start = _LEADING.match(statement)
     keyword = _KEYWORD.match(statement, start.end() if start else 0)
     if keyword is None or len(keyword.group(0)) > 32:
         return None
-    return keyword.group(0).lower()
+    return keyword.group(0)
 
 
 def _describe_execute(
@@ -394,9 +420,8 @@ def session_query_wrapper(operation: str) -> Wrapper:
         try:
             with scope as span:
                 result = await wrapped(*args, **kwargs)
-                if operation == "upsert":
-                    rows = int(result)
-                    scope.set_result(affected_rows=rows)
+                if operation == "upsert":  # affected rows; none came back
+                    scope.set_result(affected_rows=int(result))
                 else:
                     rows = len(result)
                     scope.set_result(count=rows)
@@ -414,9 +439,20 @@ def session_query_wrapper(operation: str) -> Wrapper:
 # -- sessions ---------------------------------------------------------------------------
 
 
+def _refreshed_table(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The table ``refresh(obj)`` reads (None for a non-model: refresh() raises then)."""
+    obj: Any = args[0] if args else kwargs.get("obj")
+    from data_bridge_core import Table, table_info
+
+    return table_info(type(obj)).name if isinstance(obj, Table) else None
+
+
 def _describe_session(
     operation: str, session: Any, with_counts: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> SpanScope:
+    if operation in ("open", "close"):  # no SQL: no server attributes (every session)
+        return spans.session_span(config.tracer(), operation)
+    server = server_attributes(session.engine)
     if with_counts:
         return spans.session_span(
             config.tracer(),
@@ -424,16 +460,13 @@ def _describe_session(
             pending_count=session.pending_count,
             dirty_count=session.dirty_count,
             deleted_count=session.deleted_count,
+            server=server,
         )
     if operation == "refresh":  # one SELECT of the object's table
-        obj: Any = args[0] if args else kwargs.get("obj")
-        from data_bridge_core import Table, table_info
-
-        table: dict[str, Any] = {}
-        if isinstance(obj, Table):  # anything else: refresh() raises its own TypeError
-            table[SpanAttributes.DB_COLLECTION_NAME] = table_info(type(obj)).name
-        return spans.session_span(config.tracer(), operation, **table)
-    return spans.session_span(config.tracer(), operation)
+        table = _refreshed_table(args, kwargs)
+        collection: dict[str, Any] = {SpanAttributes.DB_COLLECTION_NAME: table}
+        return spans.session_span(config.tracer(), operation, server=server, **collection)
+    return spans.session_span(config.tracer(), operation, server=server)
 
 
 def session_wrapper(operation: str) -> Wrapper:
@@ -441,6 +474,8 @@ def session_wrapper(operation: str) -> Wrapper:
     and the three savepoint steps of ``begin_nested()``."""
     with_counts = operation in ("flush", "commit")
     ends_transaction = operation in ("commit", "rollback", "close")
+    # Operations that talk to the database: a db.client.operation.duration sample each.
+    timed = operation not in ("open", "close")
     what = f"db.session.{operation}"
 
     async def wrapper(
@@ -461,23 +496,53 @@ def session_wrapper(operation: str) -> Wrapper:
             scope.under(current)
         # Read before the call: committing or rolling back clears it.
         started = instance.transaction_started_ns if ends_transaction else None
+        called = time.perf_counter_ns()
+        error: BaseException | None = None
         try:
             if scope is None:
                 return await wrapped(*args, **kwargs)
             with scope:
                 result = await wrapped(*args, **kwargs)
-                if operation == "flush" and instance.last_flush_batch_size > 1:
+                # A batch is several statements in one pipeline, not one bulk INSERT.
+                if operation == "flush" and instance.last_flush_pipeline_size > 1:
                     scope.add_attributes(
-                        {SpanAttributes.DB_OPERATION_BATCH_SIZE: instance.last_flush_batch_size}
+                        {SpanAttributes.DB_OPERATION_BATCH_SIZE: instance.last_flush_pipeline_size}
                     )
                 return result
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            if started is not None and config.metrics_wanted():
-                config.orm_metrics().transaction_ended(started, operation)
+            if (started is not None or timed) and config.metrics_wanted():
+                if started is not None:
+                    config.orm_metrics().transaction_ended(started, operation)
+                if timed:
+                    _time_session_operation(operation, instance, scope, called, error, args, kwargs)
             if operation == "close":
                 _detect(n_plus_one.end_session_scope, instance)  # reports loads outside requests
 
     return wrapper
+
+
+def _time_session_operation(
+    operation: str,
+    session: Any,
+    scope: SpanScope | None,
+    started_ns: int,
+    error: BaseException | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """db.client.operation.duration of a session operation (one sample per operation:
+    a flush's statements are not timed one by one; a commit's includes its flush)."""
+    try:
+        table = _refreshed_table(args, kwargs) if operation == "refresh" else None
+        server = server_attributes(session.engine)
+    except Exception as exc:
+        config.report_failure("record metrics", exc)
+        return
+    span = scope.span if scope is not None else None
+    _record_metrics(operation, table, span, started_ns, None, error, server, reference=False)
 
 
 # -- relationships ----------------------------------------------------------------------
@@ -500,15 +565,46 @@ def _describe_lazy(
         return None, obj, True
     if via is None and relationship.strategy_for(obj) == "noload":
         return None
+    cache_hit = relationship.is_loaded(obj)
     scope = spans.relationship_span(
         config.tracer(),
         relationship.name,
         target_model=relationship.target_name,
         strategy="select",
         fk_column=relationship.fk_column,
+        server=None if cache_hit else _server_of_instance(obj),
+        sends_sql=not cache_hit,
         **_secondary(relationship),
     )
-    return scope, obj, relationship.is_loaded(obj)
+    return scope, obj, cache_hit
+
+
+def _server_of_instance(obj: Any) -> dict[str, Any]:
+    """The server attributes of the engine of the session ``obj`` belongs to."""
+    from data_bridge_core.state import session_of
+
+    session = session_of(obj)
+    return server_attributes(session.engine) if session is not None else {}
+
+
+def _time_load(
+    strategy: str,
+    relationship: Any,
+    span: Any,
+    started_ns: int,
+    rows: int | None,
+    error: BaseException | None,
+    server: dict[str, Any],
+) -> None:
+    """db.client.operation.duration of a relationship load that ran SQL."""
+    try:
+        from data_bridge_core import table_info
+
+        table = table_info(relationship.target).name
+    except Exception as exc:
+        config.report_failure("record metrics", exc)
+        return
+    _record_metrics(strategy, table, span, started_ns, rows, error, server, reference=False)
 
 
 def lazy_load_wrapper(
@@ -539,9 +635,12 @@ async def _traced_lazy_load(
     if scope is None:
         _detect(n_plus_one.record_eager_use, instance)
         return await wrapped(*args, **kwargs)
-    with scope:
-        value = await wrapped(*args, **kwargs)
-        scope.set_result(count=_rows(value), cache_hit=cache_hit)
+    if cache_hit:
+        with scope:
+            value = await wrapped(*args, **kwargs)
+            scope.set_result(count=_rows(value), cache_hit=True)
+    else:
+        value = await _timed_lazy_load(wrapped, instance, args, kwargs, scope, obj)
     if not cache_hit and site is not None:
         # After the span ends, so a warning span is the request's child, not the load's.
         # `_detect`, inlined: this runs on every lazy load.
@@ -554,11 +653,39 @@ async def _traced_lazy_load(
     return value
 
 
+async def _timed_lazy_load(
+    wrapped: Wrapped,
+    relationship: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    scope: SpanScope,
+    obj: Any,
+) -> Any:
+    """A lazy load that runs its SELECT: the span and its operation duration."""
+    started = time.perf_counter_ns()
+    rows: int | None = None
+    error: BaseException | None = None
+    try:
+        with scope:
+            value = await wrapped(*args, **kwargs)
+            rows = _rows(value)
+            scope.set_result(count=rows, cache_hit=False)
+        return value
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if config.metrics_wanted():
+            server = _describe("record metrics", _server_of_instance, obj) or {}
+            _time_load("select", relationship, scope.span, started, rows, error, server)
+
+
 def _describe_eager(
     eager: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[SpanScope, Any, Any]:
     batch = args[0] if args else kwargs["batch"]
     rel = eager.relationship
+    sends_sql = eager.strategy != "joined"  # joined: filled from the parent query's rows
     scope = spans.relationship_span(
         config.tracer(),
         rel.name,
@@ -567,6 +694,8 @@ def _describe_eager(
         fk_column=rel.fk_column,
         batch_count=batch.batch_count,
         depth=batch.depth,
+        server=server_attributes(batch.session.engine) if sends_sql else None,
+        sends_sql=sends_sql,
         **_secondary(rel),
     )
     return scope, rel, batch
@@ -580,9 +709,21 @@ async def eager_load_wrapper(
     if opened is None:
         return await wrapped(*args, **kwargs)
     scope, rel, batch = opened
-    with scope:
-        related = await wrapped(*args, **kwargs)
-        scope.set_result(count=len(related))
+    started = time.perf_counter_ns()
+    rows: int | None = None
+    error: BaseException | None = None
+    try:
+        with scope:
+            related = await wrapped(*args, **kwargs)
+            rows = len(related)
+            scope.set_result(count=rows)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if instance.strategy != "joined" and config.metrics_wanted():
+            server = _describe("record metrics", server_attributes, batch.session.engine) or {}
+            _time_load(instance.strategy, rel, scope.span, started, rows, error, server)
     _detect(n_plus_one.record_eager_load, rel, instance.strategy, batch, related)
     return related
 
@@ -606,7 +747,7 @@ def _capture(statement: Any) -> None:
     sending it; a caller's span (an HTTP server span...) never gets one."""
     span = trace.get_current_span()
     if isinstance(statement, str) and spans.sent_by_operation(span):
-        spans.set_span_statement(span, statement)
+        spans.add_span_statement(span, statement)
 
 
 def statement_wrapper(

@@ -154,8 +154,12 @@ async def test_a_constraint_violation_names_condition_schema_table_and_constrain
     assert a["db.error.table_name"] == "authors"
     durations = point_attributes(metric_reader, "db.client.operation.duration")
     failed = [p for p in durations if "error.type" in p]
-    assert [(p["error.type"], p["db.response.status_code"]) for p in failed] == [
-        ("psycopg.errors.UniqueViolation", "23505")
+    # the flush as an operation and its failed INSERT statement
+    assert sorted(
+        (p["db.operation.name"], p["error.type"], p["db.response.status_code"]) for p in failed
+    ) == [
+        ("INSERT", "psycopg.errors.UniqueViolation", "23505"),
+        ("flush", "psycopg.errors.UniqueViolation", "23505"),
     ], durations
     assert not [p for p in durations if "error.type" not in p and "db.response.status_code" in p]
 

@@ -95,8 +95,10 @@ async def test_a_failed_savepoint_block_rolls_back_inside_a_span_of_its_own(
     [undo] = named(spans, "db.session.rollback_to_savepoint")
     assert child_of(undo, release)  # the failed flush of the release rolls back to the savepoint
     assert attrs(undo)["db.session.operation"] == "rollback_to_savepoint"
-    # ROLLBACK TO, then RELEASE: the span shows the last statement it sent.
-    assert attrs(undo)["db.statement"].startswith("RELEASE SAVEPOINT data_bridge_sp_")
+    # ROLLBACK TO, then RELEASE: the span shows both statements it sent, joined by "; ".
+    rollback_to, release_sp = attrs(undo)["db.statement"].split("; ")
+    assert rollback_to.startswith("ROLLBACK TO SAVEPOINT data_bridge_sp_")
+    assert release_sp.startswith("RELEASE SAVEPOINT data_bridge_sp_")
     assert undo.status.status_code is StatusCode.UNSET
     for span in spans.get_finished_spans():
         assert "a0@x.org" not in repr(attrs(span)) + repr([e.attributes for e in span.events])
@@ -119,7 +121,9 @@ async def test_a_block_raising_its_own_error_rolls_back_to_the_savepoint_in_its_
     assert named(spans, "db.session.release_savepoint") == []
     [undo] = named(spans, "db.session.rollback_to_savepoint")
     assert undo.parent is None
-    assert attrs(undo)["db.statement"].startswith("RELEASE SAVEPOINT data_bridge_sp_")
+    rollback_to, release_sp = attrs(undo)["db.statement"].split("; ")
+    assert rollback_to.startswith("ROLLBACK TO SAVEPOINT data_bridge_sp_")
+    assert release_sp.startswith("RELEASE SAVEPOINT data_bridge_sp_")
     assert [s.name for s in spans.get_finished_spans()] == [
         "db.session.open",
         "db.session.flush",  # savepoint() flushes first (nothing pending here)

@@ -62,7 +62,8 @@ async def test_raw_sql_gets_a_client_span_under_the_callers_span(
             assert result.rows == [(3,)]
             await session.execute("UPDATE authors SET age = age + 1 WHERE id = %s", [1])
     executed = named(spans, "db.query.execute")
-    assert [attrs(s)["db.operation.name"] for s in executed] == ["select", "update"]
+    # As written (the spec: no case change): "Select", "UPDATE".
+    assert [attrs(s)["db.operation.name"] for s in executed] == ["Select", "UPDATE"]
     for span in executed:
         assert span.kind is SpanKind.CLIENT
         assert span.parent is not None and span.parent.span_id == request.get_span_context().span_id
@@ -70,8 +71,8 @@ async def test_raw_sql_gets_a_client_span_under_the_callers_span(
         assert attrs(span)["db.namespace"] == server().database  # "test" unless embedded
         assert "db.statement" not in attrs(span)  # capture is opt-in
     assert attrs(executed[0])["db.result.count"] == 1
-    assert counted(metric_reader, "db.query.count")["select"].value == 1
-    assert counted(metric_reader, "db.query.count")["update"].value == 1
+    assert counted(metric_reader, "db.query.count")["Select"].value == 1
+    assert counted(metric_reader, "db.query.count")["UPDATE"].value == 1
 
 
 @pytest.mark.usefixtures("instrumented")

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from conftest_shared import RecordingSampler
 from instrumentation_models import Author
-from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -77,17 +76,21 @@ def test_span_helpers_shapes(spans: InMemorySpanExporter) -> None:
     got = finished(spans)
     assert got["db.query.find"] == {
         "db.system": "postgresql",
+        "db.system.name": "postgresql",
         "db.operation.name": "find",
         "db.collection.name": "users",
+        "db.query.summary": "SELECT users",
         "db.query.filters_count": 2,
         "db.query.limit": 10,
         "team": "x",
         "db.statement": "SELECT 1 WHERE a = %s",
+        "db.query.text": "SELECT 1 WHERE a = %s",
         "db.result.count": 4,
         "db.response.returned_rows": 4,
     }
     assert got["db.session.flush"] == {
         "db.system": "postgresql",
+        "db.system.name": "postgresql",
         "db.session.operation": "flush",
         "db.session.pending_count": 3,
         "db.session.dirty_count": 0,
@@ -124,7 +127,7 @@ def test_exception_recorded_and_propagated_unchanged(spans: InMemorySpanExporter
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        (None, {"db.system", "db.statement"}),
+        (None, {"db.system", "db.statement", "db.system.name", "db.query.text"}),
         ("database", {"db.system.name", "db.query.text"}),
         ("database/dup", {"db.system", "db.statement", "db.system.name", "db.query.text"}),
     ],
@@ -140,13 +143,11 @@ def test_semconv_stability_modes(
         monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
     else:
         monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", mode)
-    monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
     try:
         telemetry.configure(tracer_provider=tracer_provider)
         with telemetry.create_query_span("find", "users", statement="SELECT %s"):
             pass
     finally:
-        monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
         monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
         telemetry.reset()
     keys = set(spans.get_finished_spans()[0].attributes or {})
@@ -207,8 +208,10 @@ def test_samplers_see_start_attributes_and_dropped_spans_skip_details() -> None:
         {
             "name": "db.query.find",
             "db.system": "postgresql",
+            "db.system.name": "postgresql",
             "db.operation.name": "find",
             "db.collection.name": "users",
+            "db.query.summary": "SELECT users",
         }
     ]
     assert exporter.get_finished_spans() == ()

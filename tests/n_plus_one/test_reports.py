@@ -109,19 +109,14 @@ async def test_duplicate_semconv_mode_also_keeps_the_old_code_attributes(
     tracer_provider: TracerProvider,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from opentelemetry.instrumentation._semconv import (
-        _OpenTelemetrySemanticConventionStability,
-    )
 
     monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "database/dup")
-    monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
     config.configure(tracer_provider=tracer_provider)
     try:
         with tracer_provider.get_tracer("t").start_as_current_span("GET /remarks"):
             await remarks_loop(blog_engine)
     finally:
         monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN")
-        monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
         config.configure(tracer_provider=tracer_provider)
     warning = attributes_of(spans, "db.n1_warning")
     assert warning["code.line.number"] == warning["code.lineno"] == LINES["loop"]

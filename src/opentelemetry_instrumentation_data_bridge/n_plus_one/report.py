@@ -10,11 +10,11 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation._semconv import _StabilityMode
 
 from opentelemetry_instrumentation_data_bridge import config
 from opentelemetry_instrumentation_data_bridge.attributes import SpanAttributes, SpanNames
 from opentelemetry_instrumentation_data_bridge.n_plus_one.settings import N1Settings
+from opentelemetry_instrumentation_data_bridge.semconv import Mode
 
 logger = logging.getLogger("opentelemetry_instrumentation_data_bridge.n_plus_one")
 
@@ -80,7 +80,7 @@ _site_attributes: dict[tuple[CallSite, bool], dict[str, Any]] = {}
 
 
 def _old_code_attributes_wanted() -> bool:
-    return config.state.mode is _StabilityMode.DATABASE_DUP
+    return config.state.mode is Mode.DATABASE_DUP
 
 
 @dataclass
