@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from core_fixtures import StatementLog, fetch
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from conduit_models import User, conduit
@@ -19,6 +20,7 @@ from data_bridge_core import (
     selectinload,
 )
 from finished_spans import attrs, named
+from opentelemetry_instrumentation_data_bridge.telemetry import configure_n1_detection
 
 __all__ = ["conduit"]
 
@@ -156,3 +158,21 @@ async def test_self_many_to_many_loads_are_relationship_spans_naming_the_associa
     (eager,) = (attrs(s) for s in named(spans, "db.relationship.selectinload"))
     assert eager["db.relationship.secondary"] == "follows"
     assert eager["db.relationship.fk_column"] == "followee_id"
+
+
+@pytest.mark.usefixtures("instrumented")
+async def test_a_loop_over_followers_is_reported_as_n_plus_one_with_the_fix(
+    conduit: Engine, spans: InMemorySpanExporter, tracer_provider: TracerProvider
+) -> None:
+    configure_n1_detection(threshold=3)
+    try:
+        with tracer_provider.get_tracer("t").start_as_current_span("GET /profiles"):
+            async with Session(conduit) as session:
+                for user in await session.find(User).to_list():
+                    await user.followers  # the N+1 line
+    finally:
+        configure_n1_detection()
+    (warning,) = (attrs(s) for s in named(spans, "db.n1_warning"))
+    assert warning["db.relationship.name"] == "followers"
+    assert warning["db.relationship.target_model"] == "User"
+    assert warning["db.n1.recommendation"] == "Use selectinload(User.followers)"
