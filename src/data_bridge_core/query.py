@@ -346,7 +346,7 @@ class Query(Generic[M]):
                 reached.add(j.target)
         for item in self._order:
             for model in item.column.models():
-                if not any(model is m or issubclass(self._model, model) for m in reached):
+                if model not in reached and not issubclass(self._model, model):
                     raise UnsupportedOperationError(
                         f"cannot order {self._model.__name__} objects by {item.column.label}: "
                         "it is read through a list relationship (several values per object); "

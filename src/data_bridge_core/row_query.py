@@ -192,8 +192,9 @@ class RowQuery(Generic[R]):
             column = item.operand if isinstance(item, Named) else item
             if _is_aggregate(column) or id(column) in keys:
                 continue
-            # PostgreSQL accepts any column of a table grouped by its primary key.
-            if isinstance(column, ColumnInfo) and column.owner in grouped_models:
+            # PostgreSQL accepts any column of a table grouped by its primary key
+            # (and a computed value of it, which reads that row).
+            if isinstance(column, ColumnInfo | Computed) and column.owner in grouped_models:
                 continue
             raise UnsupportedOperationError(
                 f"select(): {column.label} is neither grouped nor aggregated: add it to "

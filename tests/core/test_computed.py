@@ -94,3 +94,18 @@ async def test_a_computed_value_not_loaded_says_which_queries_load_it(conduit: E
         # a query of the objects sets it on the objects the session holds
         await session.find(Story).to_list()
         assert streamed[0].favorites == 2
+
+
+async def test_a_computed_value_may_be_selected_beside_a_group_by_its_model_key(
+    conduit: Engine,
+) -> None:
+    async with Session(conduit) as session:
+        rows = await (
+            session.find(Story)
+            .join(Story.author)
+            .order_by(Story.id)
+            .select(Story.slug, Story.favorites, func.count())
+            .group_by(Story.id)
+            .to_list()
+        )
+        assert rows == [("intro", 2, 1), ("async", 1, 1), ("joins", 0, 1)]
