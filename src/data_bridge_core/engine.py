@@ -216,11 +216,30 @@ class Engine:
             failure.set_result(error)
 
     async def release(self, conn: AsyncConnection[Any]) -> None:
-        """Give a connection back to the pool (a closed one is replaced by a new one)."""
-        if self._pool is not None:
-            await self._pool.putconn(conn)
-        else:  # disposed meanwhile
+        """Give a connection back to the pool (a closed one is replaced by a new one).
+
+        The return always completes: a cancellation that arrives meanwhile
+        waits for it, then is raised. (Interrupted half-way, ``putconn`` would
+        leave the connection neither in the pool nor closed, and the pool
+        one connection short for good.)
+        """
+        pool = self._pool
+        if pool is None:  # disposed meanwhile
             await conn.close()
+            return
+        returning = asyncio.ensure_future(pool.putconn(conn))
+        cancelled = False
+        while not returning.done():
+            try:
+                await asyncio.shield(returning)
+            except asyncio.CancelledError:
+                if returning.cancelled():  # the return itself was cancelled: nothing to wait for
+                    break
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        if not returning.cancelled():
+            returning.result()  # its own error, if any
 
     async def dispose(self) -> None:
         """Close the pool; the engine cannot be used afterwards."""
