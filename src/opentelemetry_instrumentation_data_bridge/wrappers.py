@@ -104,6 +104,40 @@ def _count_rows(operation: str, result: Any) -> int:
     return _rows(result)
 
 
+# Every read of a seam's result for a span or a metric goes through `_describe`, like
+# the opening: a result that cannot be read costs its attributes, never the call.
+
+
+def _query_result(scope: SpanScope | None, operation: str, affected: bool, result: Any) -> int:
+    rows = _count_rows(operation, result)
+    if scope is not None:
+        if affected:
+            scope.set_result(affected_rows=rows)
+        else:
+            scope.set_result(count=rows)
+    return rows
+
+
+def _execute_result(scope: SpanScope | None, result: Any) -> int:
+    rows = len(result.rows)
+    if scope is not None:
+        if rows or result.rowcount < 0:
+            scope.set_result(count=rows)
+        else:
+            scope.set_result(affected_rows=result.rowcount)
+    return rows
+
+
+def _session_query_result(scope: SpanScope, operation: str, result: Any) -> int:
+    if operation == "upsert":
+        rows = int(result)
+        scope.set_result(affected_rows=rows)
+    else:
+        rows = len(result)
+        scope.set_result(count=rows)
+    return rows
+
+
 # -- queries ----------------------------------------------------------------------------
 
 
@@ -148,6 +182,7 @@ def query_wrapper(operation: str) -> Wrapper:
     affected = operation in ("update", "delete")
     finds = operation == "find"
     what = f"db.query.{operation}"
+    reading = f"the result of {what}"
 
     async def traced(
         wrapped: Wrapped,
@@ -169,16 +204,12 @@ def query_wrapper(operation: str) -> Wrapper:
         try:
             if scope is None:
                 result = await wrapped(*args, **kwargs)
-                rows = _count_rows(operation, result)
+                rows = _describe(reading, _query_result, None, operation, affected, result)
                 return result
             with scope.under(current) as span:
                 result = await wrapped(*args, **kwargs)
-                rows = _count_rows(operation, result)
-                if affected:
-                    scope.set_result(affected_rows=result)
-                else:
-                    scope.set_result(count=rows)
-            if finds and rows > 1:
+                rows = _describe(reading, _query_result, scope, operation, affected, result)
+            if finds and rows is not None and rows > 1:
                 _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
             return result
         except BaseException as exc:
@@ -330,15 +361,11 @@ async def _traced_execute(
     try:
         if scope is None:
             result = await wrapped(*args, **kwargs)
-            rows = len(result.rows)
+            rows = _describe("the result of db.query.execute", _execute_result, None, result)
             return result
         with scope as span:
             result = await wrapped(*args, **kwargs)
-            rows = len(result.rows)
-            if rows or result.rowcount < 0:
-                scope.set_result(count=rows)
-            else:
-                scope.set_result(affected_rows=result.rowcount)
+            rows = _describe("the result of db.query.execute", _execute_result, scope, result)
             return result
     except BaseException as exc:
         error = exc
@@ -355,7 +382,9 @@ def _model_table(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     """The table a session-level query works on: upsert's objects, from_sql's model."""
     if operation == "upsert":
         objects = args[0] if args else kwargs.get("objects")
-        first = next(iter(objects), None) if objects else None
+        # Only a list or tuple is looked into: iterating anything else (a generator)
+        # would consume what the call is about to write.
+        first = objects[0] if isinstance(objects, list | tuple) and objects else None
         model = type(first) if first is not None else None
     else:
         model = args[0] if args else kwargs.get("model")
@@ -378,6 +407,7 @@ def session_query_wrapper(operation: str) -> Wrapper:
     """Wrap a Session method that is a query of its own (``upsert``, ``from_sql``)
     as ``db.query.<operation>``: its statements get a span of their own."""
     what = f"db.query.{operation}"
+    reading = f"the result of {what}"
 
     async def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -391,12 +421,7 @@ def session_query_wrapper(operation: str) -> Wrapper:
         try:
             with scope as span:
                 result = await wrapped(*args, **kwargs)
-                if operation == "upsert":
-                    rows = int(result)
-                    scope.set_result(affected_rows=rows)
-                else:
-                    rows = len(result)
-                    scope.set_result(count=rows)
+                rows = _describe(reading, _session_query_result, scope, operation, result)
                 return result
         except BaseException as exc:
             error = exc
@@ -433,6 +458,21 @@ def _describe_session(
     return spans.session_span(config.tracer(), operation)
 
 
+def _transaction_started(session: Any) -> int | None:
+    started: int | None = session.transaction_started_ns
+    return started
+
+
+def _flush_batch(scope: SpanScope, session: Any) -> None:
+    size = session.last_flush_batch_size
+    if size > 1:
+        scope.add_attributes({SpanAttributes.DB_OPERATION_BATCH_SIZE: size})
+
+
+def _transaction_ended(started: int, operation: str) -> None:
+    config.orm_metrics().transaction_ended(started, operation)
+
+
 def session_wrapper(operation: str) -> Wrapper:
     """Wrap a Session method as ``db.session.<operation>``: the lifecycle, ``refresh``
     and the three savepoint steps of ``begin_nested()``."""
@@ -457,20 +497,18 @@ def session_wrapper(operation: str) -> Wrapper:
                 return await wrapped(*args, **kwargs)
             scope.under(current)
         # Read before the call: committing or rolling back clears it.
-        started = instance.transaction_started_ns if ends_transaction else None
+        started = _describe(what, _transaction_started, instance) if ends_transaction else None
         try:
             if scope is None:
                 return await wrapped(*args, **kwargs)
             with scope:
                 result = await wrapped(*args, **kwargs)
-                if operation == "flush" and instance.last_flush_batch_size > 1:
-                    scope.add_attributes(
-                        {SpanAttributes.DB_OPERATION_BATCH_SIZE: instance.last_flush_batch_size}
-                    )
+                if operation == "flush":
+                    _describe("the batch size of a flush", _flush_batch, scope, instance)
                 return result
         finally:
             if started is not None and config.metrics_wanted():
-                config.orm_metrics().transaction_ended(started, operation)
+                _describe("record a transaction's duration", _transaction_ended, started, operation)
             if operation == "close":
                 _detect(n_plus_one.end_session_scope, instance)  # reports loads outside requests
 
@@ -508,6 +546,10 @@ def _describe_lazy(
     return scope, obj, relationship.is_loaded(obj)
 
 
+def _load_result(scope: SpanScope, value: Any, cache_hit: bool | None) -> None:
+    scope.set_result(count=_rows(value), cache_hit=cache_hit)
+
+
 def lazy_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Awaitable[Any]:
@@ -538,7 +580,7 @@ async def _traced_lazy_load(
         return await wrapped(*args, **kwargs)
     with scope:
         value = await wrapped(*args, **kwargs)
-        scope.set_result(count=_rows(value), cache_hit=cache_hit)
+        _describe("the result of a lazy load", _load_result, scope, value, cache_hit)
     if not cache_hit and site is not None:
         # After the span ends, so a warning span is the request's child, not the load's.
         # `_detect`, inlined: this runs on every lazy load.
@@ -569,6 +611,10 @@ def _describe_eager(
     return scope, rel, batch
 
 
+def _eager_result(scope: SpanScope, related: Any) -> None:
+    scope.set_result(count=len(related))
+
+
 async def eager_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -579,7 +625,7 @@ async def eager_load_wrapper(
     scope, rel, batch = opened
     with scope:
         related = await wrapped(*args, **kwargs)
-        scope.set_result(count=len(related))
+        _describe("the result of an eager load", _eager_result, scope, related)
     _detect(n_plus_one.record_eager_load, rel, instance.strategy, batch, related)
     return related
 
