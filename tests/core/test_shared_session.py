@@ -209,3 +209,27 @@ async def test_requests_cancelled_by_tiny_deadlines_never_lose_a_pool_connection
         "AND query LIKE '%%users%%' AND datname = current_database() AND pid <> pg_backend_pid()",
     )
     assert no_backend_left == [(0,)]
+
+
+async def test_a_change_made_while_another_task_flushes_is_written_by_the_next_flush(
+    engine: Engine, schema: str
+) -> None:
+    async with Session(engine) as session:
+        session.add_all([User(name=f"m{i}", email=f"m{i}@x.org") for i in range(2)])
+        await session.commit()
+        first, second = await session.find(User).order_by(User.id.asc()).to_list()
+        first.age = 1
+        second.age = 1
+        doomed = User(name="doomed", email="doomed@x.org")
+        session.add(doomed)
+        await session.flush()
+        await session.delete(doomed)
+
+        async def meanwhile() -> None:
+            await asyncio.sleep(0)  # the flush has sent its first statement
+            first.age = 2
+            await session.delete(second)
+
+        await asyncio.gather(session.flush(), meanwhile())
+        await session.commit()
+    assert await fetch(schema, "SELECT name, age FROM users ORDER BY id") == [("m0", 2)]
