@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 from core_fixtures import User
-from own_server import OwnServer
 
 from data_bridge_core import DatabaseError, Engine, PendingRollbackError, Session
+from own_server import OwnServer
 
 pytestmark = pytest.mark.slow
 
@@ -79,11 +79,15 @@ async def test_a_server_lost_inside_begin_nested_raises_the_database_error_of_th
         async with Session(own_engine) as session:
             session.add(User(name="outer", email="outer@x.org"))
             await session.flush()
-            with pytest.raises(DatabaseError) as caught:
+
+            async def block_losing_the_server() -> None:
                 async with session.begin_nested():
                     session.add(User(name="inner", email="inner@x.org"))
                     await own_server.terminate(await _backend(session))
                     await session.execute("SELECT 1")
+
+            with pytest.raises(DatabaseError) as caught:
+                await block_losing_the_server()
             _assert_database_error(caught.value)
             with pytest.raises((DatabaseError, PendingRollbackError)) as refused:
                 await session.commit()

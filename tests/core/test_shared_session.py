@@ -36,7 +36,11 @@ def _exists_get_and_flush(s: Session) -> list[Awaitable[Any]]:
 
 
 def _raw_sql_and_flush(s: Session) -> list[Awaitable[Any]]:
-    return [s.execute("SELECT count(*) FROM users"), s.flush(), s.from_sql(User, "SELECT * FROM users")]
+    return [
+        s.execute("SELECT count(*) FROM users"),
+        s.flush(),
+        s.from_sql(User, "SELECT * FROM users"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +104,7 @@ def _pool_stats(engine: Engine) -> dict[str, int]:
     return engine.pool.get_stats()
 
 
-async def test_closing_a_session_while_another_task_commits_reports_the_commit_and_frees_the_connection(
+async def test_closing_a_session_while_another_task_commits_reports_the_commit_and_frees_it(
     schema: str,
 ) -> None:
     small = Engine(DSN, min_size=0, max_size=2, timeout=5, options=f"-c search_path={schema}")
@@ -138,13 +142,17 @@ async def test_a_commit_that_outlives_a_failed_gather_inside_async_with_reports_
     outcomes: list[str] = []
     try:
         for n in range(4):
-            commit: asyncio.Task[None] | None = None
-            with pytest.raises(LookupError):
+            started: list[asyncio.Task[None]] = []
+
+            async def request(n: int = n, started: list[asyncio.Task[None]] = started) -> None:
                 async with Session(small) as session:
                     session.add(User(name=f"g{n}", email=f"g{n}@x.org"))
-                    commit = asyncio.create_task(session.commit())
-                    await asyncio.gather(commit, fails())
-            assert commit is not None
+                    started.append(asyncio.create_task(session.commit()))
+                    await asyncio.gather(started[0], fails())
+
+            with pytest.raises(LookupError):
+                await request()
+            [commit] = started
             async with asyncio.timeout(30):
                 try:
                     await commit

@@ -34,7 +34,9 @@ async def _upsert_generator(session: Session) -> Any:
 async def _batch_of_generated_rows(session: Session) -> Any:
     rows = ((f"b{i}", f"b{i}@x.org") for i in range(3))
     result = await session.run_statement(
-        "INSERT INTO authors (name, email, age, active) VALUES (%s, %s, 1, true) RETURNING email", rows, batch=True
+        "INSERT INTO authors (name, email, age, active) VALUES (%s, %s, 1, true) RETURNING email",
+        rows,
+        batch=True,
     )
     return sorted(result.rows)
 
