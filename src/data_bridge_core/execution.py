@@ -222,7 +222,6 @@ class SessionConnection:
                 self._own(conn, started)
                 return result
 
-
     def detach(self) -> None:
         """The session closed: drop the callbacks into it (see `Session.close`)."""
         self._engine = self._check_open = _session_closed

@@ -31,13 +31,17 @@ from data_bridge_core.errors import (
     InvalidStateError,
     PendingRollbackError,
     SessionClosedError,
-    UnsupportedOperationError,
     described,
 )
 from data_bridge_core.execution import Result, SessionConnection
-from data_bridge_core.hydration import hydrating_row_factory, make_hydrator
+from data_bridge_core.hydration import (
+    by_name_row_factory,
+    hydrating_row_factory,
+    make_hydrator,
+)
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.operation_lock import OperationLock
+from data_bridge_core.savepoints import NestedTransaction
 from data_bridge_core.schema.table import Table, new_query, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 from data_bridge_core.transaction import LogLevel, TransactionLog
@@ -366,24 +370,7 @@ class Session:
     ) -> list[M]:
         self._check_usable()
         await self.autoflush()
-        info = table_info(model)
-        hydrating = hydrating_row_factory(self._identity, model)
-
-        def by_name(cur: Any) -> Callable[[Sequence[Any]], M]:
-            returned = [c.name for c in cur.description or ()]
-            missing = [n for n in info.field_names if n not in returned]
-            if missing:
-                raise UnsupportedOperationError(
-                    f"from_sql({model.__name__}, ...): the statement does not return the "
-                    f"column(s) {', '.join(missing)}; select them all, as in "
-                    f"SELECT {info.name}.* FROM {info.name} ..."
-                )
-            positions = [returned.index(n) for n in info.field_names]
-            hydrate = hydrating(cur)
-            if positions == list(range(len(positions))):
-                return hydrate
-            return lambda values: hydrate([values[i] for i in positions])
-
+        by_name = by_name_row_factory(self._identity, model)
         result = await self.run_statement(statement, params, row_factory=by_name)
         rows: list[M] = result.rows
         return rows
@@ -604,7 +591,7 @@ class Session:
         the savepoint released.
         """
         self._check_usable()
-        return NestedTransaction(self)
+        return NestedTransaction(self, self._log)
 
     async def savepoint(self) -> LogLevel:
         """Flush, then ``SAVEPOINT``: the level `release_savepoint` or
@@ -653,40 +640,3 @@ class Session:
     def __repr__(self) -> str:
         status = "closed" if self._closed else ("in transaction" if self._conn else "idle")
         return f"<Session {status} pending={self.pending_count} dirty={self.dirty_count}>"
-
-
-class NestedTransaction:
-    """What ``session.begin_nested()`` returns: ``async with`` it to run a savepoint."""
-
-    __slots__ = ("_level", "session")
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._level: LogLevel | None = None
-
-    async def __aenter__(self) -> Self:
-        self._level = await self.session.savepoint()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        level = self._level
-        assert level is not None, "NestedTransaction used without `async with`"
-        self._level = None
-        session = self.session
-        if not session._log.is_open(level):
-            return  # the whole transaction was committed or rolled back inside the block
-        if exc_type is None:
-            await session.release_savepoint(level)
-            return
-        try:
-            await session.rollback_to_savepoint(level)
-        except Exception:
-            # The savepoint could not be reached (the connection is lost): the block's
-            # own error goes on; the session refuses work until rollback().
-            if exc is None or not isinstance(exc, Exception):
-                raise

@@ -123,6 +123,7 @@ LAYERS = [
     ["identity", "hydration"],
     ["unit_of_work"],
     ["transaction"],
+    ["savepoints"],
     ["session"],
     ["relationships", "loading", "views"],
     ["query"],
