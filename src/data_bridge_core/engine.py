@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import types
 import weakref
+from collections.abc import Coroutine, Generator
 from typing import Any, ClassVar, Self
 
 import psycopg
@@ -227,19 +229,28 @@ class Engine:
         if pool is None:  # disposed meanwhile
             await conn.close()
             return
-        returning = asyncio.ensure_future(pool.putconn(conn))
+        putting = pool.putconn(conn)
+        try:
+            # Its first step, run here: an idle connection and an uncontended pool
+            # finish without suspending, and nothing can interrupt what never waits.
+            waiting = putting.send(None)
+        except StopIteration:
+            return
+        # It waits (for the pool's lock, or a connection to close): the rest runs in
+        # a task of its own, which a cancellation of this one cannot reach.
+        finishing = asyncio.ensure_future(_finish(putting, waiting))
         cancelled = False
-        while not returning.done():
+        while not finishing.done():
             try:
-                await asyncio.shield(returning)
+                await asyncio.shield(finishing)
             except asyncio.CancelledError:
-                if returning.cancelled():  # the return itself was cancelled: nothing to wait for
+                if finishing.cancelled():  # the loop is shutting down: nothing to wait for
                     break
                 cancelled = True
         if cancelled:
             raise asyncio.CancelledError
-        if not returning.cancelled():
-            returning.result()  # its own error, if any
+        if not finishing.cancelled():
+            finishing.result()  # its own error, if any
 
     async def dispose(self) -> None:
         """Close the pool; the engine cannot be used afterwards."""
@@ -330,6 +341,30 @@ class _SharedEngines:
             for engine in engines:
                 await engine._dispose_at_loop_shutdown()
             raise
+
+
+async def _finish(started: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Run a coroutine whose first step already ran (and is waiting on ``waiting``)."""
+    await _resumed(started, waiting)
+
+
+@types.coroutine
+def _resumed(started: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    # What ``await`` does for the coroutine, from its second step on: hand what it
+    # waits on to the running task, pass back what the task sends or throws.
+    while True:
+        try:
+            sent = yield waiting
+        except BaseException as exc:  # thrown in by the task: passed on
+            try:
+                waiting = started.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = started.send(sent)
+            except StopIteration:
+                return
 
 
 def _reporting_connection_class(engine: Engine) -> type[AsyncConnection[Any]]:
