@@ -14,6 +14,7 @@ reads each unit's rows back and compares them with what its caller was told:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +27,15 @@ from enhancements_fixtures import Instrument
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from psycopg.conninfo import make_conninfo
 
-from data_bridge_core import Column, Engine, Session, Table, relationship
+from data_bridge_core import (
+    Column,
+    DatabaseError,
+    Engine,
+    PendingRollbackError,
+    Session,
+    Table,
+    relationship,
+)
 from scratch_schema import fresh_schema
 
 TASKS = 50
@@ -113,8 +122,8 @@ async def _separate(engine: Engine, unit: Unit, rng: random.Random, tags: list[i
 
 
 async def _shared(engine: Engine, unit: Unit, rng: random.Random) -> None:
-    """One session, five tasks: each adds its row and runs an operation at once; one
-    commit for all of them."""
+    """One session, five tasks: each adds its row and runs an operation at once, one
+    of them under a deadline of its own; one commit for all of them."""
 
     async def member(session: Session, i: int) -> None:
         key = f"{unit.name}.m{i}"
@@ -130,9 +139,19 @@ async def _shared(engine: Engine, unit: Unit, rng: random.Random) -> None:
         else:
             await session.find(StressItem).filter(StressItem.key == key).to_list()
 
+    async def cut_short(session: Session, i: int) -> None:
+        # One member alone gets a deadline: cancelled in the queue, nothing happens;
+        # cancelled in its own statement, the transaction is aborted for all of them.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(rng.uniform(0.0005, 0.01)):
+                await member(session, i)
+
     async with Session(engine) as session:
-        await asyncio.gather(*(member(session, i) for i in range(5)))
-        await session.commit()
+        try:
+            await asyncio.gather(*(member(session, i) for i in range(4)), cut_short(session, 4))
+            await session.commit()
+        except (DatabaseError, PendingRollbackError):
+            return  # the cancelled statement aborted the transaction: nothing written
         unit.acknowledged = True
 
 
