@@ -259,7 +259,10 @@ class SessionConnection:
         name = f"data_bridge_stream_{next(_cursor_names)}"
 
         async def declare(conn: AsyncConnection[Any]) -> AsyncServerCursor[Any]:
-            cursor = conn.cursor(name, row_factory=row_factory)
+            try:
+                cursor = conn.cursor(name, row_factory=row_factory)
+            except psycopg.Error as exc:  # the connection was lost earlier in the transaction
+                raise wrap_database_error(exc) from exc
             try:
                 await cursor.execute(statement, params)
             except psycopg.Error as exc:

@@ -60,6 +60,9 @@ async def test_every_statement_after_the_connection_was_lost_raises_database_err
                 with pytest.raises(DatabaseError) as caught:
                     await session.execute("SELECT 1")
                 _assert_database_error(caught.value)
+            with pytest.raises(DatabaseError) as streamed:
+                await anext(aiter(session.find(User)))  # a stream's DECLARE
+            _assert_database_error(streamed.value)
             session.add(User(name="lost", email="lost@x.org"))
             with pytest.raises(DatabaseError) as flushed:
                 await session.commit()
