@@ -5,9 +5,16 @@
 - conftest_shared: the OpenTelemetry SDK in memory (`spans`, `tracer_provider`,
   `meter_provider`, `instrumented`)
 - instrumentation_models: the instrumentation tests' blog models and `blog_engine`
+- own_server: an embedded PostgreSQL of a test module's own (`own_server`), to restart or kill
 
 Plain helpers the test modules import (not plugins): scratch_schema (`fresh_schema`),
 finished_spans (`named`, `attrs`, `child_of`), exported_text (`everything_exported`).
 """
 
-pytest_plugins = ["database_server", "core_fixtures", "conftest_shared", "instrumentation_models"]
+pytest_plugins = [
+    "database_server",
+    "core_fixtures",
+    "conftest_shared",
+    "instrumentation_models",
+    "own_server",
+]

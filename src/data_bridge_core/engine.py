@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import types
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import psycopg
@@ -231,11 +232,39 @@ class Engine:
             failure.set_result(error)
 
     async def release(self, conn: AsyncConnection[Any]) -> None:
-        """Give a connection back to the pool (a closed one is replaced by a new one)."""
-        if self._pool is not None:
-            await self._pool.putconn(conn)
-        else:  # disposed meanwhile
+        """Give a connection back to the pool (a closed one is replaced by a new one).
+
+        The return always completes: a cancellation that arrives meanwhile
+        waits for it, then is raised. (Interrupted half-way, ``putconn`` would
+        leave the connection neither in the pool nor closed, and the pool
+        one connection short for good.)
+        """
+        pool = self._pool
+        if pool is None:  # disposed meanwhile
             await conn.close()
+            return
+        putting = pool.putconn(conn)
+        try:
+            # Its first step, run here: an idle connection and an uncontended pool
+            # finish without suspending, and nothing can interrupt what never waits.
+            waiting = putting.send(None)
+        except StopIteration:
+            return
+        # It waits (for the pool's lock, or a connection to close): the rest runs in
+        # a task of its own, which a cancellation of this one cannot reach.
+        finishing = asyncio.ensure_future(_finish(putting, waiting))
+        cancelled = False
+        while not finishing.done():
+            try:
+                await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                if finishing.cancelled():  # the loop is shutting down: nothing to wait for
+                    break
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        if not finishing.cancelled():
+            finishing.result()  # its own error, if any
 
     async def dispose(self) -> None:
         """Close the pool; the engine cannot be used afterwards."""
@@ -339,6 +368,30 @@ class _SharedEngines:
             for engine in engines:
                 await engine._dispose_at_loop_shutdown()
             raise
+
+
+async def _finish(started: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Run a coroutine whose first step already ran (and is waiting on ``waiting``)."""
+    await _resumed(started, waiting)
+
+
+@types.coroutine
+def _resumed(started: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    # What ``await`` does for the coroutine, from its second step on: hand what it
+    # waits on to the running task, pass back what the task sends or throws.
+    while True:
+        try:
+            sent = yield waiting
+        except BaseException as exc:  # thrown in by the task: passed on
+            try:
+                waiting = started.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = started.send(sent)
+            except StopIteration:
+                return
 
 
 def _reporting_connection_class(engine: Engine) -> type[AsyncConnection[Any]]:

@@ -41,6 +41,7 @@ from data_bridge_core.errors import (
 
 if TYPE_CHECKING:
     from data_bridge_core.engine import Engine
+    from data_bridge_core.operation_lock import OperationLock
 
 R = TypeVar("R")
 
@@ -86,7 +87,11 @@ async def execute(
     batch_size: int | None,
 ) -> Result:
     """Run one statement on ``conn`` (a batch: ``params`` holds parameter rows, pipelined)."""
-    cur = conn.cursor(row_factory=row_factory) if row_factory is not None else conn.cursor()
+    try:
+        # Inside the try: a connection lost earlier in the transaction fails right here.
+        cur = conn.cursor(row_factory=row_factory) if row_factory is not None else conn.cursor()
+    except psycopg.Error as exc:
+        raise wrap_database_error(exc) from exc
     try:
         if batch:
             await cur.executemany(statement, params or (), returning=True)
@@ -142,14 +147,33 @@ class SessionConnection:
 
     ``engine`` gives the session's engine (resolved on first use: the
     connection-string form needs the running loop); ``check_open`` raises when
-    the session is closed.
+    the session is closed; ``operation`` is the session's operation lock,
+    which a stream takes for each of its round trips.
     """
 
-    __slots__ = ("_check_open", "_engine", "_lock", "_streams", "conn", "started_ns")
+    __slots__ = (
+        "_check_open",
+        "_engine",
+        "_lock",
+        "_operation",
+        "_owner_engine",
+        "_streams",
+        "conn",
+        "started_ns",
+    )
 
-    def __init__(self, engine: Callable[[], Engine], check_open: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        check_open: Callable[[], None],
+        operation: OperationLock,
+    ) -> None:
         self._engine = engine
         self._check_open = check_open
+        self._operation = operation
+        # The engine the connection came from: it goes back there even after the
+        # session detached its callbacks (a close racing the end of a commit).
+        self._owner_engine: Engine | None = None
         self.conn: AsyncConnection[Any] | None = None
         self.started_ns = 0  # time.perf_counter_ns() when the transaction began
         self._lock: asyncio.Lock | None = None  # guards taking the connection
@@ -185,6 +209,7 @@ class SessionConnection:
                 attempts -= 1
                 started = time.perf_counter_ns()
                 conn = await engine.acquire()
+                self._owner_engine = engine
                 try:
                     result = await first(conn)
                 except BaseException as exc:
@@ -235,7 +260,10 @@ class SessionConnection:
         name = f"data_bridge_stream_{next(_cursor_names)}"
 
         async def declare(conn: AsyncConnection[Any]) -> AsyncServerCursor[Any]:
-            cursor = conn.cursor(name, row_factory=row_factory)
+            try:
+                cursor = conn.cursor(name, row_factory=row_factory)
+            except psycopg.Error as exc:  # the connection was lost earlier in the transaction
+                raise wrap_database_error(exc) from exc
             try:
                 await cursor.execute(statement, params)
             except psycopg.Error as exc:
@@ -245,8 +273,9 @@ class SessionConnection:
                 raise wrap_database_error(exc) from exc
             return cursor
 
-        conn = self.conn
-        cursor = await (declare(conn) if conn is not None else self._begin(declare))
+        async with self._operation:
+            conn = self.conn
+            cursor = await (declare(conn) if conn is not None else self._begin(declare))
         if cursor.connection is not self.conn:
             # Another task of the session ended the transaction meanwhile: the
             # cursor is gone, and the connection may serve someone else already.
@@ -258,7 +287,10 @@ class SessionConnection:
                 if stream.ended:
                     raise _stream_ended()
                 try:
-                    rows = await cursor.fetchmany(batch_size)
+                    async with self._operation:  # a round trip no other task's falls into
+                        if stream.ended:
+                            raise _stream_ended()
+                        rows = await cursor.fetchmany(batch_size)
                 except psycopg.Error as exc:
                     if stream.ended:
                         raise _stream_ended() from exc
@@ -278,7 +310,8 @@ class SessionConnection:
                 stream.ended = True
                 del self._streams[stream]
                 try:
-                    await cursor.close()
+                    async with self._operation:
+                        await cursor.close()
                 except psycopg.Error as exc:
                     raise wrap_database_error(exc) from exc
 
@@ -342,4 +375,8 @@ class SessionConnection:
         except psycopg.Error:
             await conn.close()
         finally:
-            await self._engine().release(conn)
+            engine, self._owner_engine = self._owner_engine, None
+            if engine is not None:
+                await engine.release(conn)
+            else:  # never the case: a connection is only owned with its engine
+                await conn.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from data_bridge_core.errors import UnsupportedOperationError
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.schema.table import Table, TableInfo, table_info
 from data_bridge_core.state import STATE_KEY, ResultInfo, state_of
@@ -164,3 +165,30 @@ def hydrating_row_factory(
 
     row_factory.result = result  # type: ignore[attr-defined]
     return row_factory
+
+
+def by_name_row_factory(
+    identity: IdentityMap, model: type[M]
+) -> Callable[[Any], Callable[[Sequence[Any]], M]]:
+    """`hydrating_row_factory` for a statement of the user's own (``from_sql``): its
+    columns are found by name, in any order, extra ones ignored; a missing one is
+    an `UnsupportedOperationError` naming it."""
+    info = table_info(model)
+    hydrating = hydrating_row_factory(identity, model)
+
+    def by_name(cur: Any) -> Callable[[Sequence[Any]], M]:
+        returned = [c.name for c in cur.description or ()]
+        missing = [n for n in info.field_names if n not in returned]
+        if missing:
+            raise UnsupportedOperationError(
+                f"from_sql({model.__name__}, ...): the statement does not return the "
+                f"column(s) {', '.join(missing)}; select them all, as in "
+                f"SELECT {info.name}.* FROM {info.name} ..."
+            )
+        positions = [returned.index(n) for n in info.field_names]
+        hydrate = hydrating(cur)
+        if positions == list(range(len(positions))):
+            return hydrate
+        return lambda values: hydrate([values[i] for i in positions])
+
+    return by_name

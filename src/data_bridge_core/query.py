@@ -385,19 +385,21 @@ class Query(Generic[M]):
     async def to_list(self) -> list[M]:
         """Run the query and return model instances (eager loads included)."""
         session = self.session
-        await session.autoflush()
-        options = self._options
-        if (
-            options and any(isinstance(o, EagerLoad) and o.strategy == JOINED for o in options)
-        ) or computed_values(self._model):
-            objects, joined = await self._fetch_joined(session)
-        else:
-            params: list[Any] = []
-            objects = await session.load_rows(self._model, self._select_sql(params), params)
-            joined = None
-        if options:
-            await run_eager_loads(session, list(objects), options, 0, joined)
-        return objects
+        # One operation of the session: no other task's flush or commit falls in between.
+        async with session.operation_lock:
+            await session.autoflush()
+            options = self._options
+            if (
+                options and any(isinstance(o, EagerLoad) and o.strategy == JOINED for o in options)
+            ) or computed_values(self._model):
+                objects, joined = await self._fetch_joined(session)
+            else:
+                params: list[Any] = []
+                objects = await session.load_rows(self._model, self._select_sql(params), params)
+                joined = None
+            if options:
+                await run_eager_loads(session, list(objects), options, 0, joined)
+            return objects
 
     async def _fetch_joined(
         self, session: Session
@@ -457,7 +459,6 @@ class Query(Generic[M]):
 
     async def count(self) -> int:
         session = self.session
-        await session.autoflush()
         params: list[Any] = []
         source, where = self._objects_from(params)
         if self._limit is None and self._offset is None:
@@ -466,16 +467,19 @@ class Query(Generic[M]):
             statement = (
                 f"SELECT count(*) FROM (SELECT 1 FROM {source}{where}{self._tail(params)}) AS q"
             )
-        result = await session.run_statement(statement, params)
+        async with session.operation_lock:
+            await session.autoflush()
+            result = await session.run_statement(statement, params)
         return int(result.rows[0][0])
 
     async def exists(self) -> bool:
         session = self.session
-        await session.autoflush()
         params: list[Any] = []
         source, where = self._objects_from(params)
         statement = f"SELECT EXISTS (SELECT 1 FROM {source}{where}{self._tail(params)})"
-        result = await session.run_statement(statement, params)
+        async with session.operation_lock:
+            await session.autoflush()
+            result = await session.run_statement(statement, params)
         return bool(result.rows[0][0])
 
     async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -492,8 +496,9 @@ class Query(Generic[M]):
         where = compile_where(self._filters, params)
         statement, all_params = compile_aggregate(self._info, pipeline, where, params)
         session = self.session
-        await session.autoflush()
-        result = await session.run_statement(statement, all_params, row_factory=dict_row)
+        async with session.operation_lock:
+            await session.autoflush()
+            result = await session.run_statement(statement, all_params, row_factory=dict_row)
         return list(result.rows)
 
     def _check_bulk(self, what: str) -> None:
@@ -542,10 +547,12 @@ class Query(Generic[M]):
             f"RETURNING {info.key_returning}, {returning}"
         )
         session = self.session
-        await session.autoflush()
-        # Through the unit of work: loaded objects show the new values, and the
-        # transaction's log can put the old ones back on rollback.
-        return await session.unit_of_work.bulk_update(self._model, statement, params, tuple(values))
+        async with session.operation_lock:
+            await session.autoflush()
+            # Through the unit of work: loaded objects show the new values, and the
+            # transaction's log can put the old ones back on rollback.
+            work = session.unit_of_work
+            return await work.bulk_update(self._model, statement, params, tuple(values))
 
     async def delete(self) -> int:
         """``DELETE ... WHERE <filters>``; returns the rows affected."""
@@ -555,8 +562,9 @@ class Query(Generic[M]):
         where = compile_where(self._filters, params)
         statement = f"DELETE FROM {info.quoted_name}{where} RETURNING {info.key_returning}"
         session = self.session
-        await session.autoflush()
-        return await session.unit_of_work.bulk_delete(self._model, statement, params)
+        async with session.operation_lock:
+            await session.autoflush()
+            return await session.unit_of_work.bulk_delete(self._model, statement, params)
 
     # -- streaming --------------------------------------------------------------------------
 

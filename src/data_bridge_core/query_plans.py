@@ -19,6 +19,15 @@ It all happens inside a savepoint that is rolled back, so the
 to prepare leaves the transaction as healthy as it was. Only a transaction
 that is open and healthy is used: idle, aborted or busy connections give
 ``None``.
+
+The three round trips run inside ``Session.exclusive_connection()``, which
+holds the session's operation lock: no statement of another task of the
+session can fall between the SAVEPOINT and its ROLLBACK TO (it would be
+undone with the plan's savepoint), and no commit or rollback runs meanwhile.
+Plans are taken on the session's own connection rather than on another one
+from the pool: the statement may read tables the transaction created or
+changed, and a second connection per plan could exhaust a small pool (or
+wait forever on a pool of one).
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
+
+from data_bridge_core.errors import wrap_database_error
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -73,19 +84,14 @@ def numbered_placeholders(statement: str) -> tuple[str, int] | None:
         return None
 
 
-def _connection(session: Session) -> psycopg.AsyncConnection[Any] | None:
-    # The one place that reads the session's connection: it is not public API.
-    conn: psycopg.AsyncConnection[Any] | None = getattr(session, "_conn", None)
-    return conn
-
-
 async def generic_plan(session: Session, statement: str) -> str | None:
     """The generic plan of a read statement (``%s`` placeholders), as EXPLAIN prints it.
 
     ``None`` when the statement is not a read, uses named placeholders, the
     session has no healthy open transaction, or PostgreSQL cannot prepare
-    the statement without parameter types. Raises only if the connection
-    itself fails (then the transaction is as broken as it would be anyway).
+    the statement without parameter types. Raises `DatabaseError` only if the
+    connection itself fails (then the transaction is as broken as it would be
+    anyway).
     """
     if not is_read(statement):
         return None
@@ -94,9 +100,16 @@ async def generic_plan(session: Session, statement: str) -> str | None:
         return None
     sql, count = numbered
     sql = sql.rstrip().rstrip(";")
-    conn = _connection(session)
-    if conn is None or conn.info.transaction_status != pq.TransactionStatus.INTRANS:
-        return None
+    async with session.exclusive_connection() as conn:
+        if conn is None:
+            return None
+        try:
+            return await _explain(conn, sql, count)
+        except psycopg.Error as exc:
+            raise wrap_database_error(exc) from exc
+
+
+async def _explain(conn: psycopg.AsyncConnection[Any], sql: str, count: int) -> str | None:
     name = f"data_bridge_plan_{next(_names)}"
     arguments = f"({', '.join(['NULL'] * count)})" if count else ""
     cur = conn.cursor()

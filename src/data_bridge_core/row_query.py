@@ -231,10 +231,12 @@ class RowQuery(Generic[R]):
     async def to_list(self) -> list[R]:
         """Run the SELECT; one named tuple per row (``row.name``, or unpack it)."""
         session = self.session
-        await session.autoflush()
         params: list[Any] = []
         statement = self.statement(params)
-        result = await session.run_statement(statement, params, row_factory=namedtuple_row)
+        # One operation of the session, as Query.to_list(): autoflush and the SELECT.
+        async with session.operation_lock:
+            await session.autoflush()
+            result = await session.run_statement(statement, params, row_factory=namedtuple_row)
         return cast(list[R], result.rows)
 
     async def first(self) -> R | None:

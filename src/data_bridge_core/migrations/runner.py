@@ -221,11 +221,8 @@ class Migrator:
             for statement in op.statements():
                 index += 1
                 try:
-                    if params is None:
-                        # Sent as written: no parameters, so a % is a plain character.
-                        await session.execute(statement.replace("%", "%%"))
-                    else:
-                        await session.execute(statement, params)
+                    # Without parameters the session sends the text as written.
+                    await session.execute(statement, params)
                 except DatabaseError as exc:
                     raise MigrationFailedError(
                         migration.version,
