@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class CallSite:
     function: str
 
     def __str__(self) -> str:
-        return f"{self.filepath}:{self.lineno} ({self.function})"
+        return f"{display_path(self.filepath)}:{self.lineno} ({self.function})"
 
     def attributes(self) -> Mapping[str, Any]:
         """The ``code.*`` attributes (shared: copy before adding to them)."""
@@ -76,6 +77,35 @@ class CallSite:
 
 
 _MAX_SITE_ATTRIBUTES = 1024
+_MAX_DISPLAY_PATHS = 1024
+_display_paths: dict[tuple[str, str], str] = {}
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the working directory when it is inside it, else as given.
+
+    Read at report time (the working directory may change), remembered per
+    directory and file: the same sites are reported request after request.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed
+        return path
+    key = (cwd, path)
+    known = _display_paths.get(key)
+    if known is None:
+        known = path
+        if os.path.isabs(path):
+            try:
+                relative = os.path.relpath(path, cwd)
+            except ValueError:  # another drive (Windows)
+                relative = os.pardir
+            if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+                known = relative
+        if len(_display_paths) >= _MAX_DISPLAY_PATHS:
+            _display_paths.clear()
+        _display_paths[key] = known
+    return known
 _site_attributes: dict[tuple[CallSite, bool], dict[str, Any]] = {}
 
 
