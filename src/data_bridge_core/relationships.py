@@ -293,7 +293,7 @@ class Relationship(RelationshipDeclaration):
                 raise ModelDefinitionError(
                     f"{owner.__name__}.{self.name}: {owner.__name__} and {target.__name__} have "
                     f"no foreign key to each other; a many-to-many goes through an association "
-                    f"table: declare relationship(secondary=\"{table}\"{back})"
+                    f'table: declare relationship(secondary="{table}"{back})'
                 )
             raise ModelDefinitionError(
                 f"{owner.__name__}.{self.name}: no foreign key links {owner_info.name!r} and "

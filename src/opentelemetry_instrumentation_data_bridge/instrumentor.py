@@ -148,4 +148,3 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
             provider_hooks.detach_all()
         config.reset()
-

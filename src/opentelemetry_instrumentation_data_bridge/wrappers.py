@@ -146,7 +146,7 @@ def query_wrapper(operation: str) -> Wrapper:
     so the query runs without even an extra coroutine around it.
     """
     affected = operation in ("update", "delete")
-    finds = operation == "find"
+    detects = operation in ("find", "count", "exists")  # N+1 detection's query seams
     what = f"db.query.{operation}"
 
     async def traced(
@@ -178,8 +178,8 @@ def query_wrapper(operation: str) -> Wrapper:
                     scope.set_result(affected_rows=result)
                 else:
                     scope.set_result(count=rows)
-            if finds and rows > 1:
-                _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
+            if detects:  # the line N+1 advice points to; repeated one-row queries
+                _detect(n_plus_one.record_statement, operation, instance, result)
             return result
         except BaseException as exc:
             error = exc
@@ -311,6 +311,7 @@ def execute_wrapper(
     through, dropped = _nothing_to_record()
     if through:
         return wrapped(*args, **kwargs)
+    _detect(n_plus_one.record_execute, instance, args, kwargs)  # repeated statements (N+1)
     return _traced_execute(wrapped, instance, args, kwargs, dropped)
 
 

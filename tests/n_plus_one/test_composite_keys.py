@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from school_models import Enrollment, school_engine  # noqa: F401  (fixture)
+from school_models import Enrollment
 
 from data_bridge_core import Engine, Session, identity_key
 from opentelemetry_instrumentation_data_bridge.telemetry import n1_scope
@@ -14,7 +14,9 @@ pytestmark = pytest.mark.usefixtures("instrumented")
 async def test_six_enrollments_of_one_student_are_six_parents(school_engine: Engine) -> None:
     with n1_scope() as scope:
         async with Session(school_engine) as session:
-            enrollments = await session.find(Enrollment).filter(Enrollment.student_id == 1).to_list()
+            enrollments = (
+                await session.find(Enrollment).filter(Enrollment.student_id == 1).to_list()
+            )
             assert len(enrollments) == 6
             for enrollment in enrollments:
                 await enrollment.course  # six lazy loads, keys (1, 1) ... (1, 6)

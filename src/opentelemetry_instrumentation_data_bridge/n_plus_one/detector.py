@@ -334,9 +334,7 @@ def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple
             break
         result, rel, how, where = source
         if where is not None:
-            again = next(
-                (i for i, (r, _, w) in enumerate(steps) if r is rel and w == where), None
-            )
+            again = next((i for i, (r, _, w) in enumerate(steps) if r is rel and w == where), None)
             if again is not None:
                 del steps[again + 1 :]
                 continue

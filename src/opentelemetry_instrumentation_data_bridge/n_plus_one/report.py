@@ -106,6 +106,8 @@ def display_path(path: str) -> str:
             _display_paths.clear()
         _display_paths[key] = known
     return known
+
+
 _site_attributes: dict[tuple[CallSite, bool], dict[str, Any]] = {}
 
 
@@ -158,6 +160,61 @@ class Finding:
         }
         if self.query_site is not None:
             attributes[SpanAttributes.DB_N1_QUERY_SITE] = str(self.query_site)
+        return attributes
+
+
+@dataclass
+class RepeatedQuery(Finding):
+    """One statement shape run again and again from one line (Sentry's N+1 of any query).
+
+    ``model`` is the queried model's name ("" for ``execute()``), ``relationship``
+    the operation (``get``, ``first``, ``count``, ``exists``, ``execute``; also as
+    ``operation``), so an allowlist entry reads ``"Follow.get"``. ``option`` is the
+    batch form to paste after ``session.`` ("" when there is none to write out);
+    ``hint`` completes the advice.
+    """
+
+    table: str = ""
+    hint: str = ""
+
+    @property
+    def operation(self) -> str:
+        return self.relationship
+
+    @property
+    def recommendation(self) -> str:
+        operation = self.relationship
+        if operation == "execute":
+            return (
+                "Use one execute() for all the items: send their values as one array "
+                "parameter (column = ANY(%s) with a list) and read each item's rows from its "
+                "result, instead of an execute() per item"
+            )
+        if not self.option:
+            return (
+                f"Use the result of one {operation}(): the same query ran with the same "
+                "values each time; run it once, before the loop"
+            )
+        return (
+            f"Use one session.{self.option} for all the items, before the loop, "
+            f"instead of a {operation}() per item{self.hint}"
+        )
+
+    def message(self, final: bool = True) -> str:
+        times = f"{self.count} times" if final else f"at least {self.count} times"
+        call = f"{self.model}.{self.relationship}()" if self.model else f"{self.relationship}()"
+        return f"Repeated query: {call} ran {times} at {self.site}. {self.recommendation}"
+
+    def attributes(self) -> dict[str, Any]:
+        attributes = {
+            SpanAttributes.DB_OPERATION_NAME: self.relationship,
+            SpanAttributes.DB_N1_QUERY_COUNT: self.count,
+            SpanAttributes.DB_N1_THRESHOLD: self.threshold,
+            SpanAttributes.DB_N1_RECOMMENDATION: self.recommendation,
+            **self.site.attributes(),
+        }
+        if self.table:
+            attributes[SpanAttributes.DB_COLLECTION_NAME] = self.table
         return attributes
 
 

@@ -65,6 +65,9 @@ class N1Scope:
 
     sites: dict[LazyKey, LazySite] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    # Repeated statements (get/first/count/exists/execute) by the line that ran them:
+    # (id(code), bytecode offset) -> `repeated.StatementSite`.
+    statements: dict[tuple[int, int], Any] = field(default_factory=dict)
     # Eager loads run in the scope, and the relationships read from eager-loaded values.
     eager_loads: dict[SiteKey, UnusedEagerLoad] = field(default_factory=dict)
     eager_used: set[tuple[str, str]] = field(default_factory=set)
@@ -119,14 +122,14 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
             del _scope_of_result[result]
     scope.remembered.clear()
     settings = n1_settings()
-    for site in scope.sites.values():
-        if site.finding is not None:  # its count is final: counted on after the finding
-            report.close_warning(site.finding, settings, scope.keeps_warnings_open)
+    for finding in scope.findings:  # their counts are final: counted on after the finding
+        report.close_warning(finding, settings, scope.keeps_warnings_open)
     for (model, name, _file, _line), unused in scope.eager_loads.items():
         if (model, name) not in scope.eager_used and f"{model}.{name}" not in settings.allowlist:
             scope.unused_eager_loads.append(unused)
             report.report_unused(unused, settings, parent)
     scope.sites.clear()
+    scope.statements.clear()
     scope.eager_loads.clear()
     scope.eager_used.clear()
 
