@@ -210,13 +210,16 @@ def _load_of_another_loop(
         return
     finding.count += 1
     if finding.query_site is None:
-        _late_query_site(scope, result, loop[1], loop[2], finding)
+        _late_query_site(scope, result, loop[1], loop[6][1][3], finding)
+    if finding.tree_levels:
+        _deepen(scope, result, loop[1], loop[6][1][3], finding)
 
 
 def _count_parent(loop: scopes.LastLoop, parent: Any, result: Any) -> None:
     """Before the finding: count distinct parents; at the threshold, report."""
     settings = settings_module._settings
-    scope, lazy, relationship, mark = loop[4], loop[5], loop[1], loop[2]
+    # The mark as the loop's note has it (a tree's with its recursion depth).
+    scope, lazy, relationship, mark = loop[4], loop[5], loop[1], loop[6][1][3]
     lazy.parents.add(identity_key(parent))
     lazy.count = len(lazy.parents)
     if lazy.count < settings.threshold:
@@ -228,11 +231,12 @@ def _count_parent(loop: scopes.LastLoop, parent: Any, result: Any) -> None:
         relationship.owner.__name__,
         relationship.name,
         relationship.target_name,
-        call_site(mark),
+        call_site(loop[2]),
         lazy.count,
         settings.threshold,
         option,
         None if query is None else call_site(query),
+        tree_levels=_tree_levels(relationship, option),
     )
     lazy.finding = finding
     scope.findings.append(finding)
@@ -266,7 +270,12 @@ def _find_loop(
             return None
         lazy = scope.sites[key] = LazySite()
     # One rebinding: another thread never sees half of it.
-    source = (scope, (result, relationship, "select", mark))  # the note its loads' rows get
+    where: Any = mark
+    if _is_tree(relationship):
+        # A recursive walk loads each level from a deeper call of the same function:
+        # the depth tells a level down from a round through reloaded rows (`_advice`).
+        where = (mark[0], mark[1], _recursion_depth(mark[0], sys._getframe(3)))
+    source = (scope, (result, relationship, "select", where))  # the note its loads' rows get
     scopes.last_loop = (result, relationship, mark, explicit, scope, lazy, source)
     return True
 
@@ -346,6 +355,53 @@ def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple
         text = f"{OPTION_OF_STRATEGY.get(how, 'selectinload')}({rel.owner.__name__}.{rel.name})"
         option = f"{text}.options({option})" if option else text
     return option, result
+
+
+_trees: dict[Any, bool] = {}  # relationship -> self-referencing one-to-many (few: the models')
+
+
+def _is_tree(relationship: Any) -> bool:
+    """A self-referencing one-to-many (``Node.children``). Its loads are noted with
+    the recursion depth of their line, so a walk meeting it again at the same line
+    one call deeper went a level down (advised one more level), while one at the
+    same depth went round through rows reloaded (erased, as for a many-to-many)."""
+    tree = _trees.get(relationship)
+    if tree is None:
+        tree = _trees[relationship] = bool(
+            relationship.uselist
+            and relationship.secondary is None
+            and relationship.target is relationship.owner
+        )
+    return tree
+
+
+def _recursion_depth(code: CodeType, frame: FrameType | None) -> int:
+    """How many calls of ``code`` are running, from ``frame`` outwards."""
+    depth = 0
+    while frame is not None:
+        if frame.f_code is code:
+            depth += 1
+        frame = frame.f_back
+    return depth
+
+
+def _tree_levels(relationship: Any, option: str) -> int:
+    """How many levels of a tree relationship the advised path loads (0: not a tree)."""
+    if not _is_tree(relationship):
+        return 0
+    return option.count(f"({relationship.owner.__name__}.{relationship.name})")
+
+
+def _deepen(scope: N1Scope, result: Any, relationship: Any, mark: Mark, finding: Finding) -> None:
+    """A tree's loop found a level deeper than its finding's advice: advise the
+    path to the depth walked (the finding is made at the threshold, often before
+    the walk reaches its deepest level)."""
+    option, root = _advice(scope, result, relationship, mark)
+    levels = _tree_levels(relationship, option)
+    if levels > finding.tree_levels:
+        finding.option = option
+        finding.tree_levels = levels
+        report.update_recommendation(finding)
 
 
 def _remember_query(result: Any, mark: Mark | None) -> None:

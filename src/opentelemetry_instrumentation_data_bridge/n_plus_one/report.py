@@ -133,6 +133,8 @@ class Finding:
     query_site: CallSite | None = None
     # The db.n1_warning span, open until the scope ends so it can carry the final count.
     span: Any = field(default=None, repr=False, compare=False)
+    # For a self-referencing relationship (a tree): the levels the advice loads.
+    tree_levels: int = 0
 
     @property
     def recommendation(self) -> str:
@@ -144,9 +146,16 @@ class Finding:
         where = ""
         if self.query_site is not None:
             where = f" in the .options(...) of the query at {self.query_site}"
+        tree = ""
+        if self.tree_levels > 1:
+            tree = (
+                f". A tree walked {self.tree_levels} levels deep: the path loads each level "
+                "with one query; for a depth not known in advance, one WITH RECURSIVE query "
+                f"(session.from_sql({self.model}, ...)) loads the whole subtree at once"
+            )
         return (
             f"N+1 query: {self.model}.{self.relationship} lazy-loaded {times} at {self.site}. "
-            f"{self.recommendation}{where}"
+            f"{self.recommendation}{where}{tree}"
         )
 
     def attributes(self) -> dict[str, Any]:
@@ -282,6 +291,12 @@ def open_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -
         raise NPlusOneError(finding.message(final=False))
     if not reports_at_end:
         _log_or_warn(finding, settings, final=False)
+
+
+def update_recommendation(finding: Finding) -> None:
+    """The advice changed after the finding (a tree walked deeper): so does its span's."""
+    if finding.span is not None:
+        finding.span.set_attribute(SpanAttributes.DB_N1_RECOMMENDATION, finding.recommendation)
 
 
 def add_query_site(finding: Finding) -> None:
