@@ -255,6 +255,8 @@ async def _traced_stream(
                 if token is not None:
                     otel_context.detach(token)
             count += 1
+            if count == 1:  # N+1 advice for loops over a stream (which takes no options)
+                _detect(n_plus_one.record_stream, row)
             yield row
     except GeneratorExit:  # abandoned: aclose(), or collected unfinished
         raise

@@ -31,6 +31,7 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.detector import (
     record_eager_use,
     record_lazy_load,
     record_query,
+    record_stream,
 )
 from opentelemetry_instrumentation_data_bridge.n_plus_one.repeated import (
     record_execute,
@@ -90,5 +91,6 @@ __all__ = [
     "record_lazy_load",
     "record_query",
     "record_statement",
+    "record_stream",
     "watch_scope_ends",
 ]

@@ -19,7 +19,7 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
-from data_bridge_core import identity_key, result_of
+from data_bridge_core import identity_key, result_of, table_info
 from data_bridge_core.state import STATE_KEY, ResultInfo
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report, scopes
 from opentelemetry_instrumentation_data_bridge.n_plus_one import settings as settings_module
@@ -227,6 +227,7 @@ def _count_parent(loop: scopes.LastLoop, parent: Any, result: Any) -> None:
     lazy.parents.clear()  # from here on the finding's count is all we need
     option, root = _advice(scope, result, relationship, mark)
     query = _recent_queries.get(root)
+    stream = root in scopes.stream_results
     finding = Finding(
         relationship.owner.__name__,
         relationship.name,
@@ -237,6 +238,8 @@ def _count_parent(loop: scopes.LastLoop, parent: Any, result: Any) -> None:
         option,
         None if query is None else call_site(query),
         tree_levels=_tree_levels(relationship, option),
+        batch_form=_batch_form(relationship) if stream and option.count("(") == 1 else "",
+        stream=stream,
     )
     lazy.finding = finding
     scope.findings.append(finding)
@@ -396,7 +399,7 @@ def _deepen(scope: N1Scope, result: Any, relationship: Any, mark: Mark, finding:
     """A tree's loop found a level deeper than its finding's advice: advise the
     path to the depth walked (the finding is made at the threshold, often before
     the walk reaches its deepest level)."""
-    option, root = _advice(scope, result, relationship, mark)
+    option, _root = _advice(scope, result, relationship, mark)
     levels = _tree_levels(relationship, option)
     if levels > finding.tree_levels:
         finding.option = option
@@ -411,6 +414,36 @@ def _remember_query(result: Any, mark: Mark | None) -> None:
     recent[result] = mark
     if len(recent) > _MAX_RECENT_QUERIES:
         del recent[next(iter(recent))]
+
+
+def record_stream(row: Any) -> None:
+    """A stream (``Query.stream()``) handed out its first row: remember its line and
+    that it is a stream (it takes no loader options), for advice about loops over it."""
+    if not settings_module._settings.enabled:
+        return
+    result = result_of(row)
+    if result is None:
+        return
+    _remember_query(result, _mark_of(user_frame(sys._getframe(1))))
+    streams = scopes.stream_results
+    streams[result] = None
+    if len(streams) > _MAX_RECENT_QUERIES:
+        del streams[next(iter(streams))]
+
+
+def _batch_form(relationship: Any) -> str:
+    """One query for a batch of parents' ``relationship`` (a stream's loop keeps
+    streaming): "" for a many-to-many, whose link table has no model to write."""
+    if relationship.secondary is not None:
+        return ""
+    target = relationship.target_name
+    if relationship.uselist:  # one-to-many: the target's foreign key
+        column = relationship.fk_column
+        values = "ids"
+    else:  # many-to-one: the target's key, from the parents' foreign key values
+        column = table_info(relationship.target).primary_key.name
+        values = f"{relationship.fk_column}s"
+    return f"session.find({target}).filter({target}.{column}.in_({values})).to_list()"
 
 
 def record_eager_load(

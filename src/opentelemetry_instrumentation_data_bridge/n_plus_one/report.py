@@ -135,16 +135,34 @@ class Finding:
     span: Any = field(default=None, repr=False, compare=False)
     # For a self-referencing relationship (a tree): the levels the advice loads.
     tree_levels: int = 0
+    # The root objects came from a stream (no loader options): `recommendation` says
+    # to use to_list(), or ``batch_form`` (one query per batch of the stream).
+    batch_form: str = ""
+    stream: bool = False
 
     @property
     def recommendation(self) -> str:
-        return f"Use {self.option or f'selectinload({self.model}.{self.relationship})'}"
+        option = self.option or f"selectinload({self.model}.{self.relationship})"
+        if not self.stream:
+            return f"Use {option}"
+        advice = (
+            f"Use .options({option}).to_list() in place of .stream() "
+            "(stream() takes no loader options)"
+        )
+        if self.batch_form:
+            advice += (
+                f", or keep streaming and load each batch's {self.target_model} rows "
+                f"with one {self.batch_form}"
+            )
+        return advice
 
     def message(self, final: bool = True) -> str:
         """``final``: the scope has ended and ``count`` is its total; else it is a floor."""
         times = f"{self.count} times" if final else f"at least {self.count} times"
         where = ""
-        if self.query_site is not None:
+        if self.query_site is not None and self.stream:
+            where = f" (the stream at {self.query_site})"
+        elif self.query_site is not None:
             where = f" in the .options(...) of the query at {self.query_site}"
         tree = ""
         if self.tree_levels > 1:

@@ -96,6 +96,9 @@ _NO_SCOPE = N1Scope(ended=True)
 # (code, bytecode offset), for advice naming the query to fix. Bounded by the
 # detector; a closed session's results hold nothing of it.
 recent_queries: dict[Any, tuple[Any, int]] = {}
+# Of those, the results of a stream (`Query.stream()`, which takes no loader
+# options: its loops are advised to_list() or a query per batch). Bounded alike.
+stream_results: dict[Any, None] = {}
 # The last counted loop: (its parents' result, relationship, mark (code, bytecode
 # offset), explicit scope, scope, counter, the note its loads' rows get). A
 # loop's loads come in a row; the next one that matches skips the scope and site
@@ -265,6 +268,7 @@ def _session_collected(key: int, scope: N1Scope) -> None:
 def finish_all_scopes() -> None:
     """On uninstrument: report and free what every open trace and session scope holds."""
     recent_queries.clear()
+    stream_results.clear()
     while _trace_scopes:
         _, scope = _trace_scopes.popitem(last=False)
         finish(scope)
