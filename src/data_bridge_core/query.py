@@ -231,14 +231,16 @@ class Query(Generic[M]):
         """What the query's SQL text depends on, without a bound value (hashable): two
         queries of one shape send the same statement, each with its own parameters.
         Tools compare statements by it (N+1 detection's repeated queries)."""
+        # Empty parts (most queries have no order or options) are not iterated.
+        filters, order, options = self._filters, self._order, self._options
         return (
             self._model,
-            tuple([f.shape() for f in self._filters]),
+            tuple([f.shape() for f in filters]) if filters else (),
             self._joins,
-            tuple([(o.column.shape, o.descending) for o in self._order]),
+            tuple([(o.column.shape, o.descending) for o in order]) if order else (),
             self._limit,
             self._offset,
-            tuple([_option_shape(o) for o in self._options]),
+            tuple([_option_shape(o) for o in options]) if options else (),
         )
 
     @property

@@ -307,6 +307,12 @@ class Comparison(Expression):
     def compile(self, params: list[Any]) -> str:
         return f"{self.column.sql(params)} {self.op} {_operand(self.column, self.value, params)}"
 
+    def shape(self) -> Hashable:
+        # `Expression.shape`, written out: the most common filter, compared per query.
+        value = self.value
+        right = value.shape if isinstance(value, Operand) else None
+        return (Comparison, self.column.shape, self.op, right)
+
     def models(self) -> Iterator[type]:
         return _operand_models(self.column, self.value)
 

@@ -12,7 +12,8 @@ line is only remembered: most lines run once per scope, and they never pay for
 a shape. From the second on, each is shaped and counted; until a shape's
 finding, the values of its ``column == value`` filters are compared with the
 first call's (in memory only) to tell which columns change per item, which the
-advice writes as ``Model.column.in_(columns)``.
+advice writes as ``Model.column.in_(columns)``. Once a line that ran a single
+shape has its finding, its next statements only bump the finding's count.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ class StatementSite:
     """The statements one line ran in a scope: the first one (not shaped until a
     second comes), then a counter per shape."""
 
-    __slots__ = ("mark", "pending", "shapes")
+    __slots__ = ("found", "mark", "pending", "shapes")
 
     def __init__(self, mark: tuple[CodeType, int], operation: str, subject: Any) -> None:
         self.mark = mark  # holds the code object: its id stays its own
         self.pending: tuple[str, Any] | None = (operation, subject)
         self.shapes: dict[Any, ShapeCount] = {}
+        # The finding of a line that ran one shape until it: the line's next
+        # statements count towards it unshaped (as a loop's next lazy loads do).
+        self.found: RepeatedQuery | None = None
 
 
 class ShapeCount:
@@ -110,6 +114,10 @@ def _count(operation: str, subject: Any, session: Any, caller: FrameType) -> Non
         if len(scope.statements) < MAX_SITES_PER_SCOPE:
             scope.statements[key] = StatementSite((code, frame.f_lasti), operation, subject)
         return
+    found = site.found
+    if found is not None:
+        found.count += 1  # after its finding, a one-shape line is not shaped again
+        return
     pending = site.pending
     if pending is not None:
         site.pending = None
@@ -144,6 +152,8 @@ def _add(scope: N1Scope, site: StatementSite, operation: str, subject: Any) -> N
         counter.silenced = True
         return
     counter.finding = finding
+    if len(site.shapes) == 1:
+        site.found = finding
     scope.findings.append(finding)
     report.open_warning(finding, settings, scope.keeps_warnings_open)
 
