@@ -266,3 +266,27 @@ async def test_raise_mode_stops_the_loop_at_the_threshold(school_engine: Engine)
     configure_n1_detection(threshold=3, mode="raise")
     with n1_scope(), pytest.raises(NPlusOneError, match=r"Follow.get\(\) ran at least 3 times"):
         await follows_of(school_engine, 1, [1, 2, 3, 4, 5])
+
+
+async def test_without_a_span_each_session_is_a_scope_of_its_own(school_engine: Engine) -> None:
+    configure_n1_detection(threshold=3, mode="raise")
+    for _ in range(3):  # two calls per session: never three in one scope
+        await follows_of(school_engine, 1, [1, 2])
+    with pytest.raises(NPlusOneError, match=r"Follow.get\(\) ran at least 3 times"):
+        await follows_of(school_engine, 1, [1, 2, 3])
+
+
+async def interleaved(first: Session, second: Session, reached: list[int]) -> None:
+    for author in (1, 2, 3):
+        reached.append(author)
+        for session in (first, second):  # one line, the two sessions in turn
+            await session.get(Follow, (1, author))
+
+
+async def test_two_sessions_side_by_side_count_apart(school_engine: Engine) -> None:
+    configure_n1_detection(threshold=3, mode="raise")
+    reached: list[int] = []
+    async with Session(school_engine) as first, Session(school_engine) as second:
+        with pytest.raises(NPlusOneError):
+            await interleaved(first, second, reached)
+    assert reached == [1, 2, 3]  # each session's third call, not the line's third

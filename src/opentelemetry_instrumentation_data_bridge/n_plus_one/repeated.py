@@ -22,6 +22,8 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
+from opentelemetry.context import get_current
+
 from data_bridge_core import result_of, table_info
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report, scopes
 from opentelemetry_instrumentation_data_bridge.n_plus_one import settings as settings_module
@@ -98,12 +100,27 @@ def record_execute(session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 
 
 def _count(operation: str, subject: Any, session: Any, caller: FrameType) -> None:
+    """Count one statement at its line; this runs for every one-row query, count,
+    exists and execute, so the common case (the next statement of a loop already
+    found) is a few reads: the context, the last scope, the line, the site."""
     explicit = _explicit_scope()
-    if explicit is IGNORED:
+    if explicit is None:
+        # The request's statements come in a row under one context object (each
+        # statement's own span is detached again by then): the scope of the last one
+        # is kept with the context and the session, which skips looking up the
+        # current span for each.
+        context = get_current()
+        last = scopes.last_statement_scope
+        scope = last[2]
+        if context is not last[0] or session is not last[1] or scope is None or scope.ended:
+            scope = scopes.ambient_scope(session=session)
+            if scope is None:
+                return
+            scopes.last_statement_scope = (context, session, scope)
+    elif explicit is IGNORED:
         return
-    scope = explicit if explicit is not None else scopes.ambient_scope(session=session)
-    if scope is None:
-        return
+    else:
+        scope = explicit
     frame = user_frame(caller)
     if frame is None:
         return
