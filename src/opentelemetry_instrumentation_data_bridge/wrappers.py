@@ -156,6 +156,7 @@ def query_wrapper(operation: str) -> Wrapper:
         kwargs: dict[str, Any],
         current: otel_context.Context,
         dropped: bool,
+        caller: Any = None,
     ) -> Any:
         now = otel_context.get_current()
         if now is not current:  # awaited under another context than it was called in
@@ -179,7 +180,7 @@ def query_wrapper(operation: str) -> Wrapper:
                 else:
                     scope.set_result(count=rows)
             if detects:  # the line N+1 advice points to; repeated one-row queries
-                _detect(n_plus_one.record_statement, operation, instance, result)
+                _detect(n_plus_one.record_statement, operation, instance, result, caller)
             return result
         except BaseException as exc:
             error = exc
@@ -199,7 +200,9 @@ def query_wrapper(operation: str) -> Wrapper:
         dropped = config.span_dropped(current)
         if dropped and not config.metrics_wanted():
             return wrapped(*args, **kwargs)
-        return traced(wrapped, instance, args, kwargs, current, dropped)
+        # The caller's frame, read now (N+1 detection's line): from inside the query's
+        # coroutine it is a walk through frames CPython would have to build.
+        return traced(wrapped, instance, args, kwargs, current, dropped, sys._getframe(1))
 
     return wrapper
 

@@ -71,23 +71,29 @@ class ShapeCount:
         self.silenced = False  # allowlisted: counted no more
 
 
-def record_statement(operation: str, query: Any, result: Any) -> None:
+def record_statement(
+    operation: str, query: Any, result: Any, caller: FrameType | None = None
+) -> None:
     """A query seam returned: ``find`` (``to_list()``: ``get()`` and ``first()`` go
     through it), ``count`` or ``exists``. A multi-row find's line is kept for the
     lazy-load advice; a one-row query (``limit(1)``), a count and an exists are
-    counted as repeated statements."""
+    counted as repeated statements. ``caller``: the frame that called the seam,
+    read by the wrapper at the call (walking out to it from here would make
+    CPython build a frame object for each coroutine in between); None: walk."""
     if not settings_module._settings.enabled:
         return
+    if caller is None:
+        caller = sys._getframe(1)
     if operation == "find":
         if result.__class__ is list and len(result) > 1:
             rows = result_of(result[0])
-            frame = user_frame(sys._getframe(1))
+            frame = user_frame(caller)
             if rows is not None and frame is not None:
                 _remember_query(rows, (frame.f_code, frame.f_lasti))  # the line advice names
             return
         if query.limit_value != 1:
             return  # a list that happened to hold one row: not a per-item lookup
-    _count(operation, query, query.session, sys._getframe(1))
+    _count(operation, query, query.session, caller)
 
 
 def record_execute(session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -101,40 +107,53 @@ def record_execute(session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 
 def _count(operation: str, subject: Any, session: Any, caller: FrameType) -> None:
     """Count one statement at its line; this runs for every one-row query, count,
-    exists and execute, so the common case (the next statement of a loop already
-    found) is a few reads: the context, the last scope, the line, the site."""
+    exists and execute, so the common case (the next statement of a loop, found
+    already) is a few reads and compares against the last statement: its block,
+    context object, session and line."""
     explicit = _explicit_scope()
-    if explicit is None:
-        # The request's statements come in a row under one context object (each
-        # statement's own span is detached again by then): the scope of the last one
-        # is kept with the context and the session, which skips looking up the
-        # current span for each.
-        context = get_current()
-        last = scopes.last_statement_scope
-        scope = last[2]
-        if context is not last[0] or session is not last[1] or scope is None or scope.ended:
-            scope = scopes.ambient_scope(session=session)
-            if scope is None:
-                return
-            scopes.last_statement_scope = (context, session, scope)
-    elif explicit is IGNORED:
+    if explicit is IGNORED:
         return
-    else:
-        scope = explicit
     frame = user_frame(caller)
     if frame is None:
         return
     code = frame.f_code
-    key = (id(code), frame.f_lasti)  # id(code): hashing a code object hashes its content
-    site = scope.statements.get(key)
-    if site is None:
-        if len(scope.statements) < MAX_SITES_PER_SCOPE:
-            scope.statements[key] = StatementSite((code, frame.f_lasti), operation, subject)
-        return
-    found = site.found
-    if found is not None:
-        found.count += 1  # after its finding, a one-shape line is not shaped again
-        return
+    offset = frame.f_lasti
+    # The request's statements come in a row under one context object (each
+    # statement's own span is detached again by then); without a span, the
+    # session tells scopes apart.
+    context = get_current() if explicit is None else None
+    last = scopes.last_statement
+    if (
+        code is last[4]
+        and offset == last[5]
+        and context is last[1]
+        and session is last[2]
+        and explicit is last[0]
+    ):
+        scope, site = last[3], last[6]
+        found = site.found
+        if found is not None:
+            found.count += 1  # after its finding, a one-shape line is not shaped again
+            return
+    else:
+        scope = explicit
+        if scope is None:
+            scope = scopes.ambient_scope(session=session)
+            if scope is None:
+                return
+        key = (id(code), offset)  # id(code): hashing a code object hashes its content
+        site = scope.statements.get(key)
+        if site is None:
+            if len(scope.statements) < MAX_SITES_PER_SCOPE:
+                site = StatementSite((code, offset), operation, subject)
+                scope.statements[key] = site
+                # One rebinding: another thread never sees half of it.
+                scopes.last_statement = (explicit, context, session, scope, code, offset, site)
+            return
+        scopes.last_statement = (explicit, context, session, scope, code, offset, site)
+        if site.found is not None:
+            site.found.count += 1
+            return
     pending = site.pending
     if pending is not None:
         site.pending = None

@@ -107,9 +107,12 @@ stream_results: dict[Any, None] = {}
 LastLoop = tuple[Any, Any, Any, "N1Scope | None", N1Scope, LazySite, Any]
 NO_LOOP: LastLoop = (None, None, None, None, _NO_SCOPE, LazySite(), None)
 last_loop: LastLoop = NO_LOOP
-# The last repeated statement's (context, session, scope) outside explicit blocks
-# (`repeated._count`); reset when that scope ends.
-last_statement_scope: tuple[Any, Any, N1Scope | None] = (None, None, None)
+# The last counted statement (`repeated._count`): (explicit block, context object,
+# session, scope, code, bytecode offset, its site). The next statement from the
+# same line in the same block, context and session skips the scope and site
+# lookups. Reset when that scope ends.
+NO_STATEMENT: tuple[Any, ...] = (None, None, None, None, None, -1, None)
+last_statement: tuple[Any, ...] = NO_STATEMENT
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
 # then tells a load both whether it is ignored and which explicit scope it is in.
 IGNORED = N1Scope(ended=True)
@@ -117,12 +120,12 @@ IGNORED = N1Scope(ended=True)
 
 def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     """Record final counts, report, free the counters."""
-    global _last, last_loop, last_statement_scope
+    global _last, last_loop, last_statement
     scope.ended = True
     if _last[1] is scope:
         _last = (None, None)
-    if last_statement_scope[2] is scope:
-        last_statement_scope = (None, None, None)
+    if last_statement[3] is scope:
+        last_statement = NO_STATEMENT
     if last_loop[4] is scope:
         last_loop = NO_LOOP
     for result in scope.remembered:
