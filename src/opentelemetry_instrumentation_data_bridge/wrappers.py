@@ -202,7 +202,8 @@ def query_wrapper(operation: str) -> Wrapper:
             return wrapped(*args, **kwargs)
         # The caller's frame, read now (N+1 detection's line): from inside the query's
         # coroutine it is a walk through frames CPython would have to build.
-        return traced(wrapped, instance, args, kwargs, current, dropped, sys._getframe(1))
+        caller = sys._getframe(1) if detects else None
+        return traced(wrapped, instance, args, kwargs, current, dropped, caller)
 
     return wrapper
 
