@@ -16,7 +16,12 @@ loads that ran SQL, is the cost per lazy load; the lazy load itself is the
 wall time of each ``await user.posts`` (its round trip included) in the same
 requests. Each figure is the median over requests.
 
-Run alone: ``python -m bench.n1_flow [--requests N]``.
+Run alone: ``python -m bench.n1_flow [--requests N] [--per-user lazy|first]``.
+
+``--per-user first`` measures repeated-statement detection the same way: the
+page's 100 users, then one ``find(Post).filter(Post.user_id == user.id)
+.first()`` per user (100 one-row queries from one line, reported at the fifth);
+the figures are then per statement, and the "lazy load" is that query.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ ENTRY_POINTS = (
     ("n_plus_one", "", "lazy_load_site"),
     ("n_plus_one", "", "record_lazy_load"),
     ("n_plus_one", "", "record_query"),
+    ("n_plus_one", "", "record_statement"),  # record_query's successor: every query seam
+    ("n_plus_one", "", "record_execute"),
     ("n_plus_one", "", "end_session_scope"),
     ("processor", "ScopeEndProcessor", "on_start"),  # on every span's start
     ("processor", "ScopeEndProcessor", "on_end"),  # on every span's end
@@ -46,9 +53,11 @@ PARTS = (
 )
 
 
-async def n1_request_flow_cost(schema: str, requests: int) -> dict[str, float]:
+async def n1_request_flow_cost(
+    schema: str, requests: int, per_user: str = "lazy"
+) -> dict[str, float]:
     """Median over ``requests`` W5 N+1 pages: detection µs per lazy load, the lazy
-    load's own µs, and their ratio."""
+    load's own µs, and their ratio (``per_user="first"``: per one-row query)."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -92,6 +101,7 @@ async def n1_request_flow_cost(schema: str, requests: int) -> dict[str, float]:
     tracer = provider.get_tracer("bench")
     per_load: list[float] = []
     load_us: list[float] = []
+    repeated = per_user == "first"
     try:
         n_plus_one.configure_n1_detection(threshold=5, mode="span")
         for request in range(requests + 1):  # request 0 warms up (first-use imports)
@@ -106,7 +116,10 @@ async def n1_request_flow_cost(schema: str, requests: int) -> dict[str, float]:
                     query = session.find(m.User).order_by(m.User.id).limit(100)
                     for user in await query.to_list():
                         start = time.perf_counter_ns()
-                        await user.posts
+                        if repeated:
+                            await session.find(m.Post).filter(m.Post.author_id == user.id).first()
+                        else:
+                            await user.posts
                         waited += time.perf_counter_ns() - start
                         loads += 1
                         # The timer around nothing (not even a call), in the same flow.
@@ -148,20 +161,22 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.n1_flow", description=__doc__)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--per-user", choices=("lazy", "first"), default="lazy")
     args = parser.parse_args(argv)
     schema = create_schema()
     try:
-        figures = asyncio.run(n1_request_flow_cost(schema, args.requests))
+        figures = asyncio.run(n1_request_flow_cost(schema, args.requests, args.per_user))
     finally:
         drop_schema(schema)
+    unit = "lazy load" if args.per_user == "lazy" else "one-row query"
     print(
-        f"N+1 detection in the request flow: {figures['detection_us']:.2f} us per lazy load; "
-        f"the lazy load itself {figures['lazy_load_us']:.0f} us "
+        f"N+1 detection in the request flow: {figures['detection_us']:.2f} us per {unit}; "
+        f"the {unit} itself {figures['lazy_load_us']:.0f} us "
         f"(ratio {figures['ratio'] * 100:.2f} %)"
     )
     for _, _, name in ENTRY_POINTS:
         if name + "_us" in figures:
-            print(f"  {name}: {figures[name + '_us']:.2f} us per lazy load")
+            print(f"  {name}: {figures[name + '_us']:.2f} us per {unit}")
     for _, _, name in PARTS:
         if name + "_us" in figures:
             print(f"    of which {name} (the finding's report): {figures[name + '_us']:.2f} us")

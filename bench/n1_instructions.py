@@ -11,7 +11,10 @@ flow calls, and callgrind counts only inside it::
         --toggle-collect=sys_call_tracing python -m bench.n1_instructions 11
 
 Run it for 11 and for 1 requests: the difference over 1,000 lazy loads is
-detection's instructions per load (imports and first uses cancel out).
+detection's instructions per load (imports and first uses cancel out). With
+``first`` after the count (``python -m bench.n1_instructions 11 first``), each
+user's lazy load is replaced by one ``find(Post).filter(Post.author_id ==
+user.id).first()``: repeated-statement detection's instructions per statement.
 ``--calibrate`` calls a no-op through the same wrapper 10,000 times: the
 wrapper's own instructions per call (about 660 with CPython 3.11; some four
 calls per lazy load), the same before and after a change.
@@ -36,7 +39,7 @@ def _through_call_tracing(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-async def _requests(schema: str, requests: int) -> None:
+async def _requests(schema: str, requests: int, per_user: str = "lazy") -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -68,7 +71,10 @@ async def _requests(schema: str, requests: int) -> None:
                 async with Session(engine) as session:
                     query = session.find(m.User).order_by(m.User.id).limit(100)
                     for user in await query.to_list():
-                        await user.posts
+                        if per_user == "first":
+                            await session.find(m.Post).filter(m.Post.author_id == user.id).first()
+                        else:
+                            await user.posts
     finally:
         n_plus_one.configure_n1_detection()
         instrumentor.uninstrument()
@@ -86,7 +92,8 @@ def main(argv: list[str]) -> int:
 
     schema = create_schema()
     try:
-        asyncio.run(_requests(schema, int(argv[0]) if argv else 11))
+        per_user = argv[1] if len(argv) > 1 else "lazy"
+        asyncio.run(_requests(schema, int(argv[0]) if argv else 11, per_user))
     finally:
         drop_schema(schema)
     return 0

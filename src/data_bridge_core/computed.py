@@ -10,7 +10,7 @@ an operand (``order_by(Article.favorites.desc())``, ``select(...)``, filters).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from data_bridge_core.errors import InvalidStateError, UnsupportedOperationError, described
@@ -40,6 +40,11 @@ class ScalarSubquery(Operand):
 
     def bind_operand(self, value: Any) -> Any:
         return self.value.bind_operand(value)
+
+    @property
+    def shape(self) -> Hashable:
+        filters = tuple([f.shape() for f in self.filters])
+        return (ScalarSubquery, self.model, self.value.shape, filters)
 
     def models(self) -> Iterator[type]:
         """The outer models it correlates with."""
@@ -147,6 +152,10 @@ class Computed(Operand, Generic[T]):
 
     def bind_operand(self, value: Any) -> Any:
         return self.operand.bind_operand(value)
+
+    @property
+    def shape(self) -> Hashable:
+        return (Computed, self.owner, self.name)
 
     def models(self) -> Iterator[type]:
         if self.owner is not None:

@@ -22,8 +22,15 @@ from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.relationships import Relationship
 from data_bridge_core.row_query import RowQuery
-from data_bridge_core.schema.column import quote_ident
-from data_bridge_core.schema.expressions import Expression, Operand, OrderBy, compile_where
+from data_bridge_core.schema.column import ColumnInfo, quote_ident
+from data_bridge_core.schema.expressions import (
+    BooleanClause,
+    Comparison,
+    Expression,
+    Operand,
+    OrderBy,
+    compile_where,
+)
 from data_bridge_core.schema.functions import Selectable
 from data_bridge_core.schema.table import Table, install_query_factory, table_info
 from data_bridge_core.schema.types import COUNT_MAX, count_problem, exact_int
@@ -290,6 +297,48 @@ class Query(Generic[M]):
     @property
     def loader_options(self) -> tuple[LoaderOption, ...]:
         return self._options
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        """What the query's SQL text depends on, without a bound value (hashable): two
+        queries of one shape send the same statement, each with its own parameters.
+        Tools compare statements by it (N+1 detection's repeated queries)."""
+        # Empty parts (most queries have no order or options) are not iterated.
+        filters, order, options = self._filters, self._order, self._options
+        return (
+            self._model,
+            tuple([f.shape() for f in filters]) if filters else (),
+            self._joins,
+            self._outer,
+            tuple([(o.column.shape, o.descending) for o in order]) if order else (),
+            self._limit,
+            self._offset,
+            tuple([_option_shape(o) for o in options]) if options else (),
+        )
+
+    @property
+    def equality_filters(self) -> tuple[tuple[str, Any], ...]:
+        """The ``Model.column == value`` conditions among the filters AND-ed at the top
+        level (those of ``get()`` included), as (column name, value) pairs in order:
+        what pins the rows this query selects. Read it; do not keep the values."""
+        found: list[tuple[str, Any]] = []
+        pending = list(self._filters)
+        while pending:
+            condition = pending.pop(0)
+            if isinstance(condition, BooleanClause) and condition.operator == "AND":
+                pending[:0] = condition.operands
+            elif (
+                isinstance(condition, Comparison)
+                and condition.op == "="
+                and isinstance(condition.column, ColumnInfo)
+                and not isinstance(condition.value, Operand)
+                and (
+                    condition.column.owner is self._model
+                    or issubclass(self._model, condition.column.owner)
+                )
+            ):
+                found.append((condition.column.name, condition.value))
+        return tuple(found)
 
     @property
     def session(self) -> Session:
@@ -590,5 +639,13 @@ class Query(Generic[M]):
 
 
 _new_query_object = object.__new__
+
+
+def _option_shape(option: LoaderOption) -> tuple[Any, ...]:
+    if isinstance(option, EagerLoad):
+        children = tuple([_option_shape(c) for c in option.children])
+        return (option.relationship, option.strategy, children)
+    return (option.relationship, type(option), getattr(option, "strategy", None))
+
 
 install_query_factory(Query)

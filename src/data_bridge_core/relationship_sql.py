@@ -6,7 +6,7 @@ from the models and every value is a ``%s`` parameter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 from data_bridge_core.relationship_mapping import RelationshipMapping
@@ -136,6 +136,10 @@ class SelfExists(Exists):
             f"ON {alias}.{self.target_key} = {self.target_fk} "
             f"WHERE {self.correlation} AND {criteria})"
         )
+
+    def shape(self) -> Hashable:
+        assert self.criteria is not None
+        return (SelfExists, self.from_sql, self.correlation, self.criteria.shape(), self.table)
 
     def models(self) -> Iterator[type]:
         yield self.owner

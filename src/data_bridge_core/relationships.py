@@ -288,6 +288,32 @@ class Relationship(RelationshipDeclaration):
             )
         return False
 
+    def read_loaded(self, instance: Table) -> Any:
+        """The value already loaded on ``instance`` (no SQL): what ``loaded(obj).rel`` reads.
+
+        A seam (docs/extension-points.md): every read of a loaded value outside
+        ``await obj.rel`` comes through here, so an observer can tell an eager
+        load that was used from one that was not. A many-to-one whose target the
+        session holds needs no query either. Raises `RelationshipError`, naming
+        the loader option to add, when the value is not loaded.
+        """
+        state = own_state(instance)
+        if state is not None and state.relations is not None and self.name in state.relations:
+            return state.relations[self.name]
+        if self.direction == MANY_TO_ONE:
+            key = instance.__dict__.get(self.fk.name)
+            if key is None:
+                return None
+            session = session_of(instance)
+            target = session.identity_lookup(self.target, key) if session is not None else None
+            if target is not None:
+                return target
+        owner = type(instance).__name__
+        raise RelationshipError(
+            f"{owner}.{self.name} is not loaded, and serializing does not query: add "
+            f".options(selectinload({owner}.{self.name})) to the query that loaded it"
+        )
+
     def __repr__(self) -> str:
         return f"<relationship {self.owner.__name__}.{self.name}>"
 

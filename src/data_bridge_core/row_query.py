@@ -180,6 +180,24 @@ class RowQuery(Generic[R]):
     def session(self) -> Session:
         return self._base.session
 
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        """What the SELECT text depends on, without values (see `Query.shape`)."""
+        return (
+            RowQuery,
+            self._base.shape,
+            tuple([i.shape for i in self._items]),
+            self._names,
+            tuple([g.shape for g in self._group]),
+            tuple([h.shape() for h in self._having]),
+            self._distinct,
+        )
+
+    @property
+    def equality_filters(self) -> tuple[tuple[str, Any], ...]:
+        """The query's (see `Query.equality_filters`)."""
+        return self._base.equality_filters
+
     # -- SQL -------------------------------------------------------------------------
 
     def _check_grouping(self) -> None:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_bridge_core.errors import RelationshipError
-from data_bridge_core.relationships import MANY_TO_ONE
 from data_bridge_core.schema.table import Table, table_info
-from data_bridge_core.state import own_state, session_of
 
 
 class LoadedView:
@@ -28,26 +25,11 @@ class LoadedView:
 
     def __getattr__(self, name: str) -> Any:
         obj = self._obj
-        model = type(obj)
-        rel = table_info(model).relationships.get(name)
+        rel = table_info(type(obj)).relationships.get(name)
         if rel is None:
             return getattr(obj, name)
-        state = own_state(obj)
-        if state is not None and state.relations is not None and name in state.relations:
-            return loaded(state.relations[name])
-        if rel.direction == MANY_TO_ONE:
-            # A many-to-one whose target is in the session needs no query either.
-            key = obj.__dict__.get(rel.fk.name)
-            session = session_of(obj)
-            if key is None:
-                return None
-            target = session.identity_lookup(rel.target, key) if session is not None else None
-            if target is not None:
-                return loaded(target)
-        raise RelationshipError(
-            f"{model.__name__}.{name} is not loaded, and serializing does not query: add "
-            f".options(selectinload({model.__name__}.{name})) to the query that loaded it"
-        )
+        # Through the seam observers watch (an eager load read here is one used).
+        return loaded(rel.read_loaded(obj))
 
     def __repr__(self) -> str:
         return f"loaded({self._obj!r})"

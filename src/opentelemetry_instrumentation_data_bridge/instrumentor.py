@@ -45,6 +45,9 @@ SESSION_OPERATIONS = (
 def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, Any]]:
     """(module, class, method, wrapper) for every seam of docs/extension-points.md."""
     from opentelemetry_instrumentation_data_bridge import migration_spans, wrappers
+    from opentelemetry_instrumentation_data_bridge.n_plus_one.loaded_reads import (
+        read_loaded_wrapper,
+    )
 
     query, session = "data_bridge_core.query", "data_bridge_core.session"
     targets: list[tuple[str, str, str, Any]] = [
@@ -69,6 +72,7 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
     targets += [
         (session, "Session", "execute", wrappers.execute_wrapper),
         ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
+        ("data_bridge_core.relationships", "Relationship", "read_loaded", read_loaded_wrapper),
         ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
         ("data_bridge_core.engine", "Engine", "acquire", wrappers.acquire_wrapper),
         (
@@ -166,4 +170,3 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
             provider_hooks.detach_all()
         config.reset()
-

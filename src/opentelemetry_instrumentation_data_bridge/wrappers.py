@@ -206,7 +206,8 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
     meter provider to receive metrics) it hands back the original coroutine,
     so the query runs without even an extra coroutine around it.
     """
-    finds = operation == "find" and objects
+    # N+1 detection's query seams; a column selection's rows are not objects.
+    detects = operation in ("find", "count", "exists") and objects
     what = f"db.query.{operation}"
     reading = f"the result of {what}"
 
@@ -217,6 +218,7 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         kwargs: dict[str, Any],
         current: otel_context.Context,
         dropped: bool,
+        caller: Any = None,
     ) -> Any:
         now = otel_context.get_current()
         if now is not current:  # awaited under another context than it was called in
@@ -237,8 +239,8 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
                 result = await wrapped(*args, **kwargs)
                 counts = _describe(reading, _query_result, scope, operation, result)
                 rows = counts[1] if counts is not None else None
-            if finds and counts is not None and counts[0] > 1:
-                _detect(n_plus_one.record_query, result)  # the line N+1 advice points to
+            if detects:  # the line N+1 advice points to; repeated one-row queries
+                _detect(n_plus_one.record_statement, operation, instance, result, caller)
             return result
         except BaseException as exc:
             error = exc
@@ -258,7 +260,10 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         dropped = config.span_dropped(current)
         if dropped and not config.metrics_wanted():
             return wrapped(*args, **kwargs)
-        return traced(wrapped, instance, args, kwargs, current, dropped)
+        # The caller's frame, read now (N+1 detection's line): from inside the query's
+        # coroutine it is a walk through frames CPython would have to build.
+        caller = sys._getframe(1) if detects else None
+        return traced(wrapped, instance, args, kwargs, current, dropped, caller)
 
     return wrapper
 
@@ -314,6 +319,8 @@ async def _traced_stream(
                 if token is not None:
                     otel_context.detach(token)
             count += 1
+            if count == 1:  # N+1 advice for loops over a stream (which takes no options)
+                _detect(n_plus_one.record_stream, row)
             yield row
     except GeneratorExit:  # abandoned: aclose(), or collected unfinished
         raise
@@ -370,6 +377,7 @@ def execute_wrapper(
     through, dropped = _nothing_to_record()
     if through:
         return wrapped(*args, **kwargs)
+    _detect(n_plus_one.record_execute, instance, args, kwargs)  # repeated statements (N+1)
     return _traced_execute(wrapped, instance, args, kwargs, dropped)
 
 

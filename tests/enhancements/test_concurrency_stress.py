@@ -109,14 +109,19 @@ async def _separate(engine: Engine, unit: Unit, rng: random.Random, tags: list[i
         again = (StressItem(key=f"{unit.name}.up{i}", value=5) for i in range(2))
         await session.upsert(again, on=("key",), update=("value",))  # a generator: both rows
         unit.parts.update({f"{unit.name}.up{i}": 5 for i in range(2)})
-        chosen = rng.sample(tags, 2)
+        chosen = rng.sample(tags[1:], 2)
         linked = await session.find(StressTag).filter(StressTag.id.in_(chosen)).to_list()
         main.tags = linked  # assignment writes the links at the next flush
-        # TODO(issue 19, item 1): when collections gain incremental add()/remove(), add
-        # and remove links of one shared item from several units here as well.
+        # Every unit adds its item to one shared tag's collection at once, without
+        # reading it first (add() is written at the next flush, idempotently).
+        hub = await session.get(StressTag, tags[0])
+        assert hub is not None
+        hub.items.add(main)
+        await session.flush()
+        assert len(await main.tags) == 3  # a read of the link table (planned)
+        main.tags.remove(linked[0])  # and one link removed again, alone
         unit.links[main.key] = 2
         await session.flush()
-        assert len(await main.tags) == 2  # a read of the link table (planned)
         await session.commit()
         unit.acknowledged = True
 
@@ -195,8 +200,15 @@ async def stress_engine() -> AsyncIterator[tuple[Engine, str]]:
             await engine.dispose()
 
 
-async def _read_back(schema_dsn: str) -> tuple[dict[str, int], dict[str, int]]:
+async def _read_back(schema_dsn: str, hub: int) -> tuple[dict[str, int], dict[str, int], set[str]]:
     async with await psycopg.AsyncConnection.connect(schema_dsn, autocommit=True) as conn:
+        on_hub = await (
+            await conn.execute(
+                "SELECT i.key FROM stress_item_tags l JOIN stress_items i ON i.id = l.item_id "
+                "WHERE l.tag_id = %s",
+                (hub,),
+            )
+        ).fetchall()
         rows = await (await conn.execute("SELECT key, value FROM stress_items")).fetchall()
         links = await (
             await conn.execute(
@@ -204,7 +216,7 @@ async def _read_back(schema_dsn: str) -> tuple[dict[str, int], dict[str, int]]:
                 "JOIN stress_items i ON i.id = l.item_id GROUP BY i.key"
             )
         ).fetchall()
-    return dict(rows), dict(links)
+    return dict(rows), dict(links), {key for (key,) in on_hub}
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -248,7 +260,9 @@ async def test_fifty_tasks_cancelled_at_random_lose_nothing_acknowledged_and_hal
         for part in str(engine.connect_kwargs["options"]).split()
         if part.startswith("search_path=")
     )
-    rows, links = await _read_back(make_conninfo(dsn(), options=f"-c search_path={schema}"))
+    rows, links, on_hub = await _read_back(
+        make_conninfo(dsn(), options=f"-c search_path={schema}"), tags[0]
+    )
     acknowledged = [u for u in units if u.acknowledged]
     assert len(units) == TASKS * UNITS_PER_TASK
     assert 0 < len(acknowledged) < len(units)  # both outcomes were exercised
@@ -259,6 +273,9 @@ async def test_fifty_tasks_cancelled_at_random_lose_nothing_acknowledged_and_hal
         if unit.acknowledged or present:
             assert present == unit.parts, unit
             assert {k: links.get(k, 0) for k in unit.links} == unit.links, unit
+    # The shared tag's collection kept every acknowledged add(), from all units at once.
+    added = {k for u in units if u.acknowledged for k in u.links}
+    assert added and added <= on_hub
     unit_names = {u.name for u in units}
     assert {key.split(".", 1)[0] for key in rows} <= unit_names  # nothing from elsewhere
     planned = [

@@ -48,6 +48,7 @@ SEAMS = [
         (Session, "run_statement"),
         (Session, "stream_rows"),
         (Relationship, "load"),
+        (Relationship, "read_loaded"),
         (EagerLoad, "load"),
         (Engine, "acquire"),
         (Migrator, "apply_migration"),
@@ -78,6 +79,8 @@ def test_every_seam_is_patched_and_restored_to_the_identical_object(
                 continue
             assert patched is not original, key
             assert patched.__wrapped__ is original, key
+            if key == (Relationship, "read_loaded"):  # the one synchronous seam: no SQL
+                continue
             assert inspect.iscoroutinefunction(original) or inspect.isasyncgenfunction(original)
     finally:
         instrumentor.uninstrument()

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 from acceptance_models import app_engine  # noqa: F401  (fixture)
+from school_models import school_engine  # noqa: F401  (fixture)
 
 from opentelemetry_instrumentation_data_bridge.telemetry import configure_n1_detection
 

@@ -155,6 +155,11 @@ class ColumnInfo(Operand):
         self.server_default = options.server_default
         self.ident = quote_ident(name)
 
+    @property
+    def shape(self) -> str:
+        """The column as the SQL text names it (see `Operand.shape`)."""
+        return self.quoted
+
     # -- metadata -----------------------------------------------------------
 
     @property

@@ -11,7 +11,7 @@ arithmetic such as ``User.age * 2``) and offers the comparison operators; an
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, cast
 
@@ -48,8 +48,35 @@ class Expression:
     def __invert__(self) -> Expression:
         return Not(self)
 
+    def shape(self) -> Hashable:
+        """What this expression's SQL text depends on, without its values (hashable):
+        two expressions of one shape compile to the same text. Tools compare
+        statements by it (N+1 detection's repeated queries)."""
+        parts: list[Any] = [self.__class__]
+        names: tuple[str, ...] = self.__slots__  # the concrete class's own slots
+        for name in names:
+            parts.append(_shape_part(getattr(self, name), name in _VALUE_SLOTS))
+        return tuple(parts)
+
     def __bool__(self) -> bool:
         raise TypeError(_TRUTH_VALUE)
+
+
+# Slots holding the user's values (bound as parameters, never in the SQL text).
+_VALUE_SLOTS = frozenset({"value", "values", "pattern", "low", "high"})
+
+
+def _shape_part(part: Any, is_value: bool) -> Hashable:
+    if isinstance(part, Expression):
+        return part.shape()
+    if isinstance(part, Operand):
+        return part.shape
+    if is_value:
+        return None  # a parameter: "%s" whatever the value
+    if isinstance(part, tuple):
+        return tuple([_shape_part(p, False) for p in part])
+    hashable: Hashable = part  # an operator, a flag, fixed SQL of a relationship, a model
+    return hashable
 
 
 class Subquery(Protocol):
@@ -57,6 +84,11 @@ class Subquery(Protocol):
 
     def subquery_sql(self, params: list[Any], what: str) -> str:
         """Its SELECT text (values appended to ``params``); ``what`` names the use."""
+        ...
+
+    @property
+    def shape(self) -> Hashable:
+        """What its SQL text depends on, without values (see `Expression.shape`)."""
         ...
 
 
@@ -91,6 +123,11 @@ class Operand:
     def label(self) -> str:
         """Human-readable form for errors: ``User.age``, ``(User.age * ?)``: the
         columns by name, each literal as ``?`` (it may be a user's value)."""
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> Hashable:
+        """What the operand's SQL text depends on, without its values (see `Expression.shape`)."""
         raise NotImplementedError
 
     @property
@@ -275,6 +312,12 @@ class Arithmetic(Operand):
         return f"({_label(self.left)} {self.op} {_label(self.right)})"
 
     @property
+    def shape(self) -> Hashable:
+        left = self.left.shape if isinstance(self.left, Operand) else None
+        right = self.right.shape if isinstance(self.right, Operand) else None
+        return (Arithmetic, left, self.op, right)
+
+    @property
     def text(self) -> str:
         def short(side: Any) -> str:
             return side.text if isinstance(side, Operand) else "?"
@@ -334,6 +377,12 @@ class Comparison(Expression):
     def compile(self, params: list[Any]) -> str:
         return f"{self.column.sql(params)} {self.op} {_operand(self.column, self.value, params)}"
 
+    def shape(self) -> Hashable:
+        # `Expression.shape`, written out: the most common filter, compared per query.
+        value = self.value
+        right = value.shape if isinstance(value, Operand) else None
+        return (Comparison, self.column.shape, self.op, right)
+
     def models(self) -> Iterator[type]:
         return _operand_models(self.column, self.value)
 
@@ -391,6 +440,9 @@ class InSubquery(Expression):
         left = self.column.sql(params)
         inner = self.query.subquery_sql(params, "in_()")
         return f"{left} {'NOT IN' if self.negate else 'IN'} ({inner})"
+
+    def shape(self) -> Hashable:
+        return (InSubquery, self.column.shape, self.negate, self.query.shape)
 
     def models(self) -> Iterator[type]:
         return self.column.models()
@@ -570,6 +622,10 @@ class Named(Operand, Generic[T]):
     @property
     def aggregate(self) -> bool:
         return bool(getattr(self.operand, "aggregate", False))
+
+    @property
+    def shape(self) -> Hashable:
+        return (Named, self.operand.shape, self.name)
 
     def sql(self, params: list[Any]) -> str:
         return self.operand.sql(params)

@@ -8,7 +8,7 @@ reads: the Python type of the values a selected item returns.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
@@ -85,6 +85,11 @@ class Function(Operand, Generic[T]):
         if self.name == "avg":
             return f"CAST({call} AS numeric)"
         return call
+
+    @property
+    def shape(self) -> Hashable:
+        argument = None if self.argument is None else self.argument.shape
+        return (Function, self.name, argument, self.distinct)
 
     def bind_operand(self, value: Any) -> Any:
         if self.name == "count" or self.argument is None:

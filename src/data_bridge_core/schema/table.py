@@ -192,9 +192,18 @@ def table_info(model: type[Table]) -> TableInfo:
 
 
 def identity_key(obj: Table) -> tuple[type[Table], Any] | None:
-    """``(model class, primary key)`` of an instance, None while it has no key yet."""
+    """``(model class, primary key)`` of an instance, None while it has no key yet.
+
+    A composite key is the tuple of its columns' values, in declaration order
+    (as ``Session.get`` takes it); None while any of them is unset.
+    """
     model = type(obj)
-    pk = obj.__dict__.get(table_info(model).primary_key.name)
+    info = table_info(model)
+    values = obj.__dict__
+    if info.composite:
+        key = tuple([values.get(name) for name in info.key_names])
+        return None if None in key else (model, key)
+    pk = values.get(info.primary_key.name)
     return None if pk is None else (model, pk)
 
 

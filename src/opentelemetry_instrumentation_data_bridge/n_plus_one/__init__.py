@@ -15,9 +15,14 @@ were never read in their scope are reported at its end as
 Where no span is current (a worker, a script), the parents' session is the
 scope and reports when it closes.
 
+Repeated statements (``get()``, ``first()``, ``count()``, ``exists()``,
+``execute()`` of one shape from one line) are counted the same way.
+
 Modules: `settings` (configuration), `scopes` (scope lifetimes), `detector`
-(counting on the seams), `report` (spans, logs, warnings), `processor` (the
-SDK span processor that ends trace scopes), `watch` (adds it to a provider).
+(counting on the relationship seams), `repeated` (repeated statements),
+`loaded_reads` (reads through ``loaded()``), `report` (spans, logs, warnings),
+`processor` (the SDK span processor that ends trace scopes), `watch` (adds it
+to a provider).
 """
 
 from opentelemetry_instrumentation_data_bridge.n_plus_one.detector import (
@@ -26,11 +31,17 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.detector import (
     record_eager_use,
     record_lazy_load,
     record_query,
+    record_stream,
+)
+from opentelemetry_instrumentation_data_bridge.n_plus_one.repeated import (
+    record_execute,
+    record_statement,
 )
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
     Finding,
     NPlusOneError,
     NPlusOneWarning,
+    RepeatedQuery,
     UnusedEagerLoad,
     UnusedEagerLoadWarning,
 )
@@ -62,6 +73,7 @@ __all__ = [
     "N1Settings",
     "NPlusOneError",
     "NPlusOneWarning",
+    "RepeatedQuery",
     "UnusedEagerLoad",
     "UnusedEagerLoadWarning",
     "configure_n1_detection",
@@ -75,7 +87,10 @@ __all__ = [
     "n1_settings",
     "record_eager_load",
     "record_eager_use",
+    "record_execute",
     "record_lazy_load",
     "record_query",
+    "record_statement",
+    "record_stream",
     "watch_scope_ends",
 ]

@@ -19,7 +19,7 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
-from data_bridge_core import identity_key, result_of
+from data_bridge_core import identity_key, result_of, table_info
 from data_bridge_core.state import STATE_KEY, ResultInfo
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report, scopes
 from opentelemetry_instrumentation_data_bridge.n_plus_one import settings as settings_module
@@ -210,13 +210,16 @@ def _load_of_another_loop(
         return
     finding.count += 1
     if finding.query_site is None:
-        _late_query_site(scope, result, loop[1], loop[2], finding)
+        _late_query_site(scope, result, loop[1], loop[6][1][3], finding)
+    if finding.tree_levels:
+        _deepen(scope, result, loop[1], loop[6][1][3], finding)
 
 
 def _count_parent(loop: scopes.LastLoop, parent: Any, result: Any) -> None:
     """Before the finding: count distinct parents; at the threshold, report."""
     settings = settings_module._settings
-    scope, lazy, relationship, mark = loop[4], loop[5], loop[1], loop[2]
+    # The mark as the loop's note has it (a tree's with its recursion depth).
+    scope, lazy, relationship, mark = loop[4], loop[5], loop[1], loop[6][1][3]
     lazy.parents.add(identity_key(parent))
     lazy.count = len(lazy.parents)
     if lazy.count < settings.threshold:
@@ -224,15 +227,19 @@ def _count_parent(loop: scopes.LastLoop, parent: Any, result: Any) -> None:
     lazy.parents.clear()  # from here on the finding's count is all we need
     option, root = _advice(scope, result, relationship, mark)
     query = _recent_queries.get(root)
+    stream = root in scopes.stream_results
     finding = Finding(
         relationship.owner.__name__,
         relationship.name,
         relationship.target_name,
-        call_site(mark),
+        call_site(loop[2]),
         lazy.count,
         settings.threshold,
         option,
         None if query is None else call_site(query),
+        tree_levels=_tree_levels(relationship, option),
+        batch_form=_batch_form(relationship) if stream and option.count("(") == 1 else "",
+        stream=stream,
     )
     lazy.finding = finding
     scope.findings.append(finding)
@@ -266,7 +273,12 @@ def _find_loop(
             return None
         lazy = scope.sites[key] = LazySite()
     # One rebinding: another thread never sees half of it.
-    source = (scope, (result, relationship, "select", mark))  # the note its loads' rows get
+    where: Any = mark
+    if _is_tree(relationship):
+        # A recursive walk loads each level from a deeper call of the same function:
+        # the depth tells a level down from a round through reloaded rows (`_advice`).
+        where = (mark[0], mark[1], _recursion_depth(mark[0], sys._getframe(3)))
+    source = (scope, (result, relationship, "select", where))  # the note its loads' rows get
     scopes.last_loop = (result, relationship, mark, explicit, scope, lazy, source)
     return True
 
@@ -334,9 +346,7 @@ def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple
             break
         result, rel, how, where = source
         if where is not None:
-            again = next(
-                (i for i, (r, _, w) in enumerate(steps) if r is rel and w == where), None
-            )
+            again = next((i for i, (r, _, w) in enumerate(steps) if r is rel and w == where), None)
             if again is not None:
                 del steps[again + 1 :]
                 continue
@@ -350,6 +360,53 @@ def _advice(scope: N1Scope, result: Any, relationship: Any, mark: Mark) -> tuple
     return option, result
 
 
+_trees: dict[Any, bool] = {}  # relationship -> self-referencing one-to-many (few: the models')
+
+
+def _is_tree(relationship: Any) -> bool:
+    """A self-referencing one-to-many (``Node.children``). Its loads are noted with
+    the recursion depth of their line, so a walk meeting it again at the same line
+    one call deeper went a level down (advised one more level), while one at the
+    same depth went round through rows reloaded (erased, as for a many-to-many)."""
+    tree = _trees.get(relationship)
+    if tree is None:
+        tree = _trees[relationship] = bool(
+            relationship.uselist
+            and relationship.secondary is None
+            and relationship.target is relationship.owner
+        )
+    return tree
+
+
+def _recursion_depth(code: CodeType, frame: FrameType | None) -> int:
+    """How many calls of ``code`` are running, from ``frame`` outwards."""
+    depth = 0
+    while frame is not None:
+        if frame.f_code is code:
+            depth += 1
+        frame = frame.f_back
+    return depth
+
+
+def _tree_levels(relationship: Any, option: str) -> int:
+    """How many levels of a tree relationship the advised path loads (0: not a tree)."""
+    if not _is_tree(relationship):
+        return 0
+    return option.count(f"({relationship.owner.__name__}.{relationship.name})")
+
+
+def _deepen(scope: N1Scope, result: Any, relationship: Any, mark: Mark, finding: Finding) -> None:
+    """A tree's loop found a level deeper than its finding's advice: advise the
+    path to the depth walked (the finding is made at the threshold, often before
+    the walk reaches its deepest level)."""
+    option, _root = _advice(scope, result, relationship, mark)
+    levels = _tree_levels(relationship, option)
+    if levels > finding.tree_levels:
+        finding.option = option
+        finding.tree_levels = levels
+        report.update_recommendation(finding)
+
+
 def _remember_query(result: Any, mark: Mark | None) -> None:
     recent = _recent_queries
     if mark is None or result in recent:
@@ -357,6 +414,36 @@ def _remember_query(result: Any, mark: Mark | None) -> None:
     recent[result] = mark
     if len(recent) > _MAX_RECENT_QUERIES:
         del recent[next(iter(recent))]
+
+
+def record_stream(row: Any) -> None:
+    """A stream (``Query.stream()``) handed out its first row: remember its line and
+    that it is a stream (it takes no loader options), for advice about loops over it."""
+    if not settings_module._settings.enabled:
+        return
+    result = result_of(row)
+    if result is None:
+        return
+    _remember_query(result, _mark_of(user_frame(sys._getframe(1))))
+    streams = scopes.stream_results
+    streams[result] = None
+    if len(streams) > _MAX_RECENT_QUERIES:
+        del streams[next(iter(streams))]
+
+
+def _batch_form(relationship: Any) -> str:
+    """One query for a batch of parents' ``relationship`` (a stream's loop keeps
+    streaming): "" for a many-to-many, whose link table has no model to write."""
+    if relationship.secondary is not None:
+        return ""
+    target = relationship.target_name
+    if relationship.uselist:  # one-to-many: the target's foreign key
+        column = relationship.fk_column
+        values = "ids"
+    else:  # many-to-one: the target's key, from the parents' foreign key values
+        column = table_info(relationship.target).primary_key.name
+        values = f"{relationship.fk_column}s"
+    return f"session.find({target}).filter({target}.{column}.in_({values})).to_list()"
 
 
 def record_eager_load(

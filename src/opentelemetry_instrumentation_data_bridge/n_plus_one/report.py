@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ class CallSite:
     function: str
 
     def __str__(self) -> str:
-        return f"{self.filepath}:{self.lineno} ({self.function})"
+        return f"{display_path(self.filepath)}:{self.lineno} ({self.function})"
 
     def attributes(self) -> Mapping[str, Any]:
         """The ``code.*`` attributes (shared: copy before adding to them)."""
@@ -76,6 +77,37 @@ class CallSite:
 
 
 _MAX_SITE_ATTRIBUTES = 1024
+_MAX_DISPLAY_PATHS = 1024
+_display_paths: dict[tuple[str, str], str] = {}
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the working directory when it is inside it, else as given.
+
+    Read at report time (the working directory may change), remembered per
+    directory and file: the same sites are reported request after request.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed
+        return path
+    key = (cwd, path)
+    known = _display_paths.get(key)
+    if known is None:
+        known = path
+        if os.path.isabs(path):
+            try:
+                relative = os.path.relpath(path, cwd)
+            except ValueError:  # another drive (Windows)
+                relative = os.pardir
+            if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+                known = relative
+        if len(_display_paths) >= _MAX_DISPLAY_PATHS:
+            _display_paths.clear()
+        _display_paths[key] = known
+    return known
+
+
 _site_attributes: dict[tuple[CallSite, bool], dict[str, Any]] = {}
 
 
@@ -101,20 +133,47 @@ class Finding:
     query_site: CallSite | None = None
     # The db.n1_warning span, open until the scope ends so it can carry the final count.
     span: Any = field(default=None, repr=False, compare=False)
+    # For a self-referencing relationship (a tree): the levels the advice loads.
+    tree_levels: int = 0
+    # The root objects came from a stream (no loader options): `recommendation` says
+    # to use to_list(), or ``batch_form`` (one query per batch of the stream).
+    batch_form: str = ""
+    stream: bool = False
 
     @property
     def recommendation(self) -> str:
-        return f"Use {self.option or f'selectinload({self.model}.{self.relationship})'}"
+        option = self.option or f"selectinload({self.model}.{self.relationship})"
+        if not self.stream:
+            return f"Use {option}"
+        advice = (
+            f"Use .options({option}).to_list() in place of .stream() "
+            "(stream() takes no loader options)"
+        )
+        if self.batch_form:
+            advice += (
+                f", or keep streaming and load each batch's {self.target_model} rows "
+                f"with one {self.batch_form}"
+            )
+        return advice
 
     def message(self, final: bool = True) -> str:
         """``final``: the scope has ended and ``count`` is its total; else it is a floor."""
         times = f"{self.count} times" if final else f"at least {self.count} times"
         where = ""
-        if self.query_site is not None:
+        if self.query_site is not None and self.stream:
+            where = f" (the stream at {self.query_site})"
+        elif self.query_site is not None:
             where = f" in the .options(...) of the query at {self.query_site}"
+        tree = ""
+        if self.tree_levels > 1:
+            tree = (
+                f". A tree walked {self.tree_levels} levels deep: the path loads each level "
+                "with one query; for a depth not known in advance, one WITH RECURSIVE query "
+                f"(session.from_sql({self.model}, ...)) loads the whole subtree at once"
+            )
         return (
             f"N+1 query: {self.model}.{self.relationship} lazy-loaded {times} at {self.site}. "
-            f"{self.recommendation}{where}"
+            f"{self.recommendation}{where}{tree}"
         )
 
     def attributes(self) -> dict[str, Any]:
@@ -128,6 +187,61 @@ class Finding:
         }
         if self.query_site is not None:
             attributes[SpanAttributes.DB_N1_QUERY_SITE] = str(self.query_site)
+        return attributes
+
+
+@dataclass
+class RepeatedQuery(Finding):
+    """One statement shape run again and again from one line (Sentry's N+1 of any query).
+
+    ``model`` is the queried model's name ("" for ``execute()``), ``relationship``
+    the operation (``get``, ``first``, ``count``, ``exists``, ``execute``; also as
+    ``operation``), so an allowlist entry reads ``"Follow.get"``. ``option`` is the
+    batch form to paste after ``session.`` ("" when there is none to write out);
+    ``hint`` completes the advice.
+    """
+
+    table: str = ""
+    hint: str = ""
+
+    @property
+    def operation(self) -> str:
+        return self.relationship
+
+    @property
+    def recommendation(self) -> str:
+        operation = self.relationship
+        if operation == "execute":
+            return (
+                "Use one execute() for all the items: send their values as one array "
+                "parameter (column = ANY(%s) with a list) and read each item's rows from its "
+                "result, instead of an execute() per item"
+            )
+        if not self.option:
+            return (
+                f"Use the result of one {operation}(): the same query ran with the same "
+                "values each time; run it once, before the loop"
+            )
+        return (
+            f"Use one session.{self.option} for all the items, before the loop, "
+            f"instead of a {operation}() per item{self.hint}"
+        )
+
+    def message(self, final: bool = True) -> str:
+        times = f"{self.count} times" if final else f"at least {self.count} times"
+        call = f"{self.model}.{self.relationship}()" if self.model else f"{self.relationship}()"
+        return f"Repeated query: {call} ran {times} at {self.site}. {self.recommendation}"
+
+    def attributes(self) -> dict[str, Any]:
+        attributes = {
+            SpanAttributes.DB_OPERATION_NAME: self.relationship,
+            SpanAttributes.DB_N1_QUERY_COUNT: self.count,
+            SpanAttributes.DB_N1_THRESHOLD: self.threshold,
+            SpanAttributes.DB_N1_RECOMMENDATION: self.recommendation,
+            **self.site.attributes(),
+        }
+        if self.table:
+            attributes[SpanAttributes.DB_COLLECTION_NAME] = self.table
         return attributes
 
 
@@ -195,6 +309,12 @@ def open_warning(finding: Finding, settings: N1Settings, reports_at_end: bool) -
         raise NPlusOneError(finding.message(final=False))
     if not reports_at_end:
         _log_or_warn(finding, settings, final=False)
+
+
+def update_recommendation(finding: Finding) -> None:
+    """The advice changed after the finding (a tree walked deeper): so does its span's."""
+    if finding.span is not None:
+        finding.span.set_attribute(SpanAttributes.DB_N1_RECOMMENDATION, finding.recommendation)
 
 
 def add_query_site(finding: Finding) -> None:

@@ -65,6 +65,9 @@ class N1Scope:
 
     sites: dict[LazyKey, LazySite] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    # Repeated statements (get/first/count/exists/execute) by the line that ran them:
+    # (id(code), bytecode offset) -> `repeated.StatementSite`.
+    statements: dict[tuple[int, int], Any] = field(default_factory=dict)
     # Eager loads run in the scope, and the relationships read from eager-loaded values.
     eager_loads: dict[SiteKey, UnusedEagerLoad] = field(default_factory=dict)
     eager_used: set[tuple[str, str]] = field(default_factory=set)
@@ -93,6 +96,9 @@ _NO_SCOPE = N1Scope(ended=True)
 # (code, bytecode offset), for advice naming the query to fix. Bounded by the
 # detector; a closed session's results hold nothing of it.
 recent_queries: dict[Any, tuple[Any, int]] = {}
+# Of those, the results of a stream (`Query.stream()`, which takes no loader
+# options: its loops are advised to_list() or a query per batch). Bounded alike.
+stream_results: dict[Any, None] = {}
 # The last counted loop: (its parents' result, relationship, mark (code, bytecode
 # offset), explicit scope, scope, counter, the note its loads' rows get). A
 # loop's loads come in a row; the next one that matches skips the scope and site
@@ -101,6 +107,12 @@ recent_queries: dict[Any, tuple[Any, int]] = {}
 LastLoop = tuple[Any, Any, Any, "N1Scope | None", N1Scope, LazySite, Any]
 NO_LOOP: LastLoop = (None, None, None, None, _NO_SCOPE, LazySite(), None)
 last_loop: LastLoop = NO_LOOP
+# The last counted statement (`repeated._count`): (explicit block, context object,
+# session, scope, code, bytecode offset, its site). The next statement from the
+# same line in the same block, context and session skips the scope and site
+# lookups. Reset when that scope ends.
+NO_STATEMENT: tuple[Any, ...] = (None, None, None, None, None, -1, None)
+last_statement: tuple[Any, ...] = NO_STATEMENT
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
 # then tells a load both whether it is ignored and which explicit scope it is in.
 IGNORED = N1Scope(ended=True)
@@ -108,10 +120,12 @@ IGNORED = N1Scope(ended=True)
 
 def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
     """Record final counts, report, free the counters."""
-    global _last, last_loop
+    global _last, last_loop, last_statement
     scope.ended = True
     if _last[1] is scope:
         _last = (None, None)
+    if last_statement[3] is scope:
+        last_statement = NO_STATEMENT
     if last_loop[4] is scope:
         last_loop = NO_LOOP
     for result in scope.remembered:
@@ -119,14 +133,14 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
             del _scope_of_result[result]
     scope.remembered.clear()
     settings = n1_settings()
-    for site in scope.sites.values():
-        if site.finding is not None:  # its count is final: counted on after the finding
-            report.close_warning(site.finding, settings, scope.keeps_warnings_open)
+    for finding in scope.findings:  # their counts are final: counted on after the finding
+        report.close_warning(finding, settings, scope.keeps_warnings_open)
     for (model, name, _file, _line), unused in scope.eager_loads.items():
         if (model, name) not in scope.eager_used and f"{model}.{name}" not in settings.allowlist:
             scope.unused_eager_loads.append(unused)
             report.report_unused(unused, settings, parent)
     scope.sites.clear()
+    scope.statements.clear()
     scope.eager_loads.clear()
     scope.eager_used.clear()
 
@@ -262,6 +276,7 @@ def _session_collected(key: int, scope: N1Scope) -> None:
 def finish_all_scopes() -> None:
     """On uninstrument: report and free what every open trace and session scope holds."""
     recent_queries.clear()
+    stream_results.clear()
     while _trace_scopes:
         _, scope = _trace_scopes.popitem(last=False)
         finish(scope)
