@@ -56,6 +56,14 @@ class LinkChanges:
         else:
             self.wanted.pop(id(target), None)
 
+    def then(self, newer: LinkChanges) -> None:
+        """``newer`` was recorded after these changes: apply it on top (its word is the last)."""
+        if newer.members is not None:
+            self.replace(newer.members)
+            return
+        for target, linked in newer.wanted.values():
+            self.link(target) if linked else self.unlink(target)
+
     def to_link(self) -> list[Table]:
         if self.members is not None:
             return self.members

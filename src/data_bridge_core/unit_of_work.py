@@ -30,7 +30,7 @@ from data_bridge_core.errors import (
     UnsupportedOperationError,
 )
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
-from data_bridge_core.link_writes import delete_links_of, write_links
+from data_bridge_core.link_writes import ClaimedLinks, delete_links_of
 from data_bridge_core.schema.relation import (
     MANY_TO_MANY,
     MANY_TO_ONE,
@@ -437,11 +437,25 @@ class UnitOfWork:
     async def flush(self) -> None:
         """Write pending inserts, changed columns and deletes, in foreign-key order."""
         self._cascade()
-        related = self.identity.related
-        # Objects that may hold assigned many-to-many lists (their links are written
-        # once every insert is done, so new targets have their keys).
-        linking = [*related, *_holding_relations(self.pending)]
+        identity = self.identity
+        # Claimed before the first statement is sent: objects another task of the session
+        # changes while this flush runs are marked again, for the next flush to write.
+        related = list(identity.related)
+        identity.related.clear()
         inserting = {id(o) for o in self.pending}  # no links can exist for these yet
+        # Their links are written once every insert is done, so new targets have keys.
+        links = ClaimedLinks.take([*related, *_holding_relations(self.pending)], inserting)
+        try:
+            await self._write(related, links)
+        except BaseException:
+            # What it claimed is unwritten again (a rollback then forgets all of it).
+            for obj in (*related, *links.restore()):
+                state = own_state(obj)
+                if state is not None and state.owner is identity:
+                    identity.related[obj] = None
+            raise
+
+    async def _write(self, related: list[Table], links: ClaimedLinks) -> None:
         by_model: dict[type[Table], list[Table]] = {}
         for obj in self.pending:
             by_model.setdefault(type(obj), []).append(obj)
@@ -463,14 +477,14 @@ class UnitOfWork:
             await self._insert(model, objects)
             for obj in linked:
                 push_foreign_keys(obj)
-        for obj in list(related):
+        for obj in related:
             if state_of(obj).persistent:
                 push_foreign_keys(obj)
-        if linking:
-            await write_links(self.runner, self.forget, linking, inserting)
+        if links:
+            for obj in await links.write(self.runner, self.forget):
+                self.identity.related[obj] = None
         await self._update_modified(order)
         await self._delete_marked(order)
-        related.clear()
 
     async def _insert(self, model: type[Table], objects: list[Table]) -> None:
         info = table_info(model)
