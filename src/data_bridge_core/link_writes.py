@@ -22,7 +22,7 @@ from data_bridge_core.schema.table import Table, TableInfo, table_info
 from data_bridge_core.state import InstanceState, own_state
 
 if TYPE_CHECKING:
-    from data_bridge_core.unit_of_work import StatementRunner
+    from data_bridge_core.statement_runner import StatementRunner
 
 # Called with (association model, key of a link row deleted).
 Forget = Callable[[type[Table], Any], None]
