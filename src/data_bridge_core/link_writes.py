@@ -179,8 +179,9 @@ class ClaimedLinks:
         for _, state, links in self.stored:
             loaded_via = state.loaded_via
             if loaded_via is not None:
+                newer = state.links or {}
                 for name in links:
-                    if name in loaded_via:
+                    if name in loaded_via and name not in newer:  # else changed since: unwritten
                         loaded_via[name] = LINKED
         return self._changed_meanwhile()
 
