@@ -1,8 +1,10 @@
 """What the next flush writes to a many-to-many's association table, per owner.
 
 Assigning a list, ``add()`` and ``remove()`` record here the links they
-change; the flush turns them into INSERTs and DELETEs of exactly those links
-(`data_bridge_core.link_sql`) and forgets them. A rollback forgets them too.
+change; the flush takes them off the owner before it sends anything (a
+change made meanwhile is recorded afresh, for the next flush) and turns them
+into INSERTs and DELETEs of exactly those links (`data_bridge_core.link_sql`).
+A rollback forgets them.
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ class LinkChanges:
             self.link(target) if linked else self.unlink(target)
         else:
             self.wanted.pop(id(target), None)
+
+    def then(self, newer: LinkChanges) -> None:
+        """``newer`` was recorded after these changes: apply it on top (its word is the last)."""
+        if newer.members is not None:
+            self.replace(newer.members)
+            return
+        for target, linked in newer.wanted.values():
+            self.link(target) if linked else self.unlink(target)
 
     def to_link(self) -> list[Table]:
         if self.members is not None:

@@ -1,0 +1,228 @@
+"""One flush: what the unit of work holds, written in foreign-key order.
+
+`Flush.run` adds the new objects reachable from the session's objects
+(cascade), claims what it writes, then sends the INSERTs (referenced tables
+first), the many-to-many links, the UPDATEs of changed columns and the
+DELETEs (referencing tables first), copying foreign keys from related objects
+just before each write.
+
+Everything is claimed before the first statement is sent: another task of
+the session may change objects while the flush awaits (assignments and
+``add()`` are synchronous and take no lock), and what it changes is marked
+again, for the next flush, instead of being dropped by this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from data_bridge_core.ddl import dependency_order
+from data_bridge_core.dml import (
+    delete_params,
+    delete_statement,
+    plan_inserts,
+    update_params,
+    update_statement,
+)
+from data_bridge_core.errors import DatabaseError, InvalidStateError
+from data_bridge_core.foreign_keys import (
+    holding_relations,
+    pull_foreign_keys,
+    push_foreign_keys,
+    related_objects,
+)
+from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
+from data_bridge_core.link_writes import ClaimedLinks, delete_links_of
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.state import STATE_KEY, InstanceState, own_state, state_of
+from data_bridge_core.statement_runner import StatementRunner
+from data_bridge_core.written_rows import drop_from_loaded_lists
+
+
+class FlushSource(Protocol):
+    """What a flush writes from, and reports to (the `UnitOfWork`)."""
+
+    identity: IdentityMap
+    log: ChangeLog
+    runner: StatementRunner
+    pending: dict[Table, None]
+    deleted: dict[Table, None]
+
+    def add(self, obj: Table) -> None: ...
+
+    def forget(self, model: type[Table], key: Any) -> None: ...
+
+
+class Flush:
+    """One flush of a unit of work (see the module docstring)."""
+
+    __slots__ = ("identity", "work")
+
+    def __init__(self, work: FlushSource) -> None:
+        self.work = work
+        self.identity = work.identity
+
+    async def run(self) -> None:
+        self._cascade()
+        identity = self.identity
+        related = list(identity.related)
+        identity.related.clear()
+        pending = self.work.pending
+        inserting = {id(o) for o in pending}  # no links can exist for these yet
+        # Their links are written once every insert is done, so new targets have keys.
+        links = ClaimedLinks.take([*related, *holding_relations(pending)], inserting)
+        try:
+            await self._write(related, links)
+        except BaseException:
+            # What it claimed is unwritten again (a rollback then forgets all of it).
+            for obj in (*related, *links.restore()):
+                state = own_state(obj)
+                if state is not None and state.owner is identity:
+                    identity.related[obj] = None
+            raise
+
+    def _cascade(self) -> None:
+        """Add new objects reachable from the session's objects through relationships."""
+        # Only objects holding relationship values can reach others.
+        stack = [*self.identity.related, *holding_relations(self.work.pending)]
+        add = self.work.add
+        seen: set[int] = set()
+        while stack:
+            obj = stack.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            for other in related_objects(obj):
+                state: InstanceState = state_of(other)
+                if state.owner is None and not state.persistent and not state.deleted:
+                    add(other)
+                    stack.append(other)
+
+    async def _write(self, related: list[Table], links: ClaimedLinks) -> None:
+        work = self.work
+        by_model: dict[type[Table], list[Table]] = {}
+        for obj in work.pending:
+            by_model.setdefault(type(obj), []).append(obj)
+        for obj in related:
+            pull_foreign_keys(obj)
+        models = set(by_model)
+        models.update(type(o) for o in self.identity.modified)
+        models.update(type(o) for o in work.deleted)
+        order = dependency_order(sorted(models, key=lambda m: m.__name__))
+        for model in order:
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            linked = holding_relations(objects)
+            for obj in linked:
+                pull_foreign_keys(obj)
+            await self._insert(model, objects)
+            for obj in linked:
+                push_foreign_keys(obj)
+        for obj in related:
+            if state_of(obj).persistent:
+                push_foreign_keys(obj)
+        if links:
+            for obj in await links.write(self.work.runner, work.forget):
+                self.identity.related[obj] = None
+        await self._update_modified(order)
+        await self._delete_marked(order)
+
+    async def _insert(self, model: type[Table], objects: list[Table]) -> None:
+        info = table_info(model)
+        held = self.identity.model_map(model)
+        run = self.work.runner.run_statement
+        record_inserted_batch = self.work.log.record_inserted_batch
+        pending = self.work.pending
+        for batch in plan_inserts(model, objects):
+            if len(batch.objects) > 1 and batch.bulk_sql is not None:
+                result = await run(
+                    batch.bulk_sql, batch.column_arrays(), bulk_rows=len(batch.objects)
+                )
+                returned = batch.bulk_returned
+                rows = batch.match_returned(result.rows) if result.rows else result.rows
+            else:
+                params = batch.params()
+                if len(params) == 1:
+                    result = await run(batch.sql, params[0])
+                else:
+                    result = await run(batch.sql, params, batch=True)
+                returned, rows = batch.returned, result.rows
+            names = [c.name for c in returned]
+            if names:
+                if len(rows) != len(batch.objects):
+                    raise DatabaseError(
+                        f"INSERT into {info.name} returned {len(rows)} rows for "
+                        f"{len(batch.objects)} objects"
+                    )
+                for obj, row in zip(batch.objects, rows, strict=True):
+                    obj.__dict__.update(zip(names, row, strict=True))
+            generated = tuple(c.name for c in batch.returned)  # cleared again by a rollback
+            for obj in batch.objects:
+                d = obj.__dict__
+                state = getattr(obj, STATE_KEY)  # state_of inlined: this runs per row
+                if state.__class__ is not InstanceState:
+                    state = state_of(obj)
+                state.persistent = True
+                state.changed = None
+                held[identity_key(info, d)] = obj
+                del pending[obj]
+            record_inserted_batch(batch.objects, generated)
+
+    async def _update_modified(self, order: list[type[Table]]) -> None:
+        groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
+        deleted = self.work.deleted
+        for obj in self.identity.modified:
+            state = state_of(obj)
+            if not state.changed or obj in deleted:
+                continue
+            pull_foreign_keys(obj)
+            fields = tuple(sorted(state.changed))
+            groups.setdefault((type(obj), fields), []).append(obj)
+        # Claimed before the first UPDATE is sent: a change another task of the session
+        # makes while they run marks its object again, for the next flush to write.
+        for objects in groups.values():
+            for obj in objects:
+                state_of(obj).changed = None
+        self.identity.modified.clear()
+        rank = {m: i for i, m in enumerate(order)}
+        for (model, fields), objects in sorted(groups.items(), key=lambda g: rank.get(g[0][0], 0)):
+            info = table_info(model)
+            statement = update_statement(info, fields)
+            rows = [update_params(info, fields, o) for o in objects]
+            if len(rows) == 1:
+                result = await self.work.runner.run_statement(statement, rows[0])
+            else:
+                result = await self.work.runner.run_statement(statement, rows, batch=True)
+            if len(result.rows) != len(objects):
+                raise InvalidStateError(
+                    f"UPDATE of {info.name} matched {len(result.rows)} of {len(objects)} rows: "
+                    "a row was deleted by someone else"
+                )
+
+    async def _delete_marked(self, order: list[type[Table]]) -> None:
+        deleted = self.work.deleted
+        if not deleted:
+            return
+        forget = self.work.forget
+        by_model: dict[type[Table], list[Table]] = {}
+        marked = list(deleted)  # one marked while the DELETEs run waits for the next flush
+        for obj in marked:
+            by_model.setdefault(type(obj), []).append(obj)
+        for model in reversed(order):
+            objects = by_model.get(model)
+            if not objects:
+                continue
+            info = table_info(model)
+            keys = [identity_key(info, o.__dict__) for o in objects]
+            await delete_links_of(self.work.runner, forget, info, objects)
+            await self.work.runner.run_statement(
+                delete_statement(info),
+                delete_params(info, keys),
+                bulk_rows=len(keys) if len(keys) > 1 else None,
+            )
+            for key in keys:
+                forget(model, key)
+            drop_from_loaded_lists(self.identity, objects)
+        for obj in marked:
+            deleted.pop(obj, None)

@@ -1,0 +1,109 @@
+"""``session.upsert()``'s writes: its objects checked, sent in chunks, matched back.
+
+`upsert.py` builds the ``INSERT ... ON CONFLICT`` text; here each chunk is
+sent and every returned row is matched to the object at its position: a new
+row joins the session, a row the session already holds is merged into the
+held object (a rollback puts its old values back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from data_bridge_core.dml import plan_inserts
+from data_bridge_core.errors import UnsupportedOperationError
+from data_bridge_core.foreign_keys import pull_foreign_keys
+from data_bridge_core.identity import ChangeLog, IdentityMap
+from data_bridge_core.schema.relation import MANY_TO_ONE
+from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.state import own_state, state_of
+from data_bridge_core.statement_runner import StatementRunner
+from data_bridge_core.upsert import UPSERT_CHUNK_ROWS, UpsertPlan
+from data_bridge_core.written_rows import show_database_values
+
+
+def refuse_unwritten_relations(obj: Table) -> None:
+    """Upsert writes columns: refuse related objects it would silently leave out."""
+    state = own_state(obj)
+    if state is None or not state.relations:
+        return
+    info = table_info(type(obj))
+    model = info.model.__name__
+    for name, value in state.relations.items():
+        rel = info.relationships.get(name)
+        if rel is None or not value:
+            continue
+        if rel.direction == MANY_TO_ONE:
+            if value.__dict__.get(table_info(rel.target).primary_key.name) is None:
+                raise UnsupportedOperationError(
+                    f"upsert() writes columns only; {model}.{name} holds a new "
+                    f"{rel.target.__name__} without a key: add it and flush first"
+                )
+            continue  # a stored target is only its key, which the row carries
+        raise UnsupportedOperationError(
+            f"upsert() writes columns only; {model}.{name} was given objects it would not "
+            f"write: upsert the {model} objects first, then link them and flush"
+        )
+
+
+async def write_upsert(
+    runner: StatementRunner,
+    identity: IdentityMap,
+    log: ChangeLog,
+    plan: UpsertPlan,
+    objects: list[Table],
+) -> int:
+    """Write ``objects`` with ``INSERT ... ON CONFLICT``; returns the rows written."""
+    for obj in objects:
+        pull_foreign_keys(obj)
+    written = 0
+    for batch in plan_inserts(plan.info.model, objects):
+        generated = tuple(c.name for c in batch.returned)
+        for start in range(0, len(batch.objects), UPSERT_CHUNK_ROWS):
+            chunk = batch.objects[start : start + UPSERT_CHUNK_ROWS]
+            params = [value for row in batch.params_of(chunk) for value in row]
+            result = await runner.run_statement(plan.statement(batch.columns, len(chunk)), params)
+            written += _absorb_upserted(identity, log, plan, chunk, result.rows, generated)
+    return written
+
+
+def _absorb_upserted(
+    identity: IdentityMap,
+    log: ChangeLog,
+    plan: UpsertPlan,
+    objects: list[Table],
+    rows: list[Any],
+    generated: tuple[str, ...],
+) -> int:
+    """Put each returned row on the object at its position; returns the rows written.
+
+    Two objects whose keys the server stores alike (``"ab"`` and ``"ab "`` in a
+    ``char(4)``) both join the one row they wrote; the first one gets it (rows come
+    in position order), the other was skipped by ``DO NOTHING``.
+    """
+    info = plan.info
+    names = info.field_names
+    written: set[tuple[Any, ...]] = set()
+    for row in rows:
+        key = plan.key_of_row(row)
+        if key in written:
+            continue
+        written.add(key)
+        obj = objects[row[-1] - 1]
+        values, inserted = row[:-2], row[-2]
+        obj.__dict__.update(zip(names, values, strict=True))
+        state = state_of(obj)
+        state.persistent = True
+        state.changed = None
+        held = identity.get(info.model, identity.key_of(obj))
+        if held is not None and held is not obj:
+            # Merged into the held object (a rollback puts its old values back);
+            # `obj` is a detached copy of the row: linked to an object, it stands
+            # for the row, and it is never inserted again.
+            show_database_values(log, held, zip(names, values, strict=True))
+            continue
+        identity.put(obj)
+        # Rolled back, the object leaves the session; an inserted one also loses
+        # the columns the database filled.
+        log.record_inserted(obj, generated if inserted else ())
+    return len(written)
