@@ -1,9 +1,9 @@
 """pytest plugin of opentelemetry-instrumentation-data-bridge (entry point ``data_bridge``).
 
 - ``@pytest.mark.no_n_plus_one`` (or ``--data-bridge-no-n-plus-one`` / ini
-  ``data_bridge_no_n_plus_one = true`` for the whole suite): the test fails at
-  teardown with the recommendation when an N+1 pattern is detected in its
-  body. Fixture set-up runs outside the detection scope;
+  ``data_bridge_no_n_plus_one = true`` for the whole suite): the test fails
+  with the recommendation when an N+1 pattern is detected in its body.
+  Fixture set-up runs outside the detection scope;
   ``@pytest.mark.allow_n_plus_one("Post.author")`` allows a relationship.
   Eager loads the test body never read are reported as
   ``UnusedEagerLoadWarning`` (``-W error::...`` turns them into failures).
@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-_SCOPE = pytest.StashKey[Any]()
 _TRACE_PROVIDER = pytest.StashKey[Any]()
 _SDK_EXTRA = "opentelemetry-instrumentation-data-bridge[sdk]"
 
@@ -148,15 +147,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
     # Only the test body is in the scope: fixture set-up (factories) is not.
     with _instrumented_for_detection(), n1_scope() as scope:
-        item.stash[_SCOPE] = scope  # read at teardown, after the scope has ended
-        return (yield)
+        result = yield  # a test that failed by itself is not judged again
+    # Judged in the call phase, once the scope has ended: an N+1 fails the test itself
+    # (one failure), not its teardown (which pytest counts as "passed" plus an error).
+    _judge(item, scope)
+    return result
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item: pytest.Item) -> None:
-    scope = item.stash.get(_SCOPE, None)
-    if scope is None:
-        return
+def _judge(item: pytest.Item, scope: Any) -> None:
     allowed: set[str] = set()
     for marker in item.iter_markers("allow_n_plus_one"):
         allowed.update(str(a) for a in marker.args)
