@@ -20,6 +20,7 @@ import pytest
 from database_server import DEFAULT_DSN_VARIABLE, DSN_VARIABLE, dsn
 
 TESTS = Path(__file__).resolve().parents[1]
+RUN_DSN = dsn()  # read before a fixture takes the variable away from the subprocesses
 
 PROBE = """
 import os
@@ -79,13 +80,13 @@ def test_a_server_answering_at_the_default_address_is_used_without_an_embedded_o
 ) -> None:
     # The run's own server stands for the default address, embedded or not: the subprocess
     # must use that very server (same data directory) and start none of its own.
-    with psycopg.connect(dsn(), connect_timeout=10) as conn:
+    with psycopg.connect(RUN_DSN, connect_timeout=10) as conn:
         row = conn.execute("SHOW data_directory").fetchone()
     assert row is not None
-    monkeypatch.setenv(DEFAULT_DSN_VARIABLE, dsn())
+    monkeypatch.setenv(DEFAULT_DSN_VARIABLE, RUN_DSN)
     result = suite.runpytest_subprocess("-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"PostgreSQL: {dsn()} (default address)"])
+    result.stdout.fnmatch_lines([f"PostgreSQL: {RUN_DSN} (default address)"])
     assert data_directory(result) == row[0]
 
 
