@@ -20,6 +20,7 @@ import pytest
 from database_server import DEFAULT_DSN_VARIABLE, DSN_VARIABLE, dsn
 
 TESTS = Path(__file__).resolve().parents[1]
+ROOT = TESTS.parent
 RUN_DSN = dsn()  # read before a fixture takes the variable away from the subprocesses
 
 PROBE = """
@@ -227,3 +228,26 @@ def test_the_next_run_stops_and_deletes_the_embedded_server_a_killed_run_left(
     assert _gone_within(postmaster, 30)
     assert not pgdata.parent.exists()
     assert list(short_tmpdir.glob("data-bridge-tests-*")) == []
+
+
+LOAD_EMBEDDED = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("embedded_pg", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module._import_get_server()
+"""
+
+
+def test_loading_the_embedded_server_package_without_xdg_runtime_dir_warns_nothing() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    run = subprocess.run(
+        [sys.executable, "-W", "error", "-c", LOAD_EMBEDDED, str(ROOT / "demo" / "embedded_pg.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "RuntimeDirWarning" not in run.stderr
