@@ -94,6 +94,8 @@ class _SignalGuard:
         self._stop = stop
         self._previous: dict[int, Any] = {}
         for signum in _SIGNALS:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                continue  # ignored (nohup): the run goes on, so must its server
             with contextlib.suppress(ValueError, OSError):  # not the main thread
                 self._previous[signum] = signal.signal(signum, self._handle)
 
