@@ -147,6 +147,43 @@ def chart(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+RATIO_SYSTEMS = (
+    "data_bridge",
+    "data_bridge instrumented",
+    "data_bridge sampled out",
+    "sqlalchemy",
+    "sqlalchemy instrumented",
+)
+
+
+def ratio_chart(data: dict[str, Any], path: Path) -> None:
+    """The README's chart: each system's median over raw psycopg's, per workload (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = data["workloads"]
+    systems = [s for s in RATIO_SYSTEMS if s in data["results"]]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / max(len(systems), 1)
+    for n, system in enumerate(systems):
+        ratios = []
+        for workload in workloads:
+            value, base = _cell(data, system, workload), _cell(data, "raw psycopg", workload)
+            ratios.append(value / base if value and base else 0.0)
+        ax.bar([i + n * width for i in range(len(workloads))], ratios, width, label=system)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("median time / raw psycopg (log)")
+    labels = [w.replace(" ", "\n", 1) for w in workloads]  # "W1\nget by pk": no overlap
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(workloads))], labels, fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def environment(server_version: str) -> dict[str, str]:
     """Date, machine and versions, printed with every run (the README's table carries them)."""
     import datetime as dt

@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(data))
     print(report.targets(data))
     report.chart(data, args.out / "results.png")
-    print(f"\nwritten: {args.out / 'results.json'}, results.md, results.png")
+    report.ratio_chart(data, args.out / "ratios.png")  # the README's chart (bench/published)
+    print(f"\nwritten: {args.out / 'results.json'}, results.md, results.png, ratios.png")
     return 0
 
 

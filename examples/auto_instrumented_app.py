@@ -4,17 +4,16 @@ Run it under auto-instrumentation and every ORM operation is traced::
 
     OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=none \\
         opentelemetry-instrument python examples/auto_instrumented_app.py
+
+against ``DATA_BRIDGE_DSN``, else a throwaway embedded PostgreSQL (examples/example_database.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 from data_bridge_core import Column, Engine, Session, Table
-
-DSN = os.environ.get("DATA_BRIDGE_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 class Visitor(Table):
@@ -25,13 +24,13 @@ class Visitor(Table):
         table_name = "visitors"
 
 
-async def main() -> None:
+async def main(dsn: str) -> None:
     schema = f"auto_{uuid.uuid4().hex[:10]}"
-    admin = Engine(DSN, min_size=0, max_size=1)
+    admin = Engine(dsn, min_size=0, max_size=1)
     async with Session(admin) as session:
         await session.execute(f'CREATE SCHEMA "{schema}"')
         await session.commit()
-    engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={schema}")
+    engine = Engine(dsn, min_size=0, max_size=2, options=f"-c search_path={schema}")
     try:
         await engine.create_all(Visitor)
         async with Session(engine) as session:
@@ -48,4 +47,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from example_database import example_database  # DATA_BRIDGE_DSN, else an embedded server
+
+    with example_database() as dsn:
+        asyncio.run(main(dsn))

@@ -3,12 +3,13 @@
 HTTP server spans come from opentelemetry-instrumentation-fastapi, ORM spans
 from DataBridgeInstrumentor; the ORM spans are children of the request span.
 
-    pip install uvicorn && DATA_BRIDGE_DSN=postgresql://... python examples/fastapi_app.py
+    pip install uvicorn && python examples/fastapi_app.py
+
+against ``DATA_BRIDGE_DSN``, else a throwaway embedded PostgreSQL (examples/example_database.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,8 +17,6 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from data_bridge_core import Column, Engine, Session, Table
-
-DSN = os.environ.get("DATA_BRIDGE_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 class Member(Table):
@@ -65,7 +64,7 @@ def create_app(engine: Engine) -> FastAPI:
     return app
 
 
-def build_traced_app() -> FastAPI:
+def build_traced_app(dsn: str) -> FastAPI:
     """The app with console tracing, as a service would set it up at start-up."""
     from opentelemetry import trace
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -78,7 +77,7 @@ def build_traced_app() -> FastAPI:
     provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
     DataBridgeInstrumentor().instrument()
-    application = create_app(Engine(DSN))
+    application = create_app(Engine(dsn))
     FastAPIInstrumentor.instrument_app(application)
     return application
 
@@ -86,4 +85,7 @@ def build_traced_app() -> FastAPI:
 if __name__ == "__main__":
     import uvicorn  # type: ignore[import-not-found]
 
-    uvicorn.run(build_traced_app(), host="127.0.0.1", port=8000)
+    from example_database import example_database  # DATA_BRIDGE_DSN, else an embedded server
+
+    with example_database() as dsn:
+        uvicorn.run(build_traced_app(dsn), host="127.0.0.1", port=8000)

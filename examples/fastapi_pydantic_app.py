@@ -9,14 +9,14 @@ The pattern (docs/usage.md, "FastAPI and pydantic"):
   their loaded values, and a relationship that was not loaded raises instead
   of querying while serializing.
 
-    pip install uvicorn && DATA_BRIDGE_DSN=postgresql://... python examples/fastapi_pydantic_app.py
+    pip install uvicorn && python examples/fastapi_pydantic_app.py
 
+against ``DATA_BRIDGE_DSN``, else a throwaway embedded PostgreSQL (examples/example_database.py).
 At startup it applies its migrations (examples/migrations/fastapi_pydantic_app).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,7 +37,6 @@ from data_bridge_core import (
     selectinload,
 )
 
-DSN = os.environ.get("DATA_BRIDGE_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 # Generated with `data-bridge makemigrations --models fastapi_pydantic_app
 # --dir migrations/fastapi_pydantic_app` (docs/migrations.md); applied at startup.
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "fastapi_pydantic_app"
@@ -166,10 +165,10 @@ def create_app(engine: Engine) -> FastAPI:
     return app
 
 
-def main() -> None:  # pragma: no cover - manual run
+def main(dsn: str) -> None:  # pragma: no cover - manual run
     import uvicorn
 
-    engine = Engine(DSN)
+    engine = Engine(dsn)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -183,4 +182,7 @@ def main() -> None:  # pragma: no cover - manual run
 
 
 if __name__ == "__main__":
-    main()
+    from example_database import example_database  # DATA_BRIDGE_DSN, else an embedded server
+
+    with example_database() as dsn:
+        main(dsn)

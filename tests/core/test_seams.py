@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect as pyinspect
 import os
+import socket
 import subprocess
 import sys
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -152,10 +154,28 @@ def test_the_core_imports_no_tracing_code() -> None:
     assert run.returncode == 0, run.stderr
 
 
+def _index_unreachable() -> str | None:
+    """Why pip's package index cannot be reached from here, or None when it can."""
+    url = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        return None if Path(parts.path).is_dir() else f"{url} is not a directory"
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        return f"{parts.scheme}://{host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def test_installing_the_core_alone_pulls_no_opentelemetry(tmp_path: Path) -> None:
     import json
 
     report = tmp_path / "report.json"
+    unreachable = _index_unreachable()
+    # Offline, pip may still resolve from local wheels (find-links); retrying an index that
+    # cannot answer would only add minutes.
+    retries = ["--retries", "0", "--timeout", "5"] if unreachable else []
     run = subprocess.run(
         [
             sys.executable,
@@ -165,6 +185,7 @@ def test_installing_the_core_alone_pulls_no_opentelemetry(tmp_path: Path) -> Non
             "--quiet",
             "--dry-run",
             "--ignore-installed",
+            *retries,
             "--report",
             str(report),
             str(ROOT),
@@ -174,6 +195,8 @@ def test_installing_the_core_alone_pulls_no_opentelemetry(tmp_path: Path) -> Non
         check=False,
         timeout=300,
     )
+    if run.returncode != 0 and unreachable:
+        pytest.skip(f"needs the package index, which cannot be reached ({unreachable})")
     assert run.returncode == 0, run.stderr
     names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert "data-bridge-core" in names

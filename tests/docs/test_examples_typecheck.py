@@ -6,7 +6,8 @@ the imports go to module level and the statements become the body of an
 ``async def`` whose parameters are the names the document's
 ``<!-- mypy context: ... -->`` comment declares, one per line
 (``session: Session``; the comment may also hold the imports they need).
-A block right after ``<!-- mypy: skip -->`` is not checked (the plain
+Blocks and their markers come from tests/docs/doc_blocks.py (the same as the run of
+tests/docs/test_docs_run.py); a block marked ``<!-- mypy: skip -->`` is not checked (the plain
 annotation style, which works at run time but that a type checker reads as
 plain values). A forgotten ``await`` on a relationship must be an error.
 """
@@ -22,10 +23,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from doc_blocks import python_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ["README.md", "docs/usage.md"]
-_BLOCK = re.compile(r"(<!-- mypy: skip -->\s*)?```python\n(.*?)```", re.DOTALL)
 _CONTEXT = re.compile(r"<!-- mypy context:[^\n]*\n(.*?)-->", re.DOTALL)
 
 _DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
@@ -47,10 +48,10 @@ def example_module(markdown: str) -> str:
     params = ", ".join(declared)
     bodies: list[str] = []
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    for match in _BLOCK.finditer(markdown):
-        if match.group(1):
+    for block in python_blocks(markdown):
+        if block.mypy_skip:
             continue
-        tree = compile(match.group(2), "<example>", "exec", flags=flags)
+        tree = compile(block.code, "<example>", "exec", flags=flags)
         assert isinstance(tree, ast.Module)
         # A block that defines classes or functions is a module: it stays at module
         # level as written. Any other block is a snippet run inside a coroutine.
