@@ -418,10 +418,13 @@ class UnitOfWork:
 
     # -- flush ----------------------------------------------------------------------
 
-    def _cascade(self) -> None:
-        """Add new objects reachable from the session's objects through relationships."""
+    def _cascade(self) -> list[Table]:
+        """Add new objects reachable from the session's objects through relationships;
+        the pending objects holding relationship values are returned (objects the
+        cascade adds that hold some are in ``identity.related``, as `add` notes them)."""
         # Only objects holding relationship values can reach others.
-        stack = [*self.identity.related, *_holding_relations(self.pending)]
+        holding = _holding_relations(self.pending)
+        stack = [*self.identity.related, *holding]
         seen: set[int] = set()
         while stack:
             obj = stack.pop()
@@ -433,14 +436,15 @@ class UnitOfWork:
                 if state.owner is None and not state.persistent and not state.deleted:
                     self.add(other)
                     stack.append(other)
+        return holding
 
     async def flush(self) -> None:
         """Write pending inserts, changed columns and deletes, in foreign-key order."""
-        self._cascade()
+        holding = self._cascade()
         related = self.identity.related
         # Objects that may hold assigned many-to-many lists (their links are written
         # once every insert is done, so new targets have their keys).
-        linking = [*related, *_holding_relations(self.pending)]
+        linking = [*related, *holding]
         inserting = {id(o) for o in self.pending}  # no links can exist for these yet
         by_model: dict[type[Table], list[Table]] = {}
         for obj in self.pending:
@@ -457,7 +461,8 @@ class UnitOfWork:
             objects = by_model.get(model)
             if not objects:
                 continue
-            linked = _holding_relations(objects)
+            # A model without relationships: its objects hold no relationship values.
+            linked = _holding_relations(objects) if table_info(model).relationships else ()
             for obj in linked:
                 pull_foreign_keys(obj)
             await self._insert(model, objects)
