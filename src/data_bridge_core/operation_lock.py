@@ -51,7 +51,11 @@ def _current_task() -> asyncio.Task[Any] | None:
 
 def _done_future() -> asyncio.Future[None]:
     """A future that is already done: awaiting it suspends nothing and runs no Python
-    code (the C future's iterator returns its result at once, on any loop)."""
+    code (the C future's iterator returns its result at once, on any loop).
+
+    It belongs to no running loop: `OperationLock` hands it out only to be
+    awaited (``async with``), never to be wrapped in a task (``wait_for``).
+    """
     loop = asyncio.BaseEventLoop()  # no selector and no sockets: only to make the future
     try:
         done: asyncio.Future[None] = loop.create_future()
