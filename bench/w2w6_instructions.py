@@ -6,7 +6,8 @@ Same method as ``bench.w4_instructions``: run N rounds and 0 rounds under
     valgrind --tool=callgrind python bench/w2w6_instructions.py w2 50
     valgrind --tool=callgrind python bench/w2w6_instructions.py w2 0
 
-Workloads: ``w2``, ``w6`` (instrumented, recording, a batch exporter that
+Workloads: ``w1`` (200 gets by primary key in one session, as W1's round),
+``w2``, ``w6`` (instrumented, recording, a batch exporter that
 drops the spans), ``w6plain`` (W6 without instrumentation), ``w5`` and
 ``w5plain`` (W5's N+1 page, instrumented or not).
 
@@ -59,6 +60,10 @@ def _instrumented() -> Any:
     return instrumentor
 
 
+# W1's round: 200 distinct keys (bench.run draws them at random; fixed here).
+W1_IDS = list(range(1, 1000, 5))
+
+
 async def _rounds(schema: str, workload: str, rounds: int) -> None:
     instrumented = workload in ("w5", "w6")
     system = DataBridge("data_bridge", _instrumented if instrumented else None)
@@ -71,7 +76,9 @@ async def _rounds(schema: str, workload: str, rounds: int) -> None:
     try:
         # One warm-up round in both runs so first-use costs cancel out.
         for _ in range(rounds + 1):
-            if workload == "w2":
+            if workload == "w1":
+                await system.w1(W1_IDS)
+            elif workload == "w2":
                 await system.w2()
             elif workload.startswith("w5"):
                 await system.w5_lazy()

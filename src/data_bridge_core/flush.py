@@ -63,14 +63,14 @@ class Flush:
         self.identity = work.identity
 
     async def run(self) -> None:
-        self._cascade()
+        holding = self._cascade()
         identity = self.identity
         related = list(identity.related)
         identity.related.clear()
         pending = self.work.pending
         inserting = {id(o) for o in pending}  # no links can exist for these yet
         # Their links are written once every insert is done, so new targets have keys.
-        links = ClaimedLinks.take([*related, *holding_relations(pending)], inserting)
+        links = ClaimedLinks.take([*related, *holding], inserting)
         try:
             await self._write(related, links)
         except BaseException:
@@ -81,10 +81,13 @@ class Flush:
                     identity.related[obj] = None
             raise
 
-    def _cascade(self) -> None:
-        """Add new objects reachable from the session's objects through relationships."""
+    def _cascade(self) -> list[Table]:
+        """Add new objects reachable from the session's objects through relationships;
+        the pending objects holding relationship values are returned (objects the
+        cascade adds that hold some are in ``identity.related``, as `add` notes them)."""
         # Only objects holding relationship values can reach others.
-        stack = [*self.identity.related, *holding_relations(self.work.pending)]
+        holding = holding_relations(self.work.pending)
+        stack = [*self.identity.related, *holding]
         add = self.work.add
         seen: set[int] = set()
         while stack:
@@ -97,6 +100,7 @@ class Flush:
                 if state.owner is None and not state.persistent and not state.deleted:
                     add(other)
                     stack.append(other)
+        return holding
 
     async def _write(self, related: list[Table], links: ClaimedLinks) -> None:
         work = self.work
@@ -113,7 +117,8 @@ class Flush:
             objects = by_model.get(model)
             if not objects:
                 continue
-            linked = holding_relations(objects)
+            # A model without relationships: its objects hold no relationship values.
+            linked = holding_relations(objects) if table_info(model).relationships else ()
             for obj in linked:
                 pull_foreign_keys(obj)
             await self._insert(model, objects)

@@ -8,34 +8,64 @@ re-entrant for the task that holds it; other tasks wait their turn, first
 come first served.
 
 The uncontended case is the common one (one task per session), so taking
-the lock awaits nothing: ``async with lock`` then costs two plain calls, no
-coroutine and no future.
+the lock awaits nothing: ``async with lock`` then costs two plain calls and
+two awaits of one shared, finished future (C code), no coroutine and no new
+future.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import deque
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 __all__ = ["OperationLock"]
 
-_current_task = asyncio.current_task
+_running_loop = asyncio.get_running_loop  # C; raises outside a loop, as current_task() does
 
 
-class _Ready:
-    """An awaitable that is already done (awaiting it suspends nothing)."""
+def _task_lookup() -> Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]:
+    """The running task of a loop, read without a Python frame where possible.
 
-    __slots__ = ()
+    Python 3.11's ``asyncio.current_task`` is Python code (a frame per call,
+    two per statement here) over the C module's dict of current tasks; 3.12
+    made it C. Both give the same task.
+    """
+    by_loop = getattr(asyncio.tasks, "_current_tasks", None)
+    if sys.version_info < (3, 12) and isinstance(by_loop, dict):
+        lookup: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = by_loop.get
+        return lookup
+    return asyncio.current_task
 
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(())  # type: ignore[return-value]
+
+_task_of = _task_lookup()
 
 
-_READY = _Ready()
+def _current_task() -> asyncio.Task[Any] | None:
+    return _task_of(_running_loop())
+
+
+def _done_future() -> asyncio.Future[None]:
+    """A future that is already done: awaiting it suspends nothing and runs no Python
+    code (the C future's iterator returns its result at once, on any loop).
+
+    It belongs to no running loop: `OperationLock` hands it out only to be
+    awaited (``async with``), never to be wrapped in a task (``wait_for``).
+    """
+    loop = asyncio.BaseEventLoop()  # no selector and no sockets: only to make the future
+    try:
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)
+    finally:
+        loop.close()
+    return done
+
+
+_READY = _done_future()
 
 
 class OperationLock:
@@ -60,7 +90,7 @@ class OperationLock:
 
     def __aenter__(self) -> Awaitable[None]:
         # A plain method returning an awaitable: uncontended, nothing is created.
-        task = _current_task()
+        task = _task_of(_running_loop())
         owner = self._owner
         if owner is None and not self._depth:
             self._owner = task
@@ -77,7 +107,14 @@ class OperationLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Awaitable[None]:
-        self.release()
+        depth = self._depth
+        if depth > 1:  # leaving a nested operation of the same task
+            self._depth = depth - 1
+        elif not self._waiters:  # the outermost, nobody waiting: release() inlined
+            self._depth = 0
+            self._owner = None
+        else:
+            self.release()
         return _READY
 
     async def _wait(self, task: asyncio.Task[Any] | None) -> None:

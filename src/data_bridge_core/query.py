@@ -55,6 +55,8 @@ def _count(value: object, what: str, maximum: int = COUNT_MAX) -> int:
     return exact_int(value)  # type: ignore[arg-type]
 
 
+_ONE = Int8(1)
+
 # FETCH FORWARD takes an integer (32-bit) count.
 _FETCH_MAX = 2**31 - 1
 
@@ -414,9 +416,11 @@ class Query(Generic[M]):
         if self._order:
             parts.append(" ORDER BY " + ", ".join(o.sql(params) for o in self._order))
         # Bound as bigint parameters: every page of a list is one prepared statement.
-        if self._limit is not None:
+        limit = self._limit
+        if limit is not None:
             parts.append(" LIMIT %s")
-            params.append(Int8(self._limit))
+            # get() and first() bind 1: one shared Int8 (its constructor is Python code).
+            params.append(_ONE if limit == 1 else Int8(limit))
         if self._offset is not None:
             parts.append(" OFFSET %s")
             params.append(Int8(self._offset))
