@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from core_fixtures import Post, StatementLog, User
 
-from data_bridge_core import Column, Engine, Session, Table, ValidationError, unit_of_work
+from data_bridge_core import Column, Engine, Session, Table, ValidationError, flush
 from data_bridge_core.operation_lock import OperationLock
 
 
@@ -58,14 +58,14 @@ async def test_the_lock_still_hands_over_to_a_waiting_task_after_the_inlined_rel
 
 def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     scans: list[int] = []
-    original = unit_of_work._holding_relations
+    original = flush.holding_relations
 
     def counted(objects: Iterable[Table]) -> list[Table]:
         found = original(objects)
         scans.append(len(found))
         return found
 
-    monkeypatch.setattr(unit_of_work, "_holding_relations", counted)
+    monkeypatch.setattr(flush, "holding_relations", counted)
     return scans
 
 
