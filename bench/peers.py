@@ -215,6 +215,27 @@ class RawAsyncpg(_Instrumented):
             )
         return len(ids)
 
+    async def w7_columns(self) -> int:
+        async with self.conn.transaction():
+            rows = await self.conn.fetch(
+                "SELECT posts.id, posts.title, users.name FROM posts "
+                "JOIN users ON users.id = posts.author_id WHERE EXISTS (SELECT 1 FROM post_tags "
+                "JOIN tags ON tags.id = post_tags.tag_id WHERE post_tags.post_id = posts.id "
+                "AND tags.name = $1) ORDER BY users.name ASC, posts.id ASC LIMIT 100",
+                W7_TAG,
+            )
+            return len(rows)
+
+    async def w7_group(self) -> int:
+        async with self.conn.transaction():
+            rows = await self.conn.fetch(
+                "SELECT tags.name, count(*), max(posts.id) FROM tags "
+                "JOIN post_tags ON post_tags.tag_id = tags.id "
+                "JOIN posts ON posts.id = post_tags.post_id "
+                "GROUP BY tags.id ORDER BY count(*) DESC, tags.name ASC"
+            )
+            return len(rows)
+
 
 class Tortoise(_Instrumented):
     """Tortoise ORM on its asyncpg backend (the default for postgres://), with
@@ -348,6 +369,31 @@ class Tortoise(_Instrumented):
                 list(post.tags)
             return len(page)
 
+    async def w7_columns(self) -> int:
+        from tortoise.transactions import in_transaction
+
+        async with in_transaction():
+            rows = (
+                await self.m.Post.filter(tags__name=W7_TAG)
+                .order_by("author__name", "id")
+                .limit(PAGE)
+                .values_list("id", "title", "author__name")
+            )
+            return len(rows)
+
+    async def w7_group(self) -> int:
+        from tortoise.functions import Count, Max
+        from tortoise.transactions import in_transaction
+
+        async with in_transaction():
+            # annotate() with aggregates groups by the tag's columns.
+            rows = (
+                await self.m.Tag.annotate(n=Count("posts"), last=Max("posts__id"))
+                .order_by("-n", "name")
+                .values_list("name", "n", "last")
+            )
+            return len(rows)
+
 
 class Piccolo(_Instrumented):
     """Piccolo's objects API on asyncpg. No relation loading into objects (no lazy
@@ -457,6 +503,36 @@ class Piccolo(_Instrumented):
             )
             return len(page)
 
+    async def w7_columns(self) -> int:
+        Post, PostTags = self.m.Post, self.m.PostTags
+        async with self.engine.transaction():
+            rows = (
+                await Post.select(Post.id, Post.title, Post.author.name)
+                .where(
+                    Post.id.is_in(PostTags.select(PostTags.post).where(PostTags.tag.name == W7_TAG))
+                )
+                .order_by(Post.author.name, Post.id)
+                .limit(PAGE)
+            )
+            return len(rows)
+
+    async def w7_group(self) -> int:
+        from piccolo.query import OrderByRaw
+        from piccolo.query.functions.aggregate import Count, Max
+
+        PostTags = self.m.PostTags
+        async with self.engine.transaction():
+            # From the link table: its joins reach the tag's name and the post's id.
+            rows = (
+                await PostTags.select(
+                    PostTags.tag.name, Count(alias="n"), Max(PostTags.post.id, alias="last")
+                )
+                .group_by(PostTags.tag.name)
+                .order_by(OrderByRaw("n"), ascending=False)
+                .order_by(PostTags.tag.name)
+            )
+            return len(rows)
+
 
 async def _once(system: Any, schema: str) -> dict[str, Any]:
     await system.setup(schema)
@@ -471,6 +547,8 @@ async def _once(system: Any, schema: str) -> dict[str, Any]:
             "w5_eager": await system.w5_eager(),
             "w6": await system.w6(7),
             "w7": await system.w7(),
+            "w7_columns": await system.w7_columns(),
+            "w7_group": await system.w7_group(),
         }
     finally:
         system.deactivate()

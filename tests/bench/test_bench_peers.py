@@ -58,6 +58,8 @@ def test_an_installed_peer_runs_every_workload_once(name: str, smoke: dict[str, 
             "w5_eager": 2,
             "w6": None,
             "w7": 100,
+            "w7_columns": 100,
+            "w7_group": 20,
         }, variant
     assert smoke["systems"][name]["spans"] == 0
     if len(variants) == 2:
