@@ -34,7 +34,7 @@ async def _profile(system_name: str, workload: str, repeat: int) -> str:
     from pyinstrument import Profiler
 
     providers = _providers()
-    systems = {s.name: s for s in build_systems(providers)}
+    systems = {s.name: s for s in build_systems(providers)[0]}
     if system_name not in systems:
         raise SystemExit(f"unknown system {system_name!r}; one of: {', '.join(systems)}")
     if workload not in WORKLOADS:

@@ -12,14 +12,15 @@ ORM = "data_bridge"
 FLOOR_SYSTEM = "data_bridge + bare span"
 
 
-def _cell(data: dict[str, Any], system: str, workload: str) -> float | None:
+def _cell(data: dict[str, Any], system: str, workload: str, key: str = "median_us") -> float | None:
     cell = data["results"].get(system, {}).get(workload)
-    return None if cell is None else float(cell["median_us"])
+    return None if cell is None or key not in cell else float(cell[key])
 
 
 def table(data: dict[str, Any]) -> str:
     lines = [
         f"{'system':28} {'workload':22} {'median':>11} {'min-max':>21} {'x raw':>7} {'x orm':>7}"
+        f" {'cpu':>11} {'cpu x raw':>9}"
     ]
     for system, cells in data["results"].items():
         for workload in data["workloads"]:
@@ -31,9 +32,13 @@ def table(data: dict[str, Any]) -> str:
             x_raw = f"{median / raw:.2f}" if raw else "-"
             x_orm = f"{median / orm:.2f}" if orm else "-"
             queries = f"  ({cell['queries']} queries)" if "queries" in cell else ""
+            cpu = cell.get("cpu_median_us")
+            raw_cpu = _cell(data, RAW, workload, "cpu_median_us")
+            cpu_shown = "-" if cpu is None else f"{cpu:9.1f}us"
+            cpu_x = f"{cpu / raw_cpu:.2f}" if cpu is not None and raw_cpu else "-"
             lines.append(
                 f"{system:28} {workload:22} {median:9.1f}us {spread:>19}us "
-                f"{x_raw:>7} {x_orm:>7}{queries}"
+                f"{x_raw:>7} {x_orm:>7} {cpu_shown:>11} {cpu_x:>9}{queries}"
             )
     return "\n".join(lines)
 
@@ -206,6 +211,12 @@ def environment(server_version: str) -> dict[str, str]:
         "sqlalchemy",
         "opentelemetry-sdk",
         "opentelemetry-instrumentation-sqlalchemy",
+        # The peers (the `bench` extra); "-" when not installed.
+        "asyncpg",
+        "opentelemetry-instrumentation-asyncpg",
+        "tortoise-orm",
+        "opentelemetry-instrumentation-tortoiseorm",
+        "piccolo",
     )
     for dist in dists:
         try:
@@ -221,25 +232,51 @@ def environment(server_version: str) -> dict[str, str]:
     }
 
 
-def markdown(data: dict[str, Any]) -> str:
-    """The results as a Markdown table (median per operation, x raw psycopg)."""
+def _markdown_table(data: dict[str, Any], key: str) -> list[str]:
     systems = list(data["results"])
-    env = data.get("environment", {})
     lines = [
-        " · ".join(f"{k} {v}" for k, v in env.items()),
-        "",
         "| workload | " + " | ".join(systems) + " |",
         "| --- |" + " ---: |" * len(systems),
     ]
     for workload in data["workloads"]:
-        raw = _cell(data, RAW, workload)
+        raw = _cell(data, RAW, workload, key)
         cells = []
         for system in systems:
-            median = _cell(data, system, workload)
+            median = _cell(data, system, workload, key)
             if median is None:
                 cells.append("-")
                 continue
             shown = f"{median / 1000:.2f} ms" if median >= 1000 else f"{median:.0f} µs"
             cells.append(f"{shown} ({median / raw:.2f}x)" if raw else shown)
         lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The results as Markdown: wall time and process CPU per operation (medians,
+    x raw psycopg) from the same interleaved run, and W3's memory peaks."""
+    env = data.get("environment", {})
+    lines = [
+        " · ".join(f"{k} {v}" for k, v in env.items()),
+        "",
+        "Wall time per operation (median, x raw psycopg):",
+        "",
+        *_markdown_table(data, "median_us"),
+        "",
+        "Process CPU per operation (`time.process_time`, median, x raw psycopg):",
+        "",
+        *_markdown_table(data, "cpu_median_us"),
+    ]
+    memory = data.get("memory_peak_bytes", {})
+    if memory.get(RAW):
+        lines += [
+            "",
+            "W3 hydration memory (tracemalloc peak, x raw psycopg): "
+            + ", ".join(
+                f"{name} {peak / 1e6:.1f} MB ({peak / memory[RAW]:.2f}x)"
+                for name, peak in memory.items()
+            ),
+        ]
+    for line in data.get("skipped", []):
+        lines += ["", line]
     return "\n".join(lines)

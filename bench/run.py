@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import n1_flow, overhead, report
+from bench import n1_flow, overhead, peers, report
 from bench.report import FLOOR_SYSTEM
 from bench.schema import USERS, create_schema, drop_schema, server_version_of, vacuum
 from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
@@ -61,8 +63,10 @@ def _instrument_with(provider: Any) -> Any:
     return instrument
 
 
-def build_systems(providers: dict[str, Any]) -> list[Any]:
-    return [
+def build_systems(providers: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """(the systems, one line per peer that is not installed here)."""
+    installed_peers, skipped = peers.available(providers["recording"])
+    ours = [
         RawPsycopg(),
         DataBridge("data_bridge"),
         DataBridge("data_bridge instrumented", _instrument_with(providers["recording"])),
@@ -72,6 +76,7 @@ def build_systems(providers: dict[str, Any]) -> list[Any]:
         SqlAlchemy("sqlalchemy"),
         SqlAlchemy("sqlalchemy instrumented", providers["recording"]),
     ]
+    return ours + installed_peers, skipped
 
 
 # W6 is timed over this many requests in a row: one request alone was the first
@@ -110,20 +115,26 @@ async def run_interleaved(
     samples: dict[str, dict[str, list[float]]] = {
         s.name: {w: [] for w in WORKLOADS} for s in systems
     }
+    # Process CPU (every thread: a span processor's export thread counts) beside wall.
+    cpu: dict[str, dict[str, list[float]]] = {s.name: {w: [] for w in WORKLOADS} for s in systems}
     for system in systems:
         await system.setup(schema)
     try:
         for round_no in range(rounds + 1):  # round 0 warms up (prepared statements, caches)
             for system in systems:
                 vacuum(schema)  # each system starts from the same table, not a bloated one
+                gc.collect()  # the previous system's garbage is not collected on this one's time
                 system.activate()
                 try:
                     for workload, run, per in _workloads(system, ids):
+                        start_cpu = time.process_time_ns()
                         start = time.perf_counter_ns()
                         await run()
+                        end = time.perf_counter_ns()
+                        end_cpu = time.process_time_ns()
                         if round_no:
-                            elapsed = (time.perf_counter_ns() - start) / 1000 / per
-                            samples[system.name][workload].append(elapsed)
+                            samples[system.name][workload].append((end - start) / 1000 / per)
+                            cpu[system.name][workload].append((end_cpu - start_cpu) / 1000 / per)
                 finally:
                     system.deactivate()
         paired = await overhead.w1_paired(systems, ids, max(rounds, 5), flush)
@@ -136,6 +147,9 @@ async def run_interleaved(
                         "median_us": statistics.median(v),
                         "min_us": min(v),
                         "max_us": max(v),
+                        "cpu_median_us": statistics.median(cpu[system.name][w]),
+                        "cpu_min_us": min(cpu[system.name][w]),
+                        "cpu_max_us": max(cpu[system.name][w]),
                     }
                     for w, v in samples[system.name].items()
                 }
@@ -150,11 +164,13 @@ async def run_interleaved(
             await system.teardown()
 
 
-async def hydration_memory(schema: str) -> dict[str, int]:
-    """tracemalloc peak of W3: raw tuples vs data_bridge objects."""
-    raw, orm = RawPsycopg(), DataBridge("data_bridge")
+async def hydration_memory(schema: str, others: Sequence[Any] = ()) -> dict[str, int]:
+    """tracemalloc peak of W3: raw tuples vs data_bridge objects (and each given
+    uninstrumented peer's rows or objects)."""
+    systems = [RawPsycopg(), DataBridge("data_bridge"), *others]
     peaks = {}
-    for name, system in (("raw psycopg", raw), ("data_bridge", orm)):
+    for system in systems:
+        name = system.name
         await system.setup(schema)
         try:
             await system.w3()
@@ -174,7 +190,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     schema = create_schema()
     server_version = server_version_of()
     try:
-        systems = [s for s in build_systems(providers) if not args.only or s.name in args.only]
+        every, skipped = build_systems(providers)
+        for line in skipped:
+            print(line, flush=True)
+        systems = [s for s in every if not args.only or s.name in args.only]
 
         def flush() -> None:
             for provider in providers.values():
@@ -187,7 +206,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         floor = overhead.span_floor(providers["recording"], probe_count, probe_rounds)
         n1_cost = await overhead.n1_detection_cost(schema, 2 if args.quick else 50, probe_rounds)
         n1_flow_cost = await n1_flow.n1_request_flow_cost(schema, 3 if args.quick else 60)
-        memory = await hydration_memory(schema)
+        memory = await hydration_memory(
+            schema, [type(s)(s.name) for s in systems if peers.is_plain_peer(s)]
+        )
     finally:
         drop_schema(schema)
         for provider in providers.values():
@@ -203,6 +224,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "n1_detection_us": n1_cost,
         "n1_request_flow": n1_flow_cost,
         "memory_peak_bytes": memory,
+        "skipped": skipped,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -22,7 +23,23 @@ def test_quick_run_fills_every_cell(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     data = json.loads((tmp_path / "results.json").read_text())
     systems = set(data["results"])
-    assert systems == {
+    installed_peers = {
+        name
+        for name, modules in (
+            ("raw asyncpg", ("asyncpg",)),
+            ("tortoise", ("tortoise", "asyncpg")),
+            ("piccolo", ("piccolo", "asyncpg")),
+        )
+        if all(importlib.util.find_spec(m) is not None for m in modules)
+    }
+    peer_systems = {
+        s for s in systems if any(s in (p, f"{p} instrumented") for p in installed_peers)
+    }
+    # The peers (the bench extra) run when installed and are named in a skip line when not.
+    assert {s.removesuffix(" instrumented") for s in peer_systems} == installed_peers
+    for name in {"raw asyncpg", "tortoise", "piccolo"} - installed_peers:
+        assert f"skipped: {name} and {name} instrumented" in run.stdout
+    assert systems - peer_systems == {
         "raw psycopg",
         "data_bridge",
         "data_bridge instrumented",
@@ -46,7 +63,11 @@ def test_quick_run_fills_every_cell(tmp_path: Path) -> None:
     markdown = (tmp_path / "results.md").read_text()
     assert "| W3 5000 posts |" in markdown
     assert "N+1 detection per lazy load" in run.stdout
-    assert set(data["memory_peak_bytes"]) == {"raw psycopg", "data_bridge"}
+    assert set(data["memory_peak_bytes"]) == {"raw psycopg", "data_bridge"} | installed_peers
+    for system, cells in data["results"].items():
+        for workload, cell in cells.items():
+            assert cell["cpu_median_us"] > 0, (system, workload)
+    assert "Process CPU per operation" in markdown
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert "targets:" in run.stdout
 
