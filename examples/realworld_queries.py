@@ -8,14 +8,19 @@
 
 Each is a column selection (`select(...)`): typed rows, no objects built.
 
-    DATA_BRIDGE_DSN=postgresql://... python examples/realworld_queries.py
+    python examples/realworld_queries.py
+
+against ``DATA_BRIDGE_DSN``, else a throwaway embedded PostgreSQL (examples/example_database.py).
+Its tables come from its migrations (examples/migrations/realworld_queries, generated with
+``data-bridge makemigrations --models realworld_queries --dir migrations/realworld_queries``;
+docs/migrations.md); the run applies them and unapplies them at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from data_bridge_core import Column, Engine, Mapped, Rel, Session, Table, exists, func, relationship
 
@@ -187,9 +192,12 @@ async def seed(session: Session) -> None:
     await session.commit()
 
 
-async def main() -> None:
-    engine = Engine(os.environ["DATA_BRIDGE_DSN"], min_size=0, max_size=2)
-    await engine.create_all(*MODELS)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "realworld_queries"
+
+
+async def main(dsn: str) -> None:
+    engine = Engine(dsn, min_size=0, max_size=2)
+    await engine.migrate(MIGRATIONS)
     try:
         async with Session(engine) as session:
             await seed(session)
@@ -202,9 +210,12 @@ async def main() -> None:
             for row in await article_list(session, tag="python", favorited_by="cat"):
                 print(f"article: {row[0]}")
     finally:
-        await engine.drop_all(*MODELS)
+        await engine.migrate(MIGRATIONS, to="zero")  # a second run starts from scratch
         await engine.dispose()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from example_database import example_database  # DATA_BRIDGE_DSN, else an embedded server
+
+    with example_database() as dsn:
+        asyncio.run(main(dsn))
