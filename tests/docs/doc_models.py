@@ -1,7 +1,8 @@
 """Models and rows a document's snippets may assume (``<!-- docs: setup -->`` imports them).
 
 The users/posts/comments blog of docs/usage.md, for the documents whose snippets use
-``User``, ``Post``, ``Comment`` and a ``session`` without defining them.
+``User``, ``Post``, ``Comment`` and a ``session`` without defining them; a tree of
+``Node`` rows and the ``Follow`` rows (user follows author) of docs/n-plus-one.md.
 """
 
 from __future__ import annotations
@@ -43,6 +44,29 @@ class Comment(Table):
         table_name = "comments"
 
 
+class Node(Table):
+    """A self-referencing one-to-many: each node's children."""
+
+    id: Mapped[int] = Column(primary_key=True)
+    parent_id: Mapped[int | None] = Column(foreign_key="nodes.id", default=None)
+    label: Mapped[str]
+    children: Rel[list[Node]] = relationship(back_populates="parent")
+    parent: Rel[Node | None] = relationship(back_populates="children")
+
+    class Settings:
+        table_name = "nodes"
+
+
+class Follow(Table):
+    """A user following an author (a composite key)."""
+
+    follower_id: Mapped[int] = Column(primary_key=True)
+    author_id: Mapped[int] = Column(primary_key=True)
+
+    class Settings:
+        table_name = "follows"
+
+
 async def blog(engine: Engine, users: int = 6) -> Session:
     """The tables, `users` users with two posts of one comment each; an open session."""
     await engine.create_all(User, Post, Comment)
@@ -55,3 +79,33 @@ async def blog(engine: Engine, users: int = 6) -> Session:
             session.add(Comment(body="nice", post=post))
     await session.commit()
     return session
+
+
+async def tree(engine: Engine, roots: int = 2, fan_out: int = 2, levels: int = 3) -> None:
+    """The nodes table, `roots` roots, `fan_out` children per node, `levels` below the roots.
+
+    Written by a session of its own: the caller's loads them as any stored rows.
+    """
+    await engine.create_all(Node)
+    async with Session(engine) as session:
+        level: list[Node | None] = [None]
+        for depth in range(levels + 1):
+            below: list[Node | None] = []
+            for parent in level:
+                for n in range(roots if depth == 0 else fan_out):
+                    node = Node(label=f"{depth}.{n}", parent=parent)
+                    session.add(node)
+                    below.append(node)
+            # A level at a time: a new parent and its new child in one flush lose the
+            # child's parent_id (the rows of one table go in one INSERT).
+            await session.flush()
+            level = below
+        await session.commit()
+
+
+async def follows(engine: Engine, follower_id: int, author_ids: list[int]) -> None:
+    """The follows table, `follower_id` following each of `author_ids` (a session of its own)."""
+    await engine.create_all(Follow)
+    async with Session(engine) as session:
+        session.add_all([Follow(follower_id=follower_id, author_id=a) for a in author_ids])
+        await session.commit()
