@@ -27,6 +27,7 @@ from data_bridge_core.dml import (
 from data_bridge_core.errors import DatabaseError, InvalidStateError
 from data_bridge_core.foreign_keys import (
     holding_relations,
+    insert_levels,
     pull_foreign_keys,
     push_foreign_keys,
     related_objects,
@@ -117,13 +118,18 @@ class Flush:
             objects = by_model.get(model)
             if not objects:
                 continue
-            # A model without relationships: its objects hold no relationship values.
-            linked = holding_relations(objects) if table_info(model).relationships else ()
-            for obj in linked:
-                pull_foreign_keys(obj)
-            await self._insert(model, objects)
-            for obj in linked:
-                push_foreign_keys(obj)
+            if not table_info(model).relationships:
+                # A model without relationships: its objects hold no relationship values.
+                await self._insert(model, objects)
+                continue
+            # Parents first when new rows of a table point to each other.
+            for level in insert_levels(model, objects):
+                linked = holding_relations(level)
+                for obj in linked:
+                    pull_foreign_keys(obj)
+                await self._insert(model, level)
+                for obj in linked:
+                    push_foreign_keys(obj)
         for obj in related:
             if state_of(obj).persistent:
                 push_foreign_keys(obj)

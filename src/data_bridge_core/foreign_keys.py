@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from data_bridge_core.errors import InvalidStateError
 from data_bridge_core.schema.relation import MANY_TO_ONE, ONE_TO_MANY
 from data_bridge_core.schema.table import Table, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, own_state
@@ -73,3 +74,59 @@ def push_foreign_keys(obj: Table) -> None:
         for child in value if isinstance(value, list) else [value]:
             if child.__dict__.get(rel.fk.name) != pk:
                 setattr(child, rel.fk.name, pk)
+
+
+def insert_levels(model: type[Table], objects: list[Table]) -> list[list[Table]]:
+    """``objects`` (new rows of ``model``) in the order their INSERTs must go: in one
+    batch for most tables; for a self-referencing table, level by level, each new
+    row after the new rows it points to, so its foreign key can be pulled from them.
+
+    Raises `InvalidStateError` when new rows point to each other in a cycle (no
+    order of INSERTs can give either the other's key).
+    """
+    info = table_info(model)
+    names = [
+        rel.name
+        for rel in info.relationships.values()
+        if rel.direction == MANY_TO_ONE and rel.target is model
+    ]
+    if not names or len(objects) < 2:
+        return [objects]
+    new = {id(obj) for obj in objects}
+
+    def parents(obj: Table) -> list[Table]:
+        state = own_state(obj)
+        values = state.relations if state is not None else None
+        if not values:
+            return []
+        return [v for name in names if (v := values.get(name)) is not None and id(v) in new]
+
+    # Depth of each row: 0 without a new parent, else one more than its deepest new
+    # parent. Iterative, so a long chain of new rows needs no deep recursion.
+    depth: dict[int, int] = {}
+    open_rows: set[int] = set()
+    for start in objects:
+        stack: list[tuple[Table, bool]] = [(start, False)]
+        while stack:
+            obj, expanded = stack.pop()
+            key = id(obj)
+            if key in depth:
+                continue
+            if expanded:
+                depth[key] = 1 + max((depth[id(p)] for p in parents(obj)), default=-1)
+                open_rows.discard(key)
+                continue
+            if key in open_rows:
+                raise InvalidStateError(
+                    f"new {model.__name__} objects point to each other in a cycle through "
+                    f"{', '.join(names)}: insert one of them first (flush), then link it"
+                )
+            open_rows.add(key)
+            stack.append((obj, True))
+            stack.extend((p, False) for p in parents(obj) if id(p) not in depth)
+    if not any(depth.values()):
+        return [objects]
+    levels: list[list[Table]] = [[] for _ in range(max(depth.values()) + 1)]
+    for obj in objects:
+        levels[depth[id(obj)]].append(obj)
+    return levels

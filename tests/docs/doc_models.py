@@ -96,11 +96,8 @@ async def tree(engine: Engine, roots: int = 2, fan_out: int = 2, levels: int = 3
                     node = Node(label=f"{depth}.{n}", parent=parent)
                     session.add(node)
                     below.append(node)
-            # A level at a time: a new parent and its new child in one flush lose the
-            # child's parent_id (the rows of one table go in one INSERT).
-            await session.flush()
             level = below
-        await session.commit()
+        await session.commit()  # one flush: new parents are inserted before their children
 
 
 async def follows(engine: Engine, follower_id: int, author_ids: list[int]) -> None:
