@@ -627,11 +627,18 @@ class Query(Generic[M]):
             raise UnsupportedOperationError("stream() does not run loader options; use to_list()")
         _count(batch_size, "stream(batch_size)", _FETCH_MAX)
         session = self.session
-        await session.autoflush()
         params: list[Any] = []
         rows = session.stream_rows(self._model, self._select_sql(params), params, batch_size)
         # Closing this iterator closes the cursor's at once, not when it is collected.
         async with contextlib.aclosing(rows):
+            # The autoflush and the cursor's DECLARE (with its first batch) are one
+            # operation: no other task of the session flushes or commits between them.
+            async with session.operation_lock:
+                await session.autoflush()
+                first = await anext(rows, _END)
+            if first is _END:
+                return
+            yield cast(M, first)
             async for obj in rows:
                 yield obj
 
@@ -643,6 +650,7 @@ class Query(Generic[M]):
 
 
 _new_query_object = object.__new__
+_END: Any = object()  # the end of a stream, told apart from any row
 
 
 def _option_shape(option: LoaderOption) -> tuple[Any, ...]:

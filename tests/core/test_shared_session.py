@@ -250,3 +250,28 @@ async def test_a_change_made_while_another_task_flushes_is_written_by_the_next_f
         await asyncio.gather(session.flush(), meanwhile())
         await session.commit()
     assert await fetch(schema, "SELECT name, age FROM users ORDER BY id") == [("m0", 2)]
+
+
+async def test_a_streams_autoflush_and_its_cursor_are_one_operation(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Session(engine) as session:
+        session.add(User(name="new", email="new@x.org"))
+        flush = Session.autoflush
+
+        async def autoflush_then_yield(self: Session) -> None:
+            await flush(self)
+            await asyncio.sleep(0.01)  # another task's turn, between the flush and the cursor
+
+        monkeypatch.setattr(Session, "autoflush", autoflush_then_yield)
+
+        async def names() -> list[str]:
+            return [u.name async for u in session.find(User).stream()]
+
+        reading = asyncio.create_task(names())
+        await asyncio.sleep(0)  # the stream's autoflush is running
+        async with asyncio.timeout(10):
+            # waits for the stream's cursor and first batch, which hold the flushed row
+            await session.execute("DELETE FROM users")
+            assert await reading == ["new"]
+            assert await session.find(User).count() == 0
