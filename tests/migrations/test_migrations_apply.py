@@ -152,6 +152,30 @@ async def test_a_data_migration_runs_in_the_migrations_transaction(
     assert rows == [("ada", "hello ada"), ("bob", "hello bob")]
 
 
+async def test_a_data_migration_is_a_step_of_its_own_in_the_failure_numbering(
+    migration_engine: Engine, directory: Path
+) -> None:
+    write_migration(
+        directory,
+        "0001_steps",
+        """
+        op.execute("CREATE TABLE steps (n int)"),
+        op.run(noop),
+        op.execute("INSERT INTO steps VALUES ('not a number')"),
+        """,
+        header='''
+
+        async def noop(session):
+            pass
+        ''',
+    )
+    with pytest.raises(MigrationFailedError) as caught:
+        await Migrator(migration_engine, directory).migrate()
+    # step 1 the CREATE, step 2 the data migration, step 3 the failing INSERT
+    assert caught.value.index == 3
+    assert "failed at statement 3: INSERT INTO steps" in str(caught.value)
+
+
 async def test_a_migration_not_returning_operations_gets_a_clear_error(
     migration_engine: Engine, directory: Path
 ) -> None:

@@ -14,7 +14,8 @@ class MigrationFailedError(MigrationError):
 
     ``version``/``name`` name the migration, ``statement`` is the SQL that
     failed (the migration's own text, written by its author), ``index`` its
-    position (1-based) among the migration's statements. ``original`` is the
+    position (1-based) among the migration's steps: its statements, a data
+    migration (``op.run``) counting as one. ``original`` is the
     database error (also the ``__cause__``), quoted in the message.
     """
 

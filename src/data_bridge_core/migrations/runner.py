@@ -204,6 +204,7 @@ class Migrator:
         index = 0
         for op in operations:
             if isinstance(op, RunPython):
+                index += 1  # a step of its own: the statements after it are numbered on
                 try:
                     await op.function(session)
                 except DatabaseError as exc:
@@ -211,7 +212,7 @@ class Migrator:
                         migration.version,
                         migration.name,
                         direction,
-                        index + 1,
+                        index,
                         f"(data migration {op.describe()})",
                         exc,
                         transactional=migration.transactional,
