@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from psycopg import sql
 from psycopg.types.numeric import Int8
 
 from data_bridge_core.errors import ColumnTypeError, UnknownFieldError, UnsupportedOperationError
+from data_bridge_core.schema.column import quote_ident
 from data_bridge_core.schema.table import TableInfo
 from data_bridge_core.schema.types import COUNT_MAX, count_problem, exact_int
 
@@ -68,11 +68,6 @@ _BOOL_MIN_MAX = {"$min": "bool_and", "$max": "bool_or"}
 _MAX_IDENTIFIER_BYTES = 63
 
 Check = Callable[[Any], Any]
-
-
-def _ident(name: str) -> str:
-    # Quoted by psycopg; "%" doubled because the statement uses %s placeholders.
-    return sql.Identifier(name).as_string(None).replace("%", "%%")
 
 
 @dataclass(slots=True)
@@ -140,7 +135,7 @@ class _Select:
         items = []
         for name, f in self.fields.items():
             params.extend(f.params)
-            items.append(f.expr if f.plain else f"{f.expr} AS {_ident(name)}")
+            items.append(f.expr if f.plain else f"{f.expr} AS {quote_ident(name)}")
         text = "SELECT " + ", ".join(items) if items else "SELECT"
         text += f" FROM {self.source}"
         params.extend(self.source_params)
@@ -262,10 +257,10 @@ class _Compiler:
         """Make the SELECT so far a subquery; later stages apply to its output."""
         self.subqueries += 1
         text, params = self.current.render()
-        alias = _ident(f"_s{self.subqueries}")
+        alias = quote_ident(f"_s{self.subqueries}")
         fields = {
             name: _Field(
-                expr=f"{alias}.{_ident(name)}",
+                expr=f"{alias}.{quote_ident(name)}",
                 python_type=f.python_type,
                 check=f.check,
                 nullable=f.nullable,

@@ -324,8 +324,8 @@ class Engine:
         docs/migrations.md; raises `MigrationError` (a failed statement,
         an edited applied migration, an unknown version).
         """
-        if _migrate_hook is None:
-            raise RuntimeError("data_bridge_core.migrations is not imported")
+        # Installed by data_bridge_core.migrations, which the package imports.
+        assert _migrate_hook is not None
         return await _migrate_hook(self, directory, to)
 
     async def _run_ddl(self, statements: list[str]) -> None:

@@ -18,7 +18,8 @@ from data_bridge_core.state import STATE_KEY, InstanceState, own_state
 
 def holding_relations(objects: Iterable[Table]) -> list[Table]:
     """The objects holding relationship values (their own state has some), without a
-    Python call per object: a flush passes over every pending object this way three times."""
+    Python call per object: a flush passes over every pending object this way twice (once
+    for a model without relationships)."""
     return [
         obj
         for obj in objects

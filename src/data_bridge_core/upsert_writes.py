@@ -77,9 +77,10 @@ def _absorb_upserted(
 ) -> int:
     """Put each returned row on the object at its position; returns the rows written.
 
-    Two objects whose keys the server stores alike (``"ab"`` and ``"ab "`` in a
-    ``char(4)``) both join the one row they wrote; the first one gets it (rows come
-    in position order), the other was skipped by ``DO NOTHING``.
+    Two objects whose keys the server compares equal although Python does not (a
+    ``citext`` or case-insensitive collation: ``"Ab"`` and ``"ab"``) both join the one
+    row they wrote; the first one gets it (rows come in position order), the other
+    was skipped by ``DO NOTHING``. (Keys equal in Python are refused before SQL.)
     """
     info = plan.info
     names = info.field_names

@@ -272,17 +272,9 @@ class Arithmetic(Operand):
         params.append(self._number(side))
         return "%s"
 
-    def _columns(self) -> Iterator[Any]:
-        """The columns taking part, leftmost first."""
-        for side in (self.left, self.right):
-            if isinstance(side, Arithmetic):
-                yield from side._columns()
-            elif isinstance(side, Operand):
-                yield side
-
     def _number(self, value: Any) -> Any:
         """A number beside the columns, as sent; ValidationError naming the first column."""
-        columns = list(self._columns())
+        columns: list[Any] = _columns(self)  # Column operands (owner, name)
         beside_float = any(_python_type(c) is float for c in columns)
         try:
             return arithmetic_value(value, beside_float)
