@@ -253,7 +253,16 @@ def _int_type(sql_type: str) -> ColumnType:
         def sendable(value: Any) -> bool:
             return _is_int(value) and int_text_problem(value) is None
 
-        return ColumnType(int, sql_type, sendable, "int", coerce=_int_operand)
+        def refuse(value: Any) -> Any:
+            # A stored value stays an int (the object shows what a read gives back):
+            # one psycopg cannot send is refused, not turned into a Decimal.
+            if not _is_int(value):
+                raise InvalidValue("int", wrong_type=True)
+            raise InvalidValue(int_text_problem(value) or _NUMERIC_PROBLEM)
+
+        return ColumnType(
+            int, sql_type, sendable, "int", coerce=refuse, coerce_operand=_int_operand
+        )
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     name = {16: "smallint", 32: "integer", 64: "bigint"}[bits]
 
