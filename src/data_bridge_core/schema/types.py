@@ -57,6 +57,9 @@ class ColumnType:
     # How the column is read back, around its reference ("abbrev({})" for an inet
     # held as str): the text the column type prints, not psycopg's own Python type.
     read_sql: str | None = None
+    # For a statement of the user's own (from_sql), which reads the column without
+    # ``read_sql``: psycopg's value for the column made into what ``read_sql`` reads.
+    from_loaded: Callable[[Any], Any] | None = None
 
 
 def exact_int(value: int) -> int:
@@ -157,7 +160,15 @@ def _inet_type(sql_type: str, network: bool) -> ColumnType:
         "str",
         coerce=coerce,
         read_sql="{}::text" if network else "abbrev({})",
+        from_loaded=lambda loaded: _loaded_address_text(loaded, network),
     )
+
+
+def _loaded_address_text(loaded: Any, network: bool) -> Any:
+    """An inet/cidr psycopg loaded as an ipaddress object, as the text PostgreSQL prints."""
+    if loaded is None or isinstance(loaded, str):
+        return loaded  # already text (the statement wrote abbrev(...) itself)
+    return address_text(str(loaded), network)
 
 
 def _str_type(sql_type: str) -> ColumnType:
