@@ -187,6 +187,22 @@ def by_name_row_factory(
             )
         positions = [returned.index(n) for n in info.field_names]
         hydrate = hydrating(cur)
+        # Columns find() reads through read_sql (inet as its text): their values are
+        # converted here, so from_sql gives what find() gives.
+        loaded = [
+            (index, convert)
+            for index, name in enumerate(info.field_names)
+            if (convert := info.columns[name].column_type.from_loaded) is not None
+        ]
+        if loaded:
+
+            def converted(values: Sequence[Any]) -> M:
+                row = [values[i] for i in positions]
+                for index, convert in loaded:
+                    row[index] = convert(row[index])
+                return hydrate(row)
+
+            return converted
         if positions == list(range(len(positions))):
             return hydrate
         return lambda values: hydrate([values[i] for i in positions])

@@ -72,12 +72,10 @@ class UpsertPlan:
         else:
             action = "DO NOTHING"
         alias_of = {c.name: f"c{i}" for i, c in enumerate(columns)}
-        # The key as the server stores it: cast (assigned) to the column's type.
-        match = " AND ".join(
-            f"w.{info.columns[name].ident} = "
-            f"v.{alias_of[name]}::{info.columns[name].column_type.sql_type}"
-            for name in self.on
-        )
+        # The key as the server stores it: cast (assigned) to the column's type. A
+        # column RETURNING reads through read_sql (an inet as its text) is cast back
+        # to its type too, so both sides compare as the column compares.
+        match = " AND ".join(self._match(info.columns[name], alias_of[name]) for name in self.on)
         return (
             f"WITH v ({aliases}, ord) AS (VALUES {values}), "
             f"w AS (INSERT INTO {info.quoted_name} ({names}) SELECT {aliases} FROM v ORDER BY ord "
@@ -85,6 +83,14 @@ class UpsertPlan:
             f'RETURNING {info.select_list}, (xmax = 0) AS "(inserted)") '
             f"SELECT w.*, v.ord FROM w JOIN v ON {match} ORDER BY v.ord"
         )
+
+    @staticmethod
+    def _match(column: ColumnInfo, alias: str) -> str:
+        sql_type = column.column_type.sql_type
+        returned = f"w.{column.ident}"
+        if column.column_type.read_sql is not None:
+            returned = f"{returned}::{sql_type}"
+        return f"{returned} = v.{alias}::{sql_type}"
 
     def key_of_row(self, row: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(row[i] for i in self.on_index)

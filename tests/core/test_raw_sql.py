@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from core_fixtures import Post, User, seed
+from core_fixtures import DSN, Post, User, seed
 
-from data_bridge_core import Engine, Session, UnsupportedOperationError
+from data_bridge_core import Column, Engine, Session, Table, UnsupportedOperationError
 
 
 async def test_execute_returns_rows_with_bound_values(engine: Engine) -> None:
@@ -43,3 +43,42 @@ async def test_from_sql_names_the_columns_a_statement_leaves_out(engine: Engine)
         with pytest.raises(UnsupportedOperationError, match=r"column\(s\) email, age, active"):
             await session.from_sql(User, "SELECT id, name FROM users")
         assert len(await session.from_sql(User, "SELECT * FROM users")) == 1
+
+
+class Host(Table):
+    id: int = Column(primary_key=True)
+    ip: str = Column(column_type="inet", unique=True)
+    net: str | None = Column(default=None, column_type="cidr")
+    label: str = "x"
+
+    class Settings:
+        table_name = "hosts"
+
+
+async def test_from_sql_reads_inet_and_cidr_columns_as_the_text_find_gives(schema: str) -> None:
+    engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={schema}")
+    try:
+        await engine.create_all(Host)
+        async with Session(engine) as session:
+            session.add_all(
+                [
+                    Host(id=1, ip="10.0.0.1/32", net="10.0.0.0/8"),
+                    Host(id=2, ip="::ffff:1.2.3.4", net="2001:db8::/32"),
+                    Host(id=3, ip="10.0.0.1/8", net=None),
+                ]
+            )
+            await session.commit()
+        async with Session(engine) as session:
+            raw = await session.from_sql(Host, "SELECT t.* FROM hosts t ORDER BY t.id")
+            shown = [(h.ip, h.net) for h in raw]
+        async with Session(engine) as session:
+            found = await session.find(Host).order_by(Host.id).to_list()
+        assert shown == [(h.ip, h.net) for h in found]
+        assert shown == [
+            ("10.0.0.1", "10.0.0.0/8"),
+            ("::ffff:1.2.3.4", "2001:db8::/32"),
+            ("10.0.0.1/8", None),
+        ]
+        assert all(type(ip) is str for ip, _ in shown)
+    finally:
+        await engine.dispose()

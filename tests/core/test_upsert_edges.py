@@ -64,10 +64,20 @@ class Price(Table):
         table_name = "prices"
 
 
+class Host(Table):
+    id: int = Column(primary_key=True)
+    ip: str = Column(unique=True, column_type="inet")
+    net: str = Column(unique=True, column_type="cidr")
+    name: str = ""
+
+    class Settings:
+        table_name = "hosts"
+
+
 @pytest.fixture
 async def edge_engine(schema: str) -> AsyncIterator[Engine]:
     engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={schema}")
-    await engine.create_all(Label, Shelf, ShelfLabel, Airport, Price)
+    await engine.create_all(Label, Shelf, ShelfLabel, Airport, Price, Host)
     try:
         yield engine
     finally:
@@ -115,6 +125,33 @@ async def test_upsert_matches_rows_by_the_key_the_server_stored(
     assert await fetch(schema, "SELECT id, amount, note FROM prices ORDER BY id") == [
         (1, Decimal("1.10"), "c"),
         (2, Decimal("2.10"), "b"),
+    ]
+
+
+async def test_upsert_on_an_inet_or_cidr_key_inserts_then_updates_and_reads_back_text(
+    edge_engine: Engine, schema: str
+) -> None:
+    async with Session(edge_engine) as session:
+        a = Host(ip="10.0.0.1/32", net="10.0.0.0/8", name="a")
+        b = Host(ip="::ffff:1.2.3.4", net="2001:db8::/32", name="b")
+        assert await session.upsert([a, b], on=("ip",), update=("name",)) == 2
+        assert (a.id, a.ip, b.id, b.ip) == (1, "10.0.0.1", 2, "::ffff:1.2.3.4")
+        again = Host(ip="10.0.0.1", net="10.0.0.0/8", name="c")
+        assert await session.upsert([again], on=("ip",), update=("name",)) == 1
+        assert a.name == "c" and again.id == 1
+        by_net = Host(ip="10.0.0.9", net="2001:db8::/32", name="d")
+        assert await session.upsert([by_net], on=("net",), update=("name",)) == 1
+        assert b.name == "d" and b.net == "2001:db8::/32"
+        await session.commit()
+    async with Session(edge_engine) as session:
+        hosts = await session.find(Host).order_by(Host.id).to_list()
+        assert [(h.id, h.ip, h.net, h.name) for h in hosts] == [
+            (1, "10.0.0.1", "10.0.0.0/8", "c"),
+            (2, "::ffff:1.2.3.4", "2001:db8::/32", "d"),
+        ]
+    assert await fetch(schema, "SELECT id, abbrev(ip), net::text, name FROM hosts ORDER BY id") == [
+        (1, "10.0.0.1", "10.0.0.0/8", "c"),
+        (2, "::ffff:1.2.3.4", "2001:db8::/32", "d"),
     ]
 
 

@@ -25,6 +25,7 @@ class Edge(Table):
     ratio: float | None = None
     small_ratio: float | None = Column(default=None, column_type="real")
     count: int | None = None
+    whole: int | None = Column(default=None, column_type="numeric")
     ip: str | None = Column(default=None, column_type="inet")
 
     class Settings:
@@ -316,6 +317,15 @@ async def test_an_int_for_a_numeric_column_becomes_the_decimal_the_column_gives_
     for value in (7, 10**5000):  # 10**5000 was a raw ValueError (int written as text)
         shown, read = await round_trip(edge_engine, "amount", value)
         assert type(shown) is Decimal and shown == read == value
+
+
+async def test_an_int_field_over_numeric_keeps_an_int_or_refuses_one_psycopg_cannot_send(
+    edge_engine: Engine, sql: StatementLog
+) -> None:
+    # 10**5000 was stored in the int field as a Decimal (the operand conversion).
+    await refused_everywhere(edge_engine, sql, "whole", 10**5000, r"int of more than 4300 digits")
+    shown, read = await round_trip(edge_engine, "whole", 2**70)
+    assert type(shown) is int and shown == read == 2**70
 
 
 async def test_a_numeric_with_digits_past_its_scale_is_refused_not_rounded(

@@ -57,6 +57,9 @@ class ColumnType:
     # How the column is read back, around its reference ("abbrev({})" for an inet
     # held as str): the text the column type prints, not psycopg's own Python type.
     read_sql: str | None = None
+    # For a statement of the user's own (from_sql), which reads the column without
+    # ``read_sql``: psycopg's value for the column made into what ``read_sql`` reads.
+    from_loaded: Callable[[Any], Any] | None = None
 
 
 def exact_int(value: int) -> int:
@@ -157,7 +160,15 @@ def _inet_type(sql_type: str, network: bool) -> ColumnType:
         "str",
         coerce=coerce,
         read_sql="{}::text" if network else "abbrev({})",
+        from_loaded=lambda loaded: _loaded_address_text(loaded, network),
     )
+
+
+def _loaded_address_text(loaded: Any, network: bool) -> Any:
+    """An inet/cidr psycopg loaded as an ipaddress object, as the text PostgreSQL prints."""
+    if loaded is None or isinstance(loaded, str):
+        return loaded  # already text (the statement wrote abbrev(...) itself)
+    return address_text(str(loaded), network)
 
 
 def _str_type(sql_type: str) -> ColumnType:
@@ -253,7 +264,16 @@ def _int_type(sql_type: str) -> ColumnType:
         def sendable(value: Any) -> bool:
             return _is_int(value) and int_text_problem(value) is None
 
-        return ColumnType(int, sql_type, sendable, "int", coerce=_int_operand)
+        def refuse(value: Any) -> Any:
+            # A stored value stays an int (the object shows what a read gives back):
+            # one psycopg cannot send is refused, not turned into a Decimal.
+            if not _is_int(value):
+                raise InvalidValue("int", wrong_type=True)
+            raise InvalidValue(int_text_problem(value) or _NUMERIC_PROBLEM)
+
+        return ColumnType(
+            int, sql_type, sendable, "int", coerce=refuse, coerce_operand=_int_operand
+        )
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     name = {16: "smallint", 32: "integer", 64: "bigint"}[bits]
 
