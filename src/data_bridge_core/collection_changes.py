@@ -70,10 +70,27 @@ def record_assignment(
         dropped = [item for item in previous if id(item) not in kept]
     else:  # not loaded: any held target whose loaded list has the instance
         dropped = [item for item in held_targets() if id(item) not in kept]
+    # A pair changed from the other side before: this assignment is the last word on it,
+    # so the other side must not write the opposite at the flush (whichever side it
+    # writes first). A loaded list follows the other side's changes, so those pairs are
+    # among the previous members; a list never read may drop any held target.
+    for item in value:
+        _decided_here(item, back, instance, linked=True)
+    for item in dropped:
+        _decided_here(item, back, instance, linked=False)
     for item in dropped:
         remove_backref(item, back, instance)
     for item in value:
         append_backref(item, back, instance)
+
+
+def _decided_here(target: Table, back: str, instance: Table, *, linked: bool) -> None:
+    """Settle a change of the pair (target, instance) recorded on ``target``'s side."""
+    other = own_state(target)
+    if other is not None and other.links is not None:
+        changes = other.links.get(back)
+        if changes is not None:
+            changes.decided_from_other_side(instance, linked)
 
 
 def record_link(
@@ -101,10 +118,8 @@ def record_link(
         changes.link(target) if linked else changes.unlink(target)
     if not back:
         return
-    other = own_state(target)
-    if other is not None and other.links is not None and back in other.links:
-        # The same pair, changed from the other side before: this call is the last word.
-        other.links[back].decided_from_other_side(instance, linked)
+    # The same pair, changed from the other side before: this call is the last word.
+    _decided_here(target, back, instance, linked=linked)
     if linked:
         append_backref(target, back, instance)
     else:

@@ -48,6 +48,7 @@ class FlushSource(Protocol):
     runner: StatementRunner
     pending: dict[Table, None]
     deleted: dict[Table, None]
+    upserting: set[int]
 
     def add(self, obj: Table) -> None: ...
 
@@ -64,7 +65,47 @@ class Flush:
         self.identity = work.identity
 
     async def run(self) -> None:
-        holding = self._cascade()
+        waiting = self._wait_for_upsert() if self.work.upserting else None
+        try:
+            await self._run(waiting.blocked if waiting is not None else set())
+        finally:
+            if waiting is not None:
+                waiting.give_back(self.work)
+
+    def _wait_for_upsert(self) -> WaitingForUpsert:
+        """Take out of this flush the objects pointing to ones an upsert is about to write,
+        directly or through other such objects: they are written by the next flush, once
+        those have their keys (a cascade would insert them without the upsert)."""
+        work = self.work
+        identity = self.identity
+        waiting = WaitingForUpsert(work.upserting)
+        blocked = waiting.blocked
+        candidates = [*holding_relations(work.pending), *identity.related]
+        # With the new objects the cascade would add: one may point to an upserted one.
+        known = {id(obj) for obj in candidates}
+        stack = list(candidates)
+        while stack:
+            for other in related_objects(stack.pop()):
+                state = state_of(other)
+                if id(other) in known or state.owner is not None or state.persistent:
+                    continue
+                known.add(id(other))
+                candidates.append(other)
+                stack.append(other)
+        found = True
+        while found:
+            found = False
+            for obj in candidates:
+                if id(obj) not in blocked and any(
+                    id(other) in blocked for other in related_objects(obj)
+                ):
+                    blocked.add(id(obj))
+                    waiting.take(work, obj)
+                    found = True
+        return waiting
+
+    async def _run(self, blocked: set[int]) -> None:
+        holding = self._cascade(blocked)
         identity = self.identity
         related = list(identity.related)
         identity.related.clear()
@@ -82,21 +123,24 @@ class Flush:
                     identity.related[obj] = None
             raise
 
-    def _cascade(self) -> list[Table]:
-        """Add new objects reachable from the session's objects through relationships;
-        the pending objects holding relationship values are returned (objects the
-        cascade adds that hold some are in ``identity.related``, as `add` notes them)."""
+    def _cascade(self, blocked: set[int]) -> list[Table]:
+        """Add new objects reachable from the session's objects through relationships,
+        but those in ``blocked`` (ids; see `_wait_for_upsert`); the pending objects holding
+        relationship values are returned (objects the cascade adds that hold some are in
+        ``identity.related``, as `add` notes them)."""
         # Only objects holding relationship values can reach others.
         holding = holding_relations(self.work.pending)
         stack = [*self.identity.related, *holding]
         add = self.work.add
-        seen: set[int] = set()
+        seen = set(blocked)  # written by the upsert, or after it: not here
         while stack:
             obj = stack.pop()
             if id(obj) in seen:
                 continue
             seen.add(id(obj))
             for other in related_objects(obj):
+                if id(other) in seen:
+                    continue
                 state: InstanceState = state_of(other)
                 if state.owner is None and not state.persistent and not state.deleted:
                     add(other)
@@ -237,3 +281,30 @@ class Flush:
             drop_from_loaded_lists(self.identity, objects)
         for obj in marked:
             deleted.pop(obj, None)
+
+
+class WaitingForUpsert:
+    """Objects a flush leaves for the next one (see `Flush._wait_for_upsert`)."""
+
+    __slots__ = ("blocked", "pending", "related")
+
+    def __init__(self, upserting: set[int]) -> None:
+        # Ids of the objects upserted and of those waiting for them (new ones included).
+        self.blocked = set(upserting)
+        self.pending: list[Table] = []
+        self.related: list[Table] = []
+
+    def take(self, work: FlushSource, obj: Table) -> None:
+        if work.pending.pop(obj, _ABSENT) is not _ABSENT:
+            self.pending.append(obj)
+        if work.identity.related.pop(obj, _ABSENT) is not _ABSENT:
+            self.related.append(obj)
+
+    def give_back(self, work: FlushSource) -> None:
+        for obj in self.pending:
+            work.pending[obj] = None
+        for obj in self.related:
+            work.identity.related[obj] = None
+
+
+_ABSENT = object()

@@ -481,7 +481,9 @@ class Session:
 
         ``update=()`` means ``DO NOTHING``: rows whose key exists are skipped.
         Every object written (inserted or updated) gets the row's values,
-        database-assigned keys included, and joins the session.
+        database-assigned keys included, and joins the session. The session's
+        changes are flushed first, except objects pointing to the ones upserted:
+        those are written by the next flush, with the upserted rows' keys.
         """
         async with self._operation:
             return await self._upsert(list(objects), on, update)
@@ -500,8 +502,13 @@ class Session:
         plan = UpsertPlan(table_info(model), on, update)
         plan.check_distinct(objects)
         self._work.take_for_upsert(objects)
-        await self.autoflush()
-        return await self._work.upsert(plan, objects)
+        try:
+            # Written first, except what points to the objects upserted: it waits for
+            # their keys (the next flush), so that each is written once, by the upsert.
+            await self.autoflush()
+            return await self._work.upsert(plan, objects)
+        finally:
+            self._work.upsert_done()
 
     def add_all(self, objects: Sequence[Table]) -> None:
         # add() per object, without its two calls per object (W4 adds 1,000).

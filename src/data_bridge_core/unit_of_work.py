@@ -36,6 +36,9 @@ class UnitOfWork:
         self.runner = runner
         self.pending: dict[Table, None] = {}
         self.deleted: dict[Table, None] = {}
+        # The new objects an upsert() is about to write (ids): the flush before it must not
+        # insert them through the cascade, nor write what points to them (see `Flush`).
+        self.upserting: set[int] = set()
 
     @property
     def has_changes(self) -> bool:
@@ -160,6 +163,11 @@ class UnitOfWork:
         for obj in objects:
             if self.pending.pop(obj, MISSING_OBJ) is not MISSING_OBJ:
                 state_of(obj).owner = None
+        self.upserting = {id(obj) for obj in objects}
+
+    def upsert_done(self) -> None:
+        """The upsert ran (or failed): a flush may cascade to those objects again."""
+        self.upserting = set()
 
     async def upsert(self, plan: UpsertPlan, objects: list[Table]) -> int:
         """Write ``objects`` with ``INSERT ... ON CONFLICT``; returns the rows written."""

@@ -335,3 +335,62 @@ def test_an_association_table_without_a_unique_pair_is_refused_on_first_use() ->
 
     with pytest.raises(ModelDefinitionError, match=r"needs \(left_id, right_id\) as its primary"):
         LooseLeft.rights.direction  # noqa: B018
+
+
+@pytest.mark.parametrize("owner_side", ["story", "reader"])
+@pytest.mark.parametrize("read_first", [True, False], ids=["list read", "list never read"])
+@pytest.mark.parametrize("other_side_first", [True, False], ids=["other side first", "last"])
+@pytest.mark.parametrize("linked", [True, False], ids=["add", "remove"])
+@pytest.mark.parametrize("owner_noted_first", [True, False], ids=["owner noted", "other noted"])
+async def test_an_assignment_and_a_change_of_the_same_pair_from_the_other_side_the_last_wins(
+    fav_engine: Engine,
+    schema: str,
+    owner_side: str,
+    read_first: bool,
+    other_side_first: bool,
+    linked: bool,
+    owner_noted_first: bool,
+) -> None:
+    # Stored: (story 1, reader 1). The owner's list is assigned; the other side adds (or
+    # removes) the owner for a target the assignment leaves out (or keeps). Both sides
+    # share one table, and the flush writes first the side noted first: whichever it
+    # is, the last call wins.
+    async with Session(fav_engine) as session:
+        session.add(Story(title="s2"))
+        await session.commit()
+    async with Session(fav_engine) as session:
+        s1, s2 = await session.get(Story, 1), await session.get(Story, 2)
+        r1, r2 = await session.get(Reader, 1), await session.get(Reader, 2)
+        assert s1 is not None and s2 is not None and r1 is not None and r2 is not None
+        owner: Story | Reader
+        keep: Story | Reader
+        other: Story | Reader
+        owner, keep, other = (s1, r1, r2) if owner_side == "story" else (r1, s1, s2)
+        names = ("favorited_by", "favorites")
+        name, back = names if owner_side == "story" else names[::-1]
+        if read_first:
+            assert await getattr(owner, name) == [keep]
+        # A link already stored, added again: a no-op that only notes who changed first.
+        if owner_noted_first:
+            getattr(owner, name).add(keep)
+        else:
+            getattr(keep, back).add(owner)
+        # add: the assignment leaves the pair out; remove: it keeps it.
+        assigned = [keep] if linked else [keep, other]
+
+        def change_from_other_side() -> None:
+            collection = getattr(other, back)
+            collection.add(owner) if linked else collection.remove(owner)
+
+        if other_side_first:
+            change_from_other_side()
+            setattr(owner, name, assigned)
+        else:
+            setattr(owner, name, assigned)
+            change_from_other_side()
+        await session.commit()
+    pair_linked = (other in assigned) if other_side_first else linked
+    other_pair = (1, 2) if owner_side == "story" else (2, 1)  # (story_id, reader_id)
+    expected = [(1, 1), other_pair] if pair_linked else [(1, 1)]
+    rows = await fetch(schema, "SELECT story_id, reader_id FROM favorites ORDER BY 1, 2")
+    assert [tuple(row) for row in rows] == expected

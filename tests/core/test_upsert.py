@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from core_fixtures import DSN, StatementLog, User, fetch
+from core_fixtures import DSN, Comment, Post, StatementLog, User, fetch
 
 from data_bridge_core import Engine, Session, UnsupportedOperationError, inspect
 
@@ -125,3 +125,36 @@ async def test_settings_unique_and_indexes_are_created_and_serve_as_upsert_keys(
             await session.commit()
     finally:
         await eng.dispose()
+
+
+async def test_upsert_of_a_new_object_a_pending_object_points_to_writes_it_once_by_the_upsert(
+    engine: Engine, schema: str, sql: StatementLog
+) -> None:
+    async with Session(engine) as session:
+        session.add(User(name="Old", email="a@x.org"))
+        await session.commit()
+    async with Session(engine) as session:
+        ann = User(name="Ann", email="a@x.org")  # the row exists: the upsert updates it
+        post = Post(title="hello")
+        post.author = ann
+        session.add(post)  # its author is new: a flush would cascade-insert it
+        comment = Comment(body="first")
+        comment.post = Post(title="second", author=ann)  # reaches ann through a new post
+        session.add(comment)
+        session.add(User(name="Bo", email="b@x.org"))  # unrelated: written before the upsert
+        sql.clear()
+        assert await session.upsert([ann], on=("email",), update=("name",)) == 1
+        assert ann.id == 1 and inspect(ann).persistent
+        await session.commit()
+        inserts = [s.split(" (")[0] for s in sql.statements if "INSERT" in s]
+        assert inserts == [
+            'INSERT INTO "users"',
+            "WITH v",  # the upsert
+            'INSERT INTO "posts"',
+            'INSERT INTO "comments"',
+        ]
+    users = await fetch(schema, "SELECT id, name, email FROM users ORDER BY id")
+    assert users == [(1, "Ann", "a@x.org"), (2, "Bo", "b@x.org")]
+    posts = await fetch(schema, "SELECT id, author_id, title FROM posts ORDER BY id")
+    assert posts == [(1, 1, "hello"), (2, 1, "second")]
+    assert await fetch(schema, "SELECT post_id, body FROM comments") == [(2, "first")]
