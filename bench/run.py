@@ -35,6 +35,7 @@ WORKLOADS = (
     "W7 relational page",
     "W7 column selection",
     "W7 group by",
+    "W8 eager page",
 )
 
 
@@ -103,6 +104,7 @@ def _workloads(system: Any, ids: list[int]) -> list[tuple[str, Any, int]]:
         (WORKLOADS[7], system.w7, 1),
         (WORKLOADS[8], system.w7_columns, 1),
         (WORKLOADS[9], system.w7_group, 1),
+        (WORKLOADS[10], system.w8, 1),
     ]
 
 
