@@ -318,6 +318,10 @@ RATIO_SYSTEMS = (
     "data_bridge sampled out",
     "sqlalchemy",
     "sqlalchemy instrumented",
+    # The peers, when the run has them (the bench extra).
+    "raw asyncpg",
+    "tortoise",
+    "piccolo",
 )
 
 
@@ -330,7 +334,7 @@ def ratio_chart(data: dict[str, Any], path: Path) -> None:
 
     workloads = data["workloads"]
     systems = [s for s in RATIO_SYSTEMS if s in data["results"]]
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(14, 4))
     width = 0.8 / max(len(systems), 1)
     for n, system in enumerate(systems):
         ratios = []
