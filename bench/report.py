@@ -166,69 +166,116 @@ def _ms(us: float) -> str:
     return f"{us / 1000:.2f} ms" if abs(us) >= 1000 else f"{us:.0f} µs"
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _passes(value: float | None, limit: float | None) -> bool | None:
+    return None if value is None or limit is None else value <= limit
+
+
+def issue_figures(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Issue 25's figures from this run, each with its target and verdict (None:
+    not measured in this run); ``results.json`` keeps them as ``issue_25``."""
+    out: dict[str, dict[str, Any]] = {}
+    for row, _, workload, target in ISSUE_ROWS:
+        cpu = _cell(data, ORM, workload, "cpu_median_us")
+        raw_cpu = _cell(data, RAW, workload, "cpu_median_us")
+        r_cpu = _ratio(cpu, raw_cpu)
+        out[row] = {
+            "workload": workload,
+            "cpu_us": cpu,
+            "raw_cpu_us": raw_cpu,
+            "cpu_ratio": r_cpu,
+            "wall_ratio": _ratio(_cell(data, ORM, workload), _cell(data, RAW, workload)),
+            "target": target,
+            "pass": _passes(r_cpu, target),
+        }
+    eager = data.get("w8_extra_cpu", {})
+    ours, theirs = eager.get("data_bridge", {}), eager.get("sqlalchemy", {})
+    out["traced eager page"] = {
+        "extra_cpu_us": ours.get("extra_cpu_us"),
+        "spans_per_page": ours.get("spans_per_page"),
+        "sqlalchemy_extra_cpu_us": theirs.get("extra_cpu_us"),
+        "sqlalchemy_spans_per_page": theirs.get("spans_per_page"),
+        "pass": _passes(ours.get("extra_cpu_us"), theirs.get("extra_cpu_us")),
+    }
+    paired = data.get("w1_extra_cpu_us", {})
+    span_ratio = _ratio(paired.get("recording"), paired.get("bare_span"))
+    out["query span in the request flow"] = {
+        "recording_extra_us": paired.get("recording"),
+        "bare_span_extra_us": paired.get("bare_span"),
+        "ratio": span_ratio,
+        "target": ISSUE_SPAN_RATIO,
+        "pass": _passes(span_ratio, ISSUE_SPAN_RATIO),
+    }
+    memory = data.get("memory_peak_bytes", {})
+    mem = _ratio(memory.get(ORM), memory.get(RAW))
+    out["memory of c"] = {
+        "peak_bytes": memory.get(ORM),
+        "ratio": mem,
+        "target": ISSUE_MEMORY_RATIO,
+        "pass": _passes(mem, ISSUE_MEMORY_RATIO),
+    }
+    return out
+
+
 def issue_table(data: dict[str, Any]) -> list[str]:
     """Issue 25's table in its own terms, from this run: data_bridge's process CPU
     and wall time per operation over raw psycopg's for a-e, the traced eager page's
     extra CPU against SQLAlchemy-instrumented's, the span in the request flow
     against a bare SDK span, c's memory; each beside the issue's target."""
+    figures = issue_figures(data)
     lines = [
         "| issue 25 | bench workload | data_bridge process CPU x raw psycopg | wall x raw psycopg "
         "| target | |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for row, words, workload, target in ISSUE_ROWS:
-        cpu, raw_cpu = (
-            _cell(data, ORM, workload, "cpu_median_us"),
-            _cell(data, RAW, workload, "cpu_median_us"),
+        f = figures[row]
+        cpu_shown = (
+            "-"
+            if f["cpu_ratio"] is None
+            else f"{f['cpu_ratio']:.2f}x ({_ms(f['cpu_us'])} vs {_ms(f['raw_cpu_us'])})"
         )
-        wall, raw_wall = _cell(data, ORM, workload), _cell(data, RAW, workload)
-        r_cpu = cpu / raw_cpu if cpu is not None and raw_cpu else None
-        r_wall = wall / raw_wall if wall is not None and raw_wall else None
+        wall_shown = "-" if f["wall_ratio"] is None else f"{f['wall_ratio']:.2f}x"
         lines.append(
-            f"| {row} {words} | {workload} | "
-            + ("-" if r_cpu is None else f"{r_cpu:.2f}x ({_ms(cpu or 0)} vs {_ms(raw_cpu or 0)})")
-            + f" | {'-' if r_wall is None else f'{r_wall:.2f}x'} | <= {target}x | "
-            + f"{_verdict(None if r_cpu is None else r_cpu <= target)} |"
+            f"| {row} {words} | {workload} | {cpu_shown} | {wall_shown} | <= {target}x "
+            f"| {_verdict(f['pass'])} |"
         )
-    eager = data.get("w8_extra_cpu", {})
-    ours, theirs = eager.get("data_bridge"), eager.get("sqlalchemy")
+    f = figures["traced eager page"]
     ours_shown = (
         "-"
-        if ours is None
-        else f"+{_ms(ours['extra_cpu_us'])} per page ({ours['spans_per_page']:g} spans)"
+        if f["extra_cpu_us"] is None
+        else f"+{_ms(f['extra_cpu_us'])} per page ({f['spans_per_page']:g} spans)"
     )
     theirs_shown = (
         "SQLAlchemy-instrumented's (not run)"
-        if theirs is None
-        else f"<= SQLAlchemy-instrumented's: +{_ms(theirs['extra_cpu_us'])} "
-        f"({theirs['spans_per_page']:g} spans)"
+        if f["sqlalchemy_extra_cpu_us"] is None
+        else f"<= SQLAlchemy-instrumented's: +{_ms(f['sqlalchemy_extra_cpu_us'])} "
+        f"({f['sqlalchemy_spans_per_page']:g} spans)"
     )
-    ok = None if ours is None or theirs is None else ours["extra_cpu_us"] <= theirs["extra_cpu_us"]
     lines.append(
-        f"| traced eager page (e), extra process CPU | W8 eager page, instrumented minus plain "
-        f"| {ours_shown} | | {theirs_shown} | {_verdict(ok)} |"
+        "| traced eager page (e), extra process CPU | W8 eager page, instrumented minus plain "
+        f"| {ours_shown} | | {theirs_shown} | {_verdict(f['pass'])} |"
     )
-    paired = data.get("w1_extra_cpu_us", {})
-    rec, bare = paired.get("recording"), paired.get("bare_span")
-    span_ratio = rec / bare if rec is not None and bare else None
+    f = figures["query span in the request flow"]
+    shown = (
+        "-"
+        if f["ratio"] is None
+        else f"{f['ratio']:.2f}x ({f['recording_extra_us']:.1f} µs vs "
+        f"{f['bare_span_extra_us']:.1f} µs)"
+    )
     lines.append(
         "| recording a query span, in the request flow | W1, extra CPU per get over a bare "
-        "SDK span's in the same flow | "
-        + (
-            "-"
-            if span_ratio is None or rec is None or bare is None
-            else f"{span_ratio:.2f}x ({rec:.1f} µs vs {bare:.1f} µs)"
-        )
-        + f" | | <= {ISSUE_SPAN_RATIO}x | "
-        + f"{_verdict(None if span_ratio is None else span_ratio <= ISSUE_SPAN_RATIO)} |"
+        f"SDK span's in the same flow | {shown} | | <= {ISSUE_SPAN_RATIO}x "
+        f"| {_verdict(f['pass'])} |"
     )
-    memory = data.get("memory_peak_bytes", {})
-    mem = memory[ORM] / memory[RAW] if memory.get(RAW) and memory.get(ORM) else None
+    f = figures["memory of c"]
+    shown = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x ({f['peak_bytes'] / 1e6:.1f} MB)"
     lines.append(
-        "| memory of c | W3, tracemalloc peak | "
-        + ("-" if mem is None else f"{mem:.2f}x ({memory[ORM] / 1e6:.1f} MB)")
-        + f" | | <= {ISSUE_MEMORY_RATIO}x | "
-        + f"{_verdict(None if mem is None else mem <= ISSUE_MEMORY_RATIO)} |"
+        f"| memory of c | W3, tracemalloc peak | {shown} | | <= {ISSUE_MEMORY_RATIO}x "
+        f"| {_verdict(f['pass'])} |"
     )
     return lines
 

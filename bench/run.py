@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     data = asyncio.run(main_async(args))
+    data["issue_25"] = report.issue_figures(data)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(data, indent=2))
     (args.out / "results.md").write_text(report.markdown(data) + "\n")

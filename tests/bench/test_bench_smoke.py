@@ -92,6 +92,21 @@ def test_quick_run_fills_every_cell(tmp_path: Path) -> None:
     ):
         assert row in markdown and row in run.stdout, row
     assert "| data_bridge | " in markdown.split("Against the peers")[1]
+    figures = data["issue_25"]
+    assert set(figures) == {
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "traced eager page",
+        "query span in the request flow",
+        "memory of c",
+    }
+    assert [figures[row]["target"] for row in "abcde"] == [1.25, 1.4, 1.5, 2.0, 1.5]
+    assert figures["e"]["workload"] == "W8 eager page" and figures["e"]["cpu_ratio"] > 0
+    for figure in figures.values():
+        assert figure["pass"] in (True, False), figure  # every figure measured
     for system, cells in data["results"].items():
         for workload, cell in cells.items():
             assert cell["cpu_median_us"] > 0, (system, workload)
