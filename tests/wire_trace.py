@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,8 +86,8 @@ class WireLog:
 
 
 # Statement names seen on each connection (a prepared statement's text comes from
-# the Parse of an earlier trace).
-_names: dict[int, dict[str, str]] = {}
+# the Parse of an earlier trace); weak, so a new connection never inherits them.
+_names: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -103,4 +104,4 @@ def wire_trace(conn: Any) -> Iterator[WireLog]:
         finally:
             pgconn.untrace()  # flushes libpq's stream into the file
         out.seek(0)
-        log.parse(out.read().decode(), _names.setdefault(id(conn), {}))
+        log.parse(out.read().decode(), _names.setdefault(conn, {}))
