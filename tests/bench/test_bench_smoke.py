@@ -105,8 +105,13 @@ def test_quick_run_fills_every_cell(tmp_path: Path) -> None:
     }
     assert [figures[row]["target"] for row in "abcde"] == [1.25, 1.4, 1.5, 2.0, 1.5]
     assert figures["e"]["workload"] == "W8 eager page" and figures["e"]["cpu_ratio"] > 0
-    for figure in figures.values():
-        assert figure["pass"] in (True, False), figure  # every figure measured
+    for row, figure in figures.items():
+        # Every figure measured; in a run this short the bare span's paired extra
+        # can come out at or below zero, and then the span ratio has no verdict.
+        if row == "query span in the request flow" and figure["bare_span_extra_us"] <= 0:
+            assert figure["pass"] is None and figure["ratio"] is None
+        else:
+            assert figure["pass"] in (True, False), (row, figure)
     for system, cells in data["results"].items():
         for workload, cell in cells.items():
             assert cell["cpu_median_us"] > 0, (system, workload)
