@@ -132,6 +132,218 @@ def targets(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Issue 25's table: (row, its words, the bench workload, the target on process CPU / raw psycopg).
+ISSUE_ROWS = (
+    ("a", "get by primary key", "W1 get by pk", 1.25),
+    ("b", "filter + order + limit page", "W2 page of 100", 1.4),
+    ("c", "5,000 rows to objects", "W3 5000 posts", 1.5),
+    ("d", "1,000 objects inserted in one transaction", "W4 insert 1000", 2.0),
+    ("e", "50 posts with authors and comments, eager", "W8 eager page", 1.5),
+)
+ISSUE_SPAN_RATIO = 1.2  # recording a query span in the request flow / one bare SDK span
+ISSUE_MEMORY_RATIO = 1.3  # c's memory / raw psycopg's
+# The peers' table: each system a user would pick instead, and the drivers.
+PEER_ROWS = (
+    RAW,
+    "raw asyncpg",
+    ORM,
+    "data_bridge instrumented",
+    "sqlalchemy",
+    "sqlalchemy instrumented",
+    "tortoise",
+    "tortoise instrumented",
+    "piccolo",
+    "piccolo instrumented",
+)
+ORM_PEERS = ("sqlalchemy", "tortoise", "piccolo")
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if abs(us) >= 1000 else f"{us:.0f} µs"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _passes(value: float | None, limit: float | None) -> bool | None:
+    return None if value is None or limit is None else value <= limit
+
+
+def issue_figures(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Issue 25's figures from this run, each with its target and verdict (None:
+    not measured in this run); ``results.json`` keeps them as ``issue_25``."""
+    out: dict[str, dict[str, Any]] = {}
+    for row, _, workload, target in ISSUE_ROWS:
+        cpu = _cell(data, ORM, workload, "cpu_median_us")
+        raw_cpu = _cell(data, RAW, workload, "cpu_median_us")
+        r_cpu = _ratio(cpu, raw_cpu)
+        out[row] = {
+            "workload": workload,
+            "cpu_us": cpu,
+            "raw_cpu_us": raw_cpu,
+            "cpu_ratio": r_cpu,
+            "wall_ratio": _ratio(_cell(data, ORM, workload), _cell(data, RAW, workload)),
+            "target": target,
+            "pass": _passes(r_cpu, target),
+        }
+    eager = data.get("w8_extra_cpu", {})
+    ours, theirs = eager.get("data_bridge", {}), eager.get("sqlalchemy", {})
+    out["traced eager page"] = {
+        "extra_cpu_us": ours.get("extra_cpu_us"),
+        "spans_per_page": ours.get("spans_per_page"),
+        "sqlalchemy_extra_cpu_us": theirs.get("extra_cpu_us"),
+        "sqlalchemy_spans_per_page": theirs.get("spans_per_page"),
+        "pass": _passes(ours.get("extra_cpu_us"), theirs.get("extra_cpu_us")),
+    }
+    paired = data.get("w1_extra_cpu_us", {})
+    bare = paired.get("bare_span")
+    # A bare span's extra at or below zero is the noise of a short run: no ratio.
+    span_ratio = _ratio(paired.get("recording"), bare) if bare is not None and bare > 0 else None
+    out["query span in the request flow"] = {
+        "recording_extra_us": paired.get("recording"),
+        "bare_span_extra_us": paired.get("bare_span"),
+        "ratio": span_ratio,
+        "target": ISSUE_SPAN_RATIO,
+        "pass": _passes(span_ratio, ISSUE_SPAN_RATIO),
+    }
+    memory = data.get("memory_peak_bytes", {})
+    mem = _ratio(memory.get(ORM), memory.get(RAW))
+    out["memory of c"] = {
+        "peak_bytes": memory.get(ORM),
+        "ratio": mem,
+        "target": ISSUE_MEMORY_RATIO,
+        "pass": _passes(mem, ISSUE_MEMORY_RATIO),
+    }
+    return out
+
+
+def issue_table(data: dict[str, Any]) -> list[str]:
+    """Issue 25's table in its own terms, from this run: data_bridge's process CPU
+    and wall time per operation over raw psycopg's for a-e, the traced eager page's
+    extra CPU against SQLAlchemy-instrumented's, the span in the request flow
+    against a bare SDK span, c's memory; each beside the issue's target."""
+    figures = issue_figures(data)
+    lines = [
+        "| issue 25 | bench workload | data_bridge process CPU x raw psycopg | wall x raw psycopg "
+        "| target | |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for row, words, workload, target in ISSUE_ROWS:
+        f = figures[row]
+        cpu_shown = (
+            "-"
+            if f["cpu_ratio"] is None
+            else f"{f['cpu_ratio']:.2f}x ({_ms(f['cpu_us'])} vs {_ms(f['raw_cpu_us'])})"
+        )
+        wall_shown = "-" if f["wall_ratio"] is None else f"{f['wall_ratio']:.2f}x"
+        lines.append(
+            f"| {row} {words} | {workload} | {cpu_shown} | {wall_shown} | <= {target}x "
+            f"| {_verdict(f['pass'])} |"
+        )
+    f = figures["traced eager page"]
+    ours_shown = (
+        "-"
+        if f["extra_cpu_us"] is None
+        else f"+{_ms(f['extra_cpu_us'])} per page ({f['spans_per_page']:g} spans)"
+    )
+    theirs_shown = (
+        "SQLAlchemy-instrumented's (not run)"
+        if f["sqlalchemy_extra_cpu_us"] is None
+        else f"<= SQLAlchemy-instrumented's: +{_ms(f['sqlalchemy_extra_cpu_us'])} "
+        f"({f['sqlalchemy_spans_per_page']:g} spans)"
+    )
+    lines.append(
+        "| traced eager page (e), extra process CPU | W8 eager page, instrumented minus plain "
+        f"| {ours_shown} | | {theirs_shown} | {_verdict(f['pass'])} |"
+    )
+    f = figures["query span in the request flow"]
+    if f["ratio"] is not None:
+        shown = (
+            f"{f['ratio']:.2f}x ({f['recording_extra_us']:.1f} µs vs "
+            f"{f['bare_span_extra_us']:.1f} µs)"
+        )
+    elif f["bare_span_extra_us"] is not None:
+        shown = f"no ratio: the bare span's extra is {f['bare_span_extra_us']:.1f} µs (noise)"
+    else:
+        shown = "-"
+    lines.append(
+        "| recording a query span, in the request flow | W1, extra CPU per get over a bare "
+        f"SDK span's in the same flow | {shown} | | <= {ISSUE_SPAN_RATIO}x "
+        f"| {_verdict(f['pass'])} |"
+    )
+    f = figures["memory of c"]
+    shown = "-" if f["ratio"] is None else f"{f['ratio']:.2f}x ({f['peak_bytes'] / 1e6:.1f} MB)"
+    lines.append(
+        f"| memory of c | W3, tracemalloc peak | {shown} | | <= {ISSUE_MEMORY_RATIO}x "
+        f"| {_verdict(f['pass'])} |"
+    )
+    return lines
+
+
+def peers_table(data: dict[str, Any]) -> list[str]:
+    """Issue 25's workloads for every system of the run that a user would pick
+    instead (and the two drivers): process CPU per operation x raw psycopg, wall in
+    parentheses; c's memory; and whether data_bridge is ahead of every ORM peer."""
+    rows = [s for s in PEER_ROWS if s in data["results"]]
+    memory = data.get("memory_peak_bytes", {})
+    head = " | ".join(f"{row} {workload}" for row, _, workload, _ in ISSUE_ROWS)
+    lines = [
+        f"| system | {head} | memory of c |",
+        "| --- |" + " ---: |" * (len(ISSUE_ROWS) + 1),
+    ]
+    for system in rows:
+        cells = []
+        for _, _, workload, _ in ISSUE_ROWS:
+            cpu, raw_cpu = (
+                _cell(data, system, workload, "cpu_median_us"),
+                _cell(data, RAW, workload, "cpu_median_us"),
+            )
+            wall, raw_wall = _cell(data, system, workload), _cell(data, RAW, workload)
+            if cpu is None or not raw_cpu or wall is None or not raw_wall:
+                cells.append("-")
+            else:
+                cells.append(f"{cpu / raw_cpu:.2f}x ({wall / raw_wall:.2f}x)")
+        peak = memory.get(system)
+        cells.append(f"{peak / memory[RAW]:.2f}x" if peak and memory.get(RAW) else "-")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    behind = []
+    for _, _, workload, _ in ISSUE_ROWS:
+        ours = _cell(data, ORM, workload, "cpu_median_us")
+        for peer in ORM_PEERS:
+            theirs = _cell(data, peer, workload, "cpu_median_us")
+            if ours is not None and theirs is not None and ours >= theirs:
+                behind.append(f"{peer} on {workload}")
+    present = [p for p in ORM_PEERS if p in data["results"]]
+    if ORM in data["results"] and present:
+        lines += [
+            "",
+            f"data_bridge ahead of every ORM peer of this run ({', '.join(present)}) in process "
+            "CPU on a-e: " + ("yes" if not behind else "no, behind " + ", ".join(behind)),
+        ]
+    return lines
+
+
+def issue_summary(data: dict[str, Any]) -> str:
+    """Both issue 25 tables, as printed after a run and written into results.md."""
+    return "\n".join(
+        [
+            "",
+            "Issue 25 (process CPU per operation, medians of one interleaved run):",
+            "",
+            *issue_table(data),
+            "",
+            "Against the peers (process CPU x raw psycopg, wall x raw psycopg in parentheses):",
+            "",
+            *peers_table(data),
+        ]
+    )
+
+
 def chart(data: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -158,6 +370,10 @@ RATIO_SYSTEMS = (
     "data_bridge sampled out",
     "sqlalchemy",
     "sqlalchemy instrumented",
+    # The peers, when the run has them (the bench extra).
+    "raw asyncpg",
+    "tortoise",
+    "piccolo",
 )
 
 
@@ -170,7 +386,7 @@ def ratio_chart(data: dict[str, Any], path: Path) -> None:
 
     workloads = data["workloads"]
     systems = [s for s in RATIO_SYSTEMS if s in data["results"]]
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(14, 4))
     width = 0.8 / max(len(systems), 1)
     for n, system in enumerate(systems):
         ratios = []
@@ -277,6 +493,7 @@ def markdown(data: dict[str, Any]) -> str:
                 for name, peak in memory.items()
             ),
         ]
+    lines.append(issue_summary(data))
     for line in data.get("skipped", []):
         lines += ["", line]
     return "\n".join(lines)
