@@ -74,9 +74,8 @@ async def test_the_next_statement_of_a_found_line_makes_no_python_call(
     [warning] = [s for s in spans.get_finished_spans() if s.name == "db.n1_warning"]
     assert dict(warning.attributes or {})["db.n1.query_count"] == 12
     assert len(seen) == 1 + 12  # the authors' find, then one per first()
-    # From the fourth first() on: the length of the result list and the explicit
-    # block's context variable, nothing else.
-    assert seen[4:] == [["C len", "C ContextVar.get"]] * 9
+    # From the fourth first() on: the explicit block's context variable, nothing else.
+    assert seen[4:] == [["C ContextVar.get"]] * 9
 
 
 async def test_a_to_list_on_the_users_line_is_checked_for_its_limit_on_the_fast_path(

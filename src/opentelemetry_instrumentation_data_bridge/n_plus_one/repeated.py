@@ -95,11 +95,8 @@ def record_statement(
 
     This runs after every one-row query, count and exists, between two round
     trips, so the common case (the next statement of the last line, found
-    already) is `_count`'s fast path written out here: no call, no allocation.
+    already) is `_count`'s fast path written out here, with no Python call.
     """
-    if result.__class__ is list and len(result) > 1:  # only a find returns a list
-        _remember_rows(result, caller)
-        return
     if not settings_module._settings.enabled:
         return
     if caller is None:
@@ -134,16 +131,19 @@ def record_statement(
             return
         _shape_and_count(last[3], site, operation, query)
         return
+    # A multi-row find never takes the path above: it is either through first() or
+    # get() (limit(1)) or a to_list() on the user's line checked for limit(1).
+    if result.__class__ is list and len(result) > 1:  # only a find returns a list
+        _remember_rows(result, caller)
+        return
     located = _locate(operation, query, None, caller, context, explicit)
     if located is not None:
         _shape_and_count(located[0], located[1], operation, query)
 
 
-def _remember_rows(result: list[Any], caller: FrameType | None) -> None:
-    if not settings_module._settings.enabled:
-        return
+def _remember_rows(result: list[Any], caller: FrameType) -> None:
     rows = result_of(result[0])
-    frame = user_frame(sys._getframe(2) if caller is None else caller)
+    frame = user_frame(caller)
     if rows is not None and frame is not None:
         _remember_query(rows, (frame.f_code, frame.f_lasti))  # the line advice names
 
