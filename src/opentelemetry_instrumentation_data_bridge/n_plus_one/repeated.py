@@ -13,7 +13,10 @@ a shape. From the second on, each is shaped and counted; until a shape's
 finding, the values of its ``column == value`` filters are compared with the
 first call's (in memory only) to tell which columns change per item, which the
 advice writes as ``Model.column.in_(columns)``. Once a line that ran a single
-shape has its finding, its next statements only bump the finding's count.
+shape has its finding, its next statements only bump the finding's count: the
+next statement of the last line is recognised without a Python call (the
+frames out to the line retraced by their code, the context and block compared
+by identity; `record_statement`).
 """
 
 from __future__ import annotations

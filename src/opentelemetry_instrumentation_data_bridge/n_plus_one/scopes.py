@@ -108,12 +108,12 @@ stream_results: dict[Any, None] = {}
 LastLoop = tuple[Any, Any, Any, "N1Scope | None", N1Scope, LazySite, Any]
 NO_LOOP: LastLoop = (None, None, None, None, _NO_SCOPE, LazySite(), None)
 last_loop: LastLoop = NO_LOOP
-# The last counted statement (`repeated._count`): (explicit block, context object
-# (None in a block), session (only for a session's scope, else None), scope, the
-# library frames' code between the seam's caller and the line (None when fewer),
-# code, bytecode offset, its site, operation). The next statement from the same
-# line in the same block, context and session skips the scope and site lookups.
-# Reset when that scope ends.
+# The last counted statement (`repeated.record_statement`, `repeated._count`):
+# (explicit block, context object, session (only for a session's scope, else
+# None), scope, the library frames' code between the seam's caller and the line
+# (None when fewer), code, bytecode offset, its site, operation). The next
+# statement from the same line in the same block, context and session skips the
+# scope and site lookups. Reset when that scope ends.
 NO_STATEMENT: tuple[Any, ...] = (None, None, None, None, None, None, None, -1, None, "")
 last_statement: tuple[Any, ...] = NO_STATEMENT
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
