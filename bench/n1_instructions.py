@@ -15,6 +15,14 @@ detection's instructions per load (imports and first uses cancel out). With
 ``first`` after the count (``python -m bench.n1_instructions 11 first``), each
 user's lazy load is replaced by one ``find(Post).filter(Post.author_id ==
 user.id).first()``: repeated-statement detection's instructions per statement.
+``--apart NAME[,NAME]`` (before the count) calls the named entry points through
+``operator.call`` instead, another C function nothing else calls: add
+``--toggle-collect=_operator_call`` and ``callgrind_annotate --inclusive=yes``
+shows their share (``_operator_call``) beside the others' (``sys_call_tracing``)::
+
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect=sys_call_tracing \
+        --toggle-collect=_operator_call python -m bench.n1_instructions --apart on_end 11 first
+
 ``--calibrate`` calls a no-op through the same wrapper 10,000 times: the
 wrapper's own instructions per call (about 660 with CPython 3.11; some four
 calls per lazy load), the same before and after a change.
@@ -23,6 +31,7 @@ calls per lazy load), the same before and after a change.
 from __future__ import annotations
 
 import asyncio
+import operator
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +48,18 @@ def _through_call_tracing(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-async def _requests(schema: str, requests: int, per_user: str = "lazy") -> None:
+def _through_operator_call(function: Callable[..., Any]) -> Callable[..., Any]:
+    call = operator.call
+
+    def wrapper(*args: Any) -> Any:
+        return call(function, *args)
+
+    return wrapper
+
+
+async def _requests(
+    schema: str, requests: int, per_user: str = "lazy", apart: frozenset[str] = frozenset()
+) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -57,7 +77,8 @@ async def _requests(schema: str, requests: int, per_user: str = "lazy") -> None:
     for module, owner, name in ENTRY_POINTS:
         holder = getattr(modules[module], owner) if owner else modules[module]
         if hasattr(holder, name):
-            setattr(holder, name, _through_call_tracing(getattr(holder, name)))
+            through = _through_operator_call if name in apart else _through_call_tracing
+            setattr(holder, name, through(getattr(holder, name)))
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(NoopExporter()))
     instrumentor = DataBridgeInstrumentor()
@@ -90,10 +111,14 @@ def main(argv: list[str]) -> int:
         return 0
     from bench.schema import create_schema, drop_schema
 
+    apart: frozenset[str] = frozenset()
+    if argv and argv[0] == "--apart":
+        apart = frozenset(argv[1].split(","))
+        argv = argv[2:]
     schema = create_schema()
     try:
         per_user = argv[1] if len(argv) > 1 else "lazy"
-        asyncio.run(_requests(schema, int(argv[0]) if argv else 11, per_user))
+        asyncio.run(_requests(schema, int(argv[0]) if argv else 11, per_user, apart))
     finally:
         drop_schema(schema)
     return 0

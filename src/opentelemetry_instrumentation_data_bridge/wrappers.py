@@ -240,7 +240,7 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
                 counts = _describe(reading, _query_result, scope, operation, result)
                 rows = counts[1] if counts is not None else None
             if detects:  # the line N+1 advice points to; repeated one-row queries
-                _detect(n_plus_one.record_statement, operation, instance, result, caller)
+                _detect(n_plus_one.record_statement, operation, instance, result, caller, current)
             return result
         except BaseException as exc:
             error = exc

@@ -13,7 +13,10 @@ a shape. From the second on, each is shaped and counted; until a shape's
 finding, the values of its ``column == value`` filters are compared with the
 first call's (in memory only) to tell which columns change per item, which the
 advice writes as ``Model.column.in_(columns)``. Once a line that ran a single
-shape has its finding, its next statements only bump the finding's count.
+shape has its finding, its next statements only bump the finding's count: the
+next statement of the last line is recognised without a Python call (the
+frames out to the line retraced by their code, the context and block compared
+by identity; `record_statement`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from data_bridge_core import result_of, table_info
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report, scopes
 from opentelemetry_instrumentation_data_bridge.n_plus_one import settings as settings_module
 from opentelemetry_instrumentation_data_bridge.n_plus_one.detector import (
+    _in_library,
+    _library_file,
     _remember_query,
     call_site,
     user_frame,
@@ -40,6 +45,10 @@ from opentelemetry_instrumentation_data_bridge.n_plus_one.scopes import (
 )
 
 _explicit_scope = scopes._explicit.get
+# Library frames between the seam's caller and the user's line that the last
+# statement's fast path retraces (first() and get() have one; execute() two).
+_MAX_LIBRARY_FRAMES = 2
+_NEVER = compile("", "<never a frame's code>", "exec")  # matches no frame
 
 
 class StatementSite:
@@ -72,28 +81,74 @@ class ShapeCount:
 
 
 def record_statement(
-    operation: str, query: Any, result: Any, caller: FrameType | None = None
+    operation: str,
+    query: Any,
+    result: Any,
+    caller: FrameType | None = None,
+    context: Any = None,
 ) -> None:
     """A query seam returned: ``find`` (``to_list()``: ``get()`` and ``first()`` go
     through it), ``count`` or ``exists``. A multi-row find's line is kept for the
     lazy-load advice; a one-row query (``limit(1)``), a count and an exists are
     counted as repeated statements. ``caller``: the frame that called the seam,
     read by the wrapper at the call (walking out to it from here would make
-    CPython build a frame object for each coroutine in between); None: walk."""
+    CPython build a frame object for each coroutine in between); None: walk.
+    ``context``: the OpenTelemetry context the seam ran under (the wrapper has
+    it; None: read it).
+
+    This runs after every one-row query, count and exists, between two round
+    trips, so the common case (the next statement of the last line, found
+    already) is `_count`'s fast path written out here, with no Python call.
+    """
     if not settings_module._settings.enabled:
         return
     if caller is None:
         caller = sys._getframe(1)
-    if operation == "find":
-        if result.__class__ is list and len(result) > 1:
-            rows = result_of(result[0])
-            frame = user_frame(caller)
-            if rows is not None and frame is not None:
-                _remember_query(rows, (frame.f_code, frame.f_lasti))  # the line advice names
+    if context is None:
+        context = get_current()
+    explicit = _explicit_scope()
+    last = scopes.last_statement
+    # Out to the user's line along the library frames the last statement passed
+    # (first()'s, get()'s), known by their code: no file is looked up.
+    frame: FrameType | None = caller
+    if caller.f_code is last[4]:
+        frame = caller.f_back
+        if last[5] is not None and frame is not None and frame.f_code is last[5]:
+            frame = frame.f_back
+    if (
+        frame is not None
+        and frame.f_code is last[6]
+        and frame.f_lasti == last[7]
+        and operation is last[9]
+        and context is last[1]
+        and explicit is last[0]
+        and (last[2] is None or query.session is last[2])
+        # Through first() or get() (a library frame) it is a limit(1) query, as the
+        # last one was: only a to_list() written on the user's line is checked again.
+        and (frame is not caller or operation != "find" or query.limit_value == 1)
+    ):
+        site: StatementSite = last[8]
+        found = site.found
+        if found is not None:
+            found.count += 1  # after its finding, a one-shape line is not shaped again
             return
-        if query.limit_value != 1:
-            return  # a list that happened to hold one row: not a per-item lookup
-    _count(operation, query, query.session, caller)
+        _shape_and_count(last[3], site, operation, query)
+        return
+    # A multi-row find never takes the path above: it is either through first() or
+    # get() (limit(1)) or a to_list() on the user's line checked for limit(1).
+    if result.__class__ is list and len(result) > 1:  # only a find returns a list
+        _remember_rows(result, caller)
+        return
+    located = _locate(operation, query, None, caller, context, explicit)
+    if located is not None:
+        _shape_and_count(located[0], located[1], operation, query)
+
+
+def _remember_rows(result: list[Any], caller: FrameType) -> None:
+    rows = result_of(result[0])
+    frame = user_frame(caller)
+    if rows is not None and frame is not None:
+        _remember_query(rows, (frame.f_code, frame.f_lasti))  # the line advice names
 
 
 def record_execute(session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -106,59 +161,110 @@ def record_execute(session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 
 
 def _count(operation: str, subject: Any, session: Any, caller: FrameType) -> None:
-    """Count one statement at its line; this runs for every one-row query, count,
-    exists and execute, so the common case (the next statement of a loop, found
-    already) is a few reads and compares against the last statement: its block,
-    context object, session and line."""
+    """Count one statement at its line: `record_statement`'s path for ``execute()``,
+    with its session given. The next statement of the last line, in the same
+    block, context and (where it tells scopes apart) session, is a handful of
+    reads and compares: the last statement's walk out to the user's line is
+    retraced by the identity of the library frames' code, so no file is looked
+    up."""
+    context = get_current()
     explicit = _explicit_scope()
-    if explicit is IGNORED:
-        return
-    frame = user_frame(caller)
-    if frame is None:
-        return
-    code = frame.f_code
-    offset = frame.f_lasti
-    # The request's statements come in a row under one context object (each
-    # statement's own span is detached again by then); without a span, the
-    # session tells scopes apart.
-    context = get_current() if explicit is None else None
     last = scopes.last_statement
+    frame: FrameType | None = caller
+    if caller.f_code is last[4]:
+        frame = caller.f_back
+        if last[5] is not None and frame is not None and frame.f_code is last[5]:
+            frame = frame.f_back
     if (
-        code is last[4]
-        and offset == last[5]
+        frame is not None
+        and frame.f_code is last[6]
+        and frame.f_lasti == last[7]
+        and operation is last[9]
         and context is last[1]
-        and session is last[2]
         and explicit is last[0]
+        and (last[2] is None or session is last[2])
     ):
-        scope, site = last[3], last[6]
-        found = site.found
-        if found is not None:
-            found.count += 1  # after its finding, a one-shape line is not shaped again
-            return
-    else:
-        scope = explicit
-        if scope is None:
-            scope = scopes.ambient_scope(session=session)
-            if scope is None:
-                return
-        key = (id(code), offset)  # id(code): hashing a code object hashes its content
-        site = scope.statements.get(key)
-        if site is None:
-            if len(scope.statements) < MAX_SITES_PER_SCOPE:
-                site = StatementSite((code, offset), operation, subject)
-                scope.statements[key] = site
-                # One rebinding: another thread never sees half of it.
-                scopes.last_statement = (explicit, context, session, scope, code, offset, site)
-            return
-        scopes.last_statement = (explicit, context, session, scope, code, offset, site)
+        site: StatementSite = last[8]
         if site.found is not None:
             site.found.count += 1
             return
+        _shape_and_count(last[3], site, operation, subject)
+        return
+    located = _locate(operation, subject, session, caller, context, explicit)
+    if located is not None:
+        _shape_and_count(located[0], located[1], operation, subject)
+
+
+def _shape_and_count(scope: N1Scope, site: StatementSite, operation: str, subject: Any) -> None:
+    """A line's statement before its finding: shape it, and the line's first one."""
     pending = site.pending
     if pending is not None:
         site.pending = None
         _add(scope, site, pending[0], pending[1])
     _add(scope, site, operation, subject)
+
+
+def _locate(
+    operation: str, subject: Any, session: Any, caller: FrameType, context: Any, explicit: Any
+) -> tuple[N1Scope, StatementSite] | None:
+    """A statement that is not the next of the last line: find its scope and site
+    (it becomes the last statement). None when it does not count, or is the line's
+    first in its scope (only remembered)."""
+    if explicit is IGNORED:
+        return None
+    if operation == "find" and subject.limit_value != 1:
+        return None  # a list that happened to hold one row: not a per-item lookup
+    # Out to the user's line, keeping the (at most two) library frames passed.
+    via: list[CodeType | None] = [None, None]
+    frame: FrameType | None = caller
+    for step in range(_MAX_LIBRARY_FRAMES + 1):
+        if frame is None:
+            return None
+        code = frame.f_code
+        inside = _library_file.get(code.co_filename)
+        if inside is None:
+            inside = _in_library(code.co_filename)
+        if not inside:
+            break
+        if step == _MAX_LIBRARY_FRAMES:
+            via = [_NEVER, _NEVER]  # deeper than the fast path retraces: never matched
+            frame = user_frame(frame)
+            if frame is None:
+                return None
+            break
+        via[step] = code
+        frame = frame.f_back
+    assert frame is not None
+    code = frame.f_code
+    offset = frame.f_lasti
+    if session is None:
+        session = subject.session
+    # The request's statements come in a row under one context object (each
+    # statement's own span is detached again by then): a new one takes this path.
+    scope = explicit if explicit is not None else scopes.ambient_scope(session=session)
+    if scope is None:
+        return None
+    # The session tells scopes apart only where no span or block does.
+    by_session = session if scope.of_session else None
+    key = (id(code), offset)  # id(code): hashing a code object hashes its content
+    known: StatementSite | None = scope.statements.get(key)
+    first = known is None
+    if known is None:
+        if len(scope.statements) >= MAX_SITES_PER_SCOPE:
+            return None
+        site = scope.statements[key] = StatementSite((code, offset), operation, subject)
+    else:
+        site = known
+    # One rebinding: another thread never sees half of it.
+    scopes.last_statement = (
+        explicit, context, by_session, scope, via[0], via[1], code, offset, site, operation
+    )  # fmt: skip
+    if first:
+        return None  # only remembered: most lines run once per scope
+    if site.found is not None:
+        site.found.count += 1
+        return None
+    return scope, site
 
 
 def _add(scope: N1Scope, site: StatementSite, operation: str, subject: Any) -> None:

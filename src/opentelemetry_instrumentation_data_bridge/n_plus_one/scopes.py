@@ -76,6 +76,7 @@ class N1Scope:
     # spans stay open and log records / warnings wait for the final count.
     keeps_warnings_open: bool = True
     tracks_eager_loads: bool = True
+    of_session: bool = False  # a session's scope (no span, no block): the session tells it
     # A session scope's finalizer (for a session never closed), detached at close.
     finalizer: Any = field(default=None, repr=False)
     ended: bool = False
@@ -107,11 +108,13 @@ stream_results: dict[Any, None] = {}
 LastLoop = tuple[Any, Any, Any, "N1Scope | None", N1Scope, LazySite, Any]
 NO_LOOP: LastLoop = (None, None, None, None, _NO_SCOPE, LazySite(), None)
 last_loop: LastLoop = NO_LOOP
-# The last counted statement (`repeated._count`): (explicit block, context object,
-# session, scope, code, bytecode offset, its site). The next statement from the
-# same line in the same block, context and session skips the scope and site
-# lookups. Reset when that scope ends.
-NO_STATEMENT: tuple[Any, ...] = (None, None, None, None, None, -1, None)
+# The last counted statement (`repeated.record_statement`, `repeated._count`):
+# (explicit block, context object, session (only for a session's scope, else
+# None), scope, the library frames' code between the seam's caller and the line
+# (None when fewer), code, bytecode offset, its site, operation). The next
+# statement from the same line in the same block, context and session skips the
+# scope and site lookups. Reset when that scope ends.
+NO_STATEMENT: tuple[Any, ...] = (None, None, None, None, None, None, None, -1, None, "")
 last_statement: tuple[Any, ...] = NO_STATEMENT
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
 # then tells a load both whether it is ignored and which explicit scope it is in.
@@ -206,7 +209,7 @@ def ambient_scope(create: bool = True, session: Any = None) -> N1Scope | None:
         return None
     scope = _session_scopes.get(id(session))
     if scope is None and create:
-        scope = _session_scopes[id(session)] = N1Scope(tracks_eager_loads=False)
+        scope = _session_scopes[id(session)] = N1Scope(tracks_eager_loads=False, of_session=True)
         scope.finalizer = weakref.finalize(session, _session_collected, id(session), scope)
     return scope
 
