@@ -44,6 +44,8 @@ class ChangeLog(Protocol):
         """A row changed in the database while no object of the session held it."""
 
 
+_state_of_obj = attrgetter(STATE_KEY)
+
 # Dead result references kept at most before a prune (a few KiB).
 _PRUNE_EVERY = 256
 
@@ -181,38 +183,37 @@ class IdentityMap:
     def __len__(self) -> int:
         return sum(len(found) for found in self.by_model.values())
 
-    def _held_lists(self) -> Iterator[Iterator[Table] | list[Table]]:
-        # Every held object, indexed or still in a batch, without indexing.
+    def _own_states(self) -> set[Any]:
+        # The distinct states of every held object, indexed or still in a batch,
+        # gathered in C (no Python step per row): the rows of a result share one,
+        # so the set is the results plus the objects' own states. getattr, not
+        # __dict__: reading __dict__ would build a dict per loaded row.
+        states: set[Any] = set()
         for found in self._by_model.values():
-            yield iter(found.values())
+            states.update(map(_state_of_obj, found.values()))
         for _model, batch in self.pending:
-            yield batch
+            states.update(map(_state_of_obj, batch))
+        return states
 
     def forget_relations(self) -> None:
         """Drop loaded relationship values: they may describe rows that changed."""
-        # One pass over every loaded row, inlined; a shared state holds no relations.
-        # (getattr, not __dict__: reading __dict__ would build a dict per loaded row.)
-        for objects in self._held_lists():
-            for obj in objects:
-                own = getattr(obj, STATE_KEY)
-                if own.__class__ is InstanceState:
-                    own.relations = None
-                    own.loaded_via = None
+        for own in self._own_states():
+            if own.__class__ is InstanceState:  # a shared state holds no relations
+                own.relations = None
+                own.loaded_via = None
 
     def clear(self, *, forget_relations: bool = False) -> None:
-        """Detach every object (the session closes); one pass over the loaded rows."""
+        """Detach every object (the session closes)."""
         for result in self.live_results:
             result.owner = None  # detaches every row still sharing it
         self._results.clear()
         self._prune_at = _PRUNE_EVERY
-        for objects in self._held_lists():
-            for obj in objects:
-                own = getattr(obj, STATE_KEY)
-                if own.__class__ is InstanceState:
-                    own.owner = None
-                    if forget_relations:
-                        own.relations = None
-                        own.loaded_via = None
+        for own in self._own_states():
+            if own.__class__ is InstanceState:
+                own.owner = None
+                if forget_relations:
+                    own.relations = None
+                    own.loaded_via = None
         self._by_model.clear()
         self.pending.clear()
         self.modified.clear()

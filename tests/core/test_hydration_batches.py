@@ -172,3 +172,26 @@ async def test_a_compact_object_carries_its_values_and_a_shared_state_only(
         # an own state) would add 29 to 100 bytes.
         assert per_row < 135, per_row
         assert len({result_of(o) for o in objects}) == 1
+
+
+async def test_closing_takes_no_python_step_per_row_and_detaches_own_states(
+    engine: Engine,
+) -> None:
+    await seed(engine, users=2, posts=0)
+    async with Session(engine) as session:
+        result = await session.run_statement(
+            'SELECT id, name, email, age, active, country, created_at FROM "users"', []
+        )
+        row = result.rows[0]
+    rows = [(i, *row[1:]) for i in range(1000, 1040)]
+    session = Session(engine)
+    identity = session._identity
+    hydrate = hydration.make_hydrator(identity, User, len(rows), unique_rows=True)
+    objects = [hydrate(r) for r in rows]
+    changed = objects[3]
+    changed.age = 5  # an own state, still in the batch
+    calls = _python_calls(lambda: identity.clear(forget_relations=True))
+    assert [name for name, n in calls.items() if n >= len(rows)] == []
+    assert inspect(changed).session is None and inspect(objects[0]).session is None
+    assert identity.pending == [] and len(identity) == 0
+    await session.close()
