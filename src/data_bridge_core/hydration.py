@@ -35,9 +35,20 @@ from data_bridge_core.state import STATE_KEY, ResultInfo, state_of
 M = TypeVar("M", bound=Table)
 
 RowMaker = Callable[[Sequence[Any]], Any]
-# (model, held, result) -> (row maker looking up the map first, row maker for rows
-# the map cannot hold yet)
-RowMakerFactory = Callable[[type[Table], dict[Any, Table], ResultInfo], tuple[RowMaker, RowMaker]]
+# (model, held, result, pending, index, append) -> (row maker looking up the map
+# first, row maker for rows the map cannot hold yet: it appends them to a batch
+# the map indexes when it is next looked into; see identity.py)
+RowMakerFactory = Callable[
+    [
+        type[Table],
+        dict[Any, Table],
+        ResultInfo,
+        list[Any],
+        Callable[[], None],
+        Callable[[Any], None],
+    ],
+    tuple[RowMaker, RowMaker],
+]
 
 # Results of at least this many rows keep their objects compact (see above).
 COMPACT_FROM_ROWS = 1000
@@ -45,13 +56,17 @@ COMPACT_FROM_ROWS = 1000
 
 def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
     # Only column positions (ints) and field names (Python identifiers, written
-    # with repr) go into the source. `st` is object.__setattr__: the model's own
-    # __setattr__ checks and records user changes, which loading is not; so is
-    # the store into the instance's __dict__.
+    # with repr) go into the source. Loading stores past the model's own
+    # __setattr__ (which checks and records user changes, which loading is not):
+    # into the instance's __dict__, or through object.__setattr__ bound to the
+    # object once (`bind`): a bound slot wrapper is called without the argument
+    # tuple slicing and type check an unbound one costs per call (bench/README.md,
+    # round 3, session 2).
     pairs = [(name, f"values[{index}]") for index, name in enumerate(info.field_names)]
     pairs.append((STATE_KEY, "result"))
     if compact:
-        stores = "".join(f"        st(obj, {n!r}, {v})\n" for n, v in pairs)
+        stores = "        s = bind(obj)\n"
+        stores += "".join(f"        s({n!r}, {v})\n" for n, v in pairs)
     else:
         stores = "        d = obj.__dict__\n"
         stores += "".join(f"        d[{n!r}] = {v}\n" for n, v in pairs)
@@ -61,10 +76,15 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
     else:
         key = f"values[{info.pk_index}]"
     source = (
-        "def factory(model, held, result):\n"
+        "def factory(model, held, result, pending, index, append):\n"
         "    def hydrate(values):\n"
         f"        pk = {key}\n"
         "        obj = held.get(pk)\n"
+        # A batch another result left unindexed may hold the row (a stream
+        # resumed after a query of the same model).
+        "        if obj is None and pending:\n"
+        "            index()\n"
+        "            obj = held.get(pk)\n"
         "        if obj is not None:\n"
         # Now part of this result too (`inspect(obj).result_size` tells N+1
         # detection whether it came from a multi-row result).
@@ -77,14 +97,14 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
         "    def hydrate_new(values):\n"
         "        obj = new(model)\n"
         f"{stores}"
-        f"        held[{key}] = obj\n"
+        "        append(obj)\n"
         "        return obj\n"
         "    return hydrate, hydrate_new\n"
     )
     namespace: dict[str, Any] = {
         "new": object.__new__,
         "state_of": state_of,
-        "st": object.__setattr__,
+        "bind": object.__setattr__.__get__,
     }
     kind = "compact" if compact else "dict"
     exec(compile(source, f"<data_bridge row maker {info.name} {kind}>", "exec"), namespace)
@@ -111,14 +131,19 @@ def _new_result(identity: IdentityMap, size: int) -> ResultInfo:
 
 
 def _pick(
-    model: type[Table], held: dict[Any, Table], result: ResultInfo, compact: bool, unique_rows: bool
+    identity: IdentityMap, model: type[M], result: ResultInfo, compact: bool, unique_rows: bool
 ) -> RowMaker:
-    hydrate, hydrate_new = row_maker_factory(table_info(model), compact=compact)(
-        model, held, result
-    )
+    # The model's mapping, with any batch left unindexed put into it first.
+    held = identity.model_map(model)
     # A result that cannot hold a key twice, while the map holds nothing of the
-    # model: no row can be in the map already, so the lookup per row is skipped.
-    return hydrate_new if unique_rows and not held else hydrate
+    # model: no row can be in the map already, so the lookup per row is skipped,
+    # and the rows go to a batch the map indexes only when it is next looked into.
+    fresh = unique_rows and not held
+    batch: list[Table] = identity.new_batch(model) if fresh else []
+    hydrate, hydrate_new = row_maker_factory(table_info(model), compact=compact)(
+        model, held, result, identity.pending, identity.index_pending, batch.append
+    )
+    return hydrate_new if fresh else hydrate
 
 
 def make_hydrator(
@@ -137,11 +162,10 @@ def make_hydrator(
     docstring). ``unique_rows``: the result cannot hold a key twice (a SELECT
     of one table). The function's ``result`` is the rows' shared state.
     """
-    held = identity.model_map(model)
     result = _new_result(identity, result_size)
     if compact is None:
         compact = result_size >= COMPACT_FROM_ROWS
-    chosen = _pick(model, held, result, compact, unique_rows)
+    chosen = _pick(identity, model, result, compact, unique_rows)
     chosen.result = result  # type: ignore[attr-defined]
     return chosen
 
@@ -154,14 +178,13 @@ def hydrating_row_factory(
 
     Its ``result`` is the rows' shared state; its size is the row count.
     """
-    held = identity.model_map(model)
     result = _new_result(identity, 0)
 
     def row_factory(cursor: Any) -> Callable[[Sequence[Any]], M]:
         rows: int = cursor.rowcount
         result.size = max(rows, 0)
         # rowcount is -1 when not known: keep such rows compact.
-        return _pick(model, held, result, rows < 0 or rows >= COMPACT_FROM_ROWS, unique_rows)
+        return _pick(identity, model, result, rows < 0 or rows >= COMPACT_FROM_ROWS, unique_rows)
 
     row_factory.result = result  # type: ignore[attr-defined]
     return row_factory

@@ -5,12 +5,20 @@ tuple would serve a composite key the same way: it is only ever a dict key).
 The map is also the owner every object state reports to (`StateOwner`): it
 keeps the set of modified objects and forwards each change to the
 transaction's log, so that a rollback can put the old value back.
+
+A result loaded while the map holds nothing of its model (the common case: a
+list, an export) is held as a *batch*, a plain list of its objects, and
+indexed by key only when the map is next looked into (any lookup, iteration
+or count indexes every batch first). A dict entry costs about 29 bytes a row
+and a store per row; a list slot 8 bytes and an append, and a session that
+never looks up (read, respond, close) never builds the index.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from data_bridge_core.schema.table import Table, TableInfo, table_info
@@ -36,6 +44,8 @@ class ChangeLog(Protocol):
         """A row changed in the database while no object of the session held it."""
 
 
+_state_of_obj = attrgetter(STATE_KEY)
+
 # Dead result references kept at most before a prune (a few KiB).
 _PRUNE_EVERY = 256
 
@@ -53,7 +63,9 @@ class IdentityMap:
     def __init__(self, session: Session, log: ChangeLog) -> None:
         self._session: Session | None = session
         self.log = log
-        self.by_model: dict[type[Table], dict[Any, Table]] = {}
+        self._by_model: dict[type[Table], dict[Any, Table]] = {}
+        # Batches not indexed yet: (model, objects) (see the module docstring).
+        self.pending: list[tuple[type[Table], list[Table]]] = []
         # Persistent objects with changed columns (the next flush UPDATEs them).
         self.modified: dict[Table, None] = {}
         # Objects whose relationships were assigned (for cascades and FK sync).
@@ -95,16 +107,52 @@ class IdentityMap:
         """The shared result states still referenced by some row."""
         return [r for r in map(weakref.ReferenceType.__call__, self._results) if r is not None]
 
+    # -- batches --------------------------------------------------------------------
+
+    def new_batch(self, model: type[Table]) -> list[Table]:
+        """A list the caller fills with new objects of ``model`` whose keys the map
+        does not hold (a result of distinct keys, loaded while the map held none
+        of the model); they are indexed on the map's next lookup."""
+        batch: list[Table] = []
+        self.pending.append((model, batch))
+        return batch
+
+    def index_pending(self) -> None:
+        """Put every batch into the per-model mappings (in place: row makers hold them)."""
+        batches = self.pending[:]
+        self.pending.clear()
+        for model, batch in batches:
+            if not batch:
+                continue
+            found = self._by_model.get(model)
+            if found is None:
+                found = self._by_model[model] = {}
+            info = table_info(model)
+            # attrgetter of the key names gives the key itself: a tuple when composite.
+            key = attrgetter(*info.key_names)
+            found.update(zip(map(key, batch), batch, strict=True))
+
     # -- lookups --------------------------------------------------------------------
 
+    @property
+    def by_model(self) -> dict[type[Table], dict[Any, Table]]:
+        """Every held object by model and identity key (batches indexed first)."""
+        if self.pending:
+            self.index_pending()
+        return self._by_model
+
     def model_map(self, model: type[Table]) -> dict[Any, Table]:
-        found = self.by_model.get(model)
+        if self.pending:
+            self.index_pending()
+        found = self._by_model.get(model)
         if found is None:
-            found = self.by_model[model] = {}
+            found = self._by_model[model] = {}
         return found
 
     def get(self, model: type[Table], key: Any) -> Table | None:
-        found = self.by_model.get(model)
+        if self.pending:
+            self.index_pending()
+        found = self._by_model.get(model)
         return None if found is None else found.get(key)
 
     def key_of(self, obj: Table) -> Any:
@@ -135,31 +183,38 @@ class IdentityMap:
     def __len__(self) -> int:
         return sum(len(found) for found in self.by_model.values())
 
+    def _own_states(self) -> set[Any]:
+        # The distinct states of every held object, indexed or still in a batch,
+        # gathered in C (no Python step per row): the rows of a result share one,
+        # so the set is the results plus the objects' own states. getattr, not
+        # __dict__: reading __dict__ would build a dict per loaded row.
+        states: set[Any] = set()
+        for found in self._by_model.values():
+            states.update(map(_state_of_obj, found.values()))
+        for _model, batch in self.pending:
+            states.update(map(_state_of_obj, batch))
+        return states
+
     def forget_relations(self) -> None:
         """Drop loaded relationship values: they may describe rows that changed."""
-        # One pass over every loaded row, inlined; a shared state holds no relations.
-        # (getattr, not __dict__: reading __dict__ would build a dict per loaded row.)
-        for found in self.by_model.values():
-            for obj in found.values():
-                own = getattr(obj, STATE_KEY)
-                if own.__class__ is InstanceState:
-                    own.relations = None
-                    own.loaded_via = None
+        for own in self._own_states():
+            if own.__class__ is InstanceState:  # a shared state holds no relations
+                own.relations = None
+                own.loaded_via = None
 
     def clear(self, *, forget_relations: bool = False) -> None:
-        """Detach every object (the session closes); one pass over the loaded rows."""
+        """Detach every object (the session closes)."""
         for result in self.live_results:
             result.owner = None  # detaches every row still sharing it
         self._results.clear()
         self._prune_at = _PRUNE_EVERY
-        for found in self.by_model.values():
-            for obj in found.values():
-                own = getattr(obj, STATE_KEY)
-                if own.__class__ is InstanceState:
-                    own.owner = None
-                    if forget_relations:
-                        own.relations = None
-                        own.loaded_via = None
-        self.by_model.clear()
+        for own in self._own_states():
+            if own.__class__ is InstanceState:
+                own.owner = None
+                if forget_relations:
+                    own.relations = None
+                    own.loaded_via = None
+        self._by_model.clear()
+        self.pending.clear()
         self.modified.clear()
         self.related.clear()

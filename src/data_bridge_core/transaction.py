@@ -141,7 +141,8 @@ def _restore(level: LogLevel, identity: IdentityMap, work: UnitOfWork) -> None:
         state.deleted = False
         state.persistent = True
         identity.put(obj)
-    held = identity.by_model
+    # Only inserted rows need the index (reading it would index a loaded batch).
+    held = identity.by_model if level.inserted else {}
     infos: dict[type[Table], TableInfo] = {}
     for obj, generated in level.inserted.items():
         # identity.discard(obj), inlined with the model's mapping looked up once: a

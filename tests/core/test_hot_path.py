@@ -37,14 +37,25 @@ def test_the_row_maker_of_a_mapping_is_generated_once_and_fills_every_column(
     assert row_maker_factory(info, compact=not compact) is not factory
     held: dict[object, object] = {}
     result = ResultInfo(1)
-    hydrate, hydrate_new = factory(Post, held, result)  # type: ignore[arg-type]
+    batch: list[object] = []
+    hydrate, hydrate_new = factory(
+        Post,  # type: ignore[arg-type]
+        held,  # type: ignore[arg-type]
+        result,
+        [],
+        lambda: None,
+        batch.append,
+    )
     post = hydrate_new((7, 3, "Hello"))
     assert (post.id, post.author_id, post.title) == (7, 3, "Hello")
     assert result_of(post) is result
     assert _has_attribute_dict(post) is not compact
-    assert held == {7: post}
+    assert batch == [post] and held == {}  # a new row goes to the batch, indexed later
+    held[7] = post
     assert hydrate((7, 4, "Other")) is post  # the map's object wins; its values stay
     assert post.author_id == 3
+    other = hydrate((8, 4, "Other"))
+    assert held == {7: post, 8: other} and batch == [post]
 
 
 async def test_a_get_by_key_selects_the_key_with_limit_one_and_returns_the_mapped_object(
