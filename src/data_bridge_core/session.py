@@ -236,6 +236,15 @@ class Session:
         if self._closed:
             raise SessionClosedError()
 
+    def _quiet(self) -> bool:
+        """No operation running (in any task), nothing to autoflush, no failed flush: a
+        read's one statement is then its whole operation (see `Query.to_list`)."""
+        return (
+            not self._operation.busy
+            and self._failed is None
+            and not (self.autoflush_enabled and self._work.has_changes)
+        )
+
     def _check_usable(self) -> None:
         """Closed, or a failed flush not yet rolled back: refuse to go on."""
         if self._closed:
@@ -421,12 +430,15 @@ class Session:
         A composite key is a tuple, in the order the key columns are declared:
         ``session.get(ArticleTag, (article_id, tag_id))``.
         """
-        self._check_usable()
+        if self._closed or self._failed is not None:
+            self._check_usable()
         info = table_info(model)
         info.check_key(pk, "get()")
-        obj = self._identity.get(model, pk)
-        if obj is not None:
-            return obj  # type: ignore[return-value]
+        held = self._identity.by_model.get(model)
+        if held is not None:
+            obj = held.get(pk)
+            if obj is not None:
+                return obj  # type: ignore[return-value]
         query: Query[M] = new_query(model, self)
         if info.composite:
             query = query.filter(
