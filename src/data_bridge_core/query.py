@@ -111,18 +111,6 @@ class Query(Generic[M]):
         clone._statement = None
         return clone
 
-    def _keyed(self, condition: Comparison) -> Query[M]:
-        """This query (just built, not yet shared) limited to the row ``condition`` selects.
-
-        `Session.get`'s query, without ``filter()``'s checks: the condition is the
-        model's own (single-column) primary-key comparison, so its statement is
-        the same for every key of the model: it is made once and kept.
-        """
-        self._filters = (condition,)
-        self._limit = 1
-        self._statement = _key_select(self._model, self._info)
-        return self
-
     # -- builders --------------------------------------------------------------
 
     def filter(self, *filters: Expression | bool) -> Query[M]:
@@ -476,6 +464,11 @@ class Query(Generic[M]):
             # Nothing to autoflush and no operation running: the one SELECT is the whole
             # operation, and run_statement holds the session's lock for it (taking it
             # here as well would only nest it).
+            statement = self._statement
+            if statement is not None:  # get(): the model's key SELECT, made once
+                key: Comparison = self._filters[0]  # type: ignore[assignment]
+                param = key.column.bind_operand(key.value)
+                return await session.load_rows(self._model, statement, [param])
             return await self._fetch(session)
         # One operation of the session: no other task's flush or commit falls in between.
         async with session.operation_lock:
@@ -495,7 +488,8 @@ class Query(Generic[M]):
         statement = self._statement
         if statement is not None:  # get(): the model's key SELECT, made once
             key: Comparison = self._filters[0]  # type: ignore[assignment]
-            return session.load_rows(model, statement, [key.column.bind_operand(key.value)])
+            param = key.column.bind_operand(key.value)
+            return session.load_rows(model, statement, [param])
         if computed_values(model):
             return self._fetch_computed(session)
         params: list[Any] = []
@@ -706,18 +700,39 @@ _new_query_object = object.__new__
 _KEY_SELECTS: dict[type[Table], str] = {}
 
 
-def _key_select(model: type[Table], info: TableInfo) -> str | None:
+def _key_select(model: type[Table], info: TableInfo) -> str:
     """The SELECT of one row by its (single-column) key: what `_select_sql` compiles for
     ``find(model).filter(pk == value).limit(1)``, the LIMIT left out (one row at most)."""
+    # A model with computed values reads them in its SELECT (`_fetch_joined`).
+    statement = _KEY_SELECTS[model] = (
+        ""
+        if computed_values(model)
+        else f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
+    )
+    return statement
+
+
+def key_query(model: type[M], info: TableInfo, session: Session, pk: Any) -> Query[M]:
+    """`Session.get`'s query on a single-column key: ``find(model).filter(pk ==
+    value).limit(1)``, built without the builders' checks and copies (the condition
+    is the model's own key comparison). Its statement is the same for every key of
+    the model: made once, kept, and sent without compiling the query."""
+    query: Query[M] = _new_query_object(Query)
+    query._model = model
+    query._info = info
+    query._session = session
+    query._filters = (Comparison(info.primary_key, "=", pk),)
+    query._order = ()
+    query._limit = 1
+    query._offset = None
+    query._options = ()
+    query._joins = ()
+    query._outer = ()
     statement = _KEY_SELECTS.get(model)
     if statement is None:
-        # A model with computed values reads them in its SELECT (`_fetch_joined`).
-        statement = _KEY_SELECTS[model] = (
-            ""
-            if computed_values(model)
-            else f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
-        )
-    return statement or None
+        statement = _key_select(model, info)
+    query._statement = statement or None
+    return query
 _END: Any = object()  # the end of a stream, told apart from any row
 
 

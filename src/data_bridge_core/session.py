@@ -33,7 +33,7 @@ from data_bridge_core.errors import (
     SessionClosedError,
     described,
 )
-from data_bridge_core.execution import Result, SessionConnection
+from data_bridge_core.execution import Result, SessionConnection, execute
 from data_bridge_core.hydration import (
     by_name_row_factory,
     hydrating_row_factory,
@@ -41,6 +41,7 @@ from data_bridge_core.hydration import (
 )
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.operation_lock import OperationLock
+from data_bridge_core.query import key_query
 from data_bridge_core.savepoints import NestedTransaction
 from data_bridge_core.schema.table import Table, new_query, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
@@ -240,7 +241,7 @@ class Session:
         """No operation running (in any task), nothing to autoflush, no failed flush: a
         read's one statement is then its whole operation (see `Query.to_list`)."""
         return (
-            not self._operation.busy
+            not self._operation._depth  # `busy`, read without a property call
             and self._failed is None
             and not (self.autoflush_enabled and self._work.has_changes)
         )
@@ -306,6 +307,9 @@ class Session:
                 )
             if bulk_rows is not None:
                 self._flush_batch = max(self._flush_batch, bulk_rows)
+            conn = self._execution.conn
+            if conn is not None:  # the transaction is open: SessionConnection.run's own case
+                return await execute(conn, statement, params, False, row_factory, bulk_rows)
             return await self._execution.run(statement, params, False, row_factory, bulk_rows)
 
     @contextlib.asynccontextmanager
@@ -433,21 +437,22 @@ class Session:
         if self._closed or self._failed is not None:
             self._check_usable()
         info = table_info(model)
-        info.check_key(pk, "get()")
-        held = self._identity.by_model.get(model)
-        if held is not None:
-            obj = held.get(pk)
-            if obj is not None:
-                return obj  # type: ignore[return-value]
-        query: Query[M] = new_query(model, self)
         if info.composite:
-            query = query.filter(
+            info.check_key(pk, "get()")
+        else:
+            info.primary_key.check(pk)  # check_key's one-column case, without its call
+        obj = self._identity.get(model, pk)
+        if obj is not None:
+            return obj  # type: ignore[return-value]
+        if info.composite:
+            query: Query[M] = new_query(model, self).filter(
                 *(c == v for c, v in zip(info.primary_keys, pk, strict=True))
-            ).limit(1)
+            )
+            query = query.limit(1)
         else:
             # Through Query.to_list (the seam instrumentations wrap), built without
             # filter()/limit()'s checks and copies: the condition is the model's own key.
-            query = query._keyed(info.primary_key == pk)
+            query = key_query(model, info, self, pk)
         rows = await query.to_list()
         return rows[0] if rows else None
 
