@@ -119,7 +119,17 @@ class Query(Generic[M]):
         (``bool`` is in the signature only because type checkers read
         ``User.age > 18`` as a bool; a real bool is rejected.)
         """
+        model = self._model
         for f in filters:
+            # The common filter, ``Model.column <op> value``, is the model's own without
+            # asking models() (three generators deep).
+            if (
+                type(f) is Comparison
+                and type(column := f.column) is ColumnInfo
+                and column.owner is model
+                and not isinstance(f.value, Operand)
+            ):
+                continue
             if not isinstance(f, Expression):
                 raise TypeError(
                     f"filter() takes expressions such as {self._model.__name__}.id == 1, "
@@ -141,7 +151,9 @@ class Query(Generic[M]):
                 raise TypeError(
                     f"order_by() takes columns or column.asc()/.desc(), got {described(c)}"
                 )
-            self._check_models(c.column.models(), "order")
+            column = c.column
+            if type(column) is not ColumnInfo or column.owner is not self._model:
+                self._check_models(column.models(), "order")
             items.append(c)
         clone = self._copy()
         clone._order = self._order + tuple(items)
@@ -382,6 +394,8 @@ class Query(Generic[M]):
         the to-one joins reachable without a list stay outside, for order_by().
         """
         joins = self._joins
+        if not joins:
+            return self._info.quoted_name, compile_where(self._filters, params)
         if not any(j.uselist for j in joins):
             return self._from(), compile_where(self._filters, params)
         single: list[Relationship] = []
@@ -427,8 +441,15 @@ class Query(Generic[M]):
         """ORDER BY, LIMIT and OFFSET; ``one_row``: the query's rows are at most one, so
         LIMIT 1 without OFFSET says nothing and is left out (one parameter less)."""
         parts = []
-        if self._order:
-            parts.append(" ORDER BY " + ", ".join(o.sql(params) for o in self._order))
+        order = self._order
+        if order:
+            # One item (the usual page) without a generator.
+            items = (
+                order[0].sql(params)
+                if len(order) == 1
+                else ", ".join([o.sql(params) for o in order])
+            )
+            parts.append(" ORDER BY " + items)
         # Bound as bigint parameters: every page of a list is one prepared statement.
         limit = self._limit
         if limit == 1 and one_row and self._offset is None:
@@ -733,6 +754,8 @@ def key_query(model: type[M], info: TableInfo, session: Session, pk: Any) -> Que
         statement = _key_select(model, info)
     query._statement = statement or None
     return query
+
+
 _END: Any = object()  # the end of a stream, told apart from any row
 
 
