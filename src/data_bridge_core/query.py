@@ -111,6 +111,20 @@ class Query(Generic[M]):
         clone._statement = None
         return clone
 
+    def _by_key(self, pk: Any) -> Query[M]:
+        """This query (just built, not yet shared) as `Session.get`'s on a single-column
+        key: ``filter(pk == value).limit(1)`` without the builders' checks and copies
+        (the condition is the model's own key comparison). Its statement is the same
+        for every key of the model: made once, kept, and sent without compiling."""
+        info = self._info
+        self._filters = (Comparison(info.primary_key, "=", pk),)
+        self._limit = 1
+        statement = _KEY_SELECTS.get(self._model)
+        if statement is None:
+            statement = _key_select(self._model, info)
+        self._statement = statement or None
+        return self
+
     # -- builders --------------------------------------------------------------
 
     def filter(self, *filters: Expression | bool) -> Query[M]:
@@ -731,29 +745,6 @@ def _key_select(model: type[Table], info: TableInfo) -> str:
         else f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
     )
     return statement
-
-
-def key_query(model: type[M], info: TableInfo, session: Session, pk: Any) -> Query[M]:
-    """`Session.get`'s query on a single-column key: ``find(model).filter(pk ==
-    value).limit(1)``, built without the builders' checks and copies (the condition
-    is the model's own key comparison). Its statement is the same for every key of
-    the model: made once, kept, and sent without compiling the query."""
-    query: Query[M] = _new_query_object(Query)
-    query._model = model
-    query._info = info
-    query._session = session
-    query._filters = (Comparison(info.primary_key, "=", pk),)
-    query._order = ()
-    query._limit = 1
-    query._offset = None
-    query._options = ()
-    query._joins = ()
-    query._outer = ()
-    statement = _KEY_SELECTS.get(model)
-    if statement is None:
-        statement = _key_select(model, info)
-    query._statement = statement or None
-    return query
 
 
 _END: Any = object()  # the end of a stream, told apart from any row

@@ -41,7 +41,6 @@ from data_bridge_core.hydration import (
 )
 from data_bridge_core.identity import IdentityMap
 from data_bridge_core.operation_lock import OperationLock
-from data_bridge_core.query import key_query
 from data_bridge_core.savepoints import NestedTransaction
 from data_bridge_core.schema.table import Table, new_query, table_info
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
@@ -452,7 +451,7 @@ class Session:
         else:
             # Through Query.to_list (the seam instrumentations wrap), built without
             # filter()/limit()'s checks and copies: the condition is the model's own key.
-            query = key_query(model, info, self, pk)
+            query = new_query(model, self)._by_key(pk)
         rows = await query.to_list()
         return rows[0] if rows else None
 
