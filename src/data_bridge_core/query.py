@@ -470,7 +470,7 @@ class Query(Generic[M]):
             limit = None
         if limit is not None:
             parts.append(" LIMIT %s")
-            # get() and first() bind 1: one shared Int8 (its constructor is Python code).
+            # first() binds 1: one shared Int8 (its constructor is Python code).
             params.append(_ONE if limit == 1 else Int8(limit))
         if self._offset is not None:
             parts.append(" OFFSET %s")
@@ -480,7 +480,7 @@ class Query(Generic[M]):
     def _select_sql(self, params: list[Any]) -> str:
         # Compiled per query: a statement cache keyed by the query's shape cost more
         # than the few joins on precomputed quoted names it saves (bench/README.md).
-        # get()'s statement is the exception: one per model, made once (`_keyed`).
+        # get()'s statement is the exception: one per model, made once (`_by_key`).
         info = self._info
         source, where = self._objects_from(params)
         # A key lookup's LIMIT 1 is dropped (first() of a key filter, get()).
