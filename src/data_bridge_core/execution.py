@@ -112,8 +112,8 @@ async def execute(
         return Result(rows, cur.rowcount, statement, batch_size)
     except psycopg.Error as exc:
         raise wrap_database_error(exc) from exc
-    finally:
-        await cur.close()
+    # The cursor is not closed: a client-side cursor holds no server resource, and
+    # dropping it frees its result as close() would (one coroutine less per statement).
 
 
 class _OpenStream:

@@ -9,7 +9,7 @@ a new query. Terminal coroutines (`to_list`, `count`, `exists`, `aggregate`,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from psycopg.rows import dict_row
@@ -33,7 +33,7 @@ from data_bridge_core.schema.expressions import (
     compile_where,
 )
 from data_bridge_core.schema.functions import Selectable
-from data_bridge_core.schema.table import Table, install_query_factory, table_info
+from data_bridge_core.schema.table import Table, TableInfo, install_query_factory, table_info
 from data_bridge_core.schema.types import COUNT_MAX, count_problem, exact_int
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class Query(Generic[M, F]):
         "_order",
         "_outer",
         "_session",
+        "_statement",
     )
 
     def __init__(self, model: type[M], session: Session | None) -> None:
@@ -93,6 +94,8 @@ class Query(Generic[M, F]):
         self._options: tuple[LoaderOption, ...] = ()
         self._joins: tuple[Relationship, ...] = ()
         self._outer: tuple[Relationship, ...] = ()  # the joins that are LEFT JOINs
+        # The SELECT of `Session.get`'s query, made once per model (None: compiled per run).
+        self._statement: str | None = None
 
     def _copy(self) -> Query[M, F]:
         # Every slot written out: a loop over __slots__ with getattr/setattr cost
@@ -109,16 +112,22 @@ class Query(Generic[M, F]):
         clone._order = self._order
         clone._outer = self._outer
         clone._session = self._session
+        # A builder changes what the text depends on: the copy compiles its own.
+        clone._statement = None
         return clone
 
-    def _keyed(self, condition: Expression) -> Query[M, F]:
-        """This query (just built, not yet shared) limited to the row ``condition`` selects.
-
-        `Session.get`'s query, without ``filter()``'s checks: the condition is the
-        model's own primary-key comparison.
-        """
-        self._filters = (condition,)
+    def _by_key(self, pk: Any) -> Query[M, F]:
+        """This query (just built, not yet shared) as `Session.get`'s on a single-column
+        key: ``filter(pk == value).limit(1)`` without the builders' checks and copies
+        (the condition is the model's own key comparison). Its statement is the same
+        for every key of the model: made once, kept, and sent without compiling."""
+        info = self._info
+        self._filters = (Comparison(info.primary_key, "=", pk),)
         self._limit = 1
+        statement = _KEY_SELECTS.get(self._model)
+        if statement is None:
+            statement = _key_select(self._model, info)
+        self._statement = statement or None
         return self
 
     # -- builders --------------------------------------------------------------
@@ -129,7 +138,17 @@ class Query(Generic[M, F]):
         (``bool`` is in the signature only because type checkers read
         ``User.age > 18`` as a bool; a real bool is rejected.)
         """
+        model = self._model
         for f in filters:
+            # The common filter, ``Model.column <op> value``, is the model's own without
+            # asking models() (three generators deep).
+            if (
+                type(f) is Comparison
+                and type(column := f.column) is ColumnInfo
+                and column.owner is model
+                and not isinstance(f.value, Operand)
+            ):
+                continue
             if not isinstance(f, Expression):
                 raise TypeError(
                     f"filter() takes expressions such as {self._model.__name__}.id == 1, "
@@ -151,7 +170,9 @@ class Query(Generic[M, F]):
                 raise TypeError(
                     f"order_by() takes columns or column.asc()/.desc(), got {described(c)}"
                 )
-            self._check_models(c.column.models(), "order")
+            column = c.column
+            if type(column) is not ColumnInfo or column.owner is not self._model:
+                self._check_models(column.models(), "order")
             items.append(c)
         clone = self._copy()
         clone._order = self._order + tuple(items)
@@ -398,6 +419,8 @@ class Query(Generic[M, F]):
         the to-one joins reachable without a list stay outside, for order_by().
         """
         joins = self._joins
+        if not joins:
+            return self._info.quoted_name, compile_where(self._filters, params)
         if not any(j.uselist for j in joins):
             return self._from(), compile_where(self._filters, params)
         single: list[Relationship] = []
@@ -422,15 +445,43 @@ class Query(Generic[M, F]):
         where = compile_where(self._filters, params)
         return head, f" WHERE {key} IN (SELECT {keys} FROM {self._from()}{where})"
 
-    def _tail(self, params: list[Any]) -> str:
+    def _pinned_by_key(self) -> bool:
+        """A top-level filter ``Model.pk == value`` on the model's table alone: the query
+        selects one row at most."""
+        info = self._info
+        if self._joins or info.composite:
+            return False
+        key = info.primary_key
+        for f in self._filters:
+            if (
+                type(f) is Comparison
+                and f.column is key
+                and f.op == "="
+                and not isinstance(f.value, Operand)
+            ):
+                return True
+        return False
+
+    def _tail(self, params: list[Any], one_row: bool = False) -> str:
+        """ORDER BY, LIMIT and OFFSET; ``one_row``: the query's rows are at most one, so
+        LIMIT 1 without OFFSET says nothing and is left out (one parameter less)."""
         parts = []
-        if self._order:
-            parts.append(" ORDER BY " + ", ".join(o.sql(params) for o in self._order))
+        order = self._order
+        if order:
+            # One item (the usual page) without a generator.
+            items = (
+                order[0].sql(params)
+                if len(order) == 1
+                else ", ".join([o.sql(params) for o in order])
+            )
+            parts.append(" ORDER BY " + items)
         # Bound as bigint parameters: every page of a list is one prepared statement.
         limit = self._limit
+        if limit == 1 and one_row and self._offset is None:
+            limit = None
         if limit is not None:
             parts.append(" LIMIT %s")
-            # get() and first() bind 1: one shared Int8 (its constructor is Python code).
+            # first() binds 1: one shared Int8 (its constructor is Python code).
             params.append(_ONE if limit == 1 else Int8(limit))
         if self._offset is not None:
             parts.append(" OFFSET %s")
@@ -440,30 +491,59 @@ class Query(Generic[M, F]):
     def _select_sql(self, params: list[Any]) -> str:
         # Compiled per query: a statement cache keyed by the query's shape cost more
         # than the few joins on precomputed quoted names it saves (bench/README.md).
+        # get()'s statement is the exception: one per model, made once (`_by_key`).
         info = self._info
         source, where = self._objects_from(params)
-        return f"SELECT {info.select_list} FROM {source}{where}{self._tail(params)}"
+        # A key lookup's LIMIT 1 is dropped (first() of a key filter, get()).
+        one_row = self._limit == 1 and self._pinned_by_key()
+        return f"SELECT {info.select_list} FROM {source}{where}{self._tail(params, one_row)}"
 
     # -- terminal seams --------------------------------------------------------------------
 
     async def to_list(self) -> list[M]:
         """Run the query and return model instances (eager loads included)."""
-        session = self.session
+        session = self._session
+        if session is None:
+            session = current_session()
+        options = self._options
+        if not options and session._quiet():
+            # Nothing to autoflush and no operation running: the one SELECT is the whole
+            # operation, and run_statement holds the session's lock for it (taking it
+            # here as well would only nest it).
+            statement = self._statement
+            if statement is not None:  # get(): the model's key SELECT, made once
+                key: Comparison = self._filters[0]  # type: ignore[assignment]
+                param = key.column.bind_operand(key.value)
+                return await session.load_rows(self._model, statement, [param])
+            return await self._fetch(session)
         # One operation of the session: no other task's flush or commit falls in between.
         async with session.operation_lock:
             await session.autoflush()
-            options = self._options
-            if (
-                options and any(isinstance(o, EagerLoad) and o.strategy == JOINED for o in options)
-            ) or computed_values(self._model):
+            if options and any(isinstance(o, EagerLoad) and o.strategy == JOINED for o in options):
                 objects, joined = await self._fetch_joined(session)
             else:
-                params: list[Any] = []
-                objects = await session.load_rows(self._model, self._select_sql(params), params)
+                objects = await self._fetch(session)
                 joined = None
             if options:
                 await run_eager_loads(session, list(objects), options, 0, joined)
             return objects
+
+    def _fetch(self, session: Session) -> Coroutine[Any, Any, list[M]]:
+        """The objects, by one SELECT (no joined eager load); not a coroutine itself."""
+        model = self._model
+        statement = self._statement
+        if statement is not None:  # get(): the model's key SELECT, made once
+            key: Comparison = self._filters[0]  # type: ignore[assignment]
+            param = key.column.bind_operand(key.value)
+            return session.load_rows(model, statement, [param])
+        if computed_values(model):
+            return self._fetch_computed(session)
+        params: list[Any] = []
+        return session.load_rows(model, self._select_sql(params), params)
+
+    async def _fetch_computed(self, session: Session) -> list[M]:
+        objects, _ = await self._fetch_joined(session)
+        return objects
 
     async def _fetch_joined(
         self, session: Session
@@ -661,6 +741,23 @@ class Query(Generic[M, F]):
 
 
 _new_query_object = object.__new__
+
+# Session.get's SELECT per model ("": none shared, the model has computed values).
+_KEY_SELECTS: dict[type[Table], str] = {}
+
+
+def _key_select(model: type[Table], info: TableInfo) -> str:
+    """The SELECT of one row by its (single-column) key: what `_select_sql` compiles for
+    ``find(model).filter(pk == value).limit(1)``, the LIMIT left out (one row at most)."""
+    # A model with computed values reads them in its SELECT (`_fetch_joined`).
+    statement = _KEY_SELECTS[model] = (
+        ""
+        if computed_values(model)
+        else f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
+    )
+    return statement
+
+
 _END: Any = object()  # the end of a stream, told apart from any row
 
 

@@ -33,7 +33,7 @@ from data_bridge_core.errors import (
     SessionClosedError,
     described,
 )
-from data_bridge_core.execution import Result, SessionConnection
+from data_bridge_core.execution import Result, SessionConnection, execute
 from data_bridge_core.hydration import (
     by_name_row_factory,
     hydrating_row_factory,
@@ -236,6 +236,15 @@ class Session:
         if self._closed:
             raise SessionClosedError()
 
+    def _quiet(self) -> bool:
+        """No operation running (in any task), nothing to autoflush, no failed flush: a
+        read's one statement is then its whole operation (see `Query.to_list`)."""
+        return (
+            not self._operation._depth  # `busy`, read without a property call
+            and self._failed is None
+            and not (self.autoflush_enabled and self._work.has_changes)
+        )
+
     def _check_usable(self) -> None:
         """Closed, or a failed flush not yet rolled back: refuse to go on."""
         if self._closed:
@@ -297,6 +306,9 @@ class Session:
                 )
             if bulk_rows is not None:
                 self._flush_batch = max(self._flush_batch, bulk_rows)
+            conn = self._execution.conn
+            if conn is not None:  # the transaction is open: SessionConnection.run's own case
+                return await execute(conn, statement, params, False, row_factory, bulk_rows)
             return await self._execution.run(statement, params, False, row_factory, bulk_rows)
 
     @contextlib.asynccontextmanager
@@ -421,21 +433,25 @@ class Session:
         A composite key is a tuple, in the order the key columns are declared:
         ``session.get(ArticleTag, (article_id, tag_id))``.
         """
-        self._check_usable()
+        if self._closed or self._failed is not None:
+            self._check_usable()
         info = table_info(model)
-        info.check_key(pk, "get()")
+        if info.composite:
+            info.check_key(pk, "get()")
+        else:
+            info.primary_key.check(pk)  # check_key's one-column case, without its call
         obj = self._identity.get(model, pk)
         if obj is not None:
             return obj  # type: ignore[return-value]
-        query: Query[M] = new_query(model, self)
         if info.composite:
-            query = query.filter(
+            query: Query[M] = new_query(model, self).filter(
                 *(c == v for c, v in zip(info.primary_keys, pk, strict=True))
-            ).limit(1)
+            )
+            query = query.limit(1)
         else:
             # Through Query.to_list (the seam instrumentations wrap), built without
             # filter()/limit()'s checks and copies: the condition is the model's own key.
-            query = query._keyed(info.primary_key == pk)
+            query = new_query(model, self)._by_key(pk)
         rows = await query.to_list()
         return rows[0] if rows else None
 
