@@ -11,10 +11,12 @@ difference divided by N), another prints the ratio of a system to raw psycopg::
 
 Systems: ``raw`` (raw psycopg), ``data_bridge``, ``traced`` (instrumented,
 recording, a batch processor with an exporter that drops spans),
-``sampled_out``, ``bare_span`` (W1 only: one bare SDK span per get) and
-``sqlalchemy``. Workloads: the methods of ``bench.systems`` (``w1``, ``w2``,
-``w3``, ``w4``, ``w5_lazy``, ``w5_eager``, ``w6``, ``w7``, ``w7_columns``,
-``w7_group``, and any added later with the same name on every system).
+``sampled_out``, ``bare_span`` (W1 only: one bare SDK span per get),
+``sqlalchemy`` and ``sqlalchemy_traced`` (with opentelemetry-instrumentation-
+sqlalchemy on the same kind of provider as ``traced``). Workloads: the
+methods of ``bench.systems`` (``w1``, ``w2``, ``w3``, ``w4``, ``w5_lazy``,
+``w5_eager``, ``w6``, ``w7``, ``w7_columns``, ``w7_group``, and any added
+later with the same name on every system).
 
 The method of ``bench.w2w6_instructions`` (read its docstring): the main
 thread's file only (``--separate-threads=yes``), the collector frozen and
@@ -41,7 +43,15 @@ from bench.systems import DataBridge, RawPsycopg, SqlAlchemy
 
 # W1's round: 200 distinct keys (bench.run draws them at random; fixed here).
 W1_IDS = list(range(1, 1000, 5))
-SYSTEMS = ("raw", "data_bridge", "traced", "sampled_out", "bare_span", "sqlalchemy")
+SYSTEMS = (
+    "raw",
+    "data_bridge",
+    "traced",
+    "sampled_out",
+    "bare_span",
+    "sqlalchemy",
+    "sqlalchemy_traced",
+)
 
 
 def _provider(recording: bool) -> Any:
@@ -84,6 +94,8 @@ def build(system: str) -> Any:
         return DataBridge("bare span", bare_span_provider=_provider(True))
     if system == "sqlalchemy":
         return SqlAlchemy("sqlalchemy")
+    if system == "sqlalchemy_traced":  # SQLAlchemy's own instrumentation, same provider
+        return SqlAlchemy("sqlalchemy instrumented", _provider(True))
     raise SystemExit(f"unknown system {system!r}: one of {', '.join(SYSTEMS)}")
 
 
