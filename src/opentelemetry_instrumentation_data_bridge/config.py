@@ -255,6 +255,8 @@ def span_dropped(current: otel_context.Context | None = None) -> bool:
         return False
     if config.drops_all:
         return True  # ALWAYS_OFF: no parent to look at
+    if current is not None and not current:
+        return config.drops_roots  # an empty context holds no parent span: a root
     parent = trace.get_current_span(current).get_span_context()
     if not parent.is_valid:
         return config.drops_roots

@@ -311,7 +311,11 @@ class SpanScope:
             end.update(attributes)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        # Also `finish`'s body (without a call of its own: this runs on every ORM call).
+        self.finish(exc)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the span (started by `start`, `enter` or ``with``): details, result,
+        the exception if any; detach it if `enter` made it current."""
         span = self.span
         if span is None:
             return
@@ -333,10 +337,6 @@ class SpanScope:
                 span.end()
             except Exception as failure:
                 report_failure("end a span", failure)
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        """End the span (started by `start` or `enter`): details, result, the exception if any."""
-        self.__exit__(None, exc, None)
 
 
 def _merge(extra: dict[str, Any], attributes: dict[str, Any]) -> None:

@@ -230,8 +230,22 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         now = otel_context.get_current()
         if now is not current:  # awaited under another context than it was called in
             current, dropped = now, config.span_dropped(now)
-        try:  # `_describe_query`, guarded like `_describe`
-            table, server, scope = _describe_query(operation, instance, dropped)
+        try:  # `_describe_query`, inlined and guarded like `_describe`
+            table = instance.table_name
+            engine = instance.session.engine
+            server = _server_attributes.get(id(engine)) or server_attributes(engine)
+            scope = None
+            if not dropped:  # a span the sampler is known to drop is not built
+                scope = spans.query_span(
+                    config.state.tracer or config.tracer(),
+                    operation,
+                    table,
+                    filters_count=instance.filters_count,
+                    limit=instance.limit_value,
+                    offset=instance.offset_value,
+                    order_by=instance.order_by_text,
+                    server=server,
+                )
         except Exception as exc:  # our bug must not become the user's
             config.report_failure(f"describe {what}", exc)
             return await wrapped(*args, **kwargs)
@@ -549,6 +563,7 @@ def session_wrapper(operation: str) -> Wrapper:
     """Wrap a Session method as ``db.session.<operation>``: the lifecycle, ``refresh``
     and the three savepoint steps of ``begin_nested()``."""
     with_counts = operation in ("flush", "commit")
+    flushes = operation == "flush"
     ends_transaction = operation in ("commit", "rollback", "close")
     # Operations that talk to the database: a db.client.operation.duration sample each.
     timed = operation not in ("open", "close")
@@ -569,7 +584,6 @@ def session_wrapper(operation: str) -> Wrapper:
             )
             if scope is None:
                 return await wrapped(*args, **kwargs)
-            scope.under(current)
         # Read before the call: committing or rolling back clears it.
         started = _describe(what, _transaction_started, instance) if ends_transaction else None
         called = time.perf_counter_ns()
@@ -577,11 +591,16 @@ def session_wrapper(operation: str) -> Wrapper:
         try:
             if scope is None:
                 return await wrapped(*args, **kwargs)
-            with scope:
+            scope.enter(current)  # `with scope.under(current)`, one call less
+            try:
                 result = await wrapped(*args, **kwargs)
-                if operation == "flush":
+                if flushes:
                     _describe("the batch size of a flush", _flush_batch, scope, instance)
-                return result
+            except BaseException as exc:
+                scope.finish(exc)
+                raise
+            scope.finish(None)
+            return result
         except BaseException as exc:
             error = exc
             raise
@@ -810,7 +829,12 @@ async def eager_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """One level of selectinload/joinedload: ``db.relationship.<strategy>``."""
-    opened = _opening("an eager load", _describe_eager, instance, args, kwargs)
+    # `_opening`, inlined: the context is read once for the suppression check, the
+    # sampler's shortcut and the parent (`with scope` read it again).
+    current = otel_context.get_current()
+    if config.instrumentation_suppressed(current):
+        return await wrapped(*args, **kwargs)
+    opened = _describe("an eager load", _describe_eager, instance, args, kwargs)
     if opened is None:
         return await wrapped(*args, **kwargs)
     scope, rel, batch = opened
@@ -818,9 +842,15 @@ async def eager_load_wrapper(
     rows: int | None = None
     error: BaseException | None = None
     try:
-        with scope:
+        if not config.span_dropped(current):
+            scope.enter(current)
+        try:
             related = await wrapped(*args, **kwargs)
             rows = _describe("the result of an eager load", _eager_result, scope, related)
+        except BaseException as exc:
+            scope.finish(exc)
+            raise
+        scope.finish(None)
     except BaseException as exc:
         error = exc
         raise
