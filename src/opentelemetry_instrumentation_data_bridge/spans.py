@@ -300,7 +300,17 @@ class SpanScope:
             end = self._details
             if end is None:
                 end = self._details = {}
-            _put_result(end, count, affected_rows, cache_hit, returned_rows)
+            # `_put_result`, inlined: this runs at the end of every span.
+            if count is not None and config.state.keeps_reference:
+                end[SpanAttributes.DB_RESULT_COUNT] = count
+            if returned_rows is None:
+                returned_rows = count
+            if returned_rows is not None:
+                end[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = returned_rows
+            if affected_rows is not None:
+                end[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
+            if cache_hit is not None:
+                end[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
 
     def add_attributes(self, attributes: dict[str, Any]) -> None:
         """More attributes for the end of the span (only kept when it records)."""

@@ -279,7 +279,12 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
             if scope is not None:
                 scope.finish(None)
                 if detects:  # the line N+1 advice points to; repeated one-row queries
-                    _detect(n_plus_one.record_statement, operation, instance, result, caller)
+                    try:  # `_detect`, inlined
+                        n_plus_one.record_statement(operation, instance, result, caller)
+                    except n_plus_one.NPlusOneError:
+                        raise
+                    except Exception as exc:
+                        config.report_failure("run N+1 detection (record_statement)", exc)
             return result
         except BaseException as exc:
             error = exc
@@ -294,9 +299,12 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         # `_nothing_to_record`, inlined: this is the seam of every query. The
         # context is read once for the suppression check and the sampler's shortcut.
         current = otel_context.get_current()
-        if config.instrumentation_suppressed(current):
-            return wrapped(*args, **kwargs)
-        dropped = config.span_dropped(current)
+        if current:
+            if config.instrumentation_suppressed(current):
+                return wrapped(*args, **kwargs)
+            dropped = config.span_dropped(current)
+        else:  # no span, no suppression: a root span, which the sampler may drop
+            dropped = config.state.drops_roots
         # Read once per query: the metrics after the call follow this answer.
         metrics = config.metrics_wanted()
         if dropped and not metrics:
