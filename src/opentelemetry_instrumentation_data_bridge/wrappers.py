@@ -720,7 +720,8 @@ def lazy_load_wrapper(
 ) -> Awaitable[Any]:
     """``obj.rel``: the user's line is read here, where the attribute is accessed
     (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
-    if config.instrumentation_suppressed(otel_context.get_current()):
+    current = otel_context.get_current()
+    if current and config.instrumentation_suppressed(current):  # an empty one suppresses nothing
         return wrapped(*args, **kwargs)
     try:
         # A value an eager load filled (that load was traced): no span, no SQL, only
