@@ -36,6 +36,7 @@ from opentelemetry_instrumentation_data_bridge.error_description import describe
 from opentelemetry_instrumentation_data_bridge.semconv import (
     SCHEMA_URL,
     Mode,
+    keeps_reference_keys,
     stability_mode,
 )
 from opentelemetry_instrumentation_data_bridge.semconv import (
@@ -85,6 +86,8 @@ class _Config:
         self.tracer: Tracer | None = None
         self.meter: metrics.Meter | None = None
         self.mode: Mode = Mode.DEFAULT
+        # `keeps_reference_keys(mode)`, read once: asked at the end of every span.
+        self.keeps_reference = True
         self.system_attributes: dict[str, Any] = {}
         self.reported: set[str] = set()
         self.orm_metrics: OrmMetrics | None = None
@@ -123,6 +126,7 @@ def configure(
         else env_flag(DATA_BRIDGE_CAPTURE_STATEMENT, False)
     )
     config.mode = stability_mode()
+    config.keeps_reference = keeps_reference_keys(config.mode)
     config.system_attributes = _system_attributes(config.mode)
     state = config
 
@@ -225,12 +229,19 @@ def instrumentation_suppressed(current: otel_context.Context) -> bool:
 
     The keys ``suppress_instrumentation()`` sets (`_suppression_keys`), read from
     one context: the public helper looks the current context up once per key,
-    which was 4,000 instructions per query seam (bench/README.md).
+    which was 4,000 instructions per query seam (bench/README.md). A loop, not
+    ``any()`` over a generator (three calls more, on every seam), and nothing to
+    look up in an empty context (no span, no baggage: a query outside any request).
     """
+    if not current:
+        return False
+    for key in _SUPPRESSION_KEYS:
+        # A Context is a dict: `get_value(key, context)` is `context.get(key)`.
+        if current.get(key):
+            return True
     if not _SUPPRESSION_KEYS:  # pragma: no cover - keys not found: ask the public helper
         return not is_instrumentation_enabled()
-    # A Context is a dict: `get_value(key, context)` is `context.get(key)`.
-    return any(current.get(key) for key in _SUPPRESSION_KEYS)
+    return False
 
 
 def span_dropped(current: otel_context.Context | None = None) -> bool:
@@ -244,6 +255,8 @@ def span_dropped(current: otel_context.Context | None = None) -> bool:
         return False
     if config.drops_all:
         return True  # ALWAYS_OFF: no parent to look at
+    if current is not None and not current:
+        return config.drops_roots  # an empty context holds no parent span: a root
     parent = trace.get_current_span(current).get_span_context()
     if not parent.is_valid:
         return config.drops_roots

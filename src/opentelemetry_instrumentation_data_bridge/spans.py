@@ -8,7 +8,7 @@ samplers should see and adds the rest only when it records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -23,7 +23,7 @@ from opentelemetry_instrumentation_data_bridge.error_description import (
     is_cancellation,
     stacktrace,
 )
-from opentelemetry_instrumentation_data_bridge.semconv import keeps_reference_keys, set_statement
+from opentelemetry_instrumentation_data_bridge.semconv import set_statement
 
 _SESSION_INTERNAL = frozenset({"open", "close"})
 CANCELLED_EVENT = "cancelled"  # an operation cancelled by its caller (no error)
@@ -111,16 +111,17 @@ def add_exception(span: Span | None, exception: BaseException) -> None:
         report_failure("record an exception", exc)
 
 
-def _result_attributes(
+def _put_result(
+    attrs: dict[str, Any],
     count: int | None,
     affected_rows: int | None,
     cache_hit: bool | None,
     returned_rows: int | None = None,
-) -> dict[str, Any]:
+) -> None:
     """``db.result.count`` (the reference's: not in the ``database`` mode) and
-    ``db.response.returned_rows`` (rows that came back: ``count`` unless given)."""
-    attrs: dict[str, Any] = {}
-    if count is not None and keeps_reference_keys(config.state.mode):
+    ``db.response.returned_rows`` (rows that came back: ``count`` unless given),
+    into ``attrs``."""
+    if count is not None and config.state.keeps_reference:
         attrs[SpanAttributes.DB_RESULT_COUNT] = count
     if returned_rows is None:
         returned_rows = count
@@ -130,7 +131,6 @@ def _result_attributes(
         attrs[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
     if cache_hit is not None:
         attrs[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
-    return attrs
 
 
 def set_span_result(
@@ -144,7 +144,8 @@ def set_span_result(
     if span is None or not span.is_recording():
         return
     try:
-        attrs = _result_attributes(count, affected_rows, cache_hit)
+        attrs: dict[str, Any] = {}
+        _put_result(attrs, count, affected_rows, cache_hit)
         for key, value in kwargs.items():
             if value is not None:
                 attrs[key] = value
@@ -160,15 +161,19 @@ class SpanScope:
     ORM call: ``start_span`` plus an explicit context attach costs less than
     ``start_as_current_span``. Attributes known before the call go in at start,
     where samplers see them. When the span records, ``details`` (a dict the
-    span shape built for this scope, or a callable returning one) and the
-    result given to `set_result` are added in one ``set_attributes`` at the end
-    (each SDK call takes the span's lock); when it does not, the result is not built.
+    span shape built for this scope: the scope owns it) and the result given
+    to `set_result` (written into that same dict) are added in one
+    ``set_attributes`` at the end (each SDK call takes the span's lock); when
+    it does not, the result is not built.
 
-    ``with`` starts, attaches, detaches and ends; `start` and `finish` do the
-    same without attaching, for a span that is current only at times (a
-    stream's, attached for the steps that fetch) or under a parent of its own
-    (a linked task's root). Starting and ending are guarded: a sampler or span
-    processor that raises is logged once and the operation goes on.
+    ``with`` starts, attaches, detaches and ends; `enter` does the same as
+    ``with`` under a context the caller has read, and `finish` ends (the
+    wrappers of every query: two calls instead of ``with``'s three); `start`
+    and `finish` start and end without attaching, for a span that is current
+    only at times (a stream's, attached for the steps that fetch) or under a
+    parent of its own (a linked task's root). Starting and ending are guarded:
+    a sampler or span processor that raises is logged once and the operation
+    goes on.
     """
 
     __slots__ = (
@@ -178,7 +183,6 @@ class SpanScope:
         "_links",
         "_name",
         "_parent",
-        "_result",
         "_token",
         "_tracer",
         "context",
@@ -192,7 +196,7 @@ class SpanScope:
         name: str,
         kind: SpanKind,
         attributes: dict[str, Any],
-        details: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        details: dict[str, Any] | None = None,
         links: Sequence[Link] | None = None,
     ) -> None:
         self._tracer = tracer
@@ -201,7 +205,6 @@ class SpanScope:
         self._kind = kind
         self._attributes = attributes
         self._details = details
-        self._result: dict[str, Any] | None = None
         self.span: Span | None = None
         self.recording = False
         self._token: object = None
@@ -247,19 +250,42 @@ class SpanScope:
         self.context = trace.set_span_in_context(span, current)
         return span
 
-    def __enter__(self) -> Span | None:
+    def enter(self, current: otel_context.Context) -> Span | None:
+        """``with``'s start, for a caller that has read ``current`` and found it not
+        dropped (`span_dropped`): start under it and make the span current. End
+        with `finish`, which detaches."""
         tracer = self._tracer
         if tracer is None:
             return None
+        # `_start`, inlined: this runs on every query.
+        try:  # a sampler or span processor that raises must not fail the operation
+            span = tracer.start_span(
+                self._name,
+                current,
+                kind=self._kind,
+                attributes=self._attributes,
+                links=self._links,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        except Exception as failure:
+            report_failure("start a span", failure)
+            return None
+        self.span = span
+        self.recording = span.is_recording()
+        self.context = made = trace.set_span_in_context(span, current)
+        self._token = otel_context.attach(made)
+        return span
+
+    def __enter__(self) -> Span | None:
         current = self._parent
         if current is None:
+            if self._tracer is None:
+                return None
             current = otel_context.get_current()  # read once for the parent and the attach
             if span_dropped(current):
                 return None
-        span = self._start(tracer, current)
-        if span is not None:
-            self._token = otel_context.attach(self.context)  # type: ignore[arg-type]
-        return span
+        return self.enter(current)
 
     def set_result(
         self,
@@ -271,39 +297,49 @@ class SpanScope:
         """Result attributes for the end of the span (see `set_span_result`);
         ``returned_rows`` when the rows that came back are not ``count`` (a count()'s one)."""
         if self.recording:
-            self._result = _result_attributes(count, affected_rows, cache_hit, returned_rows)
+            end = self._details
+            if end is None:
+                end = self._details = {}
+            # `_put_result`, inlined: this runs at the end of every span.
+            if count is not None and config.state.keeps_reference:
+                end[SpanAttributes.DB_RESULT_COUNT] = count
+            if returned_rows is None:
+                returned_rows = count
+            if returned_rows is not None:
+                end[SpanAttributes.DB_RESPONSE_RETURNED_ROWS] = returned_rows
+            if affected_rows is not None:
+                end[SpanAttributes.DB_RESULT_AFFECTED_ROWS] = affected_rows
+            if cache_hit is not None:
+                end[SpanAttributes.DB_RELATIONSHIP_CACHE_HIT] = cache_hit
 
     def add_attributes(self, attributes: dict[str, Any]) -> None:
         """More attributes for the end of the span (only kept when it records)."""
         if self.recording:
-            if self._result is None:
-                self._result = {}
-            self._result.update(attributes)
+            end = self._details
+            if end is None:
+                end = self._details = {}
+            end.update(attributes)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        # Also `finish`'s body (without a call of its own: this runs on every ORM call).
+        self.finish(exc)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the span (started by `start`, `enter` or ``with``): details, result,
+        the exception if any; detach it if `enter` made it current."""
         span = self.span
         if span is None:
             return
-        if self._token is not None:  # made current by `with` (not by `start`)
+        if self._token is not None:  # made current by `with`/`enter` (not by `start`)
             otel_context.detach(self._token)  # type: ignore[arg-type]
             self._token = None
         try:
             if self.recording:
-                try:
-                    details = self._details
-                    if details is None:
-                        extra = {}
-                    elif callable(details):
-                        extra = details()
-                    else:
-                        extra = details  # the scope's own (made for it by a span shape)
-                    if self._result:
-                        extra.update(self._result)
-                    if extra:
-                        span.set_attributes(extra)
-                except Exception as failure:
-                    report_failure(f"build attributes of {self._name}", failure)
+                end = self._details
+                if end:
+                    try:
+                        span.set_attributes(end)
+                    except Exception as failure:
+                        report_failure(f"build attributes of {self._name}", failure)
             if exc is not None:
                 add_exception(span, exc)
         finally:
@@ -311,10 +347,6 @@ class SpanScope:
                 span.end()
             except Exception as failure:
                 report_failure("end a span", failure)
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        """End the span (started by `start`): details, result, the exception if any."""
-        self.__exit__(None, exc, None)
 
 
 def _merge(extra: dict[str, Any], attributes: dict[str, Any]) -> None:

@@ -205,9 +205,15 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
     (instrumentation suppressed, or a span the sampler is known to drop and no
     meter provider to receive metrics) it hands back the original coroutine,
     so the query runs without even an extra coroutine around it.
+
+    This is the seam of every query, so the guarded steps (`_describe`,
+    `_query_result`) are inlined in it: each layer was a Python call per query
+    (bench/README.md, "Round 3, session 2: the traced path").
     """
     # N+1 detection's query seams; a column selection's rows are not objects.
     detects = operation in ("find", "count", "exists") and objects
+    no_rows = operation in _NO_ROWS
+    one_row = operation in _ONE_ROW
     what = f"db.query.{operation}"
     reading = f"the result of {what}"
 
@@ -218,35 +224,73 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         kwargs: dict[str, Any],
         current: otel_context.Context,
         dropped: bool,
-        caller: Any = None,
+        caller: Any,
+        metrics: bool,
     ) -> Any:
         now = otel_context.get_current()
         if now is not current:  # awaited under another context than it was called in
             current, dropped = now, config.span_dropped(now)
-        opened = _describe(what, _describe_query, operation, instance, dropped)
-        if opened is None:
+        try:  # `_describe_query`, inlined and guarded like `_describe`
+            table = instance.table_name
+            engine = instance.session.engine
+            server = _server_attributes.get(id(engine)) or server_attributes(engine)
+            scope = None
+            if not dropped:  # a span the sampler is known to drop is not built
+                scope = spans.query_span(
+                    config.state.tracer or config.tracer(),
+                    operation,
+                    table,
+                    filters_count=instance.filters_count,
+                    limit=instance.limit_value,
+                    offset=instance.offset_value,
+                    order_by=instance.order_by_text,
+                    server=server,
+                )
+        except Exception as exc:  # our bug must not become the user's
+            config.report_failure(f"describe {what}", exc)
             return await wrapped(*args, **kwargs)
-        table, server, scope = opened
-        started = time.perf_counter_ns()
+        started = time.perf_counter_ns() if metrics else 0
         span = rows = error = None
         try:
-            if scope is None:
+            if scope is not None:
+                span = scope.enter(current)
+            try:
                 result = await wrapped(*args, **kwargs)
-                counts = _describe(reading, _query_result, None, operation, result)
-                rows = counts[1] if counts is not None else None
-                return result
-            with scope.under(current) as span:
-                result = await wrapped(*args, **kwargs)
-                counts = _describe(reading, _query_result, scope, operation, result)
-                rows = counts[1] if counts is not None else None
-            if detects:  # the line N+1 advice points to; repeated one-row queries
-                _detect(n_plus_one.record_statement, operation, instance, result, caller, current)
+            except BaseException as exc:
+                if scope is not None:
+                    scope.finish(exc)
+                raise
+            try:  # `_query_result`, guarded like `_describe`
+                if no_rows:
+                    counted = int(result)
+                    if scope is not None:
+                        scope.set_result(affected_rows=counted)
+                elif one_row:
+                    counted = int(result)
+                    rows = 1
+                    if scope is not None:
+                        scope.set_result(count=counted, returned_rows=1)
+                else:
+                    rows = len(result) if result.__class__ is list else _rows(result)
+                    if scope is not None:
+                        scope.set_result(count=rows)
+            except Exception as exc:
+                config.report_failure(f"describe {reading}", exc)
+            if scope is not None:
+                scope.finish(None)
+                if detects:  # the line N+1 advice points to; repeated one-row queries
+                    try:  # `_detect`, inlined
+                        n_plus_one.record_statement(operation, instance, result, caller, current)
+                    except n_plus_one.NPlusOneError:
+                        raise
+                    except Exception as exc:
+                        config.report_failure("run N+1 detection (record_statement)", exc)
             return result
         except BaseException as exc:
             error = exc
             raise
         finally:
-            if config.metrics_wanted():
+            if metrics:
                 _record_metrics(operation, table, span, started, rows, error, server)
 
     def wrapper(
@@ -255,15 +299,20 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         # `_nothing_to_record`, inlined: this is the seam of every query. The
         # context is read once for the suppression check and the sampler's shortcut.
         current = otel_context.get_current()
-        if config.instrumentation_suppressed(current):
-            return wrapped(*args, **kwargs)
-        dropped = config.span_dropped(current)
-        if dropped and not config.metrics_wanted():
+        if current:
+            if config.instrumentation_suppressed(current):
+                return wrapped(*args, **kwargs)
+            dropped = config.span_dropped(current)
+        else:  # no span, no suppression: a root span, which the sampler may drop
+            dropped = config.state.drops_roots
+        # Read once per query: the metrics after the call follow this answer.
+        metrics = config.metrics_wanted()
+        if dropped and not metrics:
             return wrapped(*args, **kwargs)
         # The caller's frame, read now (N+1 detection's line): from inside the query's
         # coroutine it is a walk through frames CPython would have to build.
         caller = sys._getframe(1) if detects else None
-        return traced(wrapped, instance, args, kwargs, current, dropped, caller)
+        return traced(wrapped, instance, args, kwargs, current, dropped, caller, metrics)
 
     return wrapper
 
@@ -522,6 +571,7 @@ def session_wrapper(operation: str) -> Wrapper:
     """Wrap a Session method as ``db.session.<operation>``: the lifecycle, ``refresh``
     and the three savepoint steps of ``begin_nested()``."""
     with_counts = operation in ("flush", "commit")
+    flushes = operation == "flush"
     ends_transaction = operation in ("commit", "rollback", "close")
     # Operations that talk to the database: a db.client.operation.duration sample each.
     timed = operation not in ("open", "close")
@@ -542,7 +592,6 @@ def session_wrapper(operation: str) -> Wrapper:
             )
             if scope is None:
                 return await wrapped(*args, **kwargs)
-            scope.under(current)
         # Read before the call: committing or rolling back clears it.
         started = _describe(what, _transaction_started, instance) if ends_transaction else None
         called = time.perf_counter_ns()
@@ -550,11 +599,16 @@ def session_wrapper(operation: str) -> Wrapper:
         try:
             if scope is None:
                 return await wrapped(*args, **kwargs)
-            with scope:
+            scope.enter(current)  # `with scope.under(current)`, one call less
+            try:
                 result = await wrapped(*args, **kwargs)
-                if operation == "flush":
+                if flushes:
                     _describe("the batch size of a flush", _flush_batch, scope, instance)
-                return result
+            except BaseException as exc:
+                scope.finish(exc)
+                raise
+            scope.finish(None)
+            return result
         except BaseException as exc:
             error = exc
             raise
@@ -666,7 +720,27 @@ def lazy_load_wrapper(
 ) -> Awaitable[Any]:
     """``obj.rel``: the user's line is read here, where the attribute is accessed
     (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
-    if config.instrumentation_suppressed(otel_context.get_current()):
+    current = otel_context.get_current()
+    if current and config.instrumentation_suppressed(current):  # an empty one suppresses nothing
+        return wrapped(*args, **kwargs)
+    try:
+        # A value an eager load filled (that load was traced): no span, no SQL, only
+        # N+1 detection's note that the eager load was used. Decided here, at the
+        # access, so the original coroutine is handed back: an eager page reads
+        # every parent's value, and a coroutine of ours around each cost more
+        # than the page's spans (bench/README.md, "Round 3, session 2").
+        obj = args[0] if args else kwargs["instance"]
+        eager = instance.loaded_via(obj) in EAGER_STRATEGIES
+    except Exception as exc:  # our bug must not become the user's: the slow path decides
+        config.report_failure("describe db.relationship.select", exc)
+        eager = False
+    if eager:
+        try:  # `_detect`, inlined
+            n_plus_one.record_eager_use(instance)
+        except n_plus_one.NPlusOneError:
+            raise
+        except Exception as exc:
+            config.report_failure("run N+1 detection (record_eager_use)", exc)
         return wrapped(*args, **kwargs)
     try:
         # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
@@ -764,7 +838,12 @@ async def eager_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """One level of selectinload/joinedload: ``db.relationship.<strategy>``."""
-    opened = _opening("an eager load", _describe_eager, instance, args, kwargs)
+    # `_opening`, inlined: the context is read once for the suppression check, the
+    # sampler's shortcut and the parent (`with scope` read it again).
+    current = otel_context.get_current()
+    if config.instrumentation_suppressed(current):
+        return await wrapped(*args, **kwargs)
+    opened = _describe("an eager load", _describe_eager, instance, args, kwargs)
     if opened is None:
         return await wrapped(*args, **kwargs)
     scope, rel, batch = opened
@@ -772,9 +851,15 @@ async def eager_load_wrapper(
     rows: int | None = None
     error: BaseException | None = None
     try:
-        with scope:
+        if not config.span_dropped(current):
+            scope.enter(current)
+        try:
             related = await wrapped(*args, **kwargs)
             rows = _describe("the result of an eager load", _eager_result, scope, related)
+        except BaseException as exc:
+            scope.finish(exc)
+            raise
+        scope.finish(None)
     except BaseException as exc:
         error = exc
         raise

@@ -1,0 +1,146 @@
+"""Guards for the traced path's structure (issues 25/26): how many calls of the
+instrumentation's own code one recorded query and one read of an eagerly loaded
+value make. Counted with a profile hook (calls, not seconds): each layer of
+wrappers and helpers cut in round 3, session 2 (bench/README.md, "Round 3,
+session 2: the traced path") fails these when it comes back. N+1 detection's
+own functions are not counted (`n_plus_one`, guarded by its own tests).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+from instrumentation_models import Article, Author
+from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import opentelemetry_instrumentation_data_bridge as package
+from data_bridge_core import Engine, Session, selectinload
+from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
+
+PACKAGE_DIR = os.path.dirname(package.__file__)
+DETECTION_DIR = os.path.join(PACKAGE_DIR, "n_plus_one")
+
+
+def _ours(frame: FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    return filename.startswith(PACKAGE_DIR) and not filename.startswith(DETECTION_DIR)
+
+
+async def _calls(run: Callable[[], Awaitable[Any]]) -> Counter[str]:
+    """The instrumentation's Python calls (generator expressions included) while ``run`` runs."""
+    seen: Counter[str] = Counter()
+    # A coroutine's resumption is a "call" too: each frame is counted once (kept
+    # alive here, so that no later frame takes a finished one's id).
+    frames: dict[int, FrameType] = {}
+
+    def hook(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call" and id(frame) not in frames and _ours(frame):
+            frames[id(frame)] = frame
+            seen[frame.f_code.co_name] += 1
+
+    sys.setprofile(hook)
+    try:
+        await run()
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+_PROVIDERS: dict[int, TracerProvider] = {}
+
+
+def recording_provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    return _PROVIDERS[id(exporter)]
+
+
+@pytest.fixture
+def recording() -> Iterator[InMemorySpanExporter]:
+    """Instrumented on a recording provider; no meter provider that records."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _PROVIDERS[id(exporter)] = provider
+    instrumentor = DataBridgeInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, meter_provider=NoOpMeterProvider())
+    yield exporter
+    instrumentor.uninstrument()
+    provider.shutdown()
+    del _PROVIDERS[id(exporter)]
+
+
+# Calls of the instrumentation's code per recorded get() (a db.query.find span): the
+# query seam's wrapper and its coroutine, the metrics check, the span shape, the
+# scope (init, enter, set_result, finish) and the hub forwarding the span's start and
+# end. Under a request's span, the suppression check and the sampler's shortcut too.
+# Round 3's code made 27 (26 and a generator expression).
+GET_CALLS = 10
+GET_CALLS_UNDER_A_SPAN = 12
+
+
+async def test_one_recorded_get_makes_few_calls_of_ours(
+    blog_engine: Engine, recording: InMemorySpanExporter
+) -> None:
+    tracer = trace.get_tracer("request", tracer_provider=recording_provider(recording))
+    async with Session(blog_engine) as session:
+        await session.get(Article, 1)  # first-use costs (span shapes, server attributes)
+        seen = await _calls(lambda: session.get(Article, 2))
+        with tracer.start_as_current_span("request"):
+            await session.get(Article, 3)  # the request's first query opens its N+1 scope
+            under = await _calls(lambda: session.get(Article, 4))
+    assert sum(seen.values()) <= GET_CALLS, seen
+    assert sum(under.values()) <= GET_CALLS_UNDER_A_SPAN, under
+    # No generator in the suppression check, no guard layer around the description.
+    assert "<genexpr>" not in under and "_describe" not in under, under
+    finds = [s for s in recording.get_finished_spans() if s.name == "db.query.find"]
+    assert len(finds) == 4
+    assert finds[-1].attributes is not None
+    assert finds[-1].attributes["db.response.returned_rows"] == 1
+    assert finds[-1].parent is not None  # the request's child
+
+
+async def test_reading_an_eagerly_loaded_value_hands_back_the_original_load(
+    blog_engine: Engine, recording: InMemorySpanExporter
+) -> None:
+    tracer = trace.get_tracer("request", tracer_provider=recording_provider(recording))
+    async with Session(blog_engine) as session:
+        authors = await session.find(Author).options(selectinload(Author.articles)).to_list()
+        assert len(authors) == 3
+
+        async def read_all() -> None:
+            for author in authors:
+                assert len(await author.articles) == 2
+
+        seen = await _calls(read_all)
+        with tracer.start_as_current_span("request"):
+            under = await _calls(read_all)
+    # Per read: the wrapper and nothing else of ours (no coroutine around the load, no
+    # span, no frame read for the N+1 advice); under a span, the suppression check too.
+    assert seen == Counter({"lazy_load_wrapper": 3}), seen
+    assert under == Counter({"lazy_load_wrapper": 3, "instrumentation_suppressed": 3}), under
+    names = [s.name for s in recording.get_finished_spans()]
+    assert "db.relationship.select" not in names
+    assert names.count("db.relationship.selectinload") == 1
+
+
+async def test_a_lazy_load_that_runs_sql_still_gets_its_span(
+    blog_engine: Engine, recording: InMemorySpanExporter
+) -> None:
+    async with Session(blog_engine) as session:
+        article = await session.get(Article, 1)
+        assert article is not None
+        author = await article.author
+        assert author is not None and author.id == 1
+    selects = [s for s in recording.get_finished_spans() if s.name == "db.relationship.select"]
+    assert len(selects) == 1
+    assert selects[0].attributes is not None
+    assert selects[0].attributes["db.relationship.cache_hit"] is False
