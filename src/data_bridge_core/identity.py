@@ -137,8 +137,11 @@ class IdentityMap:
 
     def forget_relations(self) -> None:
         """Drop loaded relationship values: they may describe rows that changed."""
-        # One pass over every loaded row, inlined; a shared state holds no relations.
+        # One pass over every loaded row, inlined; a shared state holds no relations
+        # of its own, its result those an eager load set for all its rows.
         # (getattr, not __dict__: reading __dict__ would build a dict per loaded row.)
+        for result in self.live_results:
+            result.shared_relations = None
         for found in self.by_model.values():
             for obj in found.values():
                 own = getattr(obj, STATE_KEY)
@@ -150,6 +153,8 @@ class IdentityMap:
         """Detach every object (the session closes); one pass over the loaded rows."""
         for result in self.live_results:
             result.owner = None  # detaches every row still sharing it
+            if forget_relations:
+                result.shared_relations = None
         self._results.clear()
         self._prune_at = _PRUNE_EVERY
         for found in self.by_model.values():
