@@ -14,7 +14,7 @@ recording, a batch processor with an exporter that drops spans),
 ``sampled_out``, ``bare_span`` (W1 only: one bare SDK span per get) and
 ``sqlalchemy``. Workloads: the methods of ``bench.systems`` (``w1``, ``w2``,
 ``w3``, ``w4``, ``w5_lazy``, ``w5_eager``, ``w6``, ``w7``, ``w7_columns``,
-``w7_group``, and any added later with the same name on every system).
+``w7_group``, ``w8``, and any added later with the same name on every system).
 
 The method of ``bench.w2w6_instructions`` (read its docstring): the main
 thread's file only (``--separate-threads=yes``), the collector frozen and

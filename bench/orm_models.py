@@ -28,9 +28,23 @@ class Post(Table):
     body: str
     author: User = relationship(back_populates="posts")
     tags: list[Tag] = relationship(secondary="post_tags", back_populates="posts")
+    comments: list[Comment] = relationship(back_populates="post")
 
     class Settings:
         table_name = "posts"
+
+
+class Comment(Table):
+    id: int = Column(primary_key=True)
+    post_id: int = Column(foreign_key="posts.id")
+    # The commenter: a plain key (W8 loads the post's author, not the commenters').
+    author_id: int = Column(foreign_key="users.id")
+    body: str
+    created_at: datetime
+    post: Post = relationship(back_populates="comments")
+
+    class Settings:
+        table_name = "comments"
 
 
 class Tag(Table):

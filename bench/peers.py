@@ -20,12 +20,13 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from bench.schema import DSN
-from bench.systems import PAGE, W7_TAG
+from bench.systems import EAGER_PAGE, PAGE, W7_TAG
 
 HINT = "pip install -e './packaging/instrumentation[bench]'"
 
 USER_COLUMNS = "id, name, email, age, active, country, created_at"
 POST_COLUMNS = "id, author_id, title, body"
+COMMENT_COLUMNS = "id, post_id, author_id, body, created_at"
 
 
 def _installed(module: str) -> bool:
@@ -236,6 +237,22 @@ class RawAsyncpg(_Instrumented):
             )
             return len(rows)
 
+    async def w8(self) -> int:
+        async with self.conn.transaction():
+            posts = await self.conn.fetch(
+                "SELECT posts.id, posts.author_id, posts.title, posts.body, users.id, users.name, "
+                "users.email, users.age, users.active, users.country, users.created_at "
+                "FROM posts LEFT OUTER JOIN users ON users.id = posts.author_id "
+                "ORDER BY posts.id DESC LIMIT $1",
+                EAGER_PAGE,
+            )
+            comments = await self.conn.fetch(
+                f"SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ANY($1::bigint[]) "
+                "ORDER BY id",
+                [row[0] for row in posts],
+            )
+        return len(comments)
+
 
 class Tortoise(_Instrumented):
     """Tortoise ORM on its asyncpg backend (the default for postgres://), with
@@ -394,6 +411,24 @@ class Tortoise(_Instrumented):
             )
             return len(rows)
 
+    async def w8(self) -> int:
+        from tortoise.transactions import in_transaction
+
+        async with in_transaction():
+            # The author joined in (select_related), the comments a second query.
+            page = (
+                await self.m.Post.all()
+                .order_by("-id")
+                .limit(EAGER_PAGE)
+                .select_related("author")
+                .prefetch_related("comments")
+            )
+            comments = 0
+            for post in page:
+                post.author  # noqa: B018
+                comments += len(list(post.comments))
+            return comments
+
 
 class Piccolo(_Instrumented):
     """Piccolo's objects API on asyncpg. No relation loading into objects (no lazy
@@ -533,6 +568,24 @@ class Piccolo(_Instrumented):
             )
             return len(rows)
 
+    async def w8(self) -> int:
+        Post, Comment = self.m.Post, self.m.Comment
+        async with self.engine.transaction():
+            # The author as a prefetched foreign key (a join, nested objects); no
+            # reverse-FK prefetch: the comments by hand, grouped by post.
+            page = (
+                await Post.objects(Post.author).order_by(Post.id, ascending=False).limit(EAGER_PAGE)
+            )
+            comments = (
+                await Comment.objects()
+                .where(Comment.post.is_in([p.id for p in page]))
+                .order_by(Comment.id)
+            )
+            by_post: dict[int, list[Any]] = defaultdict(list)
+            for comment in comments:
+                by_post[comment.post].append(comment)
+            return sum(len(by_post[post.id]) for post in page)
+
 
 async def _once(system: Any, schema: str) -> dict[str, Any]:
     await system.setup(schema)
@@ -549,6 +602,7 @@ async def _once(system: Any, schema: str) -> dict[str, Any]:
             "w7": await system.w7(),
             "w7_columns": await system.w7_columns(),
             "w7_group": await system.w7_group(),
+            "w8": await system.w8(),
         }
     finally:
         system.deactivate()

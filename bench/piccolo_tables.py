@@ -44,4 +44,13 @@ class PostTags(Table, tablename="post_tags", db=ENGINE):
     tag = ForeignKey(Tag, db_column_name="tag_id")
 
 
-TABLES = (User, Tag, Post, PostTags)
+class Comment(Table, tablename="comments", db=ENGINE):
+    id = BigSerial(primary_key=True)
+    post = ForeignKey(Post, db_column_name="post_id")
+    # The commenter: a plain key (W8 loads the post's author, not the commenters').
+    author_id = BigInt()
+    body = Text()
+    created_at = Timestamptz()
+
+
+TABLES = (User, Tag, Post, PostTags, Comment)

@@ -132,6 +132,166 @@ def targets(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Issue 25's table: (row, its words, the bench workload, the target on process CPU / raw psycopg).
+ISSUE_ROWS = (
+    ("a", "get by primary key", "W1 get by pk", 1.25),
+    ("b", "filter + order + limit page", "W2 page of 100", 1.4),
+    ("c", "5,000 rows to objects", "W3 5000 posts", 1.5),
+    ("d", "1,000 objects inserted in one transaction", "W4 insert 1000", 2.0),
+    ("e", "50 posts with authors and comments, eager", "W8 eager page", 1.5),
+)
+ISSUE_SPAN_RATIO = 1.2  # recording a query span in the request flow / one bare SDK span
+ISSUE_MEMORY_RATIO = 1.3  # c's memory / raw psycopg's
+# The peers' table: each system a user would pick instead, and the drivers.
+PEER_ROWS = (
+    RAW,
+    "raw asyncpg",
+    ORM,
+    "data_bridge instrumented",
+    "sqlalchemy",
+    "sqlalchemy instrumented",
+    "tortoise",
+    "tortoise instrumented",
+    "piccolo",
+    "piccolo instrumented",
+)
+ORM_PEERS = ("sqlalchemy", "tortoise", "piccolo")
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if abs(us) >= 1000 else f"{us:.0f} µs"
+
+
+def issue_table(data: dict[str, Any]) -> list[str]:
+    """Issue 25's table in its own terms, from this run: data_bridge's process CPU
+    and wall time per operation over raw psycopg's for a-e, the traced eager page's
+    extra CPU against SQLAlchemy-instrumented's, the span in the request flow
+    against a bare SDK span, c's memory; each beside the issue's target."""
+    lines = [
+        "| issue 25 | bench workload | data_bridge process CPU x raw psycopg | wall x raw psycopg "
+        "| target | |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for row, words, workload, target in ISSUE_ROWS:
+        cpu, raw_cpu = (
+            _cell(data, ORM, workload, "cpu_median_us"),
+            _cell(data, RAW, workload, "cpu_median_us"),
+        )
+        wall, raw_wall = _cell(data, ORM, workload), _cell(data, RAW, workload)
+        r_cpu = cpu / raw_cpu if cpu is not None and raw_cpu else None
+        r_wall = wall / raw_wall if wall is not None and raw_wall else None
+        lines.append(
+            f"| {row} {words} | {workload} | "
+            + ("-" if r_cpu is None else f"{r_cpu:.2f}x ({_ms(cpu or 0)} vs {_ms(raw_cpu or 0)})")
+            + f" | {'-' if r_wall is None else f'{r_wall:.2f}x'} | <= {target}x | "
+            + f"{_verdict(None if r_cpu is None else r_cpu <= target)} |"
+        )
+    eager = data.get("w8_extra_cpu", {})
+    ours, theirs = eager.get("data_bridge"), eager.get("sqlalchemy")
+    ours_shown = (
+        "-"
+        if ours is None
+        else f"+{_ms(ours['extra_cpu_us'])} per page ({ours['spans_per_page']:g} spans)"
+    )
+    theirs_shown = (
+        "SQLAlchemy-instrumented's (not run)"
+        if theirs is None
+        else f"<= SQLAlchemy-instrumented's: +{_ms(theirs['extra_cpu_us'])} "
+        f"({theirs['spans_per_page']:g} spans)"
+    )
+    ok = None if ours is None or theirs is None else ours["extra_cpu_us"] <= theirs["extra_cpu_us"]
+    lines.append(
+        f"| traced eager page (e), extra process CPU | W8 eager page, instrumented minus plain "
+        f"| {ours_shown} | | {theirs_shown} | {_verdict(ok)} |"
+    )
+    paired = data.get("w1_extra_cpu_us", {})
+    rec, bare = paired.get("recording"), paired.get("bare_span")
+    span_ratio = rec / bare if rec is not None and bare else None
+    lines.append(
+        "| recording a query span, in the request flow | W1, extra CPU per get over a bare "
+        "SDK span's in the same flow | "
+        + (
+            "-"
+            if span_ratio is None or rec is None or bare is None
+            else f"{span_ratio:.2f}x ({rec:.1f} µs vs {bare:.1f} µs)"
+        )
+        + f" | | <= {ISSUE_SPAN_RATIO}x | "
+        + f"{_verdict(None if span_ratio is None else span_ratio <= ISSUE_SPAN_RATIO)} |"
+    )
+    memory = data.get("memory_peak_bytes", {})
+    mem = memory[ORM] / memory[RAW] if memory.get(RAW) and memory.get(ORM) else None
+    lines.append(
+        "| memory of c | W3, tracemalloc peak | "
+        + ("-" if mem is None else f"{mem:.2f}x ({memory[ORM] / 1e6:.1f} MB)")
+        + f" | | <= {ISSUE_MEMORY_RATIO}x | "
+        + f"{_verdict(None if mem is None else mem <= ISSUE_MEMORY_RATIO)} |"
+    )
+    return lines
+
+
+def peers_table(data: dict[str, Any]) -> list[str]:
+    """Issue 25's workloads for every system of the run that a user would pick
+    instead (and the two drivers): process CPU per operation x raw psycopg, wall in
+    parentheses; c's memory; and whether data_bridge is ahead of every ORM peer."""
+    rows = [s for s in PEER_ROWS if s in data["results"]]
+    memory = data.get("memory_peak_bytes", {})
+    head = " | ".join(f"{row} {workload}" for row, _, workload, _ in ISSUE_ROWS)
+    lines = [
+        f"| system | {head} | memory of c |",
+        "| --- |" + " ---: |" * (len(ISSUE_ROWS) + 1),
+    ]
+    for system in rows:
+        cells = []
+        for _, _, workload, _ in ISSUE_ROWS:
+            cpu, raw_cpu = (
+                _cell(data, system, workload, "cpu_median_us"),
+                _cell(data, RAW, workload, "cpu_median_us"),
+            )
+            wall, raw_wall = _cell(data, system, workload), _cell(data, RAW, workload)
+            if cpu is None or not raw_cpu or wall is None or not raw_wall:
+                cells.append("-")
+            else:
+                cells.append(f"{cpu / raw_cpu:.2f}x ({wall / raw_wall:.2f}x)")
+        peak = memory.get(system)
+        cells.append(f"{peak / memory[RAW]:.2f}x" if peak and memory.get(RAW) else "-")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    behind = []
+    for _, _, workload, _ in ISSUE_ROWS:
+        ours = _cell(data, ORM, workload, "cpu_median_us")
+        for peer in ORM_PEERS:
+            theirs = _cell(data, peer, workload, "cpu_median_us")
+            if ours is not None and theirs is not None and ours >= theirs:
+                behind.append(f"{peer} on {workload}")
+    present = [p for p in ORM_PEERS if p in data["results"]]
+    if ORM in data["results"] and present:
+        lines += [
+            "",
+            f"data_bridge ahead of every ORM peer of this run ({', '.join(present)}) in process "
+            "CPU on a-e: " + ("yes" if not behind else "no, behind " + ", ".join(behind)),
+        ]
+    return lines
+
+
+def issue_summary(data: dict[str, Any]) -> str:
+    """Both issue 25 tables, as printed after a run and written into results.md."""
+    return "\n".join(
+        [
+            "",
+            "Issue 25 (process CPU per operation, medians of one interleaved run):",
+            "",
+            *issue_table(data),
+            "",
+            "Against the peers (process CPU x raw psycopg, wall x raw psycopg in parentheses):",
+            "",
+            *peers_table(data),
+        ]
+    )
+
+
 def chart(data: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -277,6 +437,7 @@ def markdown(data: dict[str, Any]) -> str:
                 for name, peak in memory.items()
             ),
         ]
+    lines.append(issue_summary(data))
     for line in data.get("skipped", []):
         lines += ["", line]
     return "\n".join(lines)

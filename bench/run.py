@@ -35,21 +35,30 @@ WORKLOADS = (
     "W7 relational page",
     "W7 column selection",
     "W7 group by",
+    "W8 eager page",
 )
 
 
-def _providers() -> dict[str, Any]:
+def _providers() -> tuple[dict[str, Any], Any]:
+    """(the tracer providers, a function giving the spans the recording one exported)."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-    class NoopExporter(SpanExporter):
+    class CountingExporter(SpanExporter):
+        """Drops the spans; counts them (spans per W8 page)."""
+
+        exported = 0
+
         def export(self, spans: Any) -> SpanExportResult:
+            self.exported += len(spans)
             return SpanExportResult.SUCCESS
 
+    exporter = CountingExporter()
     recording = TracerProvider()
-    recording.add_span_processor(BatchSpanProcessor(NoopExporter()))
-    return {"recording": recording, "sampled_out": TracerProvider(sampler=ALWAYS_OFF)}
+    recording.add_span_processor(BatchSpanProcessor(exporter))
+    providers = {"recording": recording, "sampled_out": TracerProvider(sampler=ALWAYS_OFF)}
+    return providers, lambda: exporter.exported
 
 
 def _instrument_with(provider: Any) -> Any:
@@ -103,11 +112,17 @@ def _workloads(system: Any, ids: list[int]) -> list[tuple[str, Any, int]]:
         (WORKLOADS[7], system.w7, 1),
         (WORKLOADS[8], system.w7_columns, 1),
         (WORKLOADS[9], system.w7_group, 1),
+        (WORKLOADS[10], system.w8, 1),
     ]
 
 
 async def run_interleaved(
-    systems: list[Any], schema: str, rounds: int, ops: int, flush: Any = None
+    systems: list[Any],
+    schema: str,
+    rounds: int,
+    ops: int,
+    flush: Any = None,
+    exported: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Every round runs every system once, in turn: a slow spell of the shared
     machine then lands on all systems alike instead of on whichever ran then."""
@@ -139,6 +154,10 @@ async def run_interleaved(
                     system.deactivate()
         paired = await overhead.w1_paired(systems, ids, max(rounds, 5), flush)
         results: dict[str, dict[str, Any]] = {"_paired": paired}
+        if flush is not None and exported is not None:
+            results["_eager"] = await overhead.eager_paired(
+                systems, max(rounds, 5), flush, exported
+            )
         for system in systems:
             system.activate()
             try:
@@ -165,9 +184,9 @@ async def run_interleaved(
 
 
 async def hydration_memory(schema: str, others: Sequence[Any] = ()) -> dict[str, int]:
-    """tracemalloc peak of W3: raw tuples vs data_bridge objects (and each given
-    uninstrumented peer's rows or objects)."""
-    systems = [RawPsycopg(), DataBridge("data_bridge"), *others]
+    """tracemalloc peak of W3: raw tuples vs data_bridge and SQLAlchemy objects (and
+    each given uninstrumented peer's rows or objects)."""
+    systems = [RawPsycopg(), DataBridge("data_bridge"), SqlAlchemy("sqlalchemy"), *others]
     peaks = {}
     for system in systems:
         name = system.name
@@ -186,7 +205,7 @@ async def hydration_memory(schema: str, others: Sequence[Any] = ()) -> dict[str,
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rounds = args.rounds or (2 if args.quick else 15)
     ops = 20 if args.quick else 200
-    providers = _providers()
+    providers, exported = _providers()
     schema = create_schema()
     server_version = server_version_of()
     try:
@@ -199,8 +218,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for provider in providers.values():
                 provider.force_flush()
 
-        results = await run_interleaved(systems, schema, rounds, ops, flush)
+        results = await run_interleaved(systems, schema, rounds, ops, flush, exported)
         paired = results.pop("_paired")
+        eager = results.pop("_eager", {})
         probe_count, probe_rounds = (200, 3) if args.quick else (3000, 9)
         seam = await overhead.seam_overhead(providers, schema, probe_count, probe_rounds)
         floor = overhead.span_floor(providers["recording"], probe_count, probe_rounds)
@@ -221,6 +241,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "span_floor_us": floor,
         "seam_overhead_us": seam,
         "w1_extra_cpu_us": paired,
+        "w8_extra_cpu": eager,
         "n1_detection_us": n1_cost,
         "n1_request_flow": n1_flow_cost,
         "memory_peak_bytes": memory,
@@ -241,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(report.markdown(data) + "\n")
     print(report.table(data))
     print(report.targets(data))
+    print(report.issue_summary(data))
     report.chart(data, args.out / "results.png")
     report.ratio_chart(data, args.out / "ratios.png")  # the README's chart (bench/published)
     print(f"\nwritten: {args.out / 'results.json'}, results.md, results.png, ratios.png")

@@ -33,6 +33,17 @@ class Post(Base):
     body: Mapped[str]
     author: Mapped[User] = relationship(back_populates="posts")
     tags: Mapped[list[Tag]] = relationship(secondary="post_tags", back_populates="posts")
+    comments: Mapped[list[Comment]] = relationship(back_populates="post")
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str]
+    created_at: Mapped[datetime]
+    post: Mapped[Post] = relationship(back_populates="comments")
 
 
 post_tags = Table(

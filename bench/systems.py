@@ -15,6 +15,8 @@ from bench.schema import DSN
 
 PAGE = 100
 W7_TAG = "tag3"
+# W8, the issue's eager page: the newest posts (highest id), each with its author and comments.
+EAGER_PAGE = 50
 
 
 class RawPsycopg:
@@ -177,6 +179,27 @@ class RawPsycopg:
                 binary=True,
             )
             return len(await cur.fetchall())
+
+    async def w8(self) -> int:
+        """W8, every system: the comments loaded (150, 3 for each of 50 posts)."""
+        # The statements data_bridge sends for joinedload(author) + selectinload(comments).
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT posts.id, posts.author_id, posts.title, posts.body, users.id, users.name, "
+                "users.email, users.age, users.active, users.country, users.created_at "
+                "FROM posts LEFT OUTER JOIN users ON users.id = posts.author_id "
+                "ORDER BY posts.id DESC LIMIT %s",
+                (EAGER_PAGE,),
+                binary=True,
+            )
+            posts = await cur.fetchall()
+            comments = await self.conn.execute(
+                "SELECT id, post_id, author_id, body, created_at FROM comments "
+                "WHERE post_id = ANY(%s) ORDER BY id",
+                ([row[0] for row in posts],),
+                binary=True,
+            )
+            return len(await comments.fetchall())
 
 
 class DataBridge:
@@ -365,6 +388,24 @@ class DataBridge:
             )
             return len(rows)
 
+    async def w8(self) -> int:
+        from data_bridge_core import Session, joinedload, selectinload
+
+        Post = self.m.Post
+        async with Session(self.engine) as s:
+            page = await (
+                s.find(Post)
+                .options(joinedload(Post.author), selectinload(Post.comments))
+                .order_by(Post.id.desc())
+                .limit(EAGER_PAGE)
+                .to_list()
+            )
+            comments = 0
+            for post in page:
+                await post.author
+                comments += len(await post.comments)
+            return comments
+
 
 class SqlAlchemy:
     """SQLAlchemy 2 async ORM on psycopg, optionally with its OpenTelemetry instrumentation."""
@@ -536,3 +577,23 @@ class SqlAlchemy:
                 )
             ).all()
             return len(rows)
+
+    async def w8(self) -> int:
+        from sqlalchemy import select
+        from sqlalchemy.orm import selectinload
+
+        Post = self.m.Post
+        async with self.sessions() as s:
+            page = (
+                await s.scalars(
+                    select(Post)
+                    .options(selectinload(Post.author), selectinload(Post.comments))
+                    .order_by(Post.id.desc())
+                    .limit(EAGER_PAGE)
+                )
+            ).all()
+            comments = 0
+            for post in page:
+                await post.awaitable_attrs.author
+                comments += len(await post.awaitable_attrs.comments)
+            return comments

@@ -44,3 +44,17 @@ class Post(Model):
 
     class Meta:
         table = "posts"
+
+
+class Comment(Model):
+    id = fields.BigIntField(primary_key=True)
+    post: fields.ForeignKeyRelation[Post] = fields.ForeignKeyField(
+        "models.Post", related_name="comments", source_field="post_id"
+    )
+    # The commenter: a plain key (W8 loads the post's author, not the commenters').
+    author_id = fields.BigIntField()
+    body = fields.TextField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "comments"

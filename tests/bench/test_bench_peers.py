@@ -60,6 +60,7 @@ def test_an_installed_peer_runs_every_workload_once(name: str, smoke: dict[str, 
             "w7": 100,
             "w7_columns": 100,
             "w7_group": 20,
+            "w8": 150,
         }, variant
     assert smoke["systems"][name]["spans"] == 0
     if len(variants) == 2:

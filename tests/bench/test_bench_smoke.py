@@ -63,7 +63,35 @@ def test_quick_run_fills_every_cell(tmp_path: Path) -> None:
     markdown = (tmp_path / "results.md").read_text()
     assert "| W3 5000 posts |" in markdown
     assert "N+1 detection per lazy load" in run.stdout
-    assert set(data["memory_peak_bytes"]) == {"raw psycopg", "data_bridge"} | installed_peers
+    assert (
+        set(data["memory_peak_bytes"])
+        == {
+            "raw psycopg",
+            "data_bridge",
+            "sqlalchemy",
+        }
+        | installed_peers
+    )
+    # W8, issue 25's eager page: 50 posts, their authors, their 150 comments.
+    assert data["workloads"][-1] == "W8 eager page"
+    eager = data["w8_extra_cpu"]
+    assert set(eager) == {"data_bridge", "sqlalchemy"}
+    # Spans per page, counted by the recording provider's exporter: data_bridge's session
+    # open and close, the find and one per relationship loaded; SQLAlchemy's one per
+    # query (3, selectinload for both) and, in 0.66b1/b2, a "connect" per checkout.
+    assert eager["data_bridge"]["spans_per_page"] == 5
+    assert eager["sqlalchemy"]["spans_per_page"] in (3, 4)
+    assert eager["data_bridge"]["page_cpu_us"] > 0
+    # Issue 25's table, in its terms, printed and written.
+    for row in (
+        "| a get by primary key | W1 get by pk |",
+        "| e 50 posts with authors and comments, eager | W8 eager page |",
+        "| traced eager page (e), extra process CPU |",
+        "| recording a query span, in the request flow |",
+        "| memory of c |",
+    ):
+        assert row in markdown and row in run.stdout, row
+    assert "| data_bridge | " in markdown.split("Against the peers")[1]
     for system, cells in data["results"].items():
         for workload, cell in cells.items():
             assert cell["cpu_median_us"] > 0, (system, workload)
