@@ -433,9 +433,11 @@ class Relationship(RelationshipDeclaration):
         else:
             shared = state.shared_relations
             if shared is not None:  # set by an eager load: no state of its own needed
-                value = shared.lookup(instance, self.name)[0]
-                if value is not MISSING:
-                    return value
+                entry = shared.values.get(self.name)  # ResultRelations.lookup, inlined
+                if entry is not None:
+                    value = entry[1].get(id(instance), MISSING)
+                    if value is not MISSING:
+                        return value
             state = state_of(instance)
         strategy = self.strategy_for(instance)
         if strategy == RAISE:

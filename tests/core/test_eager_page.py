@@ -146,6 +146,9 @@ async def test_a_joined_load_keeps_the_related_object_on_the_parents_result(
         authors = [await p.author for p in posts]
         assert [a.id for a in authors] == [p.author_id for p in posts]
         assert authors[0] is authors[1] and authors[2] is authors[3]
+        # A target the joined rows repeat stays on the result's state (hydration.py).
+        assert [own_state(a) for a in authors] == [None] * 4
+        assert result_of(authors[0]) is result_of(authors[2])
         assert len(sql.statements) == 1
 
 
