@@ -150,7 +150,16 @@ class EagerLoad(LoaderOption):
             else []
         )
         fk = rel.fk.name
+        back = rel.back_populates
+        # One pass over the children: grouped by parent key and, for those still
+        # sharing the result's state (all but the ones the session held), their
+        # parent's key by id (their back-reference, kept on the result).
+        result = getattr(rows[0], STATE_KEY) if rows else None
+        if result.__class__ is not ResultInfo:
+            result = None
         grouped: dict[Any, list[Table]] = {}
+        shared_keys: dict[int, Any] = {}
+        held: list[Table] = []
         for row in rows:
             key = getattr(row, fk)
             children = grouped.get(key)
@@ -158,6 +167,10 @@ class EagerLoad(LoaderOption):
                 grouped[key] = [row]
             else:
                 children.append(row)
+            if getattr(row, STATE_KEY) is result:
+                shared_keys[id(row)] = key
+            else:
+                held.append(row)
         group = grouped.get
         if rel.uselist:
             # A list of its own for each parent: the session's lists are changed in place.
@@ -167,12 +180,16 @@ class EagerLoad(LoaderOption):
                 listed[0] if (listed := group(getattr(p, owner_pk))) else None for p in parents
             ]
         _set_each(parents, name, values, SELECTINLOAD)
-        back = rel.back_populates
         if back and rows:
             # Each child's many-to-one back to its parent (kept where one was loaded).
             by_key = {getattr(p, owner_pk): p for p in parents}
-            owners = [by_key.get(getattr(r, fk)) for r in rows]
-            _set_each(rows, back, owners, SELECTINLOAD, False)
+            if shared_keys:
+                assert result is not None
+                owners = dict(zip(shared_keys, map(by_key.get, shared_keys.values()), strict=True))
+                share_loaded(result, back, SELECTINLOAD, owners, rows, overwrite=False)
+            if held:
+                owned = [by_key.get(getattr(r, fk)) for r in held]
+                _set_each(held, back, owned, SELECTINLOAD, False)
         return rows
 
     async def _select_in_links(self, batch: EagerBatch) -> list[Table]:
