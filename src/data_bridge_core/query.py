@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from psycopg.rows import dict_row
 from psycopg.types.numeric import Int8
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from data_bridge_core.aggregate import compile_aggregate
 from data_bridge_core.computed import computed_values
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from data_bridge_core.session import Session
 
 M = TypeVar("M", bound=Table)
+J = TypeVar("J")
+# The models whose columns filter() takes: the queried model, widened by each
+# join() (``Query[Article, Article | User]``). Written ``Query[Article]``.
+F = DefaultTypeVar("F", default=M)
 T1 = TypeVar("T1")
 T2 = TypeVar("T2")
 T3 = TypeVar("T3")
@@ -61,7 +66,7 @@ _ONE = Int8(1)
 _FETCH_MAX = 2**31 - 1
 
 
-class Query(Generic[M]):
+class Query(Generic[M, F]):
     __slots__ = (
         "_filters",
         "_info",
@@ -89,11 +94,11 @@ class Query(Generic[M]):
         self._joins: tuple[Relationship, ...] = ()
         self._outer: tuple[Relationship, ...] = ()  # the joins that are LEFT JOINs
 
-    def _copy(self) -> Query[M]:
+    def _copy(self) -> Query[M, F]:
         # Every slot written out: a loop over __slots__ with getattr/setattr cost
         # about 1 µs per builder call (bench/README.md). A test checks that each
         # slot is copied, so a new slot cannot be forgotten here.
-        clone: Query[M] = _new_query_object(Query)
+        clone: Query[M, F] = _new_query_object(Query)
         clone._filters = self._filters
         clone._info = self._info
         clone._joins = self._joins
@@ -106,7 +111,7 @@ class Query(Generic[M]):
         clone._session = self._session
         return clone
 
-    def _keyed(self, condition: Expression) -> Query[M]:
+    def _keyed(self, condition: Expression) -> Query[M, F]:
         """This query (just built, not yet shared) limited to the row ``condition`` selects.
 
         `Session.get`'s query, without ``filter()``'s checks: the condition is the
@@ -118,7 +123,7 @@ class Query(Generic[M]):
 
     # -- builders --------------------------------------------------------------
 
-    def filter(self, *filters: Expression | bool) -> Query[M]:
+    def filter(self, *filters: Expression[F] | bool) -> Query[M, F]:
         """AND the given expressions to the query's WHERE clause.
 
         (``bool`` is in the signature only because type checkers read
@@ -137,7 +142,7 @@ class Query(Generic[M]):
 
     where = filter
 
-    def order_by(self, *columns: OrderBy | Operand | Any) -> Query[M]:
+    def order_by(self, *columns: OrderBy | Operand | Any) -> Query[M, F]:
         items: list[OrderBy] = []
         for c in columns:
             if isinstance(c, Operand):
@@ -152,7 +157,13 @@ class Query(Generic[M]):
         clone._order = self._order + tuple(items)
         return clone
 
-    def join(self, relationship: Any, *, outer: bool = False) -> Query[M]:
+    @overload
+    def join(
+        self, relationship: Relationship[Any, J], *, outer: bool = False
+    ) -> Query[M, F | J]: ...
+    @overload
+    def join(self, relationship: Any, *, outer: bool = False) -> Query[M, Any]: ...
+    def join(self, relationship: Any, *, outer: bool = False) -> Query[M, Any]:
         """Join the target of a relationship, to filter and order by its columns.
 
         ``session.find(Article).join(Article.author).filter(User.active == True)``.
@@ -197,17 +208,17 @@ class Query(Generic[M]):
         return clone
 
     @overload
-    def select(self, c1: Selectable[T1], /) -> RowQuery[tuple[T1]]: ...
+    def select(self, c1: Selectable[T1], /) -> RowQuery[tuple[T1], F]: ...
     @overload
-    def select(self, c1: Selectable[T1], c2: Selectable[T2], /) -> RowQuery[tuple[T1, T2]]: ...
+    def select(self, c1: Selectable[T1], c2: Selectable[T2], /) -> RowQuery[tuple[T1, T2], F]: ...
     @overload
     def select(
         self, c1: Selectable[T1], c2: Selectable[T2], c3: Selectable[T3], /
-    ) -> RowQuery[tuple[T1, T2, T3]]: ...
+    ) -> RowQuery[tuple[T1, T2, T3], F]: ...
     @overload
     def select(
         self, c1: Selectable[T1], c2: Selectable[T2], c3: Selectable[T3], c4: Selectable[T4], /
-    ) -> RowQuery[tuple[T1, T2, T3, T4]]: ...
+    ) -> RowQuery[tuple[T1, T2, T3, T4], F]: ...
     @overload
     def select(
         self,
@@ -217,7 +228,7 @@ class Query(Generic[M]):
         c4: Selectable[T4],
         c5: Selectable[T5],
         /,
-    ) -> RowQuery[tuple[T1, T2, T3, T4, T5]]: ...
+    ) -> RowQuery[tuple[T1, T2, T3, T4, T5], F]: ...
     @overload
     def select(
         self,
@@ -228,9 +239,9 @@ class Query(Generic[M]):
         c5: Selectable[T5],
         c6: Selectable[T6],
         /,
-    ) -> RowQuery[tuple[T1, T2, T3, T4, T5, T6]]: ...
+    ) -> RowQuery[tuple[T1, T2, T3, T4, T5, T6], F]: ...
     @overload
-    def select(self, *columns: Any) -> RowQuery[tuple[Any, ...]]: ...
+    def select(self, *columns: Any) -> RowQuery[tuple[Any, ...], F]: ...
 
     def select(self, *columns: Any) -> RowQuery[Any]:
         """Rows of these columns (named tuples) instead of objects; see `RowQuery`.
@@ -245,17 +256,17 @@ class Query(Generic[M]):
             )
         return RowQuery(self, columns)
 
-    def limit(self, n: int) -> Query[M]:
+    def limit(self, n: int) -> Query[M, F]:
         clone = self._copy()
         clone._limit = _count(n, "limit()")
         return clone
 
-    def offset(self, n: int) -> Query[M]:
+    def offset(self, n: int) -> Query[M, F]:
         clone = self._copy()
         clone._offset = _count(n, "offset()")
         return clone
 
-    def options(self, *options: LoaderOption) -> Query[M]:
+    def options(self, *options: LoaderOption) -> Query[M, F]:
         for opt in options:
             if not isinstance(opt, LoaderOption):
                 raise TypeError(f"options() takes selectinload(...) etc., got {described(opt)}")

@@ -14,7 +14,9 @@ flush writes. What the relationship connects is resolved on first use
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
+
+from typing_extensions import TypeVar
 
 from data_bridge_core.collection_changes import record_assignment, record_link
 from data_bridge_core.errors import (
@@ -89,7 +91,14 @@ def relationship(
     )
 
 
-class Relationship(RelationshipDeclaration):
+# For type checkers: the owner model and the target model (``Relationship[User, Post]``
+# is ``User.posts``), so that ``join()`` widens what a query filters on and ``any()``
+# takes conditions on the target.
+Owner = TypeVar("Owner", default=Any)
+Target = TypeVar("Target", default=Any)
+
+
+class Relationship(RelationshipDeclaration, Generic[Owner, Target]):
     """The class attribute behind ``User.posts``; its properties are read-only state."""
 
     strategy = "select"
@@ -216,7 +225,7 @@ class Relationship(RelationshipDeclaration):
 
     # -- filters across the relationship ------------------------------------------
 
-    def any(self, *criteria: Expression | bool) -> Expression:
+    def any(self, *criteria: Expression[Target] | bool) -> Expression[Owner]:
         """``EXISTS`` a related row matching ``criteria``: ``User.posts.any(Post.title == "x")``."""
         if not self.uselist:
             raise UnsupportedOperationError(
@@ -224,7 +233,7 @@ class Relationship(RelationshipDeclaration):
             )
         return self._exists(criteria, "any")
 
-    def has(self, *criteria: Expression | bool) -> Expression:
+    def has(self, *criteria: Expression[Target] | bool) -> Expression[Owner]:
         """``EXISTS`` the related object matching ``criteria``: ``Post.author.has(...)``."""
         if self.uselist:
             raise UnsupportedOperationError(

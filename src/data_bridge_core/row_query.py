@@ -9,9 +9,10 @@ what only rows have: ``group_by()``, ``having()`` and ``distinct()``.
 from __future__ import annotations
 
 import keyword
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from psycopg.rows import namedtuple_row
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from data_bridge_core.computed import Computed
 from data_bridge_core.errors import UnsupportedOperationError, described
@@ -20,9 +21,14 @@ from data_bridge_core.schema.expressions import Expression, Named, Operand, comp
 
 if TYPE_CHECKING:
     from data_bridge_core.query import Query
+    from data_bridge_core.relationships import Relationship
     from data_bridge_core.session import Session
 
 R = TypeVar("R")
+J = TypeVar("J")
+# The models whose columns filter() takes (see `Query`); a RowQuery written alone
+# (``RowQuery[tuple[int, str]]``) takes any.
+F = DefaultTypeVar("F", default=Any)
 
 
 def _field_name(item: Operand) -> str:
@@ -53,7 +59,7 @@ def _is_aggregate(item: Operand) -> bool:
     return bool(getattr(item, "aggregate", False))
 
 
-class RowQuery(Generic[R]):
+class RowQuery(Generic[R, F]):
     """The rows of selected columns; ``R`` is the row's tuple type (``tuple[int, str]``)."""
 
     __slots__ = ("_base", "_distinct", "_group", "_having", "_items", "_names")
@@ -83,8 +89,8 @@ class RowQuery(Generic[R]):
         self._having: tuple[Expression, ...] = ()
         self._distinct = False
 
-    def _with(self, base: Query[Any] | None = None) -> RowQuery[R]:
-        clone: RowQuery[R] = object.__new__(RowQuery)
+    def _with(self, base: Query[Any] | None = None) -> RowQuery[R, F]:
+        clone: RowQuery[R, F] = object.__new__(RowQuery)
         clone._base = self._base if base is None else base
         clone._items = self._items
         clone._names = self._names
@@ -95,30 +101,36 @@ class RowQuery(Generic[R]):
 
     # -- builders (those of the query delegate to it) ------------------------------
 
-    def filter(self, *filters: Expression | bool) -> RowQuery[R]:
+    def filter(self, *filters: Expression[F] | bool) -> RowQuery[R, F]:
         return self._with(self._base.filter(*filters))
 
     where = filter
 
-    def join(self, relationship: Any, *, outer: bool = False) -> RowQuery[R]:
+    @overload
+    def join(
+        self, relationship: Relationship[Any, J], *, outer: bool = False
+    ) -> RowQuery[R, F | J]: ...
+    @overload
+    def join(self, relationship: Any, *, outer: bool = False) -> RowQuery[R, Any]: ...
+    def join(self, relationship: Any, *, outer: bool = False) -> RowQuery[R, Any]:
         return self._with(self._base.join(relationship, outer=outer))
 
-    def order_by(self, *columns: Any) -> RowQuery[R]:
+    def order_by(self, *columns: Any) -> RowQuery[R, F]:
         return self._with(self._base.order_by(*columns))
 
-    def limit(self, n: int) -> RowQuery[R]:
+    def limit(self, n: int) -> RowQuery[R, F]:
         return self._with(self._base.limit(n))
 
-    def offset(self, n: int) -> RowQuery[R]:
+    def offset(self, n: int) -> RowQuery[R, F]:
         return self._with(self._base.offset(n))
 
-    def distinct(self) -> RowQuery[R]:
+    def distinct(self) -> RowQuery[R, F]:
         """``SELECT DISTINCT``: equal rows once."""
         clone = self._with()
         clone._distinct = True
         return clone
 
-    def group_by(self, *columns: Any) -> RowQuery[R]:
+    def group_by(self, *columns: Any) -> RowQuery[R, F]:
         """``GROUP BY`` these columns: one row per group, aggregates computed per group."""
         for column in columns:
             if not isinstance(column, Operand) or _is_aggregate(column):
@@ -128,7 +140,7 @@ class RowQuery(Generic[R]):
         clone._group = self._group + columns
         return clone
 
-    def having(self, *conditions: Expression | bool) -> RowQuery[R]:
+    def having(self, *conditions: Expression | bool) -> RowQuery[R, F]:
         """Conditions on groups (``func.count() > 1``), AND-ed like ``filter()``'s."""
         for condition in conditions:
             if not isinstance(condition, Expression):

@@ -119,9 +119,93 @@ def test_a_comparison_with_a_value_of_another_type_is_a_type_error(tmp_path: Pat
     ]
     assert errors == [
         'Argument 1 to "filter" of "Query" has incompatible type "WrongTypeComparison"; '
-        'expected "Expression | bool"  [arg-type]',
+        'expected "Expression[Item] | bool"  [arg-type]',
         'Argument 1 to "filter" of "Query" has incompatible type "WrongTypeComparison"; '
-        'expected "Expression | bool"  [arg-type]',
-        'Unsupported operand types for > ("MappedColumn[datetime]" and "int")  [operator]',
+        'expected "Expression[Item] | bool"  [arg-type]',
+        'Unsupported operand types for > ("MappedColumn[Item, datetime]" and "int")  [operator]',
         'List item 0 has incompatible type "str"; expected "int"  [list-item]',
     ]
+
+
+JOINS = """
+from __future__ import annotations
+from data_bridge_core import Column, Mapped, Query, Rel, Session, Table, relationship
+
+
+class Author(Table):
+    id: Mapped[int] = Column(primary_key=True)
+    name: Mapped[str]
+    active: Mapped[bool]
+    books: Rel[list[Book]] = relationship(back_populates="author")
+
+
+class Book(Table):
+    id: Mapped[int] = Column(primary_key=True)
+    author_id: Mapped[int] = Column(foreign_key="author.id")
+    title: Mapped[str]
+    author: Rel[Author] = relationship(back_populates="books")
+
+
+class Tag(Table):
+    id: Mapped[int] = Column(primary_key=True)
+    name: Mapped[str]
+
+
+def queries(session: Session) -> None:
+    session.find(Book).filter(Author.name == "x")
+    session.find(Book).join(Book.author).filter(Author.name == "x", Book.title == "t")
+    session.find(Book).join(Book.author, outer=True).filter(Author.name.like("x%"))
+    session.find(Book).join(Book.author).filter(Tag.name == "x")
+    session.find(Book).filter(Book.author.has(Author.name == "x"))
+    session.find(Book).filter(Book.author.has(Tag.name == "x"))
+    session.find(Author).filter(Author.books.any(Book.title == "x"))
+    session.find(Book).select(Book.id).filter(Author.name == "x")
+    session.find(Book).join(Book.author).select(Book.id, Author.name).filter(Author.active == True)
+    q: Query[Book] = session.find(Book)
+    joined = q.join(Book.author).order_by(Author.name).limit(5)
+    joined.filter(Author.name == "x")
+    reveal_type(joined)
+"""
+
+
+def test_filtering_by_a_model_that_is_not_joined_is_a_type_error(tmp_path: Path) -> None:
+    path = tmp_path / "joins.py"
+    path.write_text(JOINS)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
+        cwd=tmp_path,
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    errors = [
+        (line.split(":")[1], line.split(": error: ")[1]) for line in lines if ": error: " in line
+    ]
+    # line numbers in JOINS: 26 no join, 29 Tag never joined, 31 has() of the wrong model,
+    # 33 a selection of Book without the join
+    assert errors == [
+        (
+            "26",
+            'Argument 1 to "filter" of "Query" has incompatible type "Expression[Author]"; '
+            'expected "Expression[Book] | bool"  [arg-type]',
+        ),
+        (
+            "29",
+            'Argument 1 to "filter" of "Query" has incompatible type "Expression[Tag]"; '
+            'expected "Expression[Book | Author] | bool"  [arg-type]',
+        ),
+        (
+            "31",
+            'Argument 1 to "has" of "Relationship" has incompatible type "Expression[Tag]"; '
+            'expected "Expression[Author] | bool"  [arg-type]',
+        ),
+        (
+            "33",
+            'Argument 1 to "filter" of "RowQuery" has incompatible type "Expression[Author]"; '
+            'expected "Expression[Book] | bool"  [arg-type]',
+        ),
+    ], result.stdout
+    revealed = [line.split("Revealed type is ")[1] for line in lines if "Revealed" in line]
+    assert revealed == ['"data_bridge_core.query.Query[joins.Book, joins.Book | joins.Author]"']

@@ -15,10 +15,15 @@ from collections.abc import Hashable, Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar, cast
 
+from typing_extensions import TypeVar as DefaultTypeVar
+
 from data_bridge_core.errors import ColumnTypeError, UnsupportedOperationError, ValidationError
 from data_bridge_core.schema.types import InvalidValue, arithmetic_value, check_text
 
 T = TypeVar("T")
+# The model whose columns an expression reads: ``Article.slug == "x"`` is an
+# ``Expression[Article]``, which only a query over (or joined to) Article takes.
+O_co = DefaultTypeVar("O_co", covariant=True, default=Any)
 
 _TRUTH_VALUE = (
     "a filter expression has no truth value: combine expressions with & | ~ "
@@ -27,8 +32,12 @@ _TRUTH_VALUE = (
 )
 
 
-class Expression:
-    """A boolean SQL expression usable in ``filter()``; combine with ``& | ~``."""
+class Expression(Generic[O_co]):
+    """A boolean SQL expression usable in ``filter()``; combine with ``& | ~``.
+
+    For type checkers, ``O_co`` is the model whose columns it reads (``Any`` where
+    that is not tracked: combinations, functions, the plain annotation style).
+    """
 
     __slots__ = ()
 
