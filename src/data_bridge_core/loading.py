@@ -179,7 +179,9 @@ class EagerLoad(LoaderOption):
             values = [
                 listed[0] if (listed := group(getattr(p, owner_pk))) else None for p in parents
             ]
-        _set_each(parents, name, values, SELECTINLOAD)
+        # Lists on each parent's own state: they change in place (add(), a child's new
+        # parent, a deleted child), found there by the flush and the other side.
+        _set_each(parents, name, values, SELECTINLOAD, share=False)
         if back and rows:
             # Each child's many-to-one back to its parent (kept where one was loaded).
             by_key = {getattr(p, owner_pk): p for p in parents}
@@ -226,33 +228,42 @@ class EagerLoad(LoaderOption):
 
 
 def _set_each(
-    objects: list[Table], name: str, values: list[Any], via: str, overwrite: bool = True
+    objects: list[Table],
+    name: str,
+    values: list[Any],
+    via: str,
+    overwrite: bool = True,
+    *,
+    share: bool = True,
 ) -> None:
     """``set_loaded(objects[i], name, values[i], via)`` for a batch.
 
-    A row still sharing its result's state gets no state of its own: its value is
-    kept on the result (`share_loaded`), given to the row if it ever needs its own
+    ``share`` (a many-to-one's values, never changed in place): a row still
+    sharing its result's state gets no state of its own; its value is kept on
+    the result (`share_loaded`), given to the row if it ever needs its own
     state, and read from there meanwhile. ``overwrite=False``: a value already
     loaded on a row stays.
     """
     shared: dict[ResultInfo, dict[int, Any]] = {}
     for obj, value in zip(objects, values, strict=True):
         state: Any = getattr(obj, STATE_KEY)
-        if state.__class__ is InstanceState:
-            relations = state.relations
-            if relations is None:
-                state.relations = {name: value}
-                state.loaded_via = {name: via}
-            elif overwrite or name not in relations:
-                relations[name] = value
-                vias = state.loaded_via
-                assert vias is not None  # set with relations
-                vias[name] = via
-            continue
-        by_row = shared.get(state)
-        if by_row is None:
-            by_row = shared[state] = {}
-        by_row[id(obj)] = value
+        if state.__class__ is not InstanceState:
+            if share:
+                by_row = shared.get(state)
+                if by_row is None:
+                    by_row = shared[state] = {}
+                by_row[id(obj)] = value
+                continue
+            state = state_of(obj)
+        relations = state.relations
+        if relations is None:
+            state.relations = {name: value}
+            state.loaded_via = {name: via}
+        elif overwrite or name not in relations:
+            relations[name] = value
+            vias = state.loaded_via
+            assert vias is not None  # set with relations
+            vias[name] = via
     for result, by_row in shared.items():
         share_loaded(result, name, via, by_row, objects, overwrite=overwrite)
 

@@ -43,9 +43,12 @@ async def test_a_page_of_posts_with_authors_and_comments_gives_no_row_a_state_of
         assert len(sql.statements) == 3
         comments = [c for p in posts for c in Post.comments.read_loaded(p)]
         assert [len(loaded(p).comments) for p in posts] == [2] * 6
-        # Parents, authors and children all still share their results' states.
-        assert [own_state(p) for p in posts] == [None] * 6
+        # The children and the authors still share their results' states; a list is
+        # kept on its parent's own state (it changes in place).
         assert [own_state(c) for c in comments] == [None] * 12
+        authors = {id(a): a for p in posts if (a := Post.author.read_loaded(p)) is not None}
+        assert [own_state(a) for a in authors.values()] == [None] * 3
+        assert all(own_state(p) is not None for p in posts)
         for post in posts:
             assert Post.author.is_loaded(post) and Post.comments.is_loaded(post)
             assert Post.author.loaded_via(post) == "selectinload"
@@ -58,8 +61,7 @@ async def test_a_page_of_posts_with_authors_and_comments_gives_no_row_a_state_of
                 assert await comment.post is post  # the back-reference
                 assert Comment.post.loaded_via(comment) == "selectinload"
         assert len(sql.statements) == 3  # every read above was served from memory
-        assert [own_state(p) for p in posts] == [None] * 6  # awaiting gave none either
-        assert [own_state(c) for c in comments] == [None] * 12
+        assert [own_state(c) for c in comments] == [None] * 12  # awaiting gave none
 
 
 async def test_a_row_that_gets_its_own_state_keeps_the_values_its_result_held(
@@ -175,3 +177,24 @@ async def test_closing_a_session_that_only_read_undoes_nothing_in_memory(
         await session.flush()
     assert len(calls) == 1  # a write was: close undoes it in memory
     assert user.age == users[0].age != 99
+
+
+async def test_a_loaded_list_follows_a_moved_and_a_deleted_child(engine: Engine) -> None:
+    """Lists stay on their parents' own states, where a child's new parent and the
+    flush of a deletion find them."""
+    await seed(engine, users=2, posts=2, comments=0)
+    async with Session(engine) as session:
+        users = await (
+            session.find(User).options(selectinload(User.posts)).order_by(User.id).to_list()
+        )
+        first, second = (User.posts.read_loaded(u) for u in users)
+        moved = first[0]
+        assert own_state(moved) is None and own_state(users[1]) is not None
+        moved.author = users[1]
+        assert moved in User.posts.read_loaded(users[1])
+        assert Post.author.loaded_via(moved) == "assigned"
+        gone = second[0]
+        await session.delete(gone)
+        await session.flush()
+        assert gone not in User.posts.read_loaded(users[1])
+        assert await moved.author is users[1]
