@@ -87,8 +87,10 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
         "            obj = held.get(pk)\n"
         "        if obj is not None:\n"
         # Now part of this result too (`inspect(obj).result_size` tells N+1
-        # detection whether it came from a multi-row result).
-        "            state_of(obj).result = result\n"
+        # detection whether it came from a multi-row result); a row the same
+        # result returns again (a joined to-one's repeated target) is already.
+        "            if getattr(obj, STATE_KEY) is not result:\n"
+        "                state_of(obj).result = result\n"
         "            return obj\n"
         "        obj = new(model)\n"
         f"{stores}"
@@ -103,6 +105,7 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
     )
     namespace: dict[str, Any] = {
         "new": object.__new__,
+        "STATE_KEY": STATE_KEY,
         "state_of": state_of,
         "bind": object.__setattr__.__get__,
     }

@@ -197,8 +197,12 @@ class IdentityMap:
 
     def forget_relations(self) -> None:
         """Drop loaded relationship values: they may describe rows that changed."""
+        # A shared state holds no relations of its own; its result holds those an
+        # eager load set for all its rows.
+        for result in self.live_results:
+            result.shared_relations = None
         for own in self._own_states():
-            if own.__class__ is InstanceState:  # a shared state holds no relations
+            if own.__class__ is InstanceState:
                 own.relations = None
                 own.loaded_via = None
 
@@ -206,6 +210,8 @@ class IdentityMap:
         """Detach every object (the session closes)."""
         for result in self.live_results:
             result.owner = None  # detaches every row still sharing it
+            if forget_relations:
+                result.shared_relations = None
         self._results.clear()
         self._prune_at = _PRUNE_EVERY
         for own in self._own_states():

@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from data_bridge_core.errors import UnsupportedOperationError, described
+from data_bridge_core.relation_values import set_loaded, share_loaded
 from data_bridge_core.relationships import (
     MANY_TO_MANY,
     MANY_TO_ONE,
     NOLOAD,
     RAISE,
     Relationship,
-    set_loaded,
 )
 from data_bridge_core.schema.table import Table, table_info
-from data_bridge_core.state import InstanceState, state_of
+from data_bridge_core.state import STATE_KEY, InstanceState, ResultInfo, state_of
 
 if TYPE_CHECKING:
     from data_bridge_core.session import Session
@@ -137,8 +137,8 @@ class EagerLoad(LoaderOption):
             )
             target_pk = table_info(rel.target).primary_key.name
             by_pk = {getattr(r, target_pk): r for r in rows}
-            for parent in parents:
-                set_loaded(parent, name, by_pk.get(getattr(parent, fk)), SELECTINLOAD)
+            found = by_pk.get
+            _set_each(parents, name, [found(getattr(p, fk)) for p in parents], SELECTINLOAD)
             return rows
         if rel.direction == MANY_TO_MANY:
             return await self._select_in_links(batch)
@@ -150,21 +150,48 @@ class EagerLoad(LoaderOption):
             else []
         )
         fk = rel.fk.name
-        grouped: dict[Any, list[Table]] = {}
-        for row in rows:
-            grouped.setdefault(getattr(row, fk), []).append(row)
         back = rel.back_populates
-        for parent in parents:
-            children = grouped.get(getattr(parent, owner_pk), [])
-            set_loaded(
-                parent,
-                name,
-                children if rel.uselist else (children[0] if children else None),
-                SELECTINLOAD,
-            )
-            if back:
-                for child in children:
-                    set_loaded(child, back, parent, SELECTINLOAD, overwrite=False)
+        # One pass over the children: grouped by parent key and, for those still
+        # sharing the result's state (all but the ones the session held), their
+        # parent's key by id (their back-reference, kept on the result).
+        result = getattr(rows[0], STATE_KEY) if rows else None
+        if result.__class__ is not ResultInfo:
+            result = None
+        grouped: dict[Any, list[Table]] = {}
+        shared_keys: dict[int, Any] = {}
+        held: list[Table] = []
+        for row in rows:
+            key = getattr(row, fk)
+            children = grouped.get(key)
+            if children is None:
+                grouped[key] = [row]
+            else:
+                children.append(row)
+            if getattr(row, STATE_KEY) is result:
+                shared_keys[id(row)] = key
+            else:
+                held.append(row)
+        group = grouped.get
+        if rel.uselist:
+            # A list of its own for each parent: the session's lists are changed in place.
+            values: list[Any] = [group(getattr(p, owner_pk)) or [] for p in parents]
+        else:
+            values = [
+                listed[0] if (listed := group(getattr(p, owner_pk))) else None for p in parents
+            ]
+        # Lists on each parent's own state: they change in place (add(), a child's new
+        # parent, a deleted child), found there by the flush and the other side.
+        _set_each(parents, name, values, SELECTINLOAD, share=False)
+        if back and rows:
+            # Each child's many-to-one back to its parent (kept where one was loaded).
+            by_key = {getattr(p, owner_pk): p for p in parents}
+            if shared_keys:
+                assert result is not None
+                owners = dict(zip(shared_keys, map(by_key.get, shared_keys.values()), strict=True))
+                share_loaded(result, back, SELECTINLOAD, owners, rows, overwrite=False)
+            if held:
+                owned = [by_key.get(getattr(r, fk)) for r in held]
+                _set_each(held, back, owned, SELECTINLOAD, False)
         return rows
 
     async def _select_in_links(self, batch: EagerBatch) -> list[Table]:
@@ -182,24 +209,63 @@ class EagerLoad(LoaderOption):
         for key, obj in pairs:
             grouped.setdefault(key, []).append(obj)
             related[id(obj)] = obj
+        found = grouped.get
         for parent in batch.parents:
-            set_loaded(
-                parent, rel.name, grouped.get(getattr(parent, owner_key), []), SELECTINLOAD
-            )
+            # Eagerly on each parent: the lists of a many-to-many are kept in step by
+            # add()/remove() and the flush through each object's own state.
+            set_loaded(parent, rel.name, found(getattr(parent, owner_key)) or [], SELECTINLOAD)
         return list(related.values())
 
     def _populate_joined(self, batch: EagerBatch) -> list[Table]:
         rel = self.relationship
         hydrate = batch.session.hydrator(rel.target, len(batch.parents))
-        related: list[Table] = []
-        seen: set[int] = set()
-        for parent, values in zip(batch.parents, batch.joined_rows, strict=True):
-            obj = None if values is None else hydrate(values)
-            set_loaded(parent, rel.name, obj, JOINED)
-            if obj is not None and id(obj) not in seen:
-                seen.add(id(obj))
-                related.append(obj)
-        return related
+        objects = [None if values is None else hydrate(values) for values in batch.joined_rows]
+        if len(objects) != len(batch.parents):
+            raise ValueError("joined rows and parents differ in length")
+        _set_each(batch.parents, rel.name, objects, JOINED)
+        # The related objects once each, in order of first appearance.
+        return list({id(obj): obj for obj in objects if obj is not None}.values())
+
+
+def _set_each(
+    objects: list[Table],
+    name: str,
+    values: list[Any],
+    via: str,
+    overwrite: bool = True,
+    *,
+    share: bool = True,
+) -> None:
+    """``set_loaded(objects[i], name, values[i], via)`` for a batch.
+
+    ``share`` (a many-to-one's values, never changed in place): a row still
+    sharing its result's state gets no state of its own; its value is kept on
+    the result (`share_loaded`), given to the row if it ever needs its own
+    state, and read from there meanwhile. ``overwrite=False``: a value already
+    loaded on a row stays.
+    """
+    shared: dict[ResultInfo, dict[int, Any]] = {}
+    for obj, value in zip(objects, values, strict=True):
+        state: Any = getattr(obj, STATE_KEY)
+        if state.__class__ is not InstanceState:
+            if share:
+                by_row = shared.get(state)
+                if by_row is None:
+                    by_row = shared[state] = {}
+                by_row[id(obj)] = value
+                continue
+            state = state_of(obj)
+        relations = state.relations
+        if relations is None:
+            state.relations = {name: value}
+            state.loaded_via = {name: via}
+        elif overwrite or name not in relations:
+            relations[name] = value
+            vias = state.loaded_via
+            assert vias is not None  # set with relations
+            vias[name] = via
+    for result, by_row in shared.items():
+        share_loaded(result, name, via, by_row, objects, overwrite=overwrite)
 
 
 def selectinload(relationship: Any) -> EagerLoad:

@@ -29,7 +29,7 @@ from data_bridge_core.errors import (
 )
 from data_bridge_core.link_sql import LinkSql
 from data_bridge_core.related_list import RelatedList
-from data_bridge_core.relation_values import append_backref, set_loaded
+from data_bridge_core.relation_values import MISSING, append_backref, set_loaded, shared_lookup
 from data_bridge_core.relationship_mapping import (
     RelationshipDeclared,
     RelationshipMapping,
@@ -48,7 +48,7 @@ from data_bridge_core.schema.relation import (
     RelationshipDeclaration,
 )
 from data_bridge_core.schema.table import Table, table_info
-from data_bridge_core.state import InstanceState, own_state, session_of, state_of
+from data_bridge_core.state import STATE_KEY, InstanceState, own_state, session_of, state_of
 
 if TYPE_CHECKING:
     from data_bridge_core.schema.column import ColumnInfo
@@ -65,6 +65,7 @@ __all__ = [
     "relationship",
     "set_loaded",
 ]
+
 
 def relationship(
     back_populates: str | None = None,
@@ -278,14 +279,23 @@ class Relationship(RelationshipDeclaration, Generic[Owner, Target]):
 
     def loaded_via(self, instance: Table) -> str | None:
         state = own_state(instance)
-        if state is None or state.loaded_via is None:
+        if state is None:
+            return shared_lookup(getattr(instance, STATE_KEY), instance, self.name)[1]
+        if state.loaded_via is None:
             return None
         return state.loaded_via.get(self.name)
 
+    def _loaded_value(self, instance: Table) -> Any:
+        """The value held for ``instance`` (its own state's, or its result's), or MISSING."""
+        state = getattr(instance, STATE_KEY)
+        if state.__class__ is InstanceState:
+            relations = state.relations
+            return MISSING if relations is None else relations.get(self.name, MISSING)
+        return shared_lookup(state, instance, self.name)[0]
+
     def is_loaded(self, instance: Table) -> bool:
         """True when awaiting the relationship would not run SQL."""
-        state = own_state(instance)
-        if state is not None and state.relations is not None and self.name in state.relations:
+        if self._loaded_value(instance) is not MISSING:
             return True
         if self.direction == MANY_TO_ONE:
             fk_value = instance.__dict__.get(self.fk.name)
@@ -306,9 +316,9 @@ class Relationship(RelationshipDeclaration, Generic[Owner, Target]):
         session holds needs no query either. Raises `RelationshipError`, naming
         the loader option to add, when the value is not loaded.
         """
-        state = own_state(instance)
-        if state is not None and state.relations is not None and self.name in state.relations:
-            return state.relations[self.name]
+        value = self._loaded_value(instance)
+        if value is not MISSING:
+            return value
         if self.direction == MANY_TO_ONE:
             key = instance.__dict__.get(self.fk.name)
             if key is None:
@@ -423,10 +433,21 @@ class Relationship(RelationshipDeclaration, Generic[Owner, Target]):
 
     async def load(self, instance: Table) -> Any:
         """The value of ``await instance.<name>``: cached, or one SELECT."""
-        state: InstanceState = state_of(instance)
-        relations = state.relations
-        if relations is not None and self.name in relations:
-            return relations[self.name]
+        value: Any
+        state: Any = getattr(instance, STATE_KEY)
+        if state.__class__ is InstanceState:
+            relations = state.relations
+            if relations is not None and self.name in relations:
+                return relations[self.name]
+        else:
+            shared = state.shared_relations
+            if shared is not None:  # set by an eager load: no state of its own needed
+                entry = shared.values.get(self.name)  # ResultRelations.lookup, inlined
+                if entry is not None:
+                    value = entry[1].get(id(instance), MISSING)
+                    if value is not MISSING:
+                        return value
+            state = state_of(instance)
         strategy = self.strategy_for(instance)
         if strategy == RAISE:
             raise RaiseLoadError(
@@ -434,7 +455,7 @@ class Relationship(RelationshipDeclaration, Generic[Owner, Target]):
                 f"eagerly, e.g. selectinload({self.owner.__name__}.{self.name})"
             )
         if strategy == NOLOAD:
-            value: Any = [] if self.uselist else None
+            value = [] if self.uselist else None
             set_loaded(instance, self.name, value, NOLOAD)
             return value
         session = state.session

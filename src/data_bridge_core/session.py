@@ -211,9 +211,13 @@ class Session:
                 try:
                     await self._end_transaction(commit=False)
                 finally:
-                    self._log.roll_back(
-                        self._log.levels[0], self._identity, self._work, forget_relations=False
-                    )
+                    log = self._log
+                    # A session that only read recorded nothing: no log level to undo
+                    # (the unflushed changes are discarded below either way).
+                    if not log.untouched:
+                        log.roll_back(
+                            log.levels[0], self._identity, self._work, forget_relations=False
+                        )
         finally:
             self._closed = True
             self._failed = None

@@ -36,6 +36,14 @@ class StateOwner(Protocol):
         """A relationship of the object was assigned (cascade and FK sync at flush)."""
 
 
+class SharedRelations(Protocol):
+    """Relationship values an eager load gave the rows of one result without giving
+    each row a state of its own (``relation_values.ResultRelations``)."""
+
+    def give(self, obj: Table, own: InstanceState) -> None:
+        """``obj`` gets its own state: put its values there."""
+
+
 class ResultInfo:
     """Shared by every object hydrated from one result: how many rows it had.
 
@@ -48,12 +56,14 @@ class ResultInfo:
     result, so an observer keeps per-result notes without a side table.
     """
 
-    __slots__ = ("__weakref__", "observer_data", "owner", "size")
+    __slots__ = ("__weakref__", "observer_data", "owner", "shared_relations", "size")
 
     def __init__(self, size: int = 0, owner: StateOwner | None = None) -> None:
         self.size = size
         self.owner = owner
         self.observer_data: Any = None
+        # Relationship values of these rows set by an eager load (see `state_of`).
+        self.shared_relations: SharedRelations | None = None
 
     @property
     def session(self) -> Session | None:
@@ -118,6 +128,9 @@ def state_of(obj: Table) -> InstanceState:
         return state
     own = InstanceState(state.owner, state, True)
     _store(obj, STATE_KEY, own)
+    shared = state.shared_relations
+    if shared is not None:  # what an eager load set for the result's rows
+        shared.give(obj, own)
     return own
 
 

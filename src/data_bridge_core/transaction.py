@@ -78,6 +78,15 @@ class TransactionLog:
     # -- savepoints ----------------------------------------------------------------------
 
     @property
+    def untouched(self) -> bool:
+        """Nothing recorded since the transaction began: a rollback has nothing to undo
+        in memory (beyond the unit of work's unflushed changes)."""
+        if len(self.levels) > 1:
+            return False
+        level = self.levels[0]
+        return not (level.changes or level.inserted or level.deleted or level.stale)
+
+    @property
     def in_savepoint(self) -> bool:
         return len(self.levels) > 1
 
