@@ -9,6 +9,7 @@ from __future__ import annotations
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
+from data_bridge_core.array_params import array_class
 from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.table import Table, TableInfo, table_info
 
@@ -41,9 +42,19 @@ class InsertPlan:
         # Columns the bulk INSERT returns: the primary key, then the generated ones.
         keys = info.primary_keys
         self.bulk_returned = (*keys, *(c for c in self.returned if not any(c is k for k in keys)))
-        # Per column: reads its value out of an object's __dict__ (a C call), and the
-        # column type's adapter (None: psycopg's own adaptation).
-        self.getters = tuple((itemgetter(c.name), c.column_type.adapt) for c in columns)
+        # Per column: reads its value out of an object's __dict__ (a C call), the
+        # column type's adapter (None: psycopg's own adaptation) and the class sending
+        # the column as one binary array (None: psycopg dumps the list).
+        self.getters = tuple(
+            (
+                itemgetter(c.name),
+                c.column_type.adapt,
+                None
+                if c.column_type.adapt is not None
+                else array_class(c.column_type.python_type, c.column_type.sql_type),
+            )
+            for c in columns
+        )
         names = ", ".join(c.ident for c in columns)
         values = ", ".join(["%s"] * len(columns))
         returning = ", ".join(c.read_sql(c.ident) for c in self.returned)
@@ -132,15 +143,16 @@ class InsertBatch:
             )
         return rows
 
-    def column_arrays(self, dicts: list[dict[str, Any]]) -> list[list[Any]]:
-        """The batch as one list per column (the parameters of `bulk_sql`), from the
-        objects' ``__dict__`` in order: one C-level pass per column."""
-        arrays = []
-        for get, adapt in self.plan.getters:
+    def column_arrays(self, dicts: list[dict[str, Any]]) -> list[Any]:
+        """The batch as one array per column (the parameters of `bulk_sql`), from the
+        objects' ``__dict__`` in order: one C-level pass per column, and a
+        `ColumnArray` where the column's type has one (see `array_params`)."""
+        arrays: list[Any] = []
+        for get, adapt, array in self.plan.getters:
             values = list(map(get, dicts))
             if adapt is not None:
                 values = [None if v is None else adapt(v) for v in values]
-            arrays.append(values)
+            arrays.append(values if array is None else array(values))
         return arrays
 
     def match_returned(self, rows: list[Any], dicts: list[dict[str, Any]]) -> list[Any]:

@@ -10,14 +10,18 @@ onto their objects.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import struct
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+import psycopg
 import pytest
-from core_fixtures import Post, StatementLog, User
+from core_fixtures import DSN, Post, StatementLog, User
 
 from data_bridge_core import (
     Column,
@@ -28,6 +32,7 @@ from data_bridge_core import (
     Table,
     UnknownFieldError,
     ValidationError,
+    array_params,
 )
 from data_bridge_core.schema import constructor
 from data_bridge_core.schema.column import ColumnInfo
@@ -248,3 +253,149 @@ async def test_new_rows_with_relationships_still_get_their_keys_in_one_flush(
             "SELECT p.title, u.name FROM posts p JOIN users u ON u.id = p.author_id ORDER BY p.id"
         )
         assert rows.rows == [(f"t{i}", f"a{i % 3}") for i in range(30)]
+
+
+def _edge_rows() -> list[dict[str, Any]]:
+    """Values at the edges of each type the bulk INSERT encodes itself, None included."""
+    east = dt.timezone(dt.timedelta(hours=14))
+    west = dt.timezone(dt.timedelta(hours=-12, minutes=-30))
+    return [
+        {
+            "big": -(2**63),
+            "mid": -(2**31),
+            "small": -(2**15),
+            "flag": True,
+            "ratio": -0.0,
+            "label": "",
+            "note": None,
+            "at": dt.datetime(1, 1, 1, 14, 0, 0, 1, tzinfo=east),
+            "wall": dt.datetime(1, 1, 1),
+            "day": dt.date(1, 1, 1),
+            "uid": uuid.UUID(int=0),
+        },
+        {
+            "big": 2**63 - 1,
+            "mid": 2**31 - 1,
+            "small": 2**15 - 1,
+            "flag": False,
+            "ratio": math.inf,
+            "label": "é ✓ 😀 \\ \" ' , { } NULL",
+            "note": "x",
+            "at": dt.datetime(9999, 12, 31, 11, 29, 59, 999999, tzinfo=west),
+            "wall": dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+            "day": dt.date(9999, 12, 31),
+            "uid": uuid.UUID(int=2**128 - 1),
+        },
+        {
+            "big": 0,
+            "mid": 1999,
+            "small": -1,
+            "flag": None,
+            "ratio": None,
+            "label": "plain",
+            "note": None,
+            "at": None,
+            "wall": None,
+            "day": None,
+            "uid": None,
+        },
+        {
+            "big": 1,
+            "mid": 0,
+            "small": 0,
+            "flag": True,
+            "ratio": math.nan,
+            "label": "z" * 5000,
+            "note": "",
+            "at": dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+            "wall": dt.datetime(1999, 12, 31, 23, 59, 59, 999999),
+            "day": dt.date(1999, 12, 31),
+            "uid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        },
+    ]
+
+
+async def test_column_arrays_encoded_by_the_core_read_back_as_psycopg_would_send_them(
+    schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[str] = []
+    original = array_params.ColumnArray.encode
+
+    def encode(self: array_params.ColumnArray, encoding: str) -> bytes:
+        encoded.append(type(self).__name__)
+        return original(self, encoding)
+
+    monkeypatch.setattr(array_params.ColumnArray, "encode", encode)
+
+    class Sample(Table):
+        id: int = Column(primary_key=True)
+        big: int
+        mid: int = Column(column_type="integer")
+        small: int = Column(column_type="smallint")
+        flag: bool | None = None
+        ratio: float | None = None
+        label: str
+        note: str | None = None
+        at: dt.datetime | None = None
+        wall: dt.datetime | None = Column(default=None, column_type="timestamp")
+        day: dt.date | None = None
+        uid: uuid.UUID | None = None
+
+        class Settings:
+            table_name = "samples"
+
+    engine = Engine(DSN, min_size=0, max_size=1, options=f"-c search_path={schema}")
+    try:
+        await engine.create_all(Sample)
+        rows = _edge_rows()
+        fields = list(rows[0])
+        async with Session(engine) as session:
+            objects = [Sample(**row) for row in rows]
+            session.add_all(objects)
+            await session.flush()  # one bulk INSERT of column arrays
+            assert encoded == [
+                "Int8Array",
+                "Int4Array",
+                "Int2Array",
+                "BoolArray",
+                "Float8Array",
+                "TextArray",
+                "TextArray",
+                "TimestamptzArray",
+                "TimestampArray",
+                "DateArray",
+                "UuidArray",
+            ]
+            # The same rows, one at a time: sent by psycopg's own dumpers.
+            for row in rows:
+                single = Sample(**row)
+                session.add(single)
+                await session.flush()
+            await session.commit()
+        async with Session(engine) as session:
+            read = await session.find(Sample).order_by(Sample.id).to_list()
+        assert len(read) == 2 * len(rows)
+        for bulk, single, row in zip(read[: len(rows)], read[len(rows) :], rows, strict=True):
+            for name in fields:
+                got, want, alone = getattr(bulk, name), row[name], getattr(single, name)
+                assert repr(got) == repr(alone), name  # NaN and -0.0 compared by repr
+                if name != "at" and not (isinstance(want, float) and math.isnan(want)):
+                    assert got == want, name
+                elif want is not None and name == "at":
+                    assert got == want and got.utcoffset() is not None
+    finally:
+        await engine.dispose()
+
+
+def test_a_column_array_refuses_a_value_its_type_cannot_send_before_any_sql() -> None:
+    assert array_params.array_class(int, "BIGINT") is array_params.Int8Array
+    assert array_params.array_class(str, "varchar(3)") is None  # psycopg's own dumper
+    assert array_params.array_class(dict, "jsonb") is None
+    with pytest.raises(psycopg.DataError, match="Int4Array"):
+        array_params.Int4Array([1, 2**40]).encode("utf-8")
+    with pytest.raises(psycopg.DataError, match="TextArray"):
+        array_params.TextArray(["a", 1]).encode("utf-8")
+    encoded = array_params.BoolArray([True, None, False]).encode("utf-8")
+    assert encoded == struct.pack(">iiiii", 1, 1, 16, 3, 1) + bytes.fromhex(
+        "00000001 01 ffffffff 00000001 00"
+    )
