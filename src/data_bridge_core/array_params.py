@@ -21,9 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import uuid
-from collections.abc import Iterable
-from itertools import chain, repeat
-from operator import attrgetter, floordiv, index, sub
+from itertools import repeat
+from operator import attrgetter, floordiv, sub
 from typing import Any, ClassVar
 
 import psycopg
@@ -39,9 +38,11 @@ _EPOCH = dt.datetime(2000, 1, 1)
 _EPOCH_DATE = dt.date(2000, 1, 1)
 _MICROSECOND = dt.timedelta(microseconds=1)
 # Failures of the C-level pass that the value-by-value pass explains (None, a bad value).
-_REFUSED = (TypeError, ValueError, OverflowError, AttributeError, struct.error)
+_REFUSED = (TypeError, ValueError, OverflowError, AttributeError, IndexError, struct.error)
 # Struct objects of "length, value" pairs, by (value code, count): a flush reuses them.
 _PAIRS: dict[tuple[str, int], struct.Struct] = {}
+# The 4-byte length before an element of fewer than 128 bytes, as ASCII text.
+_SHORT_LENGTHS = [_I32.pack(n).decode("ascii") for n in range(128)]
 
 
 def _pairs(code: str, count: int) -> struct.Struct:
@@ -52,6 +53,14 @@ def _pairs(code: str, count: int) -> struct.Struct:
             _PAIRS.clear()
         packer = _PAIRS[key] = struct.Struct(">" + f"i{code}" * count)
     return packer
+
+
+def _interleave(first: Any, second: list[Any]) -> list[Any]:
+    """[first[0], second[0], first[1], ...]: two slice assignments, no step per item."""
+    both: list[Any] = [None] * (2 * len(second))
+    both[::2] = first
+    both[1::2] = second
+    return both
 
 
 class ColumnArray:
@@ -107,14 +116,15 @@ class _Fixed(ColumnArray):
     code: ClassVar[str]
     size: ClassVar[int]
 
-    def items(self, values: list[Any]) -> Iterable[Any]:
-        """What the struct code packs, for each value (lazily: a C-level map)."""
+    def items(self, values: list[Any]) -> list[Any]:
+        """What the struct code packs, for each value."""
         return values
 
     def encode_all(self, values: list[Any], encoding: str) -> bytes:
         count = len(values)
-        pairs = zip(repeat(self.size, count), self.items(values), strict=True)
-        return _pairs(self.code, count).pack(*chain.from_iterable(pairs))
+        return _pairs(self.code, count).pack(
+            *_interleave(repeat(self.size, count), self.items(values))
+        )
 
     def encode_one(self, value: Any, encoding: str) -> bytes:
         return struct.pack(">" + self.code, *self.items([value]))
@@ -135,18 +145,23 @@ class Int2Array(_Fixed):
     oid, element_oid, code, size = 1005, 21, "h", 2
 
 
-class BoolArray(_Fixed):
-    __slots__ = ()
-    # "b" of operator.index: struct's "?" would take None as False.
-    oid, element_oid, code, size = 1000, 16, "b", 1
-
-    def items(self, values: list[Any]) -> Iterable[Any]:
-        return map(index, values)
-
-
 class Float8Array(_Fixed):
     __slots__ = ()
     oid, element_oid, code, size = 1022, 701, "d", 8
+
+
+def _once_each(values: list[Any], convert: Any) -> list[Any]:
+    """``list(convert(values))``, converting each object once when most are the same
+    object (a batch built with one ``now``): a conversion costs more than a lookup.
+
+    By identity, not equality: two datetimes of one zone that differ only in
+    ``fold`` are equal, but are different instants.
+    """
+    by_id = dict(zip(map(id, values), values, strict=True))
+    if len(by_id) * 4 > len(values):
+        return list(convert(values))
+    converted = dict(zip(by_id, convert(list(by_id.values())), strict=True))
+    return list(map(converted.__getitem__, map(id, values)))
 
 
 class TimestamptzArray(_Fixed):
@@ -154,9 +169,12 @@ class TimestamptzArray(_Fixed):
     oid, element_oid, code, size = 1185, 1184, "q", 8
     epoch: ClassVar[dt.datetime] = _EPOCH_TZ
 
-    def items(self, values: list[Any]) -> Iterable[Any]:
+    def _micros(self, values: list[Any]) -> Any:
         # Microseconds since the epoch: timedelta // timedelta, in C.
         return map(floordiv, map(sub, values, repeat(self.epoch)), repeat(_MICROSECOND))
+
+    def items(self, values: list[Any]) -> list[Any]:
+        return _once_each(values, self._micros)
 
 
 class TimestampArray(TimestamptzArray):
@@ -172,8 +190,30 @@ class DateArray(_Fixed):
     __slots__ = ()
     oid, element_oid, code, size = 1182, 1082, "i", 4
 
-    def items(self, values: list[Any]) -> Iterable[Any]:
+    @staticmethod
+    def _days(values: list[Any]) -> Any:
         return map(_days, map(sub, values, repeat(_EPOCH_DATE)))
+
+    def items(self, values: list[Any]) -> list[Any]:
+        return _once_each(values, self._days)
+
+
+_BOOL_ELEMENTS = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00"}
+
+
+class BoolArray(ColumnArray):
+    __slots__ = ()
+    oid, element_oid = 1000, 16
+
+    def encode_all(self, values: list[Any], encoding: str) -> bytes:
+        if not all(map(isinstance, values, repeat(bool))):
+            raise TypeError("not a bool")  # 1 and 0 would be found in the table below
+        return b"".join(map(_BOOL_ELEMENTS.__getitem__, values))
+
+    def encode_one(self, value: Any, encoding: str) -> bytes:
+        if not isinstance(value, bool):
+            raise TypeError("not a bool")
+        return b"\x01" if value else b"\x00"
 
 
 class TextArray(ColumnArray):
@@ -181,9 +221,16 @@ class TextArray(ColumnArray):
     oid, element_oid = 1009, 25
 
     def encode_all(self, values: list[Any], encoding: str) -> bytes:
+        try:
+            # ASCII text of fewer than 128 characters (the usual case) is its own
+            # encoding in every client encoding, and so are its lengths' 4 bytes:
+            # the whole array is joined as text and encoded once.
+            lengths = map(_SHORT_LENGTHS.__getitem__, map(str.__len__, values))
+            return "".join(_interleave(lengths, values)).encode("ascii")
+        except (IndexError, UnicodeEncodeError):
+            pass
         encoded = list(map(str.encode, values, repeat(encoding)))
-        lengths = map(_I32.pack, map(len, encoded))
-        return b"".join(chain.from_iterable(zip(lengths, encoded, strict=True)))
+        return b"".join(_interleave(map(_I32.pack, map(len, encoded)), encoded))
 
     def encode_one(self, value: Any, encoding: str) -> bytes:
         return str.encode(value, encoding)
@@ -198,10 +245,9 @@ class UuidArray(ColumnArray):
     oid, element_oid = 2951, 2950
 
     def encode_all(self, values: list[Any], encoding: str) -> bytes:
-        data = list(map(_uuid_bytes, values))
-        if any(len(item) != 16 for item in data):
-            raise ValueError("not a 16-byte uuid")
-        return b"".join(chain.from_iterable(zip(repeat(_SIXTEEN, len(data)), data, strict=True)))
+        if not all(map(isinstance, values, repeat(uuid.UUID))):
+            raise TypeError("not a UUID")
+        return b"".join(_interleave(repeat(_SIXTEEN, len(values)), list(map(_uuid_bytes, values))))
 
     def encode_one(self, value: Any, encoding: str) -> bytes:
         if not isinstance(value, uuid.UUID):

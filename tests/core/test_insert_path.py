@@ -14,6 +14,7 @@ import math
 import struct
 import sys
 import uuid
+import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -399,3 +400,17 @@ def test_a_column_array_refuses_a_value_its_type_cannot_send_before_any_sql() ->
     assert encoded == struct.pack(">iiiii", 1, 1, 16, 3, 1) + bytes.fromhex(
         "00000001 01 ffffffff 00000001 00"
     )
+
+
+def test_a_timestamp_repeated_in_a_column_is_converted_once_by_identity_not_equality() -> None:
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    first = dt.datetime(2024, 10, 27, 2, 30, tzinfo=berlin)  # 02:30 happens twice that night
+    second = first.replace(fold=1)
+    assert first == second and first.utcoffset() != second.utcoffset()
+    column = [first] * 8 + [second] * 8  # most repeat: each object converted once
+    body = array_params.TimestamptzArray(column).encode("utf-8")[20:]
+    micros = struct.unpack(">" + "iq" * 16, body)[1::2]
+    one_hour = 3600 * 10**6
+    assert micros[8] - micros[0] == one_hour and len(set(micros)) == 2
+    utc = (first - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    assert micros[0] == utc
