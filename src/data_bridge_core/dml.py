@@ -100,11 +100,18 @@ class InsertPlan:
 class InsertBatch:
     """Rows of one table that share the same column list: one (batched) INSERT."""
 
-    __slots__ = ("objects", "plan")
+    __slots__ = ("dicts", "objects", "plan")
 
-    def __init__(self, plan: InsertPlan, objects: list[Table] | None = None) -> None:
+    def __init__(
+        self,
+        plan: InsertPlan,
+        objects: list[Table] | None = None,
+        dicts: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.plan = plan
         self.objects: list[Table] = [] if objects is None else objects
+        # The objects' __dict__, in order, when planning already read them.
+        self.dicts = dicts
 
     @property
     def columns(self) -> tuple[ColumnInfo, ...]:
@@ -195,7 +202,7 @@ def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
             else:
                 break  # mixed: grouped object by object below
         else:
-            return [InsertBatch(_plan(info, generated, tuple(key_of_all)), objects)]
+            return [InsertBatch(_plan(info, generated, tuple(key_of_all)), objects, dicts)]
     batches: dict[tuple[bool, ...], InsertBatch] = {}
     for obj in objects:
         d = obj.__dict__

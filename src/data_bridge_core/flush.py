@@ -203,7 +203,7 @@ class Flush:
             objs = batch.objects
             # Every pass below over the batch is a C-level map, but one: the loop
             # setting each object's state (W4 inserts 1,000 objects a flush).
-            dicts = list(map(_dict_of, objs))
+            dicts = batch.dicts or list(map(_dict_of, objs))
             if len(objs) > 1 and batch.bulk_sql is not None:
                 result = await run(batch.bulk_sql, batch.column_arrays(dicts), bulk_rows=len(objs))
                 returned = batch.bulk_returned
