@@ -6,23 +6,54 @@ every value is a parameter); the unit of work decides what to write and runs it.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
+from data_bridge_core.array_params import array_class
 from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.table import Table, TableInfo, table_info
 
 
-class InsertBatch:
-    """Rows of one table that share the same column list: one (batched) INSERT."""
+class InsertPlan:
+    """The INSERT statements of one table for one column list, built once per list.
+
+    A model's plans are kept on its `TableInfo` (``insert_plans``): a flush only
+    groups its objects and fills in values.
+    """
+
+    __slots__ = (
+        "bulk_returned",
+        "bulk_sql",
+        "columns",
+        "getters",
+        "info",
+        "pk_given",
+        "returned",
+        "sql",
+    )
 
     def __init__(self, info: TableInfo, columns: tuple[ColumnInfo, ...]) -> None:
         self.info = info
         self.columns = columns
-        self.objects: list[Table] = []
         included = {c.name for c in columns}
         self.returned = tuple(
             c for c in info.columns.values() if c.name not in included and c.database_generated
+        )
+        # Columns the bulk INSERT returns: the primary key, then the generated ones.
+        keys = info.primary_keys
+        self.bulk_returned = (*keys, *(c for c in self.returned if not any(c is k for k in keys)))
+        # Per column: reads its value out of an object's __dict__ (a C call), the
+        # column type's adapter (None: psycopg's own adaptation) and the class sending
+        # the column as one binary array (None: psycopg dumps the list).
+        self.getters = tuple(
+            (
+                itemgetter(c.name),
+                c.column_type.adapt,
+                None
+                if c.column_type.adapt is not None
+                else array_class(c.column_type.python_type, c.column_type.sql_type),
+            )
+            for c in columns
         )
         names = ", ".join(c.ident for c in columns)
         values = ", ".join(["%s"] * len(columns))
@@ -65,18 +96,49 @@ class InsertBatch:
             f"RETURNING {returning}"
         )
 
+
+class InsertBatch:
+    """Rows of one table that share the same column list: one (batched) INSERT."""
+
+    __slots__ = ("dicts", "objects", "plan")
+
+    def __init__(
+        self,
+        plan: InsertPlan,
+        objects: list[Table] | None = None,
+        dicts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.objects: list[Table] = [] if objects is None else objects
+        # The objects' __dict__, in order, when planning already read them.
+        self.dicts = dicts
+
+    @property
+    def columns(self) -> tuple[ColumnInfo, ...]:
+        return self.plan.columns
+
+    @property
+    def returned(self) -> tuple[ColumnInfo, ...]:
+        return self.plan.returned
+
     @property
     def bulk_returned(self) -> tuple[ColumnInfo, ...]:
-        """Columns the bulk INSERT returns: the primary key, then the generated ones."""
-        keys = self.info.primary_keys
-        return (*keys, *(c for c in self.returned if not any(c is k for k in keys)))
+        return self.plan.bulk_returned
+
+    @property
+    def sql(self) -> str:
+        return self.plan.sql
+
+    @property
+    def bulk_sql(self) -> str | None:
+        return self.plan.bulk_sql
 
     def params(self) -> list[list[Any]]:
         return self.params_of(self.objects)
 
     def params_of(self, objects: list[Table]) -> list[list[Any]]:
         """One parameter row per object, in the batch's column order."""
-        adapters = [(c.name, c.column_type.adapt) for c in self.columns]
+        adapters = [(c.name, c.column_type.adapt) for c in self.plan.columns]
         rows = []
         for obj in objects:
             d = obj.__dict__
@@ -88,29 +150,29 @@ class InsertBatch:
             )
         return rows
 
-    def column_arrays(self) -> list[list[Any]]:
-        """The batch as one list per column (the parameters of `bulk_sql`)."""
-        objects = self.objects
-        arrays = []
-        for column in self.columns:
-            name, adapt = column.name, column.column_type.adapt
-            values = [obj.__dict__[name] for obj in objects]
+    def column_arrays(self, dicts: list[dict[str, Any]]) -> list[Any]:
+        """The batch as one array per column (the parameters of `bulk_sql`), from the
+        objects' ``__dict__`` in order: one C-level pass per column, and a
+        `ColumnArray` where the column's type has one (see `array_params`)."""
+        arrays: list[Any] = []
+        for get, adapt, array in self.plan.getters:
+            values = list(map(get, dicts))
             if adapt is not None:
                 values = [None if v is None else adapt(v) for v in values]
-            arrays.append(values)
+            arrays.append(values if array is None else array(values))
         return arrays
 
-    def match_returned(self, rows: list[Any]) -> list[Any]:
-        """Rows of the bulk INSERT in the order of `objects` (see `_bulk_sql`)."""
-        info = self.info
-        if self.pk_given and info.composite:
+    def match_returned(self, rows: list[Any], dicts: list[dict[str, Any]]) -> list[Any]:
+        """Rows of the bulk INSERT in the order of `objects` (see `InsertPlan._bulk_sql`)."""
+        plan = self.plan
+        info = plan.info
+        if plan.pk_given and info.composite:
             width = len(info.primary_keys)
             by_tuple = {tuple(row[:width]): row for row in rows}
             return [by_tuple[identity_values(info, obj)] for obj in self.objects]
-        if self.pk_given:
-            by_key = {row[0]: row for row in rows}
-            key = info.primary_key.name
-            return [by_key[obj.__dict__[key]] for obj in self.objects]
+        if plan.pk_given:
+            by_key = dict(zip(map(_FIRST, rows), rows, strict=True))
+            return list(map(by_key.__getitem__, map(itemgetter(info.primary_key.name), dicts)))
         return sorted(rows, key=_FIRST)  # C-level key: no Python call per row
 
 
@@ -121,21 +183,48 @@ def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:
     """Group the new objects of one model by the columns their INSERT must name.
 
     Only database-generated columns can be left out (when they hold no value),
-    so an object's group is decided by which of those few are None.
+    so an object's group is decided by which of those few are None. The usual
+    case, every object alike for each such column, is found without a Python
+    step per object.
     """
     info = table_info(model)
     generated = [c.name for c in info.generated]
+    if generated and objects:
+        dicts = list(map(_dict_of, objects))
+        key_of_all: list[bool] = []
+        for name in generated:
+            values = list(map(methodcaller("get", name), dicts))
+            empty = values.count(None)
+            if empty == len(values):
+                key_of_all.append(True)
+            elif empty == 0:
+                key_of_all.append(False)
+            else:
+                break  # mixed: grouped object by object below
+        else:
+            return [InsertBatch(_plan(info, generated, tuple(key_of_all)), objects, dicts)]
     batches: dict[tuple[bool, ...], InsertBatch] = {}
     for obj in objects:
         d = obj.__dict__
         key = tuple([d.get(name) is None for name in generated])
         batch = batches.get(key)
         if batch is None:
-            omitted = {name for name, empty in zip(generated, key, strict=True) if empty}
-            columns = tuple(c for c in info.columns.values() if c.name not in omitted)
-            batch = batches[key] = InsertBatch(info, columns)
+            batch = batches[key] = InsertBatch(_plan(info, generated, key))
         batch.objects.append(obj)
     return list(batches.values())
+
+
+_dict_of = attrgetter("__dict__")
+
+
+def _plan(info: TableInfo, generated: list[str], empty: tuple[bool, ...]) -> InsertPlan:
+    """The plan naming every column but the generated ones ``empty`` marks (cached)."""
+    plan: InsertPlan | None = info.insert_plans.get(empty)
+    if plan is None:
+        omitted = {name for name, left_out in zip(generated, empty, strict=True) if left_out}
+        columns = tuple(c for c in info.columns.values() if c.name not in omitted)
+        plan = info.insert_plans[empty] = InsertPlan(info, columns)
+    return plan
 
 
 def identity_values(info: TableInfo, obj: Table) -> tuple[Any, ...]:

@@ -14,6 +14,9 @@ again, for the next flush, instead of being dropped by this one.
 
 from __future__ import annotations
 
+from collections import deque
+from itertools import groupby, repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
 from data_bridge_core.ddl import dependency_order
@@ -109,10 +112,12 @@ class Flush:
         identity = self.identity
         related = list(identity.related)
         identity.related.clear()
-        pending = self.work.pending
-        inserting = {id(o) for o in pending}  # no links can exist for these yet
+        claimed = [*related, *holding]
+        # No links can exist yet for the objects inserted (only looked up when some
+        # object holds relationship values).
+        inserting = {id(o) for o in self.work.pending} if claimed else set()
         # Their links are written once every insert is done, so new targets have keys.
-        links = ClaimedLinks.take([*related, *holding], inserting)
+        links = ClaimedLinks.take(claimed, inserting)
         try:
             await self._write(related, links)
         except BaseException:
@@ -150,8 +155,13 @@ class Flush:
     async def _write(self, related: list[Table], links: ClaimedLinks) -> None:
         work = self.work
         by_model: dict[type[Table], list[Table]] = {}
-        for obj in work.pending:
-            by_model.setdefault(type(obj), []).append(obj)
+        # Runs of objects of one model at a time (C-level; one run per model usually).
+        for model, run in groupby(work.pending, type):
+            group = by_model.get(model)
+            if group is None:
+                by_model[model] = list(run)
+            else:
+                group.extend(run)
         for obj in related:
             pull_foreign_keys(obj)
         models = set(by_model)
@@ -190,12 +200,14 @@ class Flush:
         record_inserted_batch = self.work.log.record_inserted_batch
         pending = self.work.pending
         for batch in plan_inserts(model, objects):
-            if len(batch.objects) > 1 and batch.bulk_sql is not None:
-                result = await run(
-                    batch.bulk_sql, batch.column_arrays(), bulk_rows=len(batch.objects)
-                )
+            objs = batch.objects
+            # Every pass below over the batch is a C-level map, but one: the loop
+            # setting each object's state (W4 inserts 1,000 objects a flush).
+            dicts = batch.dicts or list(map(_dict_of, objs))
+            if len(objs) > 1 and batch.bulk_sql is not None:
+                result = await run(batch.bulk_sql, batch.column_arrays(dicts), bulk_rows=len(objs))
                 returned = batch.bulk_returned
-                rows = batch.match_returned(result.rows) if result.rows else result.rows
+                rows = batch.match_returned(result.rows, dicts) if result.rows else result.rows
             else:
                 params = batch.params()
                 if len(params) == 1:
@@ -203,26 +215,31 @@ class Flush:
                 else:
                     result = await run(batch.sql, params, batch=True)
                 returned, rows = batch.returned, result.rows
-            names = [c.name for c in returned]
-            if names:
-                if len(rows) != len(batch.objects):
+            if returned:
+                if len(rows) != len(objs):
                     raise DatabaseError(
-                        f"INSERT into {info.name} returned {len(rows)} rows for "
-                        f"{len(batch.objects)} objects"
+                        f"INSERT into {info.name} returned {len(rows)} rows for {len(objs)} objects"
                     )
-                for obj, row in zip(batch.objects, rows, strict=True):
-                    obj.__dict__.update(zip(names, row, strict=True))
-            generated = tuple(c.name for c in batch.returned)  # cleared again by a rollback
-            for obj in batch.objects:
-                d = obj.__dict__
-                state = getattr(obj, STATE_KEY)  # state_of inlined: this runs per row
+                if len(returned) == 1:
+                    name = returned[0].name
+                    for d, value in zip(dicts, map(_FIRST, rows), strict=True):
+                        d[name] = value
+                else:
+                    names = [c.name for c in returned]
+                    for d, row in zip(dicts, rows, strict=True):
+                        d.update(zip(names, row, strict=True))
+            for obj, state in zip(objs, map(_STATE, dicts), strict=True):
                 if state.__class__ is not InstanceState:
                     state = state_of(obj)
                 state.persistent = True
                 state.changed = None
-                held[identity_key(info, d)] = obj
-                del pending[obj]
-            record_inserted_batch(batch.objects, generated)
+            # The identity map and the pending set, without a Python step per object
+            # (a composite key's getter gives the tuple of its columns).
+            keys = map(itemgetter(*info.key_names), dicts)
+            held.update(zip(keys, objs, strict=True))
+            deque(map(pending.pop, objs, repeat(None)), maxlen=0)
+            # Cleared again by a rollback (the database assigned them).
+            record_inserted_batch(objs, tuple(c.name for c in batch.returned))
 
     async def _update_modified(self, order: list[type[Table]]) -> None:
         groups: dict[tuple[type[Table], tuple[str, ...]], list[Table]] = {}
@@ -281,6 +298,11 @@ class Flush:
             drop_from_loaded_lists(self.identity, objects)
         for obj in marked:
             deleted.pop(obj, None)
+
+
+_dict_of = attrgetter("__dict__")
+_FIRST = itemgetter(0)
+_STATE = itemgetter(STATE_KEY)
 
 
 class WaitingForUpsert:

@@ -531,13 +531,8 @@ class Session:
             self._work.upsert_done()
 
     def add_all(self, objects: Sequence[Table]) -> None:
-        # add() per object, without its two calls per object (W4 adds 1,000).
         self._check_open()
-        add = self._work.add
-        for obj in objects:
-            if not isinstance(obj, Table) or STATE_KEY not in obj.__dict__:
-                raise TypeError(f"add() takes model instances, got {obj!r}")
-            add(obj)
+        self._work.add_all(objects)  # add() of each, a new object's case inlined
 
     async def delete(self, obj: Table) -> None:
         """Mark an object for DELETE at the next flush (a pending one is just dropped)."""

@@ -24,6 +24,7 @@ from data_bridge_core.errors import (
 from data_bridge_core.schema import column as column_module
 from data_bridge_core.schema import registry
 from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, quote_ident
+from data_bridge_core.schema.constructor import GENERATED, build_constructor
 from data_bridge_core.schema.relation import RelationshipDeclaration
 from data_bridge_core.schema.typed import unwrap, unwrap_text
 from data_bridge_core.schema.types import column_type_for, resolve_annotation
@@ -93,6 +94,9 @@ class TableInfo:
         self.select_list = ", ".join(c.read_sql(c.quoted) for c in columns.values())
         # The generated row makers of `data_bridge_core.hydration` (built on first query).
         self.row_maker_factories: Any = None
+        # The INSERT statements of `data_bridge_core.dml`, by the generated columns
+        # left out (built on first flush).
+        self.insert_plans: dict[tuple[bool, ...], Any] = {}
         # Columns PostgreSQL fills when an INSERT leaves them out (planned per flush).
         self.generated = tuple(c for c in columns.values() if c.database_generated)
         # For Table.__init__, which runs once per new object: the value check of each
@@ -240,6 +244,11 @@ def _finalize(model: type[Table]) -> TableInfo:
         column.accepts_none = column.nullable or column.database_generated
     info = TableInfo(model, table_name_of(model), columns, dict(model.__relationships__))
     model.__table_info__ = info
+    if model.__dict__.get("__init__") is Table.__init__:
+        # No constructor of the user's own: the generated one takes over from here.
+        model.__init__ = build_constructor(  # type: ignore[method-assign]
+            model, columns.values(), info.relationships, info.required, Table.__init__
+        )
     return info
 
 
@@ -291,6 +300,10 @@ class Table:
             columns[name] = column
         for name, column in columns.items():
             setattr(cls, name, column)
+        if "__init__" not in cls.__dict__ and getattr(cls.__init__, GENERATED, False):
+            # The generic constructor until the model is finalized (then its generated
+            # one): a parent model's generated constructor knows only its own columns.
+            cls.__init__ = Table.__init__  # type: ignore[method-assign]
         cls.__relationships__ = relationships
         cls.__column_map__ = columns
         if "__table_info__" in cls.__dict__:
@@ -299,7 +312,14 @@ class Table:
             registry.register(cls)
 
     def __init__(self, **values: Any) -> None:
-        info = table_info(type(self))
+        """The generic constructor: a model's generated one (`schema.constructor`)
+        replaces it on first use, unless the model defines its own ``__init__``."""
+        model = type(self)
+        info = table_info(model)
+        init: Any = model.__dict__.get("__init__")
+        if init is not Table.__init__ and getattr(init, GENERATED, False):
+            init(self, **values)
+            return
         d = self.__dict__
         d[STATE_KEY] = InstanceState(None, None, False)
         accepts = info.accepts
@@ -375,6 +395,10 @@ class Table:
     def find(cls, *filters: Expression | bool) -> Query[Self]:
         """``User.find(User.age > 18)``: a query on the current session."""
         return new_query(cls, None).filter(*filters)
+
+
+# Each model starts with this generic constructor of its own (see __init_subclass__).
+setattr(Table.__init__, GENERATED, True)
 
 
 def _shape(key: Any) -> str:

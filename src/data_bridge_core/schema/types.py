@@ -60,6 +60,11 @@ class ColumnType:
     # For a statement of the user's own (from_sql), which reads the column without
     # ``read_sql``: psycopg's value for the column made into what ``read_sql`` reads.
     from_loaded: Callable[[Any], Any] | None = None
+    # The common accepted case, for the generated constructors (schema/constructor.py):
+    # ("text",) a plain str, ("int", low, high) an int in range, ("timestamptz",),
+    # ("naive",) a datetime, ("exact", T) any value of class T. None: call ``accepts``.
+    # Whatever the inline test does not take still goes through ``accepts``/``coerce``.
+    fast: tuple[Any, ...] | None = None
 
 
 def exact_int(value: int) -> int:
@@ -177,7 +182,7 @@ def _str_type(sql_type: str) -> ColumnType:
         return _inet_type(sql_type, network=kind == "cidr")
     match = _LENGTH.match(sql_type.lower())
     if match is None:
-        return ColumnType(str, sql_type, _str_accepts, "str", coerce=_str_coerce)
+        return ColumnType(str, sql_type, _str_accepts, "str", coerce=_str_coerce, fast=("text",))
     limit = int(match.group(1))
     # char(n) pads with spaces and gives the padded text back: the object holds it padded.
     padded = "varying" not in kind and not kind.startswith("varchar")
@@ -288,7 +293,15 @@ def _int_type(sql_type: str) -> ColumnType:
             raise InvalidValue("int", wrong_type=True)
         raise InvalidValue(f"is out of range for {name} ({low}..{high})")
 
-    return ColumnType(int, sql_type, accepts, "int", coerce=coerce, coerce_operand=_int_operand)
+    return ColumnType(
+        int,
+        sql_type,
+        accepts,
+        "int",
+        coerce=coerce,
+        coerce_operand=_int_operand,
+        fast=("int", low, high),
+    )
 
 
 _REAL_TYPES = frozenset({"real", "float4"})
@@ -364,7 +377,15 @@ def _float_type(sql_type: str) -> ColumnType:
             raise InvalidValue("float", wrong_type=True)
         return value
 
-    return ColumnType(float, sql_type, accepts, "float", coerce=coerce, coerce_operand=operand)
+    return ColumnType(
+        float,
+        sql_type,
+        accepts,
+        "float",
+        coerce=coerce,
+        coerce_operand=operand,
+        fast=None if real else ("exact", float),
+    )
 
 
 def _number(value: Any) -> bool:
@@ -670,7 +691,14 @@ def _simple(python_type: type, sql_type: str, description: str) -> ColumnType:
     def accepts(value: Any) -> bool:
         return isinstance(value, python_type)
 
-    return ColumnType(python_type, sql_type, accepts, description, coerce=_wrong_type(description))
+    return ColumnType(
+        python_type,
+        sql_type,
+        accepts,
+        description,
+        coerce=_wrong_type(description),
+        fast=("exact", python_type),
+    )
 
 
 def column_type_for(python_type: type, sql_type: str | None = None) -> ColumnType | None:
@@ -695,7 +723,12 @@ def column_type_for(python_type: type, sql_type: str | None = None) -> ColumnTyp
     if python_type is dt.datetime:
         if sql_type.strip().lower() in _NAIVE_TYPES:
             return ColumnType(
-                dt.datetime, sql_type, _naive_datetime, "datetime", coerce=_naive_datetime_coerce
+                dt.datetime,
+                sql_type,
+                _naive_datetime,
+                "datetime",
+                coerce=_naive_datetime_coerce,
+                fast=("naive",),
             )
         return ColumnType(
             dt.datetime,
@@ -704,9 +737,17 @@ def column_type_for(python_type: type, sql_type: str | None = None) -> ColumnTyp
             "datetime",
             coerce=_timestamptz_coerce,
             coerce_operand=_timestamptz_operand,
+            fast=("timestamptz",),
         )
     if python_type is dt.date:
-        return ColumnType(dt.date, sql_type, _date_only, "date", coerce=_wrong_type("date"))
+        return ColumnType(
+            dt.date,
+            sql_type,
+            _date_only,
+            "date",
+            coerce=_wrong_type("date"),
+            fast=("exact", dt.date),
+        )
     if python_type is dt.time:
         return ColumnType(dt.time, sql_type, _naive_time, "time", coerce=_time_coerce)
     if python_type is dt.timedelta:
@@ -720,6 +761,7 @@ def column_type_for(python_type: type, sql_type: str | None = None) -> ColumnTyp
             lambda v: isinstance(v, bytes | bytearray | memoryview),
             "bytes",
             coerce=_wrong_type("bytes"),
+            fast=("exact", bytes),
         )
     # dict / list: jsonb
     return ColumnType(
