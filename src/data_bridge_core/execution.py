@@ -48,6 +48,7 @@ R = TypeVar("R")
 TUPLES_OK = ExecStatus.TUPLES_OK
 IDLE = TransactionStatus.IDLE
 INERROR = TransactionStatus.INERROR
+INTRANS = TransactionStatus.INTRANS
 
 _cursor_names = itertools.count(1)
 
@@ -160,6 +161,7 @@ class SessionConnection:
         "_streams",
         "conn",
         "started_ns",
+        "wrote",
     )
 
     def __init__(
@@ -176,6 +178,9 @@ class SessionConnection:
         self._owner_engine: Engine | None = None
         self.conn: AsyncConnection[Any] | None = None
         self.started_ns = 0  # time.perf_counter_ns() when the transaction began
+        # Whether the transaction ran anything but the ORM's own SELECTs (the session
+        # sets it; a transaction that did not is ended with COMMIT at close, see `end`).
+        self.wrote = False
         self._lock: asyncio.Lock | None = None  # guards taking the connection
         self._streams: dict[_OpenStream, None] = {}
 
@@ -317,8 +322,14 @@ class SessionConnection:
 
     # -- the end of the transaction ---------------------------------------------------------
 
-    async def end(self, *, commit: bool) -> None:
+    async def end(self, *, commit: bool, closing: bool = False) -> None:
         """Commit or roll back, close the transaction's streams, give the connection back.
+
+        ``closing``: the session closes without a commit. A transaction that ran
+        only the ORM's own SELECTs (``wrote`` unset) then ends with COMMIT: it
+        changed nothing, so COMMIT ends it exactly as ROLLBACK would (locks and
+        snapshot released alike), and psycopg keeps its prepared statements,
+        which it forgets, with a ``DEALLOCATE ALL``, at every ROLLBACK.
 
         A rollback never raises: when it fails (the connection broke, or was
         interrupted), the connection is closed, which ends the transaction on
@@ -330,6 +341,8 @@ class SessionConnection:
         if conn is None:
             return
         self.conn = None
+        read_only = closing and not self.wrote
+        self.wrote = False
         streams = self._streams
         if streams:
             self._streams = {}
@@ -345,7 +358,11 @@ class SessionConnection:
                         "25P02",
                     )
                 await conn.commit()
-            elif not conn.closed:
+            elif conn.closed:
+                pass
+            elif read_only and conn.pgconn.transaction_status == INTRANS:
+                await conn.commit()  # a failure is handled as a failed rollback's, below
+            else:
                 await conn.rollback()
         except psycopg.Error as exc:
             if commit:

@@ -579,7 +579,7 @@ class Query(Generic[M, F]):
         statement = (
             f"SELECT {', '.join(select)} FROM {source}{''.join(joins)}{where}{self._tail(params)}"
         )
-        result = await session.run_statement(statement, params)
+        result = await session.run_statement(statement, params, read=True)
         rows: list[tuple[Any, ...]] = result.rows
         hydrate = session.hydrator(self._model, len(rows))
         n = len(info.field_names)
@@ -613,7 +613,7 @@ class Query(Generic[M, F]):
             )
         async with session.operation_lock:
             await session.autoflush()
-            result = await session.run_statement(statement, params)
+            result = await session.run_statement(statement, params, read=True)
         return int(result.rows[0][0])
 
     async def exists(self) -> bool:
@@ -623,7 +623,7 @@ class Query(Generic[M, F]):
         statement = f"SELECT EXISTS (SELECT 1 FROM {source}{where}{self._tail(params)})"
         async with session.operation_lock:
             await session.autoflush()
-            result = await session.run_statement(statement, params)
+            result = await session.run_statement(statement, params, read=True)
         return bool(result.rows[0][0])
 
     async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -642,7 +642,9 @@ class Query(Generic[M, F]):
         session = self.session
         async with session.operation_lock:
             await session.autoflush()
-            result = await session.run_statement(statement, all_params, row_factory=dict_row)
+            result = await session.run_statement(
+                statement, all_params, row_factory=dict_row, read=True
+            )
         return list(result.rows)
 
     def _check_bulk(self, what: str) -> None:

@@ -266,7 +266,9 @@ class RowQuery(Generic[R, F]):
         # One operation of the session, as Query.to_list(): autoflush and the SELECT.
         async with session.operation_lock:
             await session.autoflush()
-            result = await session.run_statement(statement, params, row_factory=namedtuple_row)
+            result = await session.run_statement(
+                statement, params, row_factory=namedtuple_row, read=True
+            )
         return cast(list[R], result.rows)
 
     async def first(self) -> R | None:

@@ -209,7 +209,7 @@ class Session:
             if self._conn is not None:
                 rolled_back = True
                 try:
-                    await self._end_transaction(commit=False)
+                    await self._execution.end(commit=False, closing=True)
                 finally:
                     log = self._log
                     # A session that only read recorded nothing: no log level to undo
@@ -292,6 +292,7 @@ class Session:
         batch: bool = False,
         row_factory: RowFactory[Any] | None = None,
         bulk_rows: int | None = None,
+        read: bool = False,
     ) -> Result:
         """Run one SQL statement (``%s`` placeholders) in the session's transaction.
 
@@ -299,7 +300,13 @@ class Session:
         one pipeline; the rows each statement returns are concatenated.
         ``bulk_rows`` tells observers that this one statement writes that many
         rows from column arrays (the flush's ``INSERT ... SELECT FROM unnest``).
+        ``read=True`` says the statement is one of the ORM's own SELECTs, which
+        change nothing; a transaction that ran only those ends with COMMIT when the
+        session closes (`SessionConnection.end`). Anything else, SQL of your own
+        included, leaves the default: the transaction then ends with ROLLBACK.
         """
+        if not read:
+            self._execution.wrote = True
         async with self._operation:  # re-entrant: free inside the task's own operation
             if batch:
                 param_rows = list(params or ())
@@ -339,6 +346,7 @@ class Session:
             ):
                 yield None
             else:
+                self._execution.wrote = True  # a tool's own SQL: never ended with COMMIT
                 yield conn
 
     # -- loading ------------------------------------------------------------------------
@@ -354,7 +362,7 @@ class Session:
         if self._failed is not None:
             raise PendingRollbackError(self._failed) from self._failed
         row_factory = hydrating_row_factory(self._identity, model, unique_rows=True)
-        result = await self.run_statement(statement, params, row_factory=row_factory)
+        result = await self.run_statement(statement, params, row_factory=row_factory, read=True)
         rows: list[M] = result.rows
         return rows
 
@@ -370,7 +378,7 @@ class Session:
             hydrate = hydrating(cursor)
             return lambda values: (values[0], hydrate(values[1:]))
 
-        result = await self.run_statement(statement, params, row_factory=pairs)
+        result = await self.run_statement(statement, params, row_factory=pairs, read=True)
         rows: list[tuple[Any, M]] = result.rows
         return rows
 
@@ -480,7 +488,7 @@ class Session:
         info = table_info(type(obj))
         key = self._identity.key_of(obj)
         statement = f"SELECT {info.select_list} FROM {info.quoted_name} WHERE {info.key_where}"
-        result = await self.run_statement(statement, info.key_params(key))
+        result = await self.run_statement(statement, info.key_params(key), read=True)
         if not result.rows:
             raise InvalidStateError(f"{obj!r} no longer exists in the database")
         self._work.apply_loaded(obj, dict(zip(info.field_names, result.rows[0], strict=True)))

@@ -1,8 +1,10 @@
 """Guards of issue 25's structural wins, counted on the wire (libpq's own trace).
 
 - Statements per read-only page: a session that only reads sends BEGIN, its
-  queries and ROLLBACK, nothing else (tests/core/test_read_transactions.py says
-  why BEGIN and ROLLBACK stay); an eager page sends exactly one query per level.
+  queries and COMMIT, nothing else (tests/core/test_read_transactions.py says
+  why BEGIN stays; COMMIT, not ROLLBACK, because psycopg forgets its prepared
+  statements at every ROLLBACK); an eager page sends exactly one query per level.
+  Anything but the ORM's own SELECTs, and an explicit rollback(), end with ROLLBACK.
 - Prepared-statement reuse across page offsets: LIMIT and OFFSET are bound
   (test_value_edges.py's
   ``test_every_page_of_a_list_is_the_same_statement_with_bound_limit_and_offset``
@@ -25,6 +27,7 @@ import pytest
 from core_fixtures import DSN, Comment, Post, User
 
 from data_bridge_core import Engine, Session, joinedload, selectinload
+from data_bridge_core.errors import DatabaseError
 from wire_trace import wire_trace
 
 POSTS = 600  # 12 pages of 50
@@ -72,7 +75,7 @@ def _select(text: str) -> bool:
     return text.startswith("SELECT ")
 
 
-async def test_a_read_only_page_sends_begin_its_query_and_rollback(
+async def test_a_read_only_page_sends_begin_its_query_and_commit(
     one_connection: tuple[Engine, Any],
 ) -> None:
     engine, conn = one_connection
@@ -88,7 +91,7 @@ async def test_a_read_only_page_sends_begin_its_query_and_rollback(
     assert len(page) == POSTS // 12
     assert len(wire.texts) == 3, wire.texts
     begin, query, end = wire.texts
-    assert (begin, end) == ("BEGIN", "ROLLBACK")
+    assert (begin, end) == ("BEGIN", "COMMIT")
     assert _select(query) and query.endswith("LIMIT $2"), query
 
 
@@ -101,13 +104,13 @@ async def test_gets_by_primary_key_send_one_query_each_and_none_for_a_key_alread
             for pk in (1, 2, 3, 2, 1):
                 user = await session.get(User, pk)
                 assert user is not None and user.id == pk
-    assert wire.texts[0] == "BEGIN" and wire.texts[-1] == "ROLLBACK"
+    assert wire.texts[0] == "BEGIN" and wire.texts[-1] == "COMMIT"
     queries = wire.texts[1:-1]
     assert len(queries) == 3 and all(_select(q) for q in queries), wire.texts
     assert len(set(queries)) == 1  # one statement, the key bound
 
 
-async def test_the_eager_page_sends_begin_one_query_per_level_and_rollback(
+async def test_the_eager_page_sends_begin_one_query_per_level_and_commit(
     one_connection: tuple[Engine, Any],
 ) -> None:
     """Issue 25's e: 50 posts with author (joined) and comments (selectin): 2 queries."""
@@ -129,7 +132,7 @@ async def test_the_eager_page_sends_begin_one_query_per_level_and_rollback(
     assert len(page) == PAGE and len(authors) == 12 and comments == 3 * PAGE
     assert len(wire.texts) == 4, wire.texts
     begin, posts, loaded_comments, end = wire.texts
-    assert (begin, end) == ("BEGIN", "ROLLBACK")
+    assert (begin, end) == ("BEGIN", "COMMIT")
     assert ' LEFT OUTER JOIN "users"' in posts and posts.endswith("LIMIT $1"), posts
     assert loaded_comments.startswith('SELECT "comments".') and "= ANY($1)" in loaded_comments
 
@@ -150,7 +153,7 @@ async def test_selectinload_of_both_relationships_and_a_nested_level_add_one_que
             for post in page:
                 await post.author
                 await post.comments
-    assert len(both.texts) == 5 and both.texts[0] == "BEGIN" and both.texts[-1] == "ROLLBACK"
+    assert len(both.texts) == 5 and both.texts[0] == "BEGIN" and both.texts[-1] == "COMMIT"
     assert all(_select(q) for q in both.texts[1:-1]), both.texts
     with wire_trace(conn) as nested:
         async with Session(engine) as session:
@@ -164,7 +167,7 @@ async def test_selectinload_of_both_relationships_and_a_nested_level_add_one_que
             for user in users:
                 for post in await user.posts:
                     await post.comments
-    assert len(nested.texts) == 5, nested.texts  # BEGIN, users, posts, comments, ROLLBACK
+    assert len(nested.texts) == 5, nested.texts  # BEGIN, users, posts, comments, COMMIT
     assert [t.split(" FROM ")[1].split()[0] for t in nested.texts[1:-1]] == [
         '"users"',
         '"posts"',
@@ -205,12 +208,6 @@ async def test_paging_through_a_list_runs_one_prepared_statement_for_every_offse
     assert prepared == [pages[0].text], prepared
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="psycopg forgets every prepared statement at conn.rollback() (and sends "
-    "DEALLOCATE ALL): a read-only session ends with ROLLBACK, so a page per session is "
-    "never prepared (issue 25, reported by the bench guard)",
-)
 async def test_a_page_per_session_reuses_one_prepared_statement_across_offsets(
     one_connection: tuple[Engine, Any],
 ) -> None:
@@ -228,12 +225,7 @@ async def test_a_page_per_session_reuses_one_prepared_statement_across_offsets(
         assert await _prepared_statements(session) == [pages[0].text]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="psycopg's conn.rollback() sends DEALLOCATE ALL after ROLLBACK once a statement "
-    "was prepared: one more round trip at the end of such a read-only session (issue 25)",
-)
-async def test_a_read_only_session_that_prepared_a_statement_ends_with_rollback_alone(
+async def test_a_read_only_session_that_prepared_a_statement_ends_with_commit_alone(
     one_connection: tuple[Engine, Any],
 ) -> None:
     engine, conn = one_connection
@@ -241,5 +233,95 @@ async def test_a_read_only_session_that_prepared_a_statement_ends_with_rollback_
         async with Session(engine) as session:
             for pk in range(1, 2 + 2 * PREPARE_THRESHOLD):
                 await session.get(User, pk)
-    assert wire.texts[-1] == "ROLLBACK", wire.texts[-3:]
+    # No DEALLOCATE ALL after it: the prepared statement stays for the next session.
+    assert wire.texts[-1] == "COMMIT", wire.texts[-3:]
     assert len(wire.texts) == 1 + (1 + 2 * PREPARE_THRESHOLD) + 1
+
+
+async def _ending(engine: Engine, conn: Any, work: Any) -> str:
+    """What the session's transaction ended with on the wire, after ``work(session)``."""
+    with wire_trace(conn) as wire:
+        try:
+            async with Session(engine) as session:
+                await work(session)
+        except RuntimeError:
+            pass
+    return wire.texts[-1]
+
+
+async def test_a_session_that_wrote_or_ran_sql_of_its_own_ends_with_rollback(
+    one_connection: tuple[Engine, Any],
+) -> None:
+    """Only the ORM's own SELECTs end with COMMIT at close; every other session, and
+    every explicit rollback, ROLLBACK: nothing uncommitted is ever kept."""
+    engine, conn = one_connection
+
+    async def flushed(session: Session) -> None:
+        await session.get(User, 1)
+        session.add(User(name="kept?", email="k@x.org", age=30))
+        await session.flush()
+
+    async def raw_select(session: Session) -> None:
+        await session.execute("SELECT 1")
+
+    async def own_sql(session: Session) -> None:
+        await session.from_sql(User, "SELECT * FROM users WHERE id = %s", [1])
+
+    async def tool(session: Session) -> None:
+        await session.get(User, 1)
+        async with session.exclusive_connection() as held:
+            assert held is not None
+
+    async def rolled_back(session: Session) -> None:
+        await session.get(User, 1)
+        await session.rollback()
+        await session.get(User, 2)
+
+    async def raised(session: Session) -> None:
+        await session.get(User, 1)
+        raise RuntimeError("the block failed")
+
+    assert await _ending(engine, conn, flushed) == "ROLLBACK"
+    assert await _ending(engine, conn, raw_select) == "ROLLBACK"
+    assert await _ending(engine, conn, own_sql) == "ROLLBACK"
+    assert await _ending(engine, conn, tool) == "ROLLBACK"
+    assert await _ending(engine, conn, rolled_back) == "COMMIT"  # the second transaction
+    assert await _ending(engine, conn, raised) == "ROLLBACK"
+    async with Session(engine) as session:
+        assert await session.find(User).filter(User.name == "kept?").count() == 0
+
+
+async def test_a_rollback_ends_a_read_only_transaction_with_rollback(
+    one_connection: tuple[Engine, Any],
+) -> None:
+    engine, conn = one_connection
+    with wire_trace(conn) as wire:
+        async with Session(engine) as session:
+            await session.get(User, 1)
+            await session.rollback()
+    assert wire.texts == ["BEGIN", wire.texts[1], "ROLLBACK"], wire.texts
+
+
+async def test_a_read_only_transaction_aborted_by_an_error_ends_with_rollback(
+    one_connection: tuple[Engine, Any], schema: str
+) -> None:
+    """An ORM read the server refuses leaves the transaction aborted: ROLLBACK ends it."""
+    engine, conn = one_connection
+    with wire_trace(conn) as wire:
+        async with Session(engine) as session:
+            await session.get(User, 1)
+            # Another connection takes the table away: the next ORM SELECT fails.
+            search_path = schema
+            async with await psycopg.AsyncConnection.connect(
+                DSN, autocommit=True, options=f"-c search_path={search_path}"
+            ) as other:
+                await other.execute("ALTER TABLE comments RENAME TO comments_gone")
+            try:
+                with pytest.raises(DatabaseError):
+                    await session.find(Comment).count()
+            finally:
+                async with await psycopg.AsyncConnection.connect(
+                    DSN, autocommit=True, options=f"-c search_path={search_path}"
+                ) as other:
+                    await other.execute("ALTER TABLE comments_gone RENAME TO comments")
+    assert wire.texts[-1] == "ROLLBACK", wire.texts
