@@ -13,6 +13,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
+
+def _mypy(tmp_path: Path, name: str, source: str) -> subprocess.CompletedProcess[str]:
+    """``mypy --strict`` over ``source`` written as ``<name>.py``, against this tree's src."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
+        cwd=tmp_path,
+        check=False,
+    )
+
+
 SELECTIONS = """
 from __future__ import annotations
 from datetime import datetime
@@ -50,16 +65,7 @@ async def rows(session: Session) -> None:
 
 
 def test_selected_rows_are_typed_from_the_mapped_columns_and_functions(tmp_path: Path) -> None:
-    path = tmp_path / "selections.py"
-    path.write_text(SELECTIONS)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), str(path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
-        cwd=tmp_path,
-        check=False,
-    )
+    result = _mypy(tmp_path, "selections", SELECTIONS)
     lines = result.stdout.splitlines()
     # mypy before 1.20 writes builtins' names in full ("builtins.int")
     revealed = [
@@ -104,16 +110,7 @@ async def queries(session: Session) -> None:
 
 
 def test_a_comparison_with_a_value_of_another_type_is_a_type_error(tmp_path: Path) -> None:
-    path = tmp_path / "comparisons.py"
-    path.write_text(COMPARISONS)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), str(path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
-        cwd=tmp_path,
-        check=False,
-    )
+    result = _mypy(tmp_path, "comparisons", COMPARISONS)
     errors = [
         line.split(": error: ")[1] for line in result.stdout.splitlines() if ": error: " in line
     ]
@@ -169,16 +166,7 @@ def queries(session: Session) -> None:
 
 
 def test_filtering_by_a_model_that_is_not_joined_is_a_type_error(tmp_path: Path) -> None:
-    path = tmp_path / "joins.py"
-    path.write_text(JOINS)
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "c"), str(path)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
-        cwd=tmp_path,
-        check=False,
-    )
+    result = _mypy(tmp_path, "joins", JOINS)
     lines = result.stdout.splitlines()
     errors = [
         (line.split(":")[1], line.split(": error: ")[1]) for line in lines if ": error: " in line
