@@ -229,35 +229,16 @@ class SpanScope:
             current = otel_context.get_current()
         if span_dropped(current):
             return None
-        return self._start(tracer, current)
+        return self.enter(current, attach=False)
 
-    def _start(self, tracer: Tracer, current: otel_context.Context) -> Span | None:
-        try:  # a sampler or span processor that raises must not fail the operation
-            span = tracer.start_span(
-                self._name,
-                current,
-                kind=self._kind,
-                attributes=self._attributes,
-                links=self._links,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-        except Exception as failure:
-            report_failure("start a span", failure)
-            return None
-        self.span = span
-        self.recording = span.is_recording()
-        self.context = trace.set_span_in_context(span, current)
-        return span
-
-    def enter(self, current: otel_context.Context) -> Span | None:
+    def enter(self, current: otel_context.Context, attach: bool = True) -> Span | None:
         """``with``'s start, for a caller that has read ``current`` and found it not
         dropped (`span_dropped`): start under it and make the span current. End
-        with `finish`, which detaches."""
+        with `finish`, which detaches. ``attach=False`` (`start`): only start it;
+        `context` holds the context to attach."""
         tracer = self._tracer
         if tracer is None:
             return None
-        # `_start`, inlined: this runs on every query.
         try:  # a sampler or span processor that raises must not fail the operation
             span = tracer.start_span(
                 self._name,
@@ -274,7 +255,8 @@ class SpanScope:
         self.span = span
         self.recording = span.is_recording()
         self.context = made = trace.set_span_in_context(span, current)
-        self._token = otel_context.attach(made)
+        if attach:
+            self._token = otel_context.attach(made)
         return span
 
     def __enter__(self) -> Span | None:
