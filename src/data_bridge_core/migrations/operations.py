@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from psycopg import sql
 
@@ -363,81 +363,60 @@ class AlterColumnIdentity(Operation):
 
 
 @dataclass(frozen=True)
-class AddPrimaryKey(Operation):
+class _KeyConstraint(Operation):
+    """A named PRIMARY KEY or UNIQUE constraint added or dropped: the four
+    operations below differ only in these class-level words."""
+
     table: str
     key: KeySpec
+    adds: ClassVar[bool]
+    constraint: ClassVar[str]  # the SQL: "PRIMARY KEY", "UNIQUE"
+    what: ClassVar[str]  # for describe(): "primary key", "unique constraint"
+    function: ClassVar[str]  # the op.* function that writes it in a migration file
+    opposite: ClassVar[type[_KeyConstraint]]
 
     def statements(self) -> list[str]:
+        table, name = ident(self.table), ident(self.key.name)
+        if not self.adds:
+            return [f"ALTER TABLE {table} DROP CONSTRAINT {name}"]
         return [
-            f"ALTER TABLE {ident(self.table)} ADD CONSTRAINT {ident(self.key.name)} "
-            f"PRIMARY KEY ({_idents(self.key.columns)})"
+            f"ALTER TABLE {table} ADD CONSTRAINT {name} "
+            f"{self.constraint} ({_idents(self.key.columns)})"
         ]
 
     def reverse(self) -> Operation:
-        return DropPrimaryKey(self.table, self.key)
+        return self.opposite(self.table, self.key)
 
     def python(self) -> str:
-        return f"op.add_primary_key({_text(self.table)}, {_key_python(self.key)})"
+        return f"op.{self.function}({_text(self.table)}, {_key_python(self.key)})"
 
     def describe(self) -> str:
-        return f"add primary key {self.key.name} on {self.table}"
+        verb, where = ("add", "on") if self.adds else ("drop", "of")
+        return f"{verb} {self.what} {self.key.name} {where} {self.table}"
 
 
 @dataclass(frozen=True)
-class DropPrimaryKey(Operation):
-    table: str
-    key: KeySpec
-
-    def statements(self) -> list[str]:
-        return [f"ALTER TABLE {ident(self.table)} DROP CONSTRAINT {ident(self.key.name)}"]
-
-    def reverse(self) -> Operation:
-        return AddPrimaryKey(self.table, self.key)
-
-    def python(self) -> str:
-        return f"op.drop_primary_key({_text(self.table)}, {_key_python(self.key)})"
-
-    def describe(self) -> str:
-        return f"drop primary key {self.key.name} of {self.table}"
+class AddPrimaryKey(_KeyConstraint):
+    adds, constraint, what, function = True, "PRIMARY KEY", "primary key", "add_primary_key"
 
 
 @dataclass(frozen=True)
-class AddUnique(Operation):
-    table: str
-    key: KeySpec
-
-    def statements(self) -> list[str]:
-        return [
-            f"ALTER TABLE {ident(self.table)} ADD CONSTRAINT {ident(self.key.name)} "
-            f"UNIQUE ({_idents(self.key.columns)})"
-        ]
-
-    def reverse(self) -> Operation:
-        return DropUnique(self.table, self.key)
-
-    def python(self) -> str:
-        return f"op.add_unique({_text(self.table)}, {_key_python(self.key)})"
-
-    def describe(self) -> str:
-        return f"add unique constraint {self.key.name} on {self.table}"
+class DropPrimaryKey(_KeyConstraint):
+    adds, constraint, what, function = False, "PRIMARY KEY", "primary key", "drop_primary_key"
 
 
 @dataclass(frozen=True)
-class DropUnique(Operation):
-    table: str
-    key: KeySpec
+class AddUnique(_KeyConstraint):
+    adds, constraint, what, function = True, "UNIQUE", "unique constraint", "add_unique"
 
-    def statements(self) -> list[str]:
-        return [f"ALTER TABLE {ident(self.table)} DROP CONSTRAINT {ident(self.key.name)}"]
 
-    def reverse(self) -> Operation:
-        return AddUnique(self.table, self.key)
+@dataclass(frozen=True)
+class DropUnique(_KeyConstraint):
+    adds, constraint, what, function = False, "UNIQUE", "unique constraint", "drop_unique"
 
-    def python(self) -> str:
-        return f"op.drop_unique({_text(self.table)}, {_key_python(self.key)})"
 
-    def describe(self) -> str:
-        return f"drop unique constraint {self.key.name} of {self.table}"
+AddPrimaryKey.opposite, DropPrimaryKey.opposite = DropPrimaryKey, AddPrimaryKey
+AddUnique.opposite, DropUnique.opposite = DropUnique, AddUnique
 
 
 @dataclass(frozen=True)
