@@ -14,6 +14,9 @@ against ``DATA_BRIDGE_DSN``, else a throwaway embedded PostgreSQL (examples/exam
 Its tables come from its migrations (examples/migrations/realworld_queries, generated with
 ``data-bridge makemigrations --models realworld_queries --dir migrations/realworld_queries``;
 docs/migrations.md); the run applies them and unapplies them at the end.
+
+The core's relational query tests use these same models (tests/conduit_models.py):
+``bio`` and ``views`` are there for them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from data_bridge_core import Column, Engine, Mapped, Rel, Session, Table, exists
 class User(Table):
     id: Mapped[int] = Column(primary_key=True)
     username: Mapped[str] = Column(unique=True)
+    bio: Mapped[str | None] = Column(default=None)
     articles: Rel[list[Article]] = relationship(back_populates="author")
+    # Self-referential many-to-many: foreign_key= names the column of "follows"
+    # that points at the owner's row.
     following: Rel[list[User]] = relationship(
         secondary="follows", foreign_key="follower_id", back_populates="followers"
     )
@@ -53,6 +59,7 @@ class Article(Table):
     author_id: Mapped[int] = Column(foreign_key="users.id")
     slug: Mapped[str] = Column(unique=True)
     title: Mapped[str]
+    views: Mapped[int] = Column(default=0)
     created_at: Mapped[datetime]
     author: Rel[User] = relationship(back_populates="articles")
     tags: Rel[list[Tag]] = relationship(secondary="article_tags", back_populates="articles")

@@ -1,4 +1,5 @@
-"""A RealWorld (Conduit) schema in the typed style, for the relational query tests.
+"""The RealWorld (Conduit) models of examples/realworld_queries.py, for the relational
+query tests, and their seeded ``conduit`` fixture.
 
 Users follow users (``follows``), write articles, tag them (``article_tags``)
 and favorite them (``favorites``).
@@ -12,75 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from core_fixtures import DSN
 
-from data_bridge_core import Column, Engine, Mapped, Rel, Session, Table, relationship
+from data_bridge_core import Engine, Session
+from example_files import load_example
 
-
-class User(Table):
-    id: Mapped[int] = Column(primary_key=True)
-    username: Mapped[str] = Column(unique=True)
-    bio: Mapped[str | None] = Column(default=None)
-    articles: Rel[list[Article]] = relationship(back_populates="author")
-    # Self-referential many-to-many: foreign_key= names the column of "follows"
-    # that points at the owner's row.
-    following: Rel[list[User]] = relationship(
-        secondary="follows", foreign_key="follower_id", back_populates="followers"
-    )
-    followers: Rel[list[User]] = relationship(
-        secondary="follows", foreign_key="followee_id", back_populates="following"
-    )
-
-    class Settings:
-        table_name = "users"
-
-
-class Follow(Table):
-    follower_id: Mapped[int] = Column(primary_key=True, foreign_key="users.id")
-    followee_id: Mapped[int] = Column(primary_key=True, foreign_key="users.id")
-
-    class Settings:
-        table_name = "follows"
-
-
-class Article(Table):
-    id: Mapped[int] = Column(primary_key=True)
-    author_id: Mapped[int] = Column(foreign_key="users.id")
-    slug: Mapped[str] = Column(unique=True)
-    title: Mapped[str]
-    views: Mapped[int] = Column(default=0)
-    created_at: Mapped[datetime]
-    author: Rel[User] = relationship(back_populates="articles")
-    tags: Rel[list[Tag]] = relationship(secondary="article_tags", back_populates="articles")
-
-    class Settings:
-        table_name = "articles"
-
-
-class Tag(Table):
-    id: Mapped[int] = Column(primary_key=True)
-    name: Mapped[str] = Column(unique=True)
-    articles: Rel[list[Article]] = relationship(secondary="article_tags", back_populates="tags")
-
-    class Settings:
-        table_name = "tags"
-
-
-class ArticleTag(Table):
-    article_id: Mapped[int] = Column(primary_key=True, foreign_key="articles.id")
-    tag_id: Mapped[int] = Column(primary_key=True, foreign_key="tags.id")
-
-    class Settings:
-        table_name = "article_tags"
-
-
-class Favorite(Table):
-    user_id: Mapped[int] = Column(primary_key=True, foreign_key="users.id")
-    article_id: Mapped[int] = Column(primary_key=True, foreign_key="articles.id")
-
-    class Settings:
-        table_name = "favorites"
-
-
-MODELS = (User, Follow, Article, Tag, ArticleTag, Favorite)
+# One definition of the models: the example's (examples/realworld_queries.py).
+_example = load_example("realworld_queries")
+User, Follow, Article = _example.User, _example.Follow, _example.Article
+Tag, ArticleTag, Favorite = _example.Tag, _example.ArticleTag, _example.Favorite
+MODELS = _example.MODELS
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 

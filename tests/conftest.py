@@ -8,7 +8,8 @@
 - own_server: an embedded PostgreSQL of a test module's own (`own_server`), to restart or kill
 
 Plain helpers the test modules import (not plugins): scratch_schema (`fresh_schema`),
-finished_spans (`named`, `attrs`, `child_of`), exported_text (`everything_exported`).
+finished_spans (`named`, `attrs`, `child_of`), exported_text (`everything_exported`),
+example_files (`load_example`).
 """
 
 pytest_plugins = [

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import httpx
 import pytest
 from core_fixtures import DSN, StatementLog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from data_bridge_core import Engine, RelationshipError, Session, loaded
+from example_files import load_example
 
-
-def _load_example() -> ModuleType:
-    # Loaded from its file: the examples directory is not a package on sys.path.
-    path = Path(__file__).resolve().parents[2] / "examples" / "fastapi_pydantic_app.py"
-    spec = importlib.util.spec_from_file_location("fastapi_pydantic_app", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the response models' annotations here
-    spec.loader.exec_module(module)
-    return module
-
-
-example = _load_example()
+example = load_example("fastapi_pydantic_app")
 Article, Author, create_app = example.Article, example.Author, example.create_app
 
 

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from core_fixtures import DSN, StatementLog
 
 from data_bridge_core import Engine, Session
+from example_files import load_example
 
-
-def _load_example() -> ModuleType:
-    # Loaded from its file: the examples directory is not a package on sys.path.
-    path = Path(__file__).resolve().parents[2] / "examples" / "realworld_queries.py"
-    spec = importlib.util.spec_from_file_location("realworld_queries", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # the models' string annotations resolve here
-    spec.loader.exec_module(module)
-    return module
-
-
-example: Any = _load_example()
+example: Any = load_example("realworld_queries")
 
 
 @pytest.fixture
