@@ -13,9 +13,11 @@ an ``EXISTS`` filter) the workload says so in bench/README.md.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import importlib.util
 from collections import defaultdict
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -37,18 +39,9 @@ def available(provider: Any) -> tuple[list[Any], list[str]]:
     """(peer systems that can run here, one line per peer that cannot and why)."""
     systems: list[Any] = []
     skipped: list[str] = []
-    checks = (
-        ("raw asyncpg", ("asyncpg",), RawAsyncpg, "opentelemetry.instrumentation.asyncpg"),
-        (
-            "tortoise",
-            ("tortoise", "asyncpg"),
-            Tortoise,
-            "opentelemetry.instrumentation.tortoiseorm",
-        ),
-        ("piccolo", ("piccolo", "asyncpg"), Piccolo, "opentelemetry.instrumentation.asyncpg"),
-    )
-    for name, modules, cls, instrumentation in checks:
-        missing = [m for m in modules if not _installed(m)]
+    for cls in (RawAsyncpg, Tortoise, Piccolo):
+        name, instrumentation = cls.label, cls.instrumentation[0]
+        missing = [m for m in cls.requires if not _installed(m)]
         if missing:
             skipped.append(
                 f"skipped: {name} and {name} instrumented ({', '.join(missing)} not installed; "
@@ -67,34 +60,56 @@ def available(provider: Any) -> tuple[list[Any], list[str]]:
 
 def is_plain_peer(system: Any) -> bool:
     """A peer without its instrumentation (W3's memory is measured for these)."""
-    return isinstance(system, (RawAsyncpg, Tortoise, Piccolo)) and system._provider is None
+    return isinstance(system, _Peer) and system._provider is None
 
 
-class _Instrumented:
-    """Process-wide instrumentation switched on for the system's own turn only."""
+class _Rollback(Exception):
+    """Raised inside a transaction block to leave it rolled back (W4)."""
 
-    name: str
-    _provider: Any
 
-    def _instrumentor(self) -> Any:
-        raise NotImplementedError
+class _Peer:
+    """What every peer shares around its workloads: its name, the modules it needs,
+    its instrumentation (process-wide, so switched on for the system's own turn only)
+    and its own transaction block, which each workload opens once."""
+
+    label: ClassVar[str]  # the plain variant's name; the other adds " instrumented"
+    requires: ClassVar[tuple[str, ...]]  # the modules it runs on
+    instrumentation: ClassVar[tuple[str, str]]  # (module, instrumentor class)
+    # Bound by setup() to the peer's own way of opening a transaction block.
+    transaction: Callable[[], Any]
+
+    def __init__(self, name: str, provider: Any = None):
+        self.name = name
+        self._provider = provider
+        self.instrumentor: Any = None
 
     def activate(self) -> None:
         self.instrumentor = None
         if self._provider is not None:
-            self.instrumentor = self._instrumentor()
+            module, instrumentor = self.instrumentation
+            self.instrumentor = getattr(importlib.import_module(module), instrumentor)()
             self.instrumentor.instrument(tracer_provider=self._provider)
 
     def deactivate(self) -> None:
-        if getattr(self, "instrumentor", None) is not None:
+        if self.instrumentor is not None:
             self.instrumentor.uninstrument()
             self.instrumentor = None
 
+    async def teardown(self) -> None:
+        self.deactivate()
+        await self._close()
 
-def _asyncpg_instrumentor() -> Any:
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    async def _close(self) -> None:
+        raise NotImplementedError
 
-    return AsyncPGInstrumentor()
+    async def _rolled_back(self, insert: Callable[[], Awaitable[Any]]) -> None:
+        """The insert in a transaction block left rolled back (W4 adds no rows)."""
+        try:
+            async with self.transaction():
+                await insert()
+                raise _Rollback
+        except _Rollback:
+            pass
 
 
 def _new_users(n: int) -> list[dict[str, Any]]:
@@ -112,36 +127,29 @@ def _new_users(n: int) -> list[dict[str, Any]]:
     ]
 
 
-class _Rollback(Exception):
-    """Raised inside a transaction block to leave it rolled back (W4)."""
-
-
-class RawAsyncpg(_Instrumented):
+class RawAsyncpg(_Peer):
     """The true floor: asyncpg's own protocol and statement cache, records, no ORM."""
 
-    def __init__(self, name: str, provider: Any = None):
-        self.name = name
-        self._provider = provider
-
-    def _instrumentor(self) -> Any:
-        return _asyncpg_instrumentor()
+    label = "raw asyncpg"
+    requires = ("asyncpg",)
+    instrumentation = ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor")
 
     async def setup(self, schema: str) -> None:
         import asyncpg
 
         self.conn = await asyncpg.connect(DSN, server_settings={"search_path": schema})
+        self.transaction = self.conn.transaction
 
-    async def teardown(self) -> None:
-        self.deactivate()
+    async def _close(self) -> None:
         await self.conn.close()
 
     async def w1(self, ids: list[int]) -> None:
-        async with self.conn.transaction():
+        async with self.transaction():
             for pk in ids:
                 await self.conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", pk)
 
     async def w2(self) -> int:
-        async with self.conn.transaction():
+        async with self.transaction():
             rows = await self.conn.fetch(
                 f"SELECT {USER_COLUMNS} FROM users WHERE age > $1 AND active = $2 "
                 "ORDER BY created_at DESC LIMIT 100",
@@ -151,7 +159,7 @@ class RawAsyncpg(_Instrumented):
             return len(rows)
 
     async def w3(self) -> int:
-        async with self.conn.transaction():
+        async with self.transaction():
             return len(await self.conn.fetch(f"SELECT {POST_COLUMNS} FROM posts"))
 
     async def w4(self, n: int) -> None:
@@ -172,7 +180,7 @@ class RawAsyncpg(_Instrumented):
 
     async def w5_lazy(self) -> int:
         queries = 1
-        async with self.conn.transaction():
+        async with self.transaction():
             users = await self.conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT 100")
             for row in users:
                 await self.conn.fetch(
@@ -182,7 +190,7 @@ class RawAsyncpg(_Instrumented):
         return queries
 
     async def w5_eager(self) -> int:
-        async with self.conn.transaction():
+        async with self.transaction():
             users = await self.conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT 100")
             await self.conn.fetch(
                 f"SELECT {POST_COLUMNS} FROM posts WHERE author_id = ANY($1::bigint[])",
@@ -191,7 +199,7 @@ class RawAsyncpg(_Instrumented):
         return 2
 
     async def w6(self, pk: int) -> None:
-        async with self.conn.transaction():
+        async with self.transaction():
             await self.conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT 10")
             user = await self.conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", pk)
             assert user is not None
@@ -199,7 +207,7 @@ class RawAsyncpg(_Instrumented):
             await self.conn.execute("UPDATE users SET age = $1 WHERE id = $2", user[3] + 1, pk)
 
     async def w7(self) -> int:
-        async with self.conn.transaction():
+        async with self.transaction():
             rows = await self.conn.fetch(
                 "SELECT posts.id, posts.author_id, posts.title, posts.body FROM posts "
                 "JOIN users ON users.id = posts.author_id WHERE EXISTS (SELECT 1 FROM post_tags "
@@ -217,7 +225,7 @@ class RawAsyncpg(_Instrumented):
         return len(ids)
 
     async def w7_columns(self) -> int:
-        async with self.conn.transaction():
+        async with self.transaction():
             rows = await self.conn.fetch(
                 "SELECT posts.id, posts.title, users.name FROM posts "
                 "JOIN users ON users.id = posts.author_id WHERE EXISTS (SELECT 1 FROM post_tags "
@@ -228,7 +236,7 @@ class RawAsyncpg(_Instrumented):
             return len(rows)
 
     async def w7_group(self) -> int:
-        async with self.conn.transaction():
+        async with self.transaction():
             rows = await self.conn.fetch(
                 "SELECT tags.name, count(*), max(posts.id) FROM tags "
                 "JOIN post_tags ON post_tags.tag_id = tags.id "
@@ -238,7 +246,7 @@ class RawAsyncpg(_Instrumented):
             return len(rows)
 
     async def w8(self) -> int:
-        async with self.conn.transaction():
+        async with self.transaction():
             posts = await self.conn.fetch(
                 "SELECT posts.id, posts.author_id, posts.title, posts.body, users.id, users.name, "
                 "users.email, users.age, users.active, users.country, users.created_at "
@@ -254,21 +262,17 @@ class RawAsyncpg(_Instrumented):
         return len(comments)
 
 
-class Tortoise(_Instrumented):
+class Tortoise(_Peer):
     """Tortoise ORM on its asyncpg backend (the default for postgres://), with
     ``prefetch_related`` as its eager loading."""
 
-    def __init__(self, name: str, provider: Any = None):
-        self.name = name
-        self._provider = provider
-
-    def _instrumentor(self) -> Any:
-        from opentelemetry.instrumentation.tortoiseorm import TortoiseORMInstrumentor
-
-        return TortoiseORMInstrumentor()
+    label = "tortoise"
+    requires = ("tortoise", "asyncpg")
+    instrumentation = ("opentelemetry.instrumentation.tortoiseorm", "TortoiseORMInstrumentor")
 
     async def setup(self, schema: str) -> None:
         from tortoise import Tortoise as T
+        from tortoise.transactions import in_transaction
 
         from bench import tortoise_models
 
@@ -296,25 +300,21 @@ class Tortoise(_Instrumented):
                 "timezone": "UTC",
             }
         )
+        self.transaction = in_transaction
 
-    async def teardown(self) -> None:
+    async def _close(self) -> None:
         from tortoise import Tortoise as T
 
-        self.deactivate()
         await T.close_connections()
 
     async def w1(self, ids: list[int]) -> None:
-        from tortoise.transactions import in_transaction
-
         User = self.m.User
-        async with in_transaction():
+        async with self.transaction():
             for pk in ids:
                 await User.get(id=pk)
 
     async def w2(self) -> int:
-        from tortoise.transactions import in_transaction
-
-        async with in_transaction():
+        async with self.transaction():
             page = (
                 await self.m.User.filter(age__gt=30, active=True)
                 .order_by("-created_at")
@@ -323,28 +323,17 @@ class Tortoise(_Instrumented):
             return len(page)
 
     async def w3(self) -> int:
-        from tortoise.transactions import in_transaction
-
-        async with in_transaction():
+        async with self.transaction():
             return len(await self.m.Post.all())
 
     async def w4(self, n: int) -> None:
-        from tortoise.transactions import in_transaction
-
         User = self.m.User
         users = [User(**row) for row in _new_users(n)]
-        try:
-            async with in_transaction():
-                # Its batched insert: one multi-row INSERT through executemany.
-                await User.bulk_create(users)
-                raise _Rollback
-        except _Rollback:
-            pass
+        # Its batched insert: one multi-row INSERT through executemany.
+        await self._rolled_back(lambda: User.bulk_create(users))
 
     async def w5_lazy(self) -> int:
-        from tortoise.transactions import in_transaction
-
-        async with in_transaction():
+        async with self.transaction():
             users = await self.m.User.all().order_by("id").limit(PAGE)
             for user in users:
                 # No implicit lazy load: a reverse relation is fetched when asked.
@@ -352,19 +341,15 @@ class Tortoise(_Instrumented):
         return 1 + len(users)
 
     async def w5_eager(self) -> int:
-        from tortoise.transactions import in_transaction
-
-        async with in_transaction():
+        async with self.transaction():
             users = await self.m.User.all().order_by("id").limit(PAGE).prefetch_related("posts")
             for user in users:
                 list(user.posts)
         return 2
 
     async def w6(self, pk: int) -> None:
-        from tortoise.transactions import in_transaction
-
         User = self.m.User
-        async with in_transaction():
+        async with self.transaction():
             await User.all().order_by("id").limit(10)
             user = await User.get(id=pk)
             await user.posts.all()
@@ -372,9 +357,7 @@ class Tortoise(_Instrumented):
             await user.save(update_fields=["age"])
 
     async def w7(self) -> int:
-        from tortoise.transactions import in_transaction
-
-        async with in_transaction():
+        async with self.transaction():
             # No EXISTS filter on a relation: tags__name joins post_tags and tags.
             page = (
                 await self.m.Post.filter(tags__name=W7_TAG)
@@ -387,9 +370,7 @@ class Tortoise(_Instrumented):
             return len(page)
 
     async def w7_columns(self) -> int:
-        from tortoise.transactions import in_transaction
-
-        async with in_transaction():
+        async with self.transaction():
             rows = (
                 await self.m.Post.filter(tags__name=W7_TAG)
                 .order_by("author__name", "id")
@@ -400,9 +381,8 @@ class Tortoise(_Instrumented):
 
     async def w7_group(self) -> int:
         from tortoise.functions import Count, Max
-        from tortoise.transactions import in_transaction
 
-        async with in_transaction():
+        async with self.transaction():
             # annotate() with aggregates groups by the tag's columns.
             rows = (
                 await self.m.Tag.annotate(n=Count("posts"), last=Max("posts__id"))
@@ -412,9 +392,7 @@ class Tortoise(_Instrumented):
             return len(rows)
 
     async def w8(self) -> int:
-        from tortoise.transactions import in_transaction
-
-        async with in_transaction():
+        async with self.transaction():
             # The author joined in (select_related), the comments a second query.
             page = (
                 await self.m.Post.all()
@@ -430,26 +408,23 @@ class Tortoise(_Instrumented):
             return comments
 
 
-class Piccolo(_Instrumented):
+class Piccolo(_Peer):
     """Piccolo's objects API on asyncpg. No relation loading into objects (no lazy
     loads, no reverse-FK prefetch): related rows are a second query, grouped by
     hand; the many-to-many comes from its M2M select (one query)."""
 
+    label = "piccolo"
+    requires = ("piccolo", "asyncpg")
+    # Piccolo has no instrumentation of its own; it runs on asyncpg.
+    instrumentation = RawAsyncpg.instrumentation
     _users = 0
-
-    def __init__(self, name: str, provider: Any = None):
-        self.name = name
-        self._provider = provider
-
-    def _instrumentor(self) -> Any:
-        # Piccolo has no instrumentation of its own; it runs on asyncpg.
-        return _asyncpg_instrumentor()
 
     async def setup(self, schema: str) -> None:
         from bench import piccolo_tables
 
         self.m = piccolo_tables
         self.engine = piccolo_tables.ENGINE
+        self.transaction = self.engine.transaction
         # The tables' one engine is shared by the plain and instrumented variants:
         # the first setup opens its pool of one, the last teardown closes it.
         if Piccolo._users == 0:
@@ -457,21 +432,20 @@ class Piccolo(_Instrumented):
             await self.engine.start_connection_pool(min_size=1, max_size=1)
         Piccolo._users += 1
 
-    async def teardown(self) -> None:
-        self.deactivate()
+    async def _close(self) -> None:
         Piccolo._users -= 1
         if Piccolo._users == 0:
             await self.engine.close_connection_pool()
 
     async def w1(self, ids: list[int]) -> None:
         User = self.m.User
-        async with self.engine.transaction():
+        async with self.transaction():
             for pk in ids:
                 await User.objects().get(User.id == pk)
 
     async def w2(self) -> int:
         User = self.m.User
-        async with self.engine.transaction():
+        async with self.transaction():
             page = (
                 await User.objects()
                 .where((User.age > 30) & (User.active == True))  # noqa: E712
@@ -481,23 +455,18 @@ class Piccolo(_Instrumented):
             return len(page)
 
     async def w3(self) -> int:
-        async with self.engine.transaction():
+        async with self.transaction():
             return len(await self.m.Post.objects())
 
     async def w4(self, n: int) -> None:
         User = self.m.User
         users = [User(**row) for row in _new_users(n)]
-        try:
-            async with self.engine.transaction():
-                # One multi-row INSERT ... RETURNING: the ids land on the objects.
-                await User.insert(*users)
-                raise _Rollback
-        except _Rollback:
-            pass
+        # One multi-row INSERT ... RETURNING: the ids land on the objects.
+        await self._rolled_back(lambda: User.insert(*users))
 
     async def w5_lazy(self) -> int:
         User, Post = self.m.User, self.m.Post
-        async with self.engine.transaction():
+        async with self.transaction():
             users = await User.objects().order_by(User.id).limit(PAGE)
             for user in users:
                 await Post.objects().where(Post.author == user.id)
@@ -505,7 +474,7 @@ class Piccolo(_Instrumented):
 
     async def w5_eager(self) -> int:
         User, Post = self.m.User, self.m.Post
-        async with self.engine.transaction():
+        async with self.transaction():
             users = await User.objects().order_by(User.id).limit(PAGE)
             posts = await Post.objects().where(Post.author.is_in([u.id for u in users]))
             by_author: dict[int, list[Any]] = defaultdict(list)
@@ -515,7 +484,7 @@ class Piccolo(_Instrumented):
 
     async def w6(self, pk: int) -> None:
         User, Post = self.m.User, self.m.Post
-        async with self.engine.transaction():
+        async with self.transaction():
             await User.objects().order_by(User.id).limit(10)
             user = await User.objects().get(User.id == pk)
             assert user is not None
@@ -525,7 +494,7 @@ class Piccolo(_Instrumented):
 
     async def w7(self) -> int:
         Post, PostTags, Tag = self.m.Post, self.m.PostTags, self.m.Tag
-        async with self.engine.transaction():
+        async with self.transaction():
             # The tag filter as an IN subquery (no EXISTS on a relation); the tags
             # as its M2M select: one query, a correlated subquery per post, dicts.
             page = (
@@ -540,7 +509,7 @@ class Piccolo(_Instrumented):
 
     async def w7_columns(self) -> int:
         Post, PostTags = self.m.Post, self.m.PostTags
-        async with self.engine.transaction():
+        async with self.transaction():
             rows = (
                 await Post.select(Post.id, Post.title, Post.author.name)
                 .where(
@@ -556,7 +525,7 @@ class Piccolo(_Instrumented):
         from piccolo.query.functions.aggregate import Count, Max
 
         PostTags = self.m.PostTags
-        async with self.engine.transaction():
+        async with self.transaction():
             # From the link table: its joins reach the tag's name and the post's id.
             rows = (
                 await PostTags.select(
@@ -570,7 +539,7 @@ class Piccolo(_Instrumented):
 
     async def w8(self) -> int:
         Post, Comment = self.m.Post, self.m.Comment
-        async with self.engine.transaction():
+        async with self.transaction():
             # The author as a prefetched foreign key (a join, nested objects); no
             # reverse-FK prefetch: the comments by hand, grouped by post.
             page = (
