@@ -20,7 +20,7 @@ Identifiers are quoted.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from psycopg import sql
@@ -129,23 +129,52 @@ def _key_python(spec: KeySpec) -> str:
     return f"op.key({_text(spec.name)}, {_names(spec.columns)})"
 
 
+# -- add/drop pairs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pair(Operation):
+    """One operation of an add/drop pair (create/drop for tables and indexes): the
+    two classes of a pair share their fields and their code and differ in these
+    class-level words; each one's reverse is the other with the same fields."""
+
+    verb: ClassVar[str]  # "create", "add" or "drop"
+    function: ClassVar[str]  # the op.* function that writes it in a migration file
+    opposite: ClassVar[type[_Pair]]
+
+    @property
+    def adds(self) -> bool:
+        return self.verb != "drop"
+
+    def reverse(self) -> Operation:
+        return self.opposite(*[getattr(self, f.name) for f in fields(self)])
+
+    def _describe(self, what: str, name: str, table: str) -> str:
+        # "add unique constraint users_email_key on users", "drop index ix of users"
+        return f"{self.verb} {what} {name} {'on' if self.adds else 'of'} {table}"
+
+
+def _pair(adds: type[_Pair], drops: type[_Pair]) -> None:
+    adds.opposite, drops.opposite = drops, adds
+
+
+def _drop_constraint(table: str, name: str) -> list[str]:
+    return [f"ALTER TABLE {ident(table)} DROP CONSTRAINT {ident(name)}"]
+
+
 # -- tables ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class CreateTable(Operation):
-    """CREATE TABLE with its columns, primary key and UNIQUE constraints.
-
-    Indexes and foreign keys are operations of their own (tables that refer
-    to each other are all created before their foreign keys are added).
-    """
-
+class _TableOperation(_Pair):
     table: str
     columns: tuple[ColumnSpec, ...]
     primary_key: KeySpec | None = None
     unique: tuple[KeySpec, ...] = ()
 
     def statements(self) -> list[str]:
+        if not self.adds:
+            return [f"DROP TABLE {ident(self.table)}"]
         lines = [_column_sql(c) for c in self.columns]
         if self.primary_key is not None:
             lines.append(
@@ -156,48 +185,40 @@ class CreateTable(Operation):
             lines.append(f"CONSTRAINT {ident(spec.name)} UNIQUE ({_idents(spec.columns)})")
         return [f"CREATE TABLE {ident(self.table)} (\n  " + ",\n  ".join(lines) + "\n)"]
 
-    def reverse(self) -> Operation:
-        return DropTable(self.table, self.columns, self.primary_key, self.unique)
-
     def python(self) -> str:
-        return _table_python("create_table", self)
+        lines = [f"op.{self.function}(", f"    {_text(self.table)},", "    ["]
+        lines += [f"        {_column_python(c)}," for c in self.columns]
+        lines.append("    ],")
+        if self.primary_key is not None:
+            lines.append(f"    primary_key={_key_python(self.primary_key)},")
+        if self.unique:
+            lines.append(f"    unique=[{', '.join(_key_python(u) for u in self.unique)}],")
+        lines.append(")")
+        return "\n".join(lines)
 
     def describe(self) -> str:
-        return f"create table {self.table}"
+        return f"{self.verb} table {self.table}"
 
 
 @dataclass(frozen=True)
-class DropTable(Operation):
+class CreateTable(_TableOperation):
+    """CREATE TABLE with its columns, primary key and UNIQUE constraints.
+
+    Indexes and foreign keys are operations of their own (tables that refer
+    to each other are all created before their foreign keys are added).
+    """
+
+    verb, function = "create", "create_table"
+
+
+@dataclass(frozen=True)
+class DropTable(_TableOperation):
     """DROP TABLE; it carries the whole table so that the downgrade can recreate it."""
 
-    table: str
-    columns: tuple[ColumnSpec, ...]
-    primary_key: KeySpec | None = None
-    unique: tuple[KeySpec, ...] = ()
-
-    def statements(self) -> list[str]:
-        return [f"DROP TABLE {ident(self.table)}"]
-
-    def reverse(self) -> Operation:
-        return CreateTable(self.table, self.columns, self.primary_key, self.unique)
-
-    def python(self) -> str:
-        return _table_python("drop_table", self)
-
-    def describe(self) -> str:
-        return f"drop table {self.table}"
+    verb, function = "drop", "drop_table"
 
 
-def _table_python(function: str, op: CreateTable | DropTable) -> str:
-    lines = [f"op.{function}(", f"    {_text(op.table)},", "    ["]
-    lines += [f"        {_column_python(c)}," for c in op.columns]
-    lines.append("    ],")
-    if op.primary_key is not None:
-        lines.append(f"    primary_key={_key_python(op.primary_key)},")
-    if op.unique:
-        lines.append(f"    unique=[{', '.join(_key_python(u) for u in op.unique)}],")
-    lines.append(")")
-    return "\n".join(lines)
+_pair(CreateTable, DropTable)
 
 
 TableParts = tuple[tuple[ColumnSpec, ...], KeySpec | None, tuple[KeySpec, ...]]
@@ -216,41 +237,35 @@ def table_spec(table: TableState) -> TableParts:
 
 
 @dataclass(frozen=True)
-class AddColumn(Operation):
+class _ColumnOperation(_Pair):
     table: str
     column: ColumnSpec
 
     def statements(self) -> list[str]:
-        return [f"ALTER TABLE {ident(self.table)} ADD COLUMN {_column_sql(self.column)}"]
-
-    def reverse(self) -> Operation:
-        return DropColumn(self.table, self.column)
+        if self.adds:
+            return [f"ALTER TABLE {ident(self.table)} ADD COLUMN {_column_sql(self.column)}"]
+        return [f"ALTER TABLE {ident(self.table)} DROP COLUMN {ident(self.column.name)}"]
 
     def python(self) -> str:
-        return f"op.add_column({_text(self.table)}, {_column_python(self.column)})"
+        return f"op.{self.function}({_text(self.table)}, {_column_python(self.column)})"
 
     def describe(self) -> str:
-        return f"add column {self.table}.{self.column.name}"
+        return f"{self.verb} column {self.table}.{self.column.name}"
 
 
 @dataclass(frozen=True)
-class DropColumn(Operation):
+class AddColumn(_ColumnOperation):
+    verb, function = "add", "add_column"
+
+
+@dataclass(frozen=True)
+class DropColumn(_ColumnOperation):
     """DROP COLUMN; it carries the column's definition so that the downgrade can add it back."""
 
-    table: str
-    column: ColumnSpec
+    verb, function = "drop", "drop_column"
 
-    def statements(self) -> list[str]:
-        return [f"ALTER TABLE {ident(self.table)} DROP COLUMN {ident(self.column.name)}"]
 
-    def reverse(self) -> Operation:
-        return AddColumn(self.table, self.column)
-
-    def python(self) -> str:
-        return f"op.drop_column({_text(self.table)}, {_column_python(self.column)})"
-
-    def describe(self) -> str:
-        return f"drop column {self.table}.{self.column.name}"
+_pair(AddColumn, DropColumn)
 
 
 def _alter(table: str, column: str) -> str:
@@ -363,67 +378,56 @@ class AlterColumnIdentity(Operation):
 
 
 @dataclass(frozen=True)
-class _KeyConstraint(Operation):
+class _KeyConstraint(_Pair):
     """A named PRIMARY KEY or UNIQUE constraint added or dropped: the four
     operations below differ only in these class-level words."""
 
     table: str
     key: KeySpec
-    adds: ClassVar[bool]
     constraint: ClassVar[str]  # the SQL: "PRIMARY KEY", "UNIQUE"
     what: ClassVar[str]  # for describe(): "primary key", "unique constraint"
-    function: ClassVar[str]  # the op.* function that writes it in a migration file
-    opposite: ClassVar[type[_KeyConstraint]]
 
     def statements(self) -> list[str]:
-        table, name = ident(self.table), ident(self.key.name)
         if not self.adds:
-            return [f"ALTER TABLE {table} DROP CONSTRAINT {name}"]
+            return _drop_constraint(self.table, self.key.name)
         return [
-            f"ALTER TABLE {table} ADD CONSTRAINT {name} "
+            f"ALTER TABLE {ident(self.table)} ADD CONSTRAINT {ident(self.key.name)} "
             f"{self.constraint} ({_idents(self.key.columns)})"
         ]
-
-    def reverse(self) -> Operation:
-        return self.opposite(self.table, self.key)
 
     def python(self) -> str:
         return f"op.{self.function}({_text(self.table)}, {_key_python(self.key)})"
 
     def describe(self) -> str:
-        verb, where = ("add", "on") if self.adds else ("drop", "of")
-        return f"{verb} {self.what} {self.key.name} {where} {self.table}"
+        return self._describe(self.what, self.key.name, self.table)
 
 
 @dataclass(frozen=True)
 class AddPrimaryKey(_KeyConstraint):
-    adds, constraint, what, function = True, "PRIMARY KEY", "primary key", "add_primary_key"
+    verb, constraint, what, function = "add", "PRIMARY KEY", "primary key", "add_primary_key"
 
 
 @dataclass(frozen=True)
 class DropPrimaryKey(_KeyConstraint):
-    adds, constraint, what, function = False, "PRIMARY KEY", "primary key", "drop_primary_key"
+    verb, constraint, what, function = "drop", "PRIMARY KEY", "primary key", "drop_primary_key"
 
 
 @dataclass(frozen=True)
 class AddUnique(_KeyConstraint):
-    adds, constraint, what, function = True, "UNIQUE", "unique constraint", "add_unique"
+    verb, constraint, what, function = "add", "UNIQUE", "unique constraint", "add_unique"
 
 
 @dataclass(frozen=True)
 class DropUnique(_KeyConstraint):
-    adds, constraint, what, function = False, "UNIQUE", "unique constraint", "drop_unique"
+    verb, constraint, what, function = "drop", "UNIQUE", "unique constraint", "drop_unique"
 
 
-AddPrimaryKey.opposite, DropPrimaryKey.opposite = DropPrimaryKey, AddPrimaryKey
-AddUnique.opposite, DropUnique.opposite = DropUnique, AddUnique
+_pair(AddPrimaryKey, DropPrimaryKey)
+_pair(AddUnique, DropUnique)
 
 
 @dataclass(frozen=True)
-class CreateIndex(Operation):
-    """CREATE INDEX; ``concurrently=True`` does not block writes but needs a
-    non-transactional migration (``transactional = False`` in the file)."""
-
+class _IndexOperation(_Pair):
     table: str
     index: IndexSpec
     concurrently: bool = False
@@ -433,63 +437,52 @@ class CreateIndex(Operation):
         return not self.concurrently
 
     def statements(self) -> list[str]:
-        unique = "UNIQUE " if self.index.unique else ""
         how = "CONCURRENTLY " if self.concurrently else ""
+        if not self.adds:
+            return [f"DROP INDEX {how}{ident(self.index.name)}"]
+        unique = "UNIQUE " if self.index.unique else ""
         return [
             f"CREATE {unique}INDEX {how}{ident(self.index.name)} "
             f"ON {ident(self.table)} ({_idents(self.index.columns)})"
         ]
 
-    def reverse(self) -> Operation:
-        return DropIndex(self.table, self.index, self.concurrently)
-
     def python(self) -> str:
-        return _index_python("create_index", self.table, self.index, self.concurrently)
+        args = [_text(self.table), _text(self.index.name), _names(self.index.columns)]
+        if self.index.unique:
+            args.append("unique=True")
+        if self.concurrently:
+            args.append("concurrently=True")
+        return f"op.{self.function}({', '.join(args)})"
 
     def describe(self) -> str:
-        return f"create index {self.index.name} on {self.table}"
+        return self._describe("index", self.index.name, self.table)
 
 
 @dataclass(frozen=True)
-class DropIndex(Operation):
-    table: str
-    index: IndexSpec
-    concurrently: bool = False
+class CreateIndex(_IndexOperation):
+    """CREATE INDEX; ``concurrently=True`` does not block writes but needs a
+    non-transactional migration (``transactional = False`` in the file)."""
 
-    @property
-    def transactional(self) -> bool:  # type: ignore[override]
-        return not self.concurrently
-
-    def statements(self) -> list[str]:
-        how = "CONCURRENTLY " if self.concurrently else ""
-        return [f"DROP INDEX {how}{ident(self.index.name)}"]
-
-    def reverse(self) -> Operation:
-        return CreateIndex(self.table, self.index, self.concurrently)
-
-    def python(self) -> str:
-        return _index_python("drop_index", self.table, self.index, self.concurrently)
-
-    def describe(self) -> str:
-        return f"drop index {self.index.name} of {self.table}"
-
-
-def _index_python(function: str, table: str, index: IndexSpec, concurrently: bool) -> str:
-    args = [_text(table), _text(index.name), _names(index.columns)]
-    if index.unique:
-        args.append("unique=True")
-    if concurrently:
-        args.append("concurrently=True")
-    return f"op.{function}({', '.join(args)})"
+    verb, function = "create", "create_index"
 
 
 @dataclass(frozen=True)
-class AddForeignKey(Operation):
+class DropIndex(_IndexOperation):
+    verb, function = "drop", "drop_index"
+
+
+_pair(CreateIndex, DropIndex)
+
+
+@dataclass(frozen=True)
+class _ForeignKeyOperation(_Pair):
     table: str
     key: ForeignKeySpec
 
     def statements(self) -> list[str]:
         fk = self.key
+        if not self.adds:
+            return _drop_constraint(self.table, fk.name)
         text = (
             f"ALTER TABLE {ident(self.table)} ADD CONSTRAINT {ident(fk.name)} "
             f"FOREIGN KEY ({_idents(fk.columns)}) "
@@ -499,40 +492,29 @@ class AddForeignKey(Operation):
             text += f" ON DELETE {fk.on_delete}"
         return [text]
 
-    def reverse(self) -> Operation:
-        return DropForeignKey(self.table, self.key)
-
     def python(self) -> str:
-        return _fk_python("add_foreign_key", self.table, self.key)
+        fk = self.key
+        args = [_text(self.table), _text(fk.name), _names(fk.columns), _text(fk.ref_table)]
+        args.append(_names(fk.ref_columns))
+        if fk.on_delete is not None:
+            args.append(f"on_delete={_text(fk.on_delete)}")
+        return f"op.{self.function}({', '.join(args)})"
 
     def describe(self) -> str:
-        return f"add foreign key {self.key.name} on {self.table}"
+        return self._describe("foreign key", self.key.name, self.table)
 
 
 @dataclass(frozen=True)
-class DropForeignKey(Operation):
-    table: str
-    key: ForeignKeySpec
-
-    def statements(self) -> list[str]:
-        return [f"ALTER TABLE {ident(self.table)} DROP CONSTRAINT {ident(self.key.name)}"]
-
-    def reverse(self) -> Operation:
-        return AddForeignKey(self.table, self.key)
-
-    def python(self) -> str:
-        return _fk_python("drop_foreign_key", self.table, self.key)
-
-    def describe(self) -> str:
-        return f"drop foreign key {self.key.name} of {self.table}"
+class AddForeignKey(_ForeignKeyOperation):
+    verb, function = "add", "add_foreign_key"
 
 
-def _fk_python(function: str, table: str, fk: ForeignKeySpec) -> str:
-    args = [_text(table), _text(fk.name), _names(fk.columns), _text(fk.ref_table)]
-    args.append(_names(fk.ref_columns))
-    if fk.on_delete is not None:
-        args.append(f"on_delete={_text(fk.on_delete)}")
-    return f"op.{function}({', '.join(args)})"
+@dataclass(frozen=True)
+class DropForeignKey(_ForeignKeyOperation):
+    verb, function = "drop", "drop_foreign_key"
+
+
+_pair(AddForeignKey, DropForeignKey)
 
 
 # -- your own SQL and data migrations ----------------------------------------------------
