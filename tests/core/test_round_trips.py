@@ -19,6 +19,7 @@ psycopg's own transaction handling) is seen.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from core_fixtures import DSN, Comment, Post, User
 
 from data_bridge_core import Engine, Session, joinedload, selectinload
 from data_bridge_core.errors import DatabaseError
-from wire_trace import wire_trace
+from wire_trace import WireLog, wire_trace
 
 POSTS = 600  # 12 pages of 50
 PAGE = 50
@@ -36,14 +37,19 @@ PAGE = 50
 PREPARE_THRESHOLD = 5
 
 
+async def _other_connection(schema: str) -> psycopg.AsyncConnection[Any]:
+    """A connection of its own on the test's schema, outside the engine's pool."""
+    return await psycopg.AsyncConnection.connect(
+        DSN, autocommit=True, options=f"-c search_path={schema}"
+    )
+
+
 @pytest.fixture
 async def one_connection(schema: str) -> AsyncIterator[tuple[Engine, Any]]:
     """An engine whose pool holds one connection, and that connection."""
     engine = Engine(DSN, min_size=1, max_size=1, options=f"-c search_path={schema}")
     await engine.create_all(User, Post, Comment)
-    async with await psycopg.AsyncConnection.connect(
-        DSN, autocommit=True, options=f"-c search_path={schema}"
-    ) as other:
+    async with await _other_connection(schema) as other:
         await other.execute(
             "INSERT INTO users (name, email, age, active, created_at) "
             "SELECT 'u' || i, 'u' || i || '@x.org', 20 + i, true, now() "
@@ -71,6 +77,18 @@ async def one_connection(schema: str) -> AsyncIterator[tuple[Engine, Any]]:
         await engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def traced_session(
+    one_connection: tuple[Engine, Any],
+) -> AsyncIterator[tuple[Session, WireLog]]:
+    """A session on the pool's one connection, and what that connection sends; the
+    log is complete after the block (the session ends its transaction at close)."""
+    engine, conn = one_connection
+    with wire_trace(conn) as wire:
+        async with Session(engine) as session:
+            yield session, wire
+
+
 def _select(text: str) -> bool:
     return text.startswith("SELECT ")
 
@@ -78,16 +96,14 @@ def _select(text: str) -> bool:
 async def test_a_read_only_page_sends_begin_its_query_and_commit(
     one_connection: tuple[Engine, Any],
 ) -> None:
-    engine, conn = one_connection
-    with wire_trace(conn) as wire:
-        async with Session(engine) as session:
-            page = await (
-                session.find(Post)
-                .filter(Post.author_id == 3)
-                .order_by(Post.id.desc())
-                .limit(PAGE)
-                .to_list()
-            )
+    async with traced_session(one_connection) as (session, wire):
+        page = await (
+            session.find(Post)
+            .filter(Post.author_id == 3)
+            .order_by(Post.id.desc())
+            .limit(PAGE)
+            .to_list()
+        )
     assert len(page) == POSTS // 12
     assert len(wire.texts) == 3, wire.texts
     begin, query, end = wire.texts
@@ -98,12 +114,10 @@ async def test_a_read_only_page_sends_begin_its_query_and_commit(
 async def test_gets_by_primary_key_send_one_query_each_and_none_for_a_key_already_held(
     one_connection: tuple[Engine, Any],
 ) -> None:
-    engine, conn = one_connection
-    with wire_trace(conn) as wire:
-        async with Session(engine) as session:
-            for pk in (1, 2, 3, 2, 1):
-                user = await session.get(User, pk)
-                assert user is not None and user.id == pk
+    async with traced_session(one_connection) as (session, wire):
+        for pk in (1, 2, 3, 2, 1):
+            user = await session.get(User, pk)
+            assert user is not None and user.id == pk
     assert wire.texts[0] == "BEGIN" and wire.texts[-1] == "COMMIT"
     queries = wire.texts[1:-1]
     assert len(queries) == 3 and all(_select(q) for q in queries), wire.texts
@@ -114,21 +128,19 @@ async def test_the_eager_page_sends_begin_one_query_per_level_and_commit(
     one_connection: tuple[Engine, Any],
 ) -> None:
     """Issue 25's e: 50 posts with author (joined) and comments (selectin): 2 queries."""
-    engine, conn = one_connection
-    with wire_trace(conn) as wire:
-        async with Session(engine) as session:
-            page = await (
-                session.find(Post)
-                .options(joinedload(Post.author), selectinload(Post.comments))
-                .order_by(Post.id.desc())
-                .limit(PAGE)
-                .to_list()
-            )
-            authors: set[int] = set()
-            comments = 0
-            for post in page:
-                authors.add((await post.author).id)
-                comments += len(await post.comments)
+    async with traced_session(one_connection) as (session, wire):
+        page = await (
+            session.find(Post)
+            .options(joinedload(Post.author), selectinload(Post.comments))
+            .order_by(Post.id.desc())
+            .limit(PAGE)
+            .to_list()
+        )
+        authors: set[int] = set()
+        comments = 0
+        for post in page:
+            authors.add((await post.author).id)
+            comments += len(await post.comments)
     assert len(page) == PAGE and len(authors) == 12 and comments == 3 * PAGE
     assert len(wire.texts) == 4, wire.texts
     begin, posts, loaded_comments, end = wire.texts
@@ -140,33 +152,30 @@ async def test_the_eager_page_sends_begin_one_query_per_level_and_commit(
 async def test_selectinload_of_both_relationships_and_a_nested_level_add_one_query_each(
     one_connection: tuple[Engine, Any],
 ) -> None:
-    engine, conn = one_connection
-    with wire_trace(conn) as both:
-        async with Session(engine) as session:
-            page = await (
-                session.find(Post)
-                .options(selectinload(Post.author), selectinload(Post.comments))
-                .order_by(Post.id.desc())
-                .limit(PAGE)
-                .to_list()
-            )
-            for post in page:
-                await post.author
-                await post.comments
+    async with traced_session(one_connection) as (session, both):
+        page = await (
+            session.find(Post)
+            .options(selectinload(Post.author), selectinload(Post.comments))
+            .order_by(Post.id.desc())
+            .limit(PAGE)
+            .to_list()
+        )
+        for post in page:
+            await post.author
+            await post.comments
     assert len(both.texts) == 5 and both.texts[0] == "BEGIN" and both.texts[-1] == "COMMIT"
     assert all(_select(q) for q in both.texts[1:-1]), both.texts
-    with wire_trace(conn) as nested:
-        async with Session(engine) as session:
-            users = await (
-                session.find(User)
-                .options(selectinload(User.posts).options(selectinload(Post.comments)))
-                .order_by(User.id)
-                .limit(5)
-                .to_list()
-            )
-            for user in users:
-                for post in await user.posts:
-                    await post.comments
+    async with traced_session(one_connection) as (session, nested):
+        users = await (
+            session.find(User)
+            .options(selectinload(User.posts).options(selectinload(Post.comments)))
+            .order_by(User.id)
+            .limit(5)
+            .to_list()
+        )
+        for user in users:
+            for post in await user.posts:
+                await post.comments
     assert len(nested.texts) == 5, nested.texts  # BEGIN, users, posts, comments, COMMIT
     assert [t.split(" FROM ")[1].split()[0] for t in nested.texts[1:-1]] == [
         '"users"',
@@ -188,13 +197,11 @@ async def _prepared_statements(session: Session) -> list[str]:
 async def test_paging_through_a_list_runs_one_prepared_statement_for_every_offset(
     one_connection: tuple[Engine, Any],
 ) -> None:
-    engine, conn = one_connection
     offsets = list(range(0, POSTS, PAGE))
     assert len(offsets) > 2 * PREPARE_THRESHOLD
-    with wire_trace(conn) as wire:
-        async with Session(engine) as session:
-            ids = [[p.id for p in await _page(session, offset).to_list()] for offset in offsets]
-            prepared = await _prepared_statements(session)
+    async with traced_session(one_connection) as (session, wire):
+        ids = [[p.id for p in await _page(session, offset).to_list()] for offset in offsets]
+        prepared = await _prepared_statements(session)
     assert ids == [list(range(1 + o, 1 + o + PAGE)) for o in offsets]
     pages = [s for s in wire.statements if _select(s.text) and "OFFSET" in s.text]
     assert len(pages) == len(offsets) and len({s.text for s in pages}) == 1
@@ -228,11 +235,9 @@ async def test_a_page_per_session_reuses_one_prepared_statement_across_offsets(
 async def test_a_read_only_session_that_prepared_a_statement_ends_with_commit_alone(
     one_connection: tuple[Engine, Any],
 ) -> None:
-    engine, conn = one_connection
-    with wire_trace(conn) as wire:
-        async with Session(engine) as session:
-            for pk in range(1, 2 + 2 * PREPARE_THRESHOLD):
-                await session.get(User, pk)
+    async with traced_session(one_connection) as (session, wire):
+        for pk in range(1, 2 + 2 * PREPARE_THRESHOLD):
+            await session.get(User, pk)
     # No DEALLOCATE ALL after it: the prepared statement stays for the next session.
     assert wire.texts[-1] == "COMMIT", wire.texts[-3:]
     assert len(wire.texts) == 1 + (1 + 2 * PREPARE_THRESHOLD) + 1
@@ -240,7 +245,7 @@ async def test_a_read_only_session_that_prepared_a_statement_ends_with_commit_al
 
 async def _ending(engine: Engine, conn: Any, work: Any) -> str:
     """What the session's transaction ended with on the wire, after ``work(session)``."""
-    with wire_trace(conn) as wire:
+    with wire_trace(conn) as wire:  # the trace is read only when its block ends normally
         try:
             async with Session(engine) as session:
                 await work(session)
@@ -294,11 +299,9 @@ async def test_a_session_that_wrote_or_ran_sql_of_its_own_ends_with_rollback(
 async def test_a_rollback_ends_a_read_only_transaction_with_rollback(
     one_connection: tuple[Engine, Any],
 ) -> None:
-    engine, conn = one_connection
-    with wire_trace(conn) as wire:
-        async with Session(engine) as session:
-            await session.get(User, 1)
-            await session.rollback()
+    async with traced_session(one_connection) as (session, wire):
+        await session.get(User, 1)
+        await session.rollback()
     assert wire.texts == ["BEGIN", wire.texts[1], "ROLLBACK"], wire.texts
 
 
@@ -306,22 +309,15 @@ async def test_a_read_only_transaction_aborted_by_an_error_ends_with_rollback(
     one_connection: tuple[Engine, Any], schema: str
 ) -> None:
     """An ORM read the server refuses leaves the transaction aborted: ROLLBACK ends it."""
-    engine, conn = one_connection
-    with wire_trace(conn) as wire:
-        async with Session(engine) as session:
-            await session.get(User, 1)
-            # Another connection takes the table away: the next ORM SELECT fails.
-            search_path = schema
-            async with await psycopg.AsyncConnection.connect(
-                DSN, autocommit=True, options=f"-c search_path={search_path}"
-            ) as other:
-                await other.execute("ALTER TABLE comments RENAME TO comments_gone")
-            try:
-                with pytest.raises(DatabaseError):
-                    await session.find(Comment).count()
-            finally:
-                async with await psycopg.AsyncConnection.connect(
-                    DSN, autocommit=True, options=f"-c search_path={search_path}"
-                ) as other:
-                    await other.execute("ALTER TABLE comments_gone RENAME TO comments")
+    async with traced_session(one_connection) as (session, wire):
+        await session.get(User, 1)
+        # Another connection takes the table away: the next ORM SELECT fails.
+        async with await _other_connection(schema) as other:
+            await other.execute("ALTER TABLE comments RENAME TO comments_gone")
+        try:
+            with pytest.raises(DatabaseError):
+                await session.find(Comment).count()
+        finally:
+            async with await _other_connection(schema) as other:
+                await other.execute("ALTER TABLE comments_gone RENAME TO comments")
     assert wire.texts[-1] == "ROLLBACK", wire.texts
