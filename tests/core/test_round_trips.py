@@ -93,6 +93,11 @@ def _select(text: str) -> bool:
     return text.startswith("SELECT ")
 
 
+def _newest_posts(session: Session, *loads: Any) -> Any:
+    """The newest page of posts, with the relationship loads under test."""
+    return session.find(Post).options(*loads).order_by(Post.id.desc()).limit(PAGE)
+
+
 async def test_a_read_only_page_sends_begin_its_query_and_commit(
     one_connection: tuple[Engine, Any],
 ) -> None:
@@ -129,13 +134,9 @@ async def test_the_eager_page_sends_begin_one_query_per_level_and_commit(
 ) -> None:
     """Issue 25's e: 50 posts with author (joined) and comments (selectin): 2 queries."""
     async with traced_session(one_connection) as (session, wire):
-        page = await (
-            session.find(Post)
-            .options(joinedload(Post.author), selectinload(Post.comments))
-            .order_by(Post.id.desc())
-            .limit(PAGE)
-            .to_list()
-        )
+        page = await _newest_posts(
+            session, joinedload(Post.author), selectinload(Post.comments)
+        ).to_list()
         authors: set[int] = set()
         comments = 0
         for post in page:
@@ -153,13 +154,9 @@ async def test_selectinload_of_both_relationships_and_a_nested_level_add_one_que
     one_connection: tuple[Engine, Any],
 ) -> None:
     async with traced_session(one_connection) as (session, both):
-        page = await (
-            session.find(Post)
-            .options(selectinload(Post.author), selectinload(Post.comments))
-            .order_by(Post.id.desc())
-            .limit(PAGE)
-            .to_list()
-        )
+        page = await _newest_posts(
+            session, selectinload(Post.author), selectinload(Post.comments)
+        ).to_list()
         for post in page:
             await post.author
             await post.comments
