@@ -19,6 +19,8 @@ from itertools import groupby, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
+from psycopg.types.json import Jsonb
+
 from data_bridge_core.ddl import dependency_order
 from data_bridge_core.dml import (
     delete_params,
@@ -27,7 +29,7 @@ from data_bridge_core.dml import (
     update_params,
     update_statement,
 )
-from data_bridge_core.errors import DatabaseError, InvalidStateError
+from data_bridge_core.errors import DatabaseError, InvalidStateError, ValidationError
 from data_bridge_core.foreign_keys import (
     holding_relations,
     insert_levels,
@@ -37,7 +39,9 @@ from data_bridge_core.foreign_keys import (
 )
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
 from data_bridge_core.link_writes import ClaimedLinks, delete_links_of
+from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.table import Table, table_info
+from data_bridge_core.schema.types import json_problem
 from data_bridge_core.state import STATE_KEY, InstanceState, own_state, state_of
 from data_bridge_core.statement_runner import StatementRunner
 from data_bridge_core.written_rows import drop_from_loaded_lists
@@ -204,17 +208,22 @@ class Flush:
             # Every pass below over the batch is a C-level map, but one: the loop
             # setting each object's state (W4 inserts 1,000 objects a flush).
             dicts = batch.dicts or list(map(_dict_of, objs))
-            if len(objs) > 1 and batch.bulk_sql is not None:
-                result = await run(batch.bulk_sql, batch.column_arrays(dicts), bulk_rows=len(objs))
-                returned = batch.bulk_returned
-                rows = batch.match_returned(result.rows, dicts) if result.rows else result.rows
-            else:
-                params = batch.params()
-                if len(params) == 1:
-                    result = await run(batch.sql, params[0])
+            try:
+                if len(objs) > 1 and batch.bulk_sql is not None:
+                    arrays = batch.column_arrays(dicts)
+                    result = await run(batch.bulk_sql, arrays, bulk_rows=len(objs))
+                    returned = batch.bulk_returned
+                    rows = batch.match_returned(result.rows, dicts) if result.rows else result.rows
                 else:
-                    result = await run(batch.sql, params, batch=True)
-                returned, rows = batch.returned, result.rows
+                    params = batch.params()
+                    if len(params) == 1:
+                        result = await run(batch.sql, params[0])
+                    else:
+                        result = await run(batch.sql, params, batch=True)
+                    returned, rows = batch.returned, result.rows
+            except Exception as exc:
+                _explain_changed_json(model, batch.columns, dicts, exc)
+                raise
             if returned:
                 if len(rows) != len(objs):
                     raise DatabaseError(
@@ -303,6 +312,27 @@ class Flush:
 _dict_of = attrgetter("__dict__")
 _FIRST = itemgetter(0)
 _STATE = itemgetter(STATE_KEY)
+
+
+def _explain_changed_json(
+    model: type[Table], columns: tuple[ColumnInfo, ...], dicts: list[dict[str, Any]], exc: Exception
+) -> None:
+    """Raise the `ValidationError` of a JSON value changed in place since it was checked.
+
+    Such a change is not tracked (docs/usage.md, Validation): a set put into a
+    dict fails in json.dumps (a bare TypeError), a NaN at the server. Only a
+    failed INSERT looks, so writes that succeed pay nothing.
+    """
+    for column in columns:
+        if column.column_type.adapt is not Jsonb:
+            continue
+        for d in dicts:
+            value = d.get(column.name)
+            problem = None if value is None else json_problem(value)
+            if problem:
+                raise ValidationError(
+                    model.__name__, column.name, f"{problem} (it was changed in place)"
+                ) from exc
 
 
 class WaitingForUpsert:

@@ -295,6 +295,14 @@ class Table:
                 relationships[name] = value  # type: ignore[assignment]
                 continue
             options = value if isinstance(value, ColumnOptions) else ColumnOptions(value)
+            if options.default.__class__.__hash__ is None:
+                # dataclasses' rule: one dict/list/set/bytearray would be every object's
+                # value, so a change to one object's in place would show on all of them.
+                raise ModelDefinitionError(
+                    f"{cls.__name__}.{name}: a mutable default "
+                    f"({type(options.default).__name__}) would be shared by every object; "
+                    f"use Column(default_factory={type(options.default).__name__})"
+                )
             column = ColumnInfo(cls, name, options)
             column.raw_annotation = annotation
             columns[name] = column
