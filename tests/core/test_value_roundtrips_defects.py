@@ -43,6 +43,14 @@ class Reading(Table):
         table_name = "readings"
 
 
+class Counter(Table):
+    id: int = Column(primary_key=True)
+    hits: int = Column(server_default="5")  # NOT NULL, filled by PostgreSQL
+
+    class Settings:
+        table_name = "counters"
+
+
 class Sample(Table):
     # A uuid key the database generates: several new rows go through the batched
     # per-row INSERT ... RETURNING (executemany), not the bulk unnest INSERT.
@@ -58,7 +66,7 @@ class Sample(Table):
 async def engine() -> AsyncIterator[Engine]:
     async with fresh_schema("dbrd") as name:
         eng = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={name}")
-        await eng.create_all(Reading, Sample)
+        await eng.create_all(Reading, Sample, Counter)
         try:
             yield eng
         finally:
@@ -260,3 +268,49 @@ async def test_enum_members_are_stored_as_their_values(engine: Engine) -> None:
             (3, 1, "red"),
         ]
         assert {(type(r.rank), type(r.code)) for r in found} == {(int, str)}
+
+
+async def test_an_aggregate_reads_an_inet_column_as_the_text_find_gives(engine: Engine) -> None:
+    # aggregate() read the column itself: psycopg made IPv4Address objects of it.
+    async with Session(engine) as session:
+        session.add_all(
+            [
+                Reading(id=1, address="10.0.0.1", network="10.0.0.0/8"),
+                Reading(id=2, address="::1", network="10.0.0.0/8"),
+            ]
+        )
+        await session.commit()
+    async with Session(engine) as session:
+        query = session.find(Reading)
+        projected = await query.aggregate([{"$project": {"address": 1}}, {"$sort": {"address": 1}}])
+        grouped = await query.aggregate(
+            [
+                {"$group": {"_id": "$network", "low": {"$min": "$address"}, "n": {"$count": {}}}},
+                {"$sort": {"_id": 1}},
+            ]
+        )
+    assert projected == [{"address": "10.0.0.1"}, {"address": "::1"}]
+    assert grouped == [{"_id": "10.0.0.0/8", "low": "10.0.0.1", "n": 2}]
+
+
+async def test_none_for_a_not_null_server_default_column_of_a_stored_row_is_refused(
+    engine: Engine,
+) -> None:
+    # None lets PostgreSQL fill a new row; on a stored row it was written as NULL:
+    # an IntegrityError after the UPDATE was sent, not a ValidationError before.
+    async with Session(engine) as session:
+        new = Counter(id=1, hits=None)
+        session.add(new)
+        await session.commit()
+        assert new.hits == 5
+        with pytest.raises(ValidationError) as assigned:
+            new.hits = None
+        assert (assigned.value.model, assigned.value.column) == ("Counter", "hits")
+        assert "server default fills only a new row" in assigned.value.problem
+        assert new.hits == 5 and not session.has_changes
+        with pytest.raises(ValidationError, match=r"Counter\.hits is NOT NULL"):
+            await session.find(Counter).filter(Counter.id == 1).update(hits=None)
+        new.hits = 6
+        await session.commit()
+    async with Session(engine) as session:
+        assert [(c.id, c.hits) for c in await session.find(Counter).to_list()] == [(1, 6)]
