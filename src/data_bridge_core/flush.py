@@ -19,17 +19,16 @@ from itertools import groupby, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, Protocol
 
-from psycopg.types.json import Jsonb
-
 from data_bridge_core.ddl import dependency_order
 from data_bridge_core.dml import (
     delete_params,
     delete_statement,
+    explain_changed_json,
     plan_inserts,
     update_params,
     update_statement,
 )
-from data_bridge_core.errors import DatabaseError, InvalidStateError, ValidationError
+from data_bridge_core.errors import DatabaseError, InvalidStateError
 from data_bridge_core.foreign_keys import (
     holding_relations,
     insert_levels,
@@ -39,9 +38,7 @@ from data_bridge_core.foreign_keys import (
 )
 from data_bridge_core.identity import ChangeLog, IdentityMap, identity_key
 from data_bridge_core.link_writes import ClaimedLinks, delete_links_of
-from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.table import Table, table_info
-from data_bridge_core.schema.types import json_problem
 from data_bridge_core.state import STATE_KEY, InstanceState, own_state, state_of
 from data_bridge_core.statement_runner import StatementRunner
 from data_bridge_core.written_rows import drop_from_loaded_lists
@@ -222,7 +219,7 @@ class Flush:
                         result = await run(batch.sql, params, batch=True)
                     returned, rows = batch.returned, result.rows
             except Exception as exc:
-                _explain_changed_json(model, batch.columns, dicts, exc)
+                explain_changed_json(model, batch.columns, dicts, exc)
                 raise
             if returned:
                 if len(rows) != len(objs):
@@ -312,27 +309,6 @@ class Flush:
 _dict_of = attrgetter("__dict__")
 _FIRST = itemgetter(0)
 _STATE = itemgetter(STATE_KEY)
-
-
-def _explain_changed_json(
-    model: type[Table], columns: tuple[ColumnInfo, ...], dicts: list[dict[str, Any]], exc: Exception
-) -> None:
-    """Raise the `ValidationError` of a JSON value changed in place since it was checked.
-
-    Such a change is not tracked (docs/usage.md, Validation): a set put into a
-    dict fails in json.dumps (a bare TypeError), a NaN at the server. Only a
-    failed INSERT looks, so writes that succeed pay nothing.
-    """
-    for column in columns:
-        if column.column_type.adapt is not Jsonb:
-            continue
-        for d in dicts:
-            value = d.get(column.name)
-            problem = None if value is None else json_problem(value)
-            if problem:
-                raise ValidationError(
-                    model.__name__, column.name, f"{problem} (it was changed in place)"
-                ) from exc
 
 
 class WaitingForUpsert:

@@ -243,6 +243,14 @@ async def test_a_json_value_changed_in_place_is_refused_at_flush_naming_the_colu
             await session.rollback()
         async with Session(engine) as session:
             assert await session.find(Reading).count() == 0  # nothing written
+    async with Session(engine) as session:
+        upserted = Reading(id=4, meta={"a": 1})
+        assert upserted.meta is not None
+        upserted.meta["bad"] = {1}
+        with pytest.raises(ValidationError, match=r"Reading\.meta .*changed in place"):
+            await session.upsert([upserted], on=["id"], update=["meta"])
+        await session.rollback()
+        assert await session.find(Reading).count() == 0
 
 
 class Level(enum.IntEnum):
