@@ -82,6 +82,9 @@ class _Field:
     params: tuple[Any, ...] = ()  # parameters of ``expr`` (a float $sum constant)
     plain: bool = False  # ``expr`` is a column reference already named like the field
     constant: bool = False  # the NULL ``_id`` of ``_id: None`` (ORDER BY cannot use it)
+    # How the outermost SELECT reads a column's value ("abbrev({})": an inet as the
+    # text find() gives); stages in between compare and sort the column's own type.
+    read: str | None = None
 
 
 def _numeric_check(name: str) -> Check:
@@ -129,13 +132,16 @@ class _Select:
             raise UnknownFieldError(self.label, name, f"aggregate {stage}")
         return found
 
-    def render(self) -> tuple[str, list[Any]]:
+    def render(self, outermost: bool = False) -> tuple[str, list[Any]]:
         # Parameters are collected clause by clause in the order the text has them.
         params: list[Any] = []
         items = []
         for name, f in self.fields.items():
             params.extend(f.params)
-            items.append(f.expr if f.plain else f"{f.expr} AS {quote_ident(name)}")
+            if outermost and f.read is not None:
+                items.append(f"{f.read.format(f.expr)} AS {quote_ident(name)}")
+            else:
+                items.append(f.expr if f.plain else f"{f.expr} AS {quote_ident(name)}")
         text = "SELECT " + ", ".join(items) if items else "SELECT"
         text += f" FROM {self.source}"
         params.extend(self.source_params)
@@ -188,6 +194,7 @@ def compile_aggregate(
             check=column.bind_operand,
             nullable=column.nullable,
             plain=True,
+            read=column.column_type.read_sql,
         )
         for name, column in info.columns.items()
     }
@@ -202,7 +209,7 @@ def compile_aggregate(
     compiler = _Compiler(current)
     for name, spec in stages:
         compiler.apply(name, spec)
-    return compiler.current.render()
+    return compiler.current.render(outermost=True)
 
 
 def _check_stages(pipeline: object) -> list[tuple[str, Any]]:
@@ -265,6 +272,7 @@ class _Compiler:
                 check=f.check,
                 nullable=f.nullable,
                 plain=True,
+                read=f.read,
             )
             for name, f in self.current.fields.items()
         }
@@ -319,7 +327,9 @@ class _Compiler:
             having.append("count(*) > 0")
         elif isinstance(key, str):
             source = select.lookup(_reference(key, "$group _id"), "$group")
-            outputs["_id"] = _Field(source.expr, source.python_type, source.check, source.nullable)
+            outputs["_id"] = _Field(
+                source.expr, source.python_type, source.check, source.nullable, read=source.read
+            )
             group_by.append(source.expr)
         elif isinstance(key, Mapping):
             raise UnsupportedOperationError(
@@ -393,7 +403,9 @@ class _Compiler:
             )
         # PostgreSQL has no min(boolean): false < true, so min is bool_and, max bool_or.
         function = _BOOL_MIN_MAX[op] if ptype is bool else op[1:]
-        return _Field(f"{function}({source.expr})", ptype, source.check, source.nullable)
+        return _Field(
+            f"{function}({source.expr})", ptype, source.check, source.nullable, read=source.read
+        )
 
     # -- $sort, $limit, $skip -----------------------------------------------------------
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from data_bridge_core.array_params import array_class
+from data_bridge_core.errors import ValidationError
 from data_bridge_core.schema.column import ColumnInfo
 from data_bridge_core.schema.table import Table, TableInfo, table_info
+from data_bridge_core.schema.types import json_problem
 
 
 class InsertPlan:
@@ -260,3 +264,27 @@ def delete_params(info: TableInfo, keys: list[Any]) -> list[Any]:
     if info.composite:
         return [list(column) for column in zip(*keys, strict=True)]
     return [keys]
+
+
+def explain_changed_json(
+    model: type[Table],
+    columns: tuple[ColumnInfo, ...],
+    dicts: list[dict[str, Any]],
+    exc: Exception,
+) -> None:
+    """Raise the `ValidationError` of a JSON value changed in place since it was checked.
+
+    Such a change is not tracked (docs/usage.md, Validation): a set put into a
+    dict fails in json.dumps (a bare TypeError), a NaN at the server. Only a
+    failed INSERT (a flush's, an upsert's) looks, so writes that succeed pay nothing.
+    """
+    for column in columns:
+        if column.column_type.adapt is not Jsonb:
+            continue
+        for d in dicts:
+            value = d.get(column.name)
+            problem = None if value is None else json_problem(value)
+            if problem:
+                raise ValidationError(
+                    model.__name__, column.name, f"{problem} (it was changed in place)"
+                ) from exc

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, AsyncServerCursor
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq import ExecStatus, Format, TransactionStatus
 from psycopg.rows import RowFactory
 
 from data_bridge_core.errors import (
@@ -95,6 +95,9 @@ async def execute(
         raise wrap_database_error(exc) from exc
     try:
         if batch:
+            # Rows come back in binary as every other statement's do: a real's text
+            # ("0.1") reads as another double than its binary value, a NaN loses its bits.
+            cur.format = Format.BINARY
             await cur.executemany(statement, params or (), returning=True)
             rows: list[Any] = []
             rowcount = 0
@@ -270,7 +273,8 @@ class SessionConnection:
             except psycopg.Error as exc:  # the connection was lost earlier in the transaction
                 raise wrap_database_error(exc) from exc
             try:
-                await cursor.execute(statement, params)
+                # Binary rows, as find() reads them (a real's text reads as another double).
+                await cursor.execute(statement, params, binary=True)
             except psycopg.Error as exc:
                 # The transaction is aborted (or the connection gone): this sends nothing.
                 with contextlib.suppress(psycopg.Error):

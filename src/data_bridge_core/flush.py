@@ -23,6 +23,7 @@ from data_bridge_core.ddl import dependency_order
 from data_bridge_core.dml import (
     delete_params,
     delete_statement,
+    explain_changed_json,
     plan_inserts,
     update_params,
     update_statement,
@@ -204,17 +205,22 @@ class Flush:
             # Every pass below over the batch is a C-level map, but one: the loop
             # setting each object's state (W4 inserts 1,000 objects a flush).
             dicts = batch.dicts or list(map(_dict_of, objs))
-            if len(objs) > 1 and batch.bulk_sql is not None:
-                result = await run(batch.bulk_sql, batch.column_arrays(dicts), bulk_rows=len(objs))
-                returned = batch.bulk_returned
-                rows = batch.match_returned(result.rows, dicts) if result.rows else result.rows
-            else:
-                params = batch.params()
-                if len(params) == 1:
-                    result = await run(batch.sql, params[0])
+            try:
+                if len(objs) > 1 and batch.bulk_sql is not None:
+                    arrays = batch.column_arrays(dicts)
+                    result = await run(batch.bulk_sql, arrays, bulk_rows=len(objs))
+                    returned = batch.bulk_returned
+                    rows = batch.match_returned(result.rows, dicts) if result.rows else result.rows
                 else:
-                    result = await run(batch.sql, params, batch=True)
-                returned, rows = batch.returned, result.rows
+                    params = batch.params()
+                    if len(params) == 1:
+                        result = await run(batch.sql, params[0])
+                    else:
+                        result = await run(batch.sql, params, batch=True)
+                    returned, rows = batch.returned, result.rows
+            except Exception as exc:
+                explain_changed_json(model, batch.columns, dicts, exc)
+                raise
             if returned:
                 if len(rows) != len(objs):
                     raise DatabaseError(

@@ -682,6 +682,8 @@ class Query(Generic[M, F]):
                 continue
             # The assignment's check: ValidationError before any SQL, values normalised.
             value = values[name] = column.check(value)
+            if value is None and not column.nullable:
+                column.refuse_none_for_stored_row()
             assignments.append(f"{column.ident} = %s")
             params.append(column.bind(value))
         where = compile_where(self._filters, params)

@@ -18,6 +18,7 @@ from data_bridge_core.computed import Computed
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.schema.column import ColumnInfo, quote_ident
 from data_bridge_core.schema.expressions import Expression, Named, Operand, compile_where
+from data_bridge_core.schema.functions import Function
 
 if TYPE_CHECKING:
     from data_bridge_core.query import Query
@@ -47,7 +48,9 @@ def _field_name(item: Operand) -> str:
 def _read_sql(item: Operand, params: list[Any]) -> str:
     """A selected item's SQL; a column is read as its type reads it (inet as its text)."""
     text = item.sql(params)
-    column = item.operand if isinstance(item, Named) else item
+    column: Operand | None = item.operand if isinstance(item, Named) else item
+    if isinstance(column, Function) and column.name in ("min", "max"):
+        column = column.argument  # one of the column's values: read as the column is
     if isinstance(column, ColumnInfo):
         template = column.column_type.read_sql
         if template is not None:

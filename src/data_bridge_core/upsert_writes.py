@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_bridge_core.dml import plan_inserts
+from data_bridge_core.dml import explain_changed_json, plan_inserts
 from data_bridge_core.errors import UnsupportedOperationError
 from data_bridge_core.foreign_keys import pull_foreign_keys
 from data_bridge_core.identity import ChangeLog, IdentityMap
@@ -61,10 +61,19 @@ async def write_upsert(
         generated = tuple(c.name for c in batch.returned)
         for start in range(0, len(batch.objects), UPSERT_CHUNK_ROWS):
             chunk = batch.objects[start : start + UPSERT_CHUNK_ROWS]
-            params = [value for row in batch.params_of(chunk) for value in row]
-            result = await runner.run_statement(plan.statement(batch.columns, len(chunk)), params)
+            try:
+                params = [value for row in batch.params_of(chunk) for value in row]
+                statement = plan.statement(batch.columns, len(chunk))
+                result = await runner.run_statement(statement, params)
+            except Exception as exc:
+                explain_changed_json(plan.info.model, batch.columns, _dicts(chunk), exc)
+                raise
             written += _absorb_upserted(identity, log, plan, chunk, result.rows, generated)
     return written
+
+
+def _dicts(objects: list[Table]) -> list[dict[str, Any]]:
+    return [obj.__dict__ for obj in objects]
 
 
 def _absorb_upserted(

@@ -216,6 +216,18 @@ class ColumnInfo(Operand):
         except InvalidValue as exc:
             raise self._error(exc, value) from None
 
+    def refuse_none_for_stored_row(self) -> None:
+        """Raise for None written to a stored row of a NOT NULL column PostgreSQL fills.
+
+        `check` lets None through for such a column (a new row gets the server
+        default), but an UPDATE would write NULL and fail after the SQL.
+        """
+        raise ValidationError(
+            self.owner.__name__,
+            self.name,
+            "is NOT NULL: None is not allowed (its server default fills only a new row)",
+        )
+
     def _error(self, exc: InvalidValue, value: Any) -> ValidationError:
         if exc.wrong_type:
             return ColumnTypeError(

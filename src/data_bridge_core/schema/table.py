@@ -252,6 +252,14 @@ def _finalize(model: type[Table]) -> TableInfo:
     return info
 
 
+def _put_back(d: dict[str, Any], name: str, old: Any) -> None:
+    """Undo an assignment to ``d`` that is then refused."""
+    if old is MISSING:
+        d.pop(name, None)
+    else:
+        d[name] = old
+
+
 def _annotations_of(cls: type) -> dict[str, Any]:
     # This class's own annotations, unevaluated (forward references resolve later).
     return dict(inspect.get_annotations(cls))
@@ -295,6 +303,14 @@ class Table:
                 relationships[name] = value  # type: ignore[assignment]
                 continue
             options = value if isinstance(value, ColumnOptions) else ColumnOptions(value)
+            if options.default.__class__.__hash__ is None:
+                # dataclasses' rule: one dict/list/set/bytearray would be every object's
+                # value, so a change to one object's in place would show on all of them.
+                raise ModelDefinitionError(
+                    f"{cls.__name__}.{name}: a mutable default "
+                    f"({type(options.default).__name__}) would be shared by every object; "
+                    f"use Column(default_factory={type(options.default).__name__})"
+                )
             column = ColumnInfo(cls, name, options)
             column.raw_annotation = annotation
             columns[name] = column
@@ -365,6 +381,9 @@ class Table:
         if state.__class__ is not InstanceState:
             state = state_of(self)
         if state.persistent and (old is MISSING or old != value or type(old) is not type(value)):
+            if value is None and not column.nullable and not column.primary_key:
+                _put_back(d, name, old)
+                column.refuse_none_for_stored_row()
             if column.primary_key and old is not MISSING:
                 # The flush finds the row by its key: a changed key would match nothing.
                 d[name] = old

@@ -352,7 +352,8 @@ def _float_type(sql_type: str) -> ColumnType:
             if not isinstance(value, float):
                 return False
             try:
-                return _as_real(value) == value or value != value  # NaN is stored as NaN
+                # A NaN takes coerce(): real keeps fewer payload bits than double.
+                return _as_real(value) == value
             except OverflowError:
                 return False
 
@@ -466,13 +467,16 @@ def _decimal_type(sql_type: str) -> ColumnType:
             return None
 
     def accepts(value: Any) -> bool:
-        return isinstance(value, Decimal) and problem_of(value) is None
+        # A subclass takes coerce(): psycopg writes a Decimal as its str(), which a
+        # subclass may define otherwise (the bulk INSERT sends the digits instead).
+        return value.__class__ is Decimal and problem_of(value) is None
 
     def coerce(value: Any) -> Any:
-        # An int becomes the Decimal the column gives back (exact, whatever its length).
-        if _is_int(value):
+        # An int becomes the Decimal the column gives back (exact, whatever its length),
+        # and so does a Decimal subclass (Decimal() copies its digits, not its str()).
+        if _is_int(value) or isinstance(value, Decimal):
             value = Decimal(value)
-        elif not isinstance(value, Decimal):
+        else:
             raise InvalidValue("Decimal", wrong_type=True)
         problem = problem_of(value)
         if problem:
@@ -486,7 +490,7 @@ def _decimal_type(sql_type: str) -> ColumnType:
             raise InvalidValue("Decimal", wrong_type=True)
         if value.is_nan() and value.as_tuple() != _PLAIN_NAN:
             raise InvalidValue(_NAN_PROBLEM)
-        return value
+        return Decimal(value)  # a subclass as its digits (see accepts)
 
     return ColumnType(Decimal, sql_type, accepts, "Decimal", coerce=coerce, coerce_operand=operand)
 
@@ -687,6 +691,19 @@ def _json_coerce(value: Any) -> Any:
     return value
 
 
+def _bytes_accepts(value: Any) -> bool:
+    return value.__class__ is bytes
+
+
+def _bytes_coerce(value: Any) -> Any:
+    # A bytearray or memoryview is copied into bytes on entry: the type a read gives
+    # back, and a change to the caller's buffer after the write no longer changes
+    # what the object shows (unseen by change tracking, and not what was stored).
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise InvalidValue("bytes", wrong_type=True)
+
+
 def _simple(python_type: type, sql_type: str, description: str) -> ColumnType:
     def accepts(value: Any) -> bool:
         return isinstance(value, python_type)
@@ -758,9 +775,9 @@ def column_type_for(python_type: type, sql_type: str | None = None) -> ColumnTyp
         return ColumnType(
             bytes,
             sql_type,
-            lambda v: isinstance(v, bytes | bytearray | memoryview),
+            _bytes_accepts,
             "bytes",
-            coerce=_wrong_type("bytes"),
+            coerce=_bytes_coerce,
             fast=("exact", bytes),
         )
     # dict / list: jsonb
