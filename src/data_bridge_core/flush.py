@@ -23,6 +23,7 @@ from data_bridge_core.ddl import dependency_order
 from data_bridge_core.dml import (
     delete_params,
     delete_statement,
+    loaded_rows,
     plan_inserts,
     update_params,
     update_statement,
@@ -206,7 +207,7 @@ class Flush:
             dicts = batch.dicts or list(map(_dict_of, objs))
             if len(objs) > 1 and batch.bulk_sql is not None:
                 result = await run(batch.bulk_sql, batch.column_arrays(dicts), bulk_rows=len(objs))
-                returned = batch.bulk_returned
+                returned, loads = batch.bulk_returned, batch.plan.bulk_loads
                 rows = batch.match_returned(result.rows, dicts) if result.rows else result.rows
             else:
                 params = batch.params()
@@ -214,7 +215,9 @@ class Flush:
                     result = await run(batch.sql, params[0])
                 else:
                     result = await run(batch.sql, params, batch=True)
-                returned, rows = batch.returned, result.rows
+                returned, rows, loads = batch.returned, result.rows, batch.plan.loads
+            if loads:
+                rows = loaded_rows(rows, loads)  # an int field over numeric reads an int
             if returned:
                 if len(rows) != len(objs):
                     raise DatabaseError(
