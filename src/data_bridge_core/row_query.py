@@ -60,7 +60,7 @@ def _read_sql(item: Operand, params: list[Any]) -> str:
 def _load_of(item: Operand) -> Callable[[Any], Any] | None:
     """How a selected item's value is converted to its column's field type (an int field
     over numeric, and its min, max and sum), or None: psycopg's value as it is."""
-    value = item.operand if isinstance(item, Named) else item
+    value: Operand | None = item.operand if isinstance(item, Named) else item
     if isinstance(value, Function) and value.name in ("min", "max", "sum"):
         value = value.argument
     if isinstance(value, ColumnInfo) and value.column_type.load is not None:

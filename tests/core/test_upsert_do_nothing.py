@@ -84,7 +84,8 @@ async def test_a_skipped_object_gets_the_existing_rows_key_and_values_and_joins_
             'ON "members"."email" = v.c0 ORDER BY v.ord'
         )
         # The existing row wins: the object shows it, key and server values included.
-        assert (taken.id, taken.email, taken.name, taken.joined) == (1, "a@x.org", "Old", "long ago")
+        shown = (taken.id, taken.email, taken.name, taken.joined)
+        assert shown == (1, "a@x.org", "Old", "long ago")
         assert inspect(taken).persistent and taken in session
         assert await session.get(Member, 1) is taken
         assert (new.id, new.name, new.joined) == (3, "Cy", "long ago") and new in session
