@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.numeric import Int8
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from data_bridge_core.aggregate import compile_aggregate
+from data_bridge_core.aggregate import compile_aggregate_loading
 from data_bridge_core.computed import computed_values
 from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError, described
@@ -638,14 +638,20 @@ class Query(Generic[M, F]):
             )
         params: list[Any] = []
         where = compile_where(self._filters, params)
-        statement, all_params = compile_aggregate(self._info, pipeline, where, params)
+        statement, all_params, loads = compile_aggregate_loading(
+            self._info, pipeline, where, params
+        )
         session = self.session
         async with session.operation_lock:
             await session.autoflush()
             result = await session.run_statement(
                 statement, all_params, row_factory=dict_row, read=True
             )
-        return list(result.rows)
+        rows: list[dict[str, Any]] = result.rows
+        for name, load in loads.items():  # an int field over numeric reads an int
+            for row in rows:
+                row[name] = load(row[name])
+        return rows
 
     def _check_bulk(self, what: str) -> None:
         if self._limit is not None or self._offset is not None or self._order or self._options:

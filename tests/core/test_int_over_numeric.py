@@ -129,6 +129,28 @@ async def _read_on_every_path(engine: Engine, key: int, total: int, amount: int)
         ).to_list()
         _assert_ints(list(summed[0]), [total, amount - 1])
     async with Session(engine) as session:
+        # aggregate(): the columns, and the group outputs computed from them.
+        base = session.find(Ledger).filter(Ledger.id == key)
+        (doc,) = await base.aggregate([{"$project": {"total": 1, "amount": 1}}])
+        _assert_ints([doc["total"], doc["amount"]], [total, amount - 1])
+        (group,) = await base.aggregate(
+            [
+                {
+                    "$group": {
+                        "_id": "$amount",
+                        "low": {"$min": "$total"},
+                        "high": {"$max": "$bonus"},
+                        "sum": {"$sum": "$total"},
+                    }
+                },
+                {"$match": {"sum": {"$gte": -(10**40)}}},
+            ]
+        )
+        _assert_ints(
+            [group["_id"], group["low"], group["high"], group["sum"]],
+            [amount - 1, total, 9, total],
+        )
+    async with Session(engine) as session:
         # upsert(): the RETURNING of the row it updated.
         again = Ledger(id=key, total=total, amount=amount)
         assert await session.upsert([again], on=("id",), update=("amount",)) == 1
