@@ -22,7 +22,7 @@ from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.relationships import Relationship
-from data_bridge_core.row_query import RowQuery
+from data_bridge_core.row_query import RowQuery, read_load
 from data_bridge_core.schema.column import ColumnInfo, quote_ident
 from data_bridge_core.schema.expressions import (
     BooleanClause,
@@ -586,9 +586,17 @@ class Query(Generic[M, F]):
         objects = [hydrate(row[:n]) for row in rows]
         if computed:
             k = len(computed)
+            names = [c.name for c in computed]
+            # A value reading an int field over numeric is read as an int.
+            loads = [(i, load) for i, c in enumerate(computed) if (load := read_load(c))]
             for obj, row in zip(objects, rows, strict=True):
+                values = row[-k:]
+                if loads:
+                    values = list(values)
+                    for i, load in loads:
+                        values[i] = load(values[i])
                 # Read-only values: set beside the columns, never tracked as changes.
-                obj.__dict__.update(zip([c.name for c in computed], row[-k:], strict=True))
+                obj.__dict__.update(zip(names, values, strict=True))
         joined: dict[int, list[tuple[Any, ...] | None]] = {}
         for index, start, stop, pk_offset in slices:
             joined[index] = [

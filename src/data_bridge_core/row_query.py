@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 from psycopg.rows import RowFactory, namedtuple_row
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from data_bridge_core.computed import Computed
+from data_bridge_core.computed import Computed, ScalarSubquery
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.schema.column import ColumnInfo, quote_ident
 from data_bridge_core.schema.expressions import Expression, Named, Operand, compile_where
@@ -57,10 +57,15 @@ def _read_sql(item: Operand, params: list[Any]) -> str:
     return text
 
 
-def _load_of(item: Operand) -> Callable[[Any], Any] | None:
-    """How a selected item's value is converted to its column's field type (an int field
-    over numeric, and its min, max and sum), or None: psycopg's value as it is."""
+def read_load(item: Operand) -> Callable[[Any], Any] | None:
+    """How a selected value is converted to its column's field type once read (an int
+    field over numeric; its min, max and sum; a computed value reading one), or None:
+    psycopg's value as it is."""
     value: Operand | None = item.operand if isinstance(item, Named) else item
+    if isinstance(value, Computed):
+        value = value.operand
+    if isinstance(value, ScalarSubquery):
+        value = value.value
     if isinstance(value, Function) and value.name in ("min", "max", "sum"):
         value = value.argument
     if isinstance(value, ColumnInfo) and value.column_type.load is not None:
@@ -296,7 +301,7 @@ class RowQuery(Generic[R, F]):
         # One operation of the session, as Query.to_list(): autoflush and the SELECT.
         async with session.operation_lock:
             await session.autoflush()
-            loads = [(i, load) for i, item in enumerate(self._items) if (load := _load_of(item))]
+            loads = [(i, load) for i, item in enumerate(self._items) if (load := read_load(item))]
             result = await session.run_statement(
                 statement,
                 params,

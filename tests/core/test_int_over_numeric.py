@@ -15,7 +15,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from core_fixtures import DSN, fetch
@@ -24,13 +24,16 @@ from hypothesis import strategies as st
 
 from data_bridge_core import (
     Column,
+    Computed,
     Engine,
     ModelDefinitionError,
     Session,
     StoredValueError,
     Table,
     ValidationError,
+    computed,
     func,
+    scalar,
 )
 from data_bridge_core.schema.table import table_info
 from scratch_schema import fresh_schema
@@ -58,13 +61,27 @@ class Account(Table):
         table_name = "accounts"
 
 
+class Branch(Table):
+    """Computed values reading an int field over numeric."""
+
+    id: int = Column(primary_key=True)
+    ledger_id: int = 0
+    ledger_total: ClassVar[Computed[int]] = computed(
+        lambda: scalar(Ledger, Ledger.total, Ledger.id == Branch.ledger_id)
+    )
+    all_totals: ClassVar[Computed[int]] = computed(lambda: scalar(Ledger, func.sum(Ledger.total)))
+
+    class Settings:
+        table_name = "branches"
+
+
 BIG = 10**39 - 1  # the largest numeric(40,0) holds... well past bigint
 
 
 @pytest.fixture
 async def ledger_engine(schema: str) -> AsyncIterator[Engine]:
     eng = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={schema}")
-    await eng.create_all(Ledger, Account)
+    await eng.create_all(Ledger, Account, Branch)
     try:
         yield eng
     finally:
@@ -342,3 +359,16 @@ def test_a_model_without_such_a_column_has_no_conversion() -> None:
     assert table_info(PlainAmounts).loaders == ()
     converted = [name for _, name, _ in table_info(Ledger).loaders]
     assert converted == ["total", "amount", "bonus", "code"]
+
+
+async def test_computed_values_reading_such_a_column_are_ints(ledger_engine: Engine) -> None:
+    async with Session(ledger_engine) as session:
+        session.add_all([Ledger(id=1, total=BIG), Ledger(id=2, total=2**64), Branch(ledger_id=1)])
+        await session.commit()
+    async with Session(ledger_engine) as session:
+        (branch,) = await session.find(Branch).to_list()
+        shown = [branch.ledger_total, branch.all_totals]
+        _assert_ints(shown, [BIG, BIG + 2**64])
+        rows = await session.find(Branch).select(Branch.ledger_total, Branch.all_totals).to_list()
+        _assert_ints(list(rows[0]), [BIG, BIG + 2**64])
+
