@@ -590,7 +590,7 @@ class Query(Generic[M, F]):
             # A value reading an int field over numeric is read as an int.
             loads = [(i, load) for i, c in enumerate(computed) if (load := read_load(c))]
             for obj, row in zip(objects, rows, strict=True):
-                values = row[-k:]
+                values: Sequence[Any] = row[-k:]
                 if loads:
                     values = list(values)
                     for i, load in loads:
