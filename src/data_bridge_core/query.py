@@ -655,7 +655,7 @@ class Query(Generic[M, F]):
             result = await session.run_statement(
                 statement, all_params, row_factory=dict_row, read=True
             )
-        rows: list[dict[str, Any]] = result.rows
+        rows: list[dict[str, Any]] = list(result.rows)
         for name, load in loads.items():  # an int field over numeric reads an int
             for row in rows:
                 row[name] = load(row[name])

@@ -10,6 +10,9 @@ numbered 1..n, and each returned row is joined back to the entry whose key,
 cast to the column's type, equals the key the row stored. Matching by the key
 as sent would miss every key the server normalises (``char(4)`` pads,
 ``numeric(10,2)`` rounds).
+
+``DO NOTHING`` returns no row for a conflict: the objects it skipped are read
+back by `UpsertPlan.existing_statement`, so they show the row that won.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 `upsert.py` builds the ``INSERT ... ON CONFLICT`` text; here each chunk is
 sent and every returned row is matched to the object at its position: a new
 row joins the session, a row the session already holds is merged into the
-held object (a rollback puts its old values back).
+held object (a rollback puts its old values back). The objects ``DO NOTHING``
+skipped get the stored row, read by a second statement.
 """
 
 from __future__ import annotations
