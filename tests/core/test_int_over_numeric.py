@@ -372,3 +372,18 @@ async def test_computed_values_reading_such_a_column_are_ints(ledger_engine: Eng
         rows = await session.find(Branch).select(Branch.ledger_total, Branch.all_totals).to_list()
         _assert_ints(list(rows[0]), [BIG, BIG + 2**64])
 
+
+def test_the_conversion_is_exact_and_refuses_what_is_not_an_integer() -> None:
+    column = table_info(Ledger).columns["amount"]
+    assert [column.load(v) for v in (Decimal("1E+40"), Decimal("-7.000"), 3.0, None, 5)] == [
+        10**40,
+        -7,
+        3,
+        None,
+        5,
+    ]
+    assert type(column.load(Decimal("2"))) is int
+    for stored in (Decimal("0.5"), Decimal("-Infinity"), Decimal("sNaN"), 2.5, float("nan")):
+        with pytest.raises(StoredValueError, match=r"^Ledger\.amount holds a stored value"):
+            column.load(stored)
+

@@ -274,7 +274,8 @@ _NOT_AN_INTEGER = (
 
 
 def _loaded_int(value: Any) -> Any:
-    """An int field's value as read: a Decimal (numeric) made the exact int it equals.
+    """An int field's value as read: a Decimal (numeric) made the exact int it equals
+    (a float too, from a column_type such as double precision).
 
     A fraction, NaN or ±Infinity is refused, never truncated. Any other value
     (None, or an int from a type psycopg loads as int) is the field's already.
@@ -284,6 +285,10 @@ def _loaded_int(value: Any) -> Any:
             whole = int(value)
             if whole == value:  # exact: int and Decimal compare without rounding
                 return whole
+        raise InvalidValue(_NOT_AN_INTEGER)
+    if value.__class__ is float:
+        if value.is_integer():
+            return int(value)
         raise InvalidValue(_NOT_AN_INTEGER)
     return value
 
