@@ -54,7 +54,7 @@ from data_bridge_core.schema.column import quote_ident
 from data_bridge_core.schema.table import TableInfo
 from data_bridge_core.schema.types import COUNT_MAX, count_problem, exact_int
 
-__all__ = ["compile_aggregate"]
+__all__ = ["compile_aggregate", "compile_aggregate_loading"]
 
 _STAGES = frozenset({"$match", "$group", "$sort", "$limit", "$skip", "$project", "$count"})
 _COMPARISONS = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -85,6 +85,9 @@ class _Field:
     # How the outermost SELECT reads a column's value ("abbrev({})": an inet as the
     # text find() gives); stages in between compare and sort the column's own type.
     read: str | None = None
+    # How a value read is made the field's type (a column's `ColumnInfo.load`: an int
+    # field over numeric); None: psycopg's value as it is.
+    load: Check | None = None
 
 
 def _numeric_check(name: str) -> Check:
@@ -179,6 +182,22 @@ def compile_aggregate(
 ) -> tuple[str, list[Any]]:
     """Compile ``pipeline`` over ``info``'s table to ``(statement, params)``.
 
+    See `compile_aggregate_loading` for the arguments.
+    """
+    statement, params, _ = compile_aggregate_loading(info, pipeline, where_sql, where_params)
+    return statement, params
+
+
+def compile_aggregate_loading(
+    info: TableInfo,
+    pipeline: Sequence[Mapping[str, Any]],
+    where_sql: str,
+    where_params: Sequence[Any],
+) -> tuple[str, list[Any], dict[str, Check]]:
+    """`compile_aggregate`, and the output fields whose values are converted once read
+    (an int field over numeric, its ``$min``, ``$max``, ``$sum``), each with its
+    converter: empty for nearly every pipeline.
+
     ``where_sql`` is ``""`` or ``" WHERE ..."`` (the query's filters, with
     ``where_params``); pipeline ``$match`` conditions before ``$group`` are
     AND-ed to it. Raises `UnsupportedOperationError`, `UnknownFieldError` or
@@ -195,6 +214,7 @@ def compile_aggregate(
             nullable=column.nullable,
             plain=True,
             read=column.column_type.read_sql,
+            load=column.load if column.column_type.load is not None else None,
         )
         for name, column in info.columns.items()
     }
@@ -209,7 +229,9 @@ def compile_aggregate(
     compiler = _Compiler(current)
     for name, spec in stages:
         compiler.apply(name, spec)
-    return compiler.current.render(outermost=True)
+    text, params = compiler.current.render(outermost=True)
+    loads = {name: f.load for name, f in compiler.current.fields.items() if f.load is not None}
+    return text, params, loads
 
 
 def _check_stages(pipeline: object) -> list[tuple[str, Any]]:
@@ -273,6 +295,7 @@ class _Compiler:
                 nullable=f.nullable,
                 plain=True,
                 read=f.read,
+                load=f.load,
             )
             for name, f in self.current.fields.items()
         }
@@ -328,7 +351,12 @@ class _Compiler:
         elif isinstance(key, str):
             source = select.lookup(_reference(key, "$group _id"), "$group")
             outputs["_id"] = _Field(
-                source.expr, source.python_type, source.check, source.nullable, read=source.read
+                source.expr,
+                source.python_type,
+                source.check,
+                source.nullable,
+                read=source.read,
+                load=source.load,
             )
             group_by.append(source.expr)
         elif isinstance(key, Mapping):
@@ -382,10 +410,15 @@ class _Compiler:
                 )
             if op == "$sum":
                 # sum(bigint) is numeric in PostgreSQL: cast back so ints stay ints;
-                # MongoDB's $sum over only NULLs is 0, not null.
-                cast = "::bigint" if ptype is int else ""
+                # MongoDB's $sum over only NULLs is 0, not null. An int field over
+                # numeric sums in numeric (no bigint bound) and is read as an int.
+                cast = "::bigint" if ptype is int and source.load is None else ""
                 return _Field(
-                    f"coalesce(sum({source.expr}), 0){cast}", ptype, _numeric_check(out), False
+                    f"coalesce(sum({source.expr}), 0){cast}",
+                    ptype,
+                    _numeric_check(out),
+                    False,
+                    load=source.load,
                 )
             # avg(bigint) is numeric (Decimal): the average of ints is a float.
             # A Decimal column keeps its exact type.
@@ -404,7 +437,12 @@ class _Compiler:
         # PostgreSQL has no min(boolean): false < true, so min is bool_and, max bool_or.
         function = _BOOL_MIN_MAX[op] if ptype is bool else op[1:]
         return _Field(
-            f"{function}({source.expr})", ptype, source.check, source.nullable, read=source.read
+            f"{function}({source.expr})",
+            ptype,
+            source.check,
+            source.nullable,
+            read=source.read,
+            load=source.load,
         )
 
     # -- $sort, $limit, $skip -----------------------------------------------------------

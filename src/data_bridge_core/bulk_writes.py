@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from data_bridge_core.dml import loaded_rows, returned_loads
 from data_bridge_core.identity import ChangeLog, IdentityMap
 from data_bridge_core.link_writes import Forget
 from data_bridge_core.schema.table import Table, table_info
@@ -33,8 +34,12 @@ async def bulk_update(
     """
     result = await runner.run_statement(statement, params)
     found = identity.by_model.get(model)
-    width = len(table_info(model).primary_keys)
-    for row in result.rows:
+    info = table_info(model)
+    width = len(info.primary_keys)
+    # Keys and values read as the fields hold them (an int field over numeric).
+    loads = returned_loads([*info.primary_keys, *(info.columns[name] for name in names)])
+    rows = loaded_rows(result.rows, loads) if loads else result.rows
+    for row in rows:
         key = row[0] if width == 1 else tuple(row[:width])
         new = row[width:]
         obj = found.get(key) if found is not None else None

@@ -6,6 +6,7 @@ every value is a parameter); the unit of work decides what to write and runs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any
 
@@ -26,11 +27,13 @@ class InsertPlan:
     """
 
     __slots__ = (
+        "bulk_loads",
         "bulk_returned",
         "bulk_sql",
         "columns",
         "getters",
         "info",
+        "loads",
         "pk_given",
         "returned",
         "sql",
@@ -46,6 +49,9 @@ class InsertPlan:
         # Columns the bulk INSERT returns: the primary key, then the generated ones.
         keys = info.primary_keys
         self.bulk_returned = (*keys, *(c for c in self.returned if not any(c is k for k in keys)))
+        # The returned columns read as another type than their field's (`loaded_rows`).
+        self.loads = returned_loads(self.returned)
+        self.bulk_loads = returned_loads(self.bulk_returned)
         # Per column: reads its value out of an object's __dict__ (a C call), the
         # column type's adapter (None: psycopg's own adaptation) and the class sending
         # the column as one binary array (None: psycopg dumps the list).
@@ -181,6 +187,29 @@ class InsertBatch:
 
 
 _FIRST = itemgetter(0)
+
+Loads = tuple[tuple[int, Callable[[Any], Any]], ...]
+
+
+def returned_loads(columns: Sequence[ColumnInfo]) -> Loads:
+    """(position, load) of the columns of a RETURNING list whose values are converted to
+    their field's type (an int field over numeric); empty for nearly every list."""
+    return tuple(
+        (index, column.load)
+        for index, column in enumerate(columns)
+        if column.column_type.load is not None
+    )
+
+
+def loaded_rows(rows: Sequence[Sequence[Any]], loads: Loads) -> list[list[Any]]:
+    """``rows`` with each value at a position of ``loads`` converted (see `returned_loads`)."""
+    converted = []
+    for row in rows:
+        values = list(row)
+        for index, load in loads:
+            values[index] = load(values[index])
+        converted.append(values)
+    return converted
 
 
 def plan_inserts(model: type[Table], objects: list[Table]) -> list[InsertBatch]:

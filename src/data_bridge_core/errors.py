@@ -71,6 +71,16 @@ class ValidationError(DataBridgeError, ValueError):
         return self.field
 
 
+class StoredValueError(ValidationError):
+    """A value read from the database that the field's type cannot hold.
+
+    An ``int`` field over a ``numeric`` column holding ``1.5`` (or NaN): the
+    read raises this rather than truncate. ``model``, ``column`` and
+    ``problem`` as in `ValidationError` (never the value); the statement ran,
+    and the transaction goes on.
+    """
+
+
 class ColumnTypeError(ValidationError, TypeError):
     """A value whose type does not fit the column it is meant for."""
 
@@ -228,6 +238,7 @@ __all__ = [
     "SchemaMismatchError",
     "SessionClosedError",
     "SessionError",
+    "StoredValueError",
     "UnknownFieldError",
     "UnsupportedOperationError",
     "ValidationError",

@@ -24,6 +24,7 @@ from data_bridge_core.dml import (
     delete_params,
     delete_statement,
     explain_changed_json,
+    loaded_rows,
     plan_inserts,
     update_params,
     update_statement,
@@ -209,7 +210,7 @@ class Flush:
                 if len(objs) > 1 and batch.bulk_sql is not None:
                     arrays = batch.column_arrays(dicts)
                     result = await run(batch.bulk_sql, arrays, bulk_rows=len(objs))
-                    returned = batch.bulk_returned
+                    returned, loads = batch.bulk_returned, batch.plan.bulk_loads
                     rows = batch.match_returned(result.rows, dicts) if result.rows else result.rows
                 else:
                     params = batch.params()
@@ -217,10 +218,12 @@ class Flush:
                         result = await run(batch.sql, params[0])
                     else:
                         result = await run(batch.sql, params, batch=True)
-                    returned, rows = batch.returned, result.rows
+                    returned, rows, loads = batch.returned, result.rows, batch.plan.loads
             except Exception as exc:
                 explain_changed_json(model, batch.columns, dicts, exc)
                 raise
+            if loads:
+                rows = loaded_rows(rows, loads)  # an int field over numeric reads an int
             if returned:
                 if len(rows) != len(objs):
                     raise DatabaseError(

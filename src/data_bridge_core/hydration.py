@@ -62,7 +62,13 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
     # object once (`bind`): a bound slot wrapper is called without the argument
     # tuple slicing and type check an unbound one costs per call (bench/README.md,
     # round 3, session 2).
-    pairs = [(name, f"values[{index}]") for index, name in enumerate(info.field_names)]
+    # A column whose read value is converted (an int field over numeric, see
+    # `TableInfo.loaders`) is stored through its loader; other models' source is
+    # unchanged and pays nothing.
+    read = {index: f"load{index}(values[{index}])" for index, _, _ in info.loaders}
+    pairs = [
+        (name, read.get(index, f"values[{index}]")) for index, name in enumerate(info.field_names)
+    ]
     pairs.append((STATE_KEY, "result"))
     if compact:
         stores = "        s = bind(obj)\n"
@@ -72,9 +78,9 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
         stores += "".join(f"        d[{n!r}] = {v}\n" for n, v in pairs)
     # The identity key: one column's value, or a tuple of the composite key's.
     if info.composite:
-        key = "(" + "".join(f"values[{i}], " for i in info.key_indexes) + ")"
+        key = "(" + "".join(read.get(i, f"values[{i}]") + ", " for i in info.key_indexes) + ")"
     else:
-        key = f"values[{info.pk_index}]"
+        key = read.get(info.pk_index, f"values[{info.pk_index}]")
     source = (
         "def factory(model, held, result, pending, index, append):\n"
         "    def hydrate(values):\n"
@@ -109,6 +115,7 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
         "state_of": state_of,
         "bind": object.__setattr__.__get__,
     }
+    namespace.update({f"load{index}": load for index, _, load in info.loaders})
     kind = "compact" if compact else "dict"
     exec(compile(source, f"<data_bridge row maker {info.name} {kind}>", "exec"), namespace)
     factory: RowMakerFactory = namespace["factory"]

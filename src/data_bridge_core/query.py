@@ -16,13 +16,13 @@ from psycopg.rows import dict_row
 from psycopg.types.numeric import Int8
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from data_bridge_core.aggregate import compile_aggregate
+from data_bridge_core.aggregate import compile_aggregate_loading
 from data_bridge_core.computed import computed_values
 from data_bridge_core.context import current_session
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.loading import JOINED, EagerLoad, LoaderOption, run_eager_loads
 from data_bridge_core.relationships import Relationship
-from data_bridge_core.row_query import RowQuery
+from data_bridge_core.row_query import RowQuery, read_load
 from data_bridge_core.schema.column import ColumnInfo, quote_ident
 from data_bridge_core.schema.expressions import (
     BooleanClause,
@@ -586,9 +586,17 @@ class Query(Generic[M, F]):
         objects = [hydrate(row[:n]) for row in rows]
         if computed:
             k = len(computed)
+            names = [c.name for c in computed]
+            # A value reading an int field over numeric is read as an int.
+            loads = [(i, load) for i, c in enumerate(computed) if (load := read_load(c))]
             for obj, row in zip(objects, rows, strict=True):
+                values: Sequence[Any] = row[-k:]
+                if loads:
+                    values = list(values)
+                    for i, load in loads:
+                        values[i] = load(values[i])
                 # Read-only values: set beside the columns, never tracked as changes.
-                obj.__dict__.update(zip([c.name for c in computed], row[-k:], strict=True))
+                obj.__dict__.update(zip(names, values, strict=True))
         joined: dict[int, list[tuple[Any, ...] | None]] = {}
         for index, start, stop, pk_offset in slices:
             joined[index] = [
@@ -638,14 +646,20 @@ class Query(Generic[M, F]):
             )
         params: list[Any] = []
         where = compile_where(self._filters, params)
-        statement, all_params = compile_aggregate(self._info, pipeline, where, params)
+        statement, all_params, loads = compile_aggregate_loading(
+            self._info, pipeline, where, params
+        )
         session = self.session
         async with session.operation_lock:
             await session.autoflush()
             result = await session.run_statement(
                 statement, all_params, row_factory=dict_row, read=True
             )
-        return list(result.rows)
+        rows: list[dict[str, Any]] = list(result.rows)
+        for name, load in loads.items():  # an int field over numeric reads an int
+            for row in rows:
+                row[name] = load(row[name])
+        return rows
 
     def _check_bulk(self, what: str) -> None:
         if self._limit is not None or self._offset is not None or self._order or self._options:

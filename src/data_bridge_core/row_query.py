@@ -9,12 +9,13 @@ what only rows have: ``group_by()``, ``having()`` and ``distinct()``.
 from __future__ import annotations
 
 import keyword
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-from psycopg.rows import namedtuple_row
+from psycopg.rows import RowFactory, namedtuple_row
 from typing_extensions import TypeVar as DefaultTypeVar
 
-from data_bridge_core.computed import Computed
+from data_bridge_core.computed import Computed, ScalarSubquery
 from data_bridge_core.errors import UnsupportedOperationError, described
 from data_bridge_core.schema.column import ColumnInfo, quote_ident
 from data_bridge_core.schema.expressions import Expression, Named, Operand, compile_where
@@ -56,6 +57,39 @@ def _read_sql(item: Operand, params: list[Any]) -> str:
         if template is not None:
             return str(template.format(text))
     return text
+
+
+def read_load(item: Operand) -> Callable[[Any], Any] | None:
+    """How a selected value is converted to its column's field type once read (an int
+    field over numeric; its min, max and sum; a computed value reading one), or None:
+    psycopg's value as it is."""
+    value: Operand | None = item.operand if isinstance(item, Named) else item
+    if isinstance(value, Computed):
+        value = value.operand
+    if isinstance(value, ScalarSubquery):
+        value = value.value
+    if isinstance(value, Function) and value.name in ("min", "max", "sum"):
+        value = value.argument
+    if isinstance(value, ColumnInfo) and value.column_type.load is not None:
+        return value.load
+    return None
+
+
+def _loading_rows(loads: list[tuple[int, Callable[[Any], Any]]]) -> RowFactory[Any]:
+    """`namedtuple_row` with the values at ``loads``' positions converted."""
+
+    def row_factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+        make = namedtuple_row(cursor)
+
+        def row(values: Sequence[Any]) -> Any:
+            converted = list(values)
+            for index, load in loads:
+                converted[index] = load(converted[index])
+            return make(converted)
+
+        return row
+
+    return row_factory
 
 
 def _is_aggregate(item: Operand) -> bool:
@@ -269,8 +303,12 @@ class RowQuery(Generic[R, F]):
         # One operation of the session, as Query.to_list(): autoflush and the SELECT.
         async with session.operation_lock:
             await session.autoflush()
+            loads = [(i, load) for i, item in enumerate(self._items) if (load := read_load(item))]
             result = await session.run_statement(
-                statement, params, row_factory=namedtuple_row, read=True
+                statement,
+                params,
+                row_factory=_loading_rows(loads) if loads else namedtuple_row,
+                read=True,
             )
         return cast(list[R], result.rows)
 

@@ -491,7 +491,10 @@ class Session:
         result = await self.run_statement(statement, info.key_params(key), read=True)
         if not result.rows:
             raise InvalidStateError(f"{obj!r} no longer exists in the database")
-        self._work.apply_loaded(obj, dict(zip(info.field_names, result.rows[0], strict=True)))
+        row = result.rows[0]
+        if info.loaders:
+            row = info.loaded_row(row)  # converted before the object changes at all
+        self._work.apply_loaded(obj, dict(zip(info.field_names, row, strict=True)))
 
     # -- registration -------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ numbered 1..n, and each returned row is joined back to the entry whose key,
 cast to the column's type, equals the key the row stored. Matching by the key
 as sent would miss every key the server normalises (``char(4)`` pads,
 ``numeric(10,2)`` rounds).
+
+``DO NOTHING`` returns no row for a conflict: the objects it skipped are read
+back by `UpsertPlan.existing_statement`, so they show the row that won.
 """
 
 from __future__ import annotations
@@ -83,6 +86,39 @@ class UpsertPlan:
             f'RETURNING {info.select_list}, (xmax = 0) AS "(inserted)") '
             f"SELECT w.*, v.ord FROM w JOIN v ON {match} ORDER BY v.ord"
         )
+
+    def existing_statement(self, rows: int) -> str:
+        """The stored rows of ``rows`` keys (``DO NOTHING`` skipped them); each returned
+        row ends with the position of its key.
+
+        A statement of its own, sent only when a row was skipped: under READ
+        COMMITTED it also sees a row another transaction committed while the
+        upsert ran, whose conflict made the upsert skip (the upsert's own
+        snapshot would not show it).
+        """
+        info = self.info
+        columns = [info.columns[name] for name in self.on]
+        casts = ", ".join(f"%s::{c.column_type.sql_type}" for c in columns)
+        values = ", ".join(f"({casts}, {position})" for position in range(1, rows + 1))
+        aliases = ", ".join(f"c{i}" for i in range(len(columns)))
+        # The table's own column (not read_sql's text) beside the key cast to its type:
+        # compared as the unique constraint compares.
+        match = " AND ".join(f"{c.quoted} = v.c{i}" for i, c in enumerate(columns))
+        return (
+            f"SELECT {info.select_list}, v.ord FROM {info.quoted_name} "
+            f"JOIN (VALUES {values}) AS v ({aliases}, ord) ON {match} ORDER BY v.ord"
+        )
+
+    def key_params(self, objects: Sequence[Table]) -> list[Any]:
+        """The ``on`` values of ``objects`` as `existing_statement` takes them."""
+        adapters = [(name, self.info.columns[name].column_type.adapt) for name in self.on]
+        params = []
+        for obj in objects:
+            d = obj.__dict__
+            for name, adapt in adapters:
+                value = d[name]
+                params.append(adapt(value) if adapt is not None and value is not None else value)
+        return params
 
     @staticmethod
     def _match(column: ColumnInfo, alias: str) -> str:

@@ -3,7 +3,8 @@
 `upsert.py` builds the ``INSERT ... ON CONFLICT`` text; here each chunk is
 sent and every returned row is matched to the object at its position: a new
 row joins the session, a row the session already holds is merged into the
-held object (a rollback puts its old values back).
+held object (a rollback puts its old values back). The objects ``DO NOTHING``
+skipped get the stored row, read by a second statement.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ async def write_upsert(
     plan: UpsertPlan,
     objects: list[Table],
 ) -> int:
-    """Write ``objects`` with ``INSERT ... ON CONFLICT``; returns the rows written."""
+    """Write ``objects`` with ``INSERT ... ON CONFLICT``; returns the rows written.
+
+    Objects whose row ``DO NOTHING`` skipped are read back by a second statement
+    (only then): the existing row wins, and they show it (`_absorb_existing`).
+    """
     for obj in objects:
         pull_foreign_keys(obj)
     written = 0
@@ -68,12 +73,36 @@ async def write_upsert(
             except Exception as exc:
                 explain_changed_json(plan.info.model, batch.columns, _dicts(chunk), exc)
                 raise
-            written += _absorb_upserted(identity, log, plan, chunk, result.rows, generated)
+            rows, skipped = _absorb_upserted(identity, log, plan, chunk, result.rows, generated)
+            written += rows
+            if skipped:
+                statement = plan.existing_statement(len(skipped))
+                found = await runner.run_statement(statement, plan.key_params(skipped))
+                _absorb_existing(identity, log, plan, skipped, found.rows)
     return written
 
 
 def _dicts(objects: list[Table]) -> list[dict[str, Any]]:
     return [obj.__dict__ for obj in objects]
+
+
+def _join(identity: IdentityMap, plan: UpsertPlan, obj: Table, values: Any) -> Table | None:
+    """Put a row's values on ``obj``, now persistent, and into the session unless the
+    session holds another object for that row: then that object is returned, and
+    ``obj`` is a detached copy of the row (linked to an object, it stands for the
+    row, and it is never inserted again)."""
+    info = plan.info
+    if info.loaders:
+        values = info.loaded_row(values)  # an int field over numeric reads an int
+    obj.__dict__.update(zip(info.field_names, values, strict=True))
+    state = state_of(obj)
+    state.persistent = True
+    state.changed = None
+    held = identity.get(info.model, identity.key_of(obj))
+    if held is not None and held is not obj:
+        return held
+    identity.put(obj)
+    return None
 
 
 def _absorb_upserted(
@@ -83,37 +112,49 @@ def _absorb_upserted(
     objects: list[Table],
     rows: list[Any],
     generated: tuple[str, ...],
-) -> int:
-    """Put each returned row on the object at its position; returns the rows written.
+) -> tuple[int, list[Table]]:
+    """Put each returned row on the object at its position; returns the rows written
+    and the objects no row came back for (``DO NOTHING`` skipped them).
 
     Two objects whose keys the server compares equal although Python does not (a
-    ``citext`` or case-insensitive collation: ``"Ab"`` and ``"ab"``) both join the one
+    ``citext`` or case-insensitive collation: ``"Ab"`` and ``"ab"``) both match the one
     row they wrote; the first one gets it (rows come in position order), the other
     was skipped by ``DO NOTHING``. (Keys equal in Python are refused before SQL.)
     """
-    info = plan.info
-    names = info.field_names
+    names = plan.info.field_names
     written: set[tuple[Any, ...]] = set()
+    absorbed: set[int] = set()
     for row in rows:
         key = plan.key_of_row(row)
         if key in written:
             continue
         written.add(key)
-        obj = objects[row[-1] - 1]
-        values, inserted = row[:-2], row[-2]
-        obj.__dict__.update(zip(names, values, strict=True))
-        state = state_of(obj)
-        state.persistent = True
-        state.changed = None
-        held = identity.get(info.model, identity.key_of(obj))
-        if held is not None and held is not obj:
-            # Merged into the held object (a rollback puts its old values back);
-            # `obj` is a detached copy of the row: linked to an object, it stands
-            # for the row, and it is never inserted again.
-            show_database_values(log, held, zip(names, values, strict=True))
+        position = row[-1] - 1
+        absorbed.add(position)
+        obj = objects[position]
+        held = _join(identity, plan, obj, row[:-2])
+        if held is not None:
+            # Merged into the held object (a rollback puts its old values back).
+            show_database_values(log, held, ((n, obj.__dict__[n]) for n in names))
             continue
-        identity.put(obj)
         # Rolled back, the object leaves the session; an inserted one also loses
         # the columns the database filled.
-        log.record_inserted(obj, generated if inserted else ())
-    return len(written)
+        log.record_inserted(obj, generated if row[-2] else ())
+    if len(absorbed) == len(objects):
+        return len(written), []
+    return len(written), [obj for i, obj in enumerate(objects) if i not in absorbed]
+
+
+def _absorb_existing(
+    identity: IdentityMap, log: ChangeLog, plan: UpsertPlan, objects: list[Table], rows: list[Any]
+) -> None:
+    """Put each stored row on the skipped object at its position (the row wins).
+
+    A row the session holds is left as it is (a read never overwrites a held
+    object) and the object passed becomes a detached copy of it. An object whose
+    row is gone by now (deleted since) stays new.
+    """
+    for row in rows:
+        obj = objects[row[-1] - 1]
+        if _join(identity, plan, obj, row[:-1]) is None:
+            log.record_inserted(obj, ())  # rolled back, it leaves the session again

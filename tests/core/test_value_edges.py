@@ -325,7 +325,7 @@ async def test_an_int_field_over_numeric_keeps_an_int_or_refuses_one_psycopg_can
     # 10**5000 was stored in the int field as a Decimal (the operand conversion).
     await refused_everywhere(edge_engine, sql, "whole", 10**5000, r"int of more than 4300 digits")
     shown, read = await round_trip(edge_engine, "whole", 2**70)
-    assert type(shown) is int and shown == read == 2**70
+    assert type(shown) is type(read) is int and shown == read == 2**70
 
 
 async def test_a_numeric_with_digits_past_its_scale_is_refused_not_rounded(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from data_bridge_core.errors import ColumnTypeError, ValidationError
+from data_bridge_core.errors import ColumnTypeError, StoredValueError, ValidationError
 from data_bridge_core.schema.expressions import Operand
 from data_bridge_core.schema.types import InvalidValue
 
@@ -234,6 +234,20 @@ class ColumnInfo(Operand):
                 self.owner.__name__, self.name, self.column_type.description, value
             )
         return ValidationError(self.owner.__name__, self.name, exc.problem)
+
+    def load(self, value: Any) -> Any:
+        """A value read from the column as the field holds it (`ColumnType.load`).
+
+        Raises `StoredValueError` for a stored value the field cannot hold (a
+        numeric's 1.5 read into an int field): an error, never a truncation.
+        """
+        load = self.column_type.load
+        if load is None or value is None:
+            return value
+        try:
+            return load(value)
+        except InvalidValue as exc:
+            raise StoredValueError(self.owner.__name__, self.name, exc.problem) from None
 
     def bind(self, value: Any) -> Any:
         """Check a value to store and return it as the parameter psycopg should send."""

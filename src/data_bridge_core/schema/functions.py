@@ -80,8 +80,11 @@ class Function(Operand, Generic[T]):
             )
         call = f"{self.name}({distinct}{inner})"
         if self.name == "sum" and held is not None:
-            # sum(bigint) is numeric in PostgreSQL: given back as the column's type.
-            return f"CAST({call} AS {_SUM_AS[held]})"
+            # sum(bigint) is numeric in PostgreSQL: given back as the column's type. An
+            # int field over numeric sums in numeric (no bigint bound), read as an int.
+            loaded = getattr(self.argument, "column_type", None)
+            target = "numeric" if loaded is not None and loaded.load else _SUM_AS[held]
+            return f"CAST({call} AS {target})"
         if self.name == "avg":
             return f"CAST({call} AS numeric)"
         return call

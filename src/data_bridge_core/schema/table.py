@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import sys
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Self, dataclass_transform
 
 from data_bridge_core.context import current_session
@@ -27,7 +27,7 @@ from data_bridge_core.schema.column import MISSING, ColumnInfo, ColumnOptions, q
 from data_bridge_core.schema.constructor import GENERATED, build_constructor
 from data_bridge_core.schema.relation import RelationshipDeclaration
 from data_bridge_core.schema.typed import unwrap, unwrap_text
-from data_bridge_core.schema.types import column_type_for, resolve_annotation
+from data_bridge_core.schema.types import column_type_for, mapping_problem, resolve_annotation
 from data_bridge_core.state import STATE_KEY, InstanceState, state_of
 
 if TYPE_CHECKING:
@@ -92,6 +92,14 @@ class TableInfo:
         self.key_returning = ", ".join(c.quoted for c in pks)
         self.key_where = " AND ".join(f"{c.quoted} = %s" for c in pks)
         self.select_list = ", ".join(c.read_sql(c.quoted) for c in columns.values())
+        # (position, name, load) of each column whose read value must be converted to
+        # its field's type (`ColumnType.load`); empty for nearly every model, whose
+        # reads then take psycopg's values as they are.
+        self.loaders = tuple(
+            (index, column.name, column.load)
+            for index, column in enumerate(columns.values())
+            if column.column_type.load is not None
+        )
         # The generated row makers of `data_bridge_core.hydration` (built on first query).
         self.row_maker_factories: Any = None
         # The INSERT statements of `data_bridge_core.dml`, by the generated columns
@@ -145,6 +153,14 @@ class TableInfo:
         if len(wanted) == 1 and self.columns[next(iter(wanted))].options.unique:
             return True
         return any(set(group) == wanted for group in self.unique_constraints)
+
+    def loaded_row(self, values: Sequence[Any]) -> list[Any]:
+        """A row of every column, in field order, as the fields hold it (`loaders`
+        applied; the caller skips this when there are none)."""
+        row = list(values)
+        for index, _, load in self.loaders:
+            row[index] = load(row[index])
+        return row
 
     def key_params(self, key: Any) -> list[Any]:
         """The parameters of `key_where` for one identity key."""
@@ -233,6 +249,9 @@ def _finalize(model: type[Table]) -> TableInfo:
         opts = column.options
         if opts.column_type is not None:
             # The value checks follow the chosen SQL type (an int4 column's range).
+            problem = mapping_problem(column_type.python_type, opts.column_type)
+            if problem is not None:
+                raise ModelDefinitionError(f"{model.__name__}.{column.name}: {problem}")
             fitted = column_type_for(column_type.python_type, opts.column_type)
             column_type = fitted if fitted is not None else column_type
         column.column_type = column_type

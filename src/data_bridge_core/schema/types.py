@@ -60,6 +60,11 @@ class ColumnType:
     # For a statement of the user's own (from_sql), which reads the column without
     # ``read_sql``: psycopg's value for the column made into what ``read_sql`` reads.
     from_loaded: Callable[[Any], Any] | None = None
+    # For every read (a SELECT, RETURNING, from_sql): psycopg's value made into the
+    # field's Python type, or `InvalidValue` for one it cannot be. None (nearly every
+    # type): psycopg's value is the field's, and reads pay nothing. An int field over
+    # numeric is the one user: psycopg loads a Decimal.
+    load: Callable[[Any], Any] | None = None
     # The common accepted case, for the generated constructors (schema/constructor.py):
     # ("text",) a plain str, ("int", low, high) an int in range, ("timestamptz",),
     # ("naive",) a datetime, ("exact", T) any value of class T. None: call ``accepts``.
@@ -262,6 +267,44 @@ def _int_operand(value: Any) -> Any:
     return Decimal(value)
 
 
+_NOT_AN_INTEGER = (
+    "holds a stored value that is not an integer (the int field cannot show it: "
+    "declare the field Decimal)"
+)
+
+
+def _loaded_int(value: Any) -> Any:
+    """An int field's value as read: a Decimal (numeric) made the exact int it equals
+    (a float too, from a column_type such as double precision).
+
+    A fraction, NaN or ±Infinity is refused, never truncated. Any other value
+    (None, or an int from a type psycopg loads as int) is the field's already.
+    """
+    if value.__class__ is Decimal:
+        if value.is_finite():
+            whole = int(value)
+            if whole == value:  # exact: int and Decimal compare without rounding
+                return whole
+        raise InvalidValue(_NOT_AN_INTEGER)
+    if value.__class__ is float:
+        if value.is_integer():
+            return int(value)
+        raise InvalidValue(_NOT_AN_INTEGER)
+    return value
+
+
+def mapping_problem(python_type: type, sql_type: str) -> str | None:
+    """Why a field of ``python_type`` cannot map to a column of ``sql_type``, or None."""
+    if python_type is int:
+        match = _PRECISION.match(sql_type.lower())
+        if match is not None and int(match.group(2) or 0) > 0:
+            return (
+                f"an int field over {sql_type} (a scale above 0) would read back "
+                "fractions; declare the field Decimal, or the column with scale 0"
+            )
+    return None
+
+
 def _int_type(sql_type: str) -> ColumnType:
     bits = _INT_RANGES.get(sql_type.strip().lower())
     if bits is None:  # numeric or another type chosen by the model: PostgreSQL checks
@@ -277,7 +320,13 @@ def _int_type(sql_type: str) -> ColumnType:
             raise InvalidValue(int_text_problem(value) or _NUMERIC_PROBLEM)
 
         return ColumnType(
-            int, sql_type, sendable, "int", coerce=refuse, coerce_operand=_int_operand
+            int,
+            sql_type,
+            sendable,
+            "int",
+            coerce=refuse,
+            coerce_operand=_int_operand,
+            load=_loaded_int,
         )
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     name = {16: "smallint", 32: "integer", 64: "bigint"}[bits]
