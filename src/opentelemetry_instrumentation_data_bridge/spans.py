@@ -154,13 +154,6 @@ def set_span_result(
         report_failure("set result attributes", exc)
 
 
-# Up to this many attributes are written one by one at a span's end: the SDK's
-# ``set_attributes`` checks its mapping once (about 14,000 instructions, in
-# opentelemetry-sdk 1.45) and then each value (4,500), ``set_attribute`` takes
-# 8,600 a value; three cost less one by one (bench/README.md).
-_ONE_BY_ONE = 3
-
-
 class SpanScope:
     """Starts a span, makes it current, ends it; ``with`` gives the span (or None).
 
@@ -336,11 +329,7 @@ class SpanScope:
                 end = self._details
                 if end:
                     try:
-                        if len(end) > _ONE_BY_ONE:
-                            span.set_attributes(end)
-                        else:  # a query's result: cheaper one by one (see `_ONE_BY_ONE`)
-                            for key, value in end.items():
-                                span.set_attribute(key, value)
+                        span.set_attributes(end)
                     except Exception as failure:
                         report_failure(f"build attributes of {self._name}", failure)
             if exc is not None:
@@ -367,8 +356,6 @@ def _remember_shape(key: tuple[Any, ...], shape: tuple[Any, ...]) -> None:
     if len(shapes) < 4096:  # low cardinality; a guard all the same
         shapes[key] = shape
 
-
-_NO_DETAILS = (None, None, None, None)
 
 # The span shapes build their end attributes (`details`) as a dict when the scope is
 # made, key by key: a closure to build them only for a recording span cost more (a
@@ -400,49 +387,34 @@ def query_span(
     for the ORM's operations, else the operation name.
     """
     op_name = operation_name or operation
-    # The name and start attributes depend on (operation, table, engine) and the
-    # query's details only: built once each (a get() is always filters 1, limit 1).
-    # (The SDK copies the attributes into the span; samplers only read them.)
+    # The name and start attributes depend on (operation, table, engine) only: built
+    # once each. (The SDK copies the attributes into the span; samplers only read them.)
     key = (operation, op_name, table, id(server) if server else 0, summary)
-    details = (filters_count, limit, offset, order_by)
-    shapes = config.state.start_attributes
-    cached = shapes.get((key, details))
+    cached = config.state.start_attributes.get(key)
     if cached is None or cached[1] is not server:
-        cached = shapes.get(key)
-        if cached is None or cached[1] is not server:
-            sampler = {**config.state.system_attributes, SpanAttributes.DB_OPERATION_NAME: op_name}
-            if table is not None:
-                sampler[SpanAttributes.DB_COLLECTION_NAME] = table
-            if summary is None:
-                verb = _SUMMARY_VERBS.get(operation) if operation_name is None else None
-                summary = op_name if verb is None else verb if table is None else f"{verb} {table}"
-            sampler[SpanAttributes.DB_QUERY_SUMMARY] = summary
-            if server:
-                sampler.update(server)
-            cached = (sampler, server, f"db.query.{operation}")
-            _remember_shape(key, cached)
-        if details != _NO_DETAILS:
-            # The reference's query details are known before the call: they go in at
-            # start too, so the end adds only the result (an attribute written at
-            # the end costs about twice one given at start; bench/README.md).
-            start = dict(cached[0])
-            if filters_count is not None:
-                start[SpanAttributes.DB_QUERY_FILTERS_COUNT] = filters_count
-            if limit is not None:
-                start[SpanAttributes.DB_QUERY_LIMIT] = limit
-            if offset is not None:
-                start[SpanAttributes.DB_QUERY_OFFSET] = offset
-            if order_by is not None:
-                start[SpanAttributes.DB_QUERY_ORDER_BY] = order_by
-            cached = (start, server, cached[2])
-            _remember_shape((key, details), cached)
-    extra: dict[str, Any] | None = None
+        sampler = {**config.state.system_attributes, SpanAttributes.DB_OPERATION_NAME: op_name}
+        if table is not None:
+            sampler[SpanAttributes.DB_COLLECTION_NAME] = table
+        if summary is None:
+            verb = _SUMMARY_VERBS.get(operation) if operation_name is None else None
+            summary = op_name if verb is None else verb if table is None else f"{verb} {table}"
+        sampler[SpanAttributes.DB_QUERY_SUMMARY] = summary
+        if server:
+            sampler.update(server)
+        cached = (sampler, server, f"db.query.{operation}")
+        _remember_shape(key, cached)
+    extra: dict[str, Any] = {}
+    if filters_count is not None:
+        extra[SpanAttributes.DB_QUERY_FILTERS_COUNT] = filters_count
+    if limit is not None:
+        extra[SpanAttributes.DB_QUERY_LIMIT] = limit
+    if offset is not None:
+        extra[SpanAttributes.DB_QUERY_OFFSET] = offset
+    if order_by is not None:
+        extra[SpanAttributes.DB_QUERY_ORDER_BY] = order_by
     if attributes:
-        extra = {}
         _merge(extra, attributes)
     if statement is not None:
-        if extra is None:
-            extra = {}
         set_statement(extra, statement, config.state.mode)
     return SpanScope(tracer, cached[2], SpanKind.CLIENT, cached[0], extra)
 
