@@ -380,6 +380,21 @@ class Query(Generic[M, F]):
             return self._session
         return current_session()
 
+    @property
+    def facts(self) -> tuple[str, Session, int, int | None, int | None, str | None]:
+        """(`table_name`, `session`, `filters_count`, `limit_value`, `offset_value`,
+        `order_by_text`) in one read: what an instrumentation describes every query
+        by, one call instead of six."""
+        order = self._order
+        return (
+            self._info.name,
+            self._session if self._session is not None else current_session(),
+            len(self._filters),
+            self._limit,
+            self._offset,
+            ", ".join(o.text for o in order) if order else None,
+        )
+
     # -- SQL -----------------------------------------------------------------------------
 
     def _check_models(self, models: Any, what: str) -> None:

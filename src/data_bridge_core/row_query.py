@@ -230,6 +230,11 @@ class RowQuery(Generic[R, F]):
         return self._base.session
 
     @property
+    def facts(self) -> tuple[str, Session, int, int | None, int | None, str | None]:
+        """The query's `Query.facts` (table, session, filters, limit, offset, order by)."""
+        return self._base.facts
+
+    @property
     def shape(self) -> tuple[Any, ...]:
         """What the SELECT text depends on, without values (see `Query.shape`)."""
         return (

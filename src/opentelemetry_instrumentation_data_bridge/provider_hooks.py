@@ -21,7 +21,8 @@ ours (logged once): the user's span still ends and reaches their processors.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from opentelemetry_instrumentation_data_bridge.config import report_failure
 
@@ -45,6 +46,9 @@ class Forwarded(Protocol):
 
 # A forwarded processor whose on_start does nothing says so with a class attribute
 # ``needs_on_start = False``; the hub then does not call it for each span start.
+# One that contains its own failures (its on_end never raises) says so with
+# ``contains_failures = True``: when it is the only one wanting spans, the SDK
+# calls its on_end directly, without the hub's loop and guard in between.
 # One that has nothing to do at times (the span-processor dispatcher while no
 # processor is registered) has a ``wants_spans()`` method; the hub calls it only
 # when `refresh` is called, and forwards nothing to it while it answers False.
@@ -61,8 +65,23 @@ def _wants_spans(processor: Forwarded) -> bool:
         return True
 
 
+# A C callable that takes any arguments and does nothing: the SDK calls each span
+# processor's on_start, _on_ending and on_end for every span, and a Python method
+# with nothing to do is a frame each time.
+_IGNORE = cast("Callable[..., None]", "".format)
+
+
 class Hub(SpanProcessor):
-    """The one processor of ours on a provider: forwards to ``processors`` until detached."""
+    """The one processor of ours on a provider: forwards to ``processors`` until detached.
+
+    `refresh` points the instance's ``on_start``/``on_end`` (what the SDK calls for
+    every span) at the cheapest equivalent: `_IGNORE` when nothing is to be
+    forwarded, the one processor's own ``on_end`` when it contains its failures
+    (the N+1 scope-end processor's case), else the guarded loops below.
+    """
+
+    # The SDK's hook before on_end: no processor of ours needs it.
+    _on_ending = _IGNORE
 
     def __init__(self) -> None:
         self.attached: tuple[Forwarded, ...] = ()  # replaced, never mutated: read lock-free
@@ -71,21 +90,41 @@ class Hub(SpanProcessor):
         self.processors: tuple[Forwarded, ...] = ()
         self.starts: tuple[Forwarded, ...] = ()
         self.keys: tuple[str, ...] = ()
+        self._route()
 
     def refresh(self) -> None:
         """Ask the attached processors again whether they want spans."""
         wanting = tuple(p for p in self.attached if _wants_spans(p))
         self.starts = tuple(p for p in wanting if getattr(p, "needs_on_start", True))
         self.processors = wanting
+        self._route()
+
+    def _route(self) -> None:
+        """Set what the SDK calls per span (see the class's docstring)."""
+        processors = self.processors
+        route = vars(self)
+        route["on_start"] = self._forward_start if self.starts else _IGNORE
+        if not processors:
+            route["on_end"] = _IGNORE
+        elif len(processors) == 1 and getattr(processors[0], "contains_failures", False) is True:
+            route["on_end"] = processors[0].on_end
+        else:
+            route["on_end"] = self._forward_end
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._forward_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._forward_end(span)
+
+    def _forward_start(self, span: Span, parent_context: Context | None = None) -> None:
         for processor in self.starts:
             try:
                 processor.on_start(span, parent_context)
             except Exception as exc:
                 report_failure(f"run {type(processor).__qualname__}.on_start", exc)
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def _forward_end(self, span: ReadableSpan) -> None:
         for processor in self.processors:
             try:
                 processor.on_end(span)
@@ -95,6 +134,7 @@ class Hub(SpanProcessor):
     def shutdown(self) -> None:
         processors, self.attached, self.keys = self.attached, (), ()
         self.processors = self.starts = ()
+        self._route()
         for processor in processors:
             shutdown = getattr(processor, "shutdown", None)
             if callable(shutdown):
@@ -149,3 +189,4 @@ def detach_all() -> None:
     """Make every hub inert; it stays on its provider, to be re-armed by `attach`."""
     for hub in list(_hubs.values()):
         hub.attached, hub.processors, hub.starts, hub.keys = (), (), (), ()
+        hub._route()

@@ -305,9 +305,17 @@ class SpanScope:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.finish(exc)
 
-    def finish(self, exc: BaseException | None = None) -> None:
+    def finish(
+        self,
+        exc: BaseException | None = None,
+        count: int | None = None,
+        affected_rows: int | None = None,
+        returned_rows: int | None = None,
+    ) -> None:
         """End the span (started by `start`, `enter` or ``with``): details, result,
-        the exception if any; detach it if `enter` made it current."""
+        the exception if any; detach it if `enter` made it current. ``count``,
+        ``affected_rows``, ``returned_rows``: `set_result`'s, given with the end (the
+        query seams: one call less per query)."""
         span = self.span
         if span is None:
             return
@@ -316,6 +324,8 @@ class SpanScope:
             self._token = None
         try:
             if self.recording:
+                if count is not None or affected_rows is not None:
+                    self.set_result(count, affected_rows, None, returned_rows)
                 end = self._details
                 if end:
                     try:

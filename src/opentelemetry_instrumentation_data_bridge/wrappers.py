@@ -231,8 +231,9 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
         if now is not current:  # awaited under another context than it was called in
             current, dropped = now, config.span_dropped(now)
         try:  # `_describe_query`, inlined and guarded like `_describe`
-            table = instance.table_name
-            engine = instance.session.engine
+            # One read of the query's facts (six properties were six calls per query).
+            table, session, filters_count, limit, offset, order_by = instance.facts
+            engine = session.engine
             server = _server_attributes.get(id(engine)) or server_attributes(engine)
             scope = None
             if not dropped:  # a span the sampler is known to drop is not built
@@ -240,10 +241,10 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
                     config.state.tracer or config.tracer(),
                     operation,
                     table,
-                    filters_count=instance.filters_count,
-                    limit=instance.limit_value,
-                    offset=instance.offset_value,
-                    order_by=instance.order_by_text,
+                    filters_count=filters_count,
+                    limit=limit,
+                    offset=offset,
+                    order_by=order_by,
                     server=server,
                 )
         except Exception as exc:  # our bug must not become the user's
@@ -260,27 +261,26 @@ def query_wrapper(operation: str, objects: bool = True) -> Wrapper:
                 if scope is not None:
                     scope.finish(exc)
                 raise
-            try:  # `_query_result`, guarded like `_describe`
+            # `_query_result`, guarded like `_describe`; the result goes to the span
+            # with its end (`finish`: one call, not set_result's and finish's two).
+            count = affected = None
+            try:
                 if no_rows:
-                    counted = int(result)
-                    if scope is not None:
-                        scope.set_result(affected_rows=counted)
+                    affected = int(result)
                 elif one_row:
-                    counted = int(result)
+                    count = int(result)
                     rows = 1
-                    if scope is not None:
-                        scope.set_result(count=counted, returned_rows=1)
                 else:
-                    rows = len(result) if result.__class__ is list else _rows(result)
-                    if scope is not None:
-                        scope.set_result(count=rows)
+                    count = rows = len(result) if result.__class__ is list else _rows(result)
             except Exception as exc:
                 config.report_failure(f"describe {reading}", exc)
             if scope is not None:
-                scope.finish(None)
+                scope.finish(None, count, affected, rows if one_row else None)
                 if detects:  # the line N+1 advice points to; repeated one-row queries
                     try:  # `_detect`, inlined
-                        n_plus_one.record_statement(operation, instance, result, caller, current)
+                        n_plus_one.record_statement(
+                            operation, instance, result, caller, current, session
+                        )
                     except n_plus_one.NPlusOneError:
                         raise
                     except Exception as exc:

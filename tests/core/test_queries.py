@@ -46,6 +46,9 @@ async def test_order_limit_offset_and_terminals(engine: Engine) -> None:
         assert [u.name for u in await q.to_list()] == ["u3", "u2"]
         assert q.order_by_text == "age DESC"
         assert (q.filters_count, q.limit_value, q.offset_value) == (1, 2, 1)
+        # The same facts in one read (the instrumentation's).
+        assert q.facts == ("users", session, 1, 2, 1, "age DESC")
+        assert session.find(User).facts == ("users", session, 0, None, None, None)
         assert await q.count() == 2
         assert await session.find(User).count() == 5
         assert await session.find(User).filter(User.age > 100).first() is None

@@ -91,7 +91,10 @@ async def test_a_column_selection_is_a_find_span_counting_its_rows(
 ) -> None:
     async with Session(conduit) as session:
         spans.clear()
-        rows = await session.find(User).order_by(User.id).limit(2).select(User.username).to_list()
+        selection = session.find(User).order_by(User.id).limit(2).select(User.username)
+        # The facts the query seam reads are its query's.
+        assert selection.facts == ("users", session, 0, 2, None, "id ASC")
+        rows = await selection.to_list()
         assert rows == [("ann",), ("bob",)]
     # rows are not objects: N+1 detection has nothing to remember of them, and no
     # part of the instrumentation fails on them

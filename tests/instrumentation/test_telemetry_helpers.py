@@ -266,12 +266,12 @@ async def test_a_failure_inside_the_instrumentation_never_breaks_the_query(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def broken(self: Query[Any]) -> str:
+    def broken(self: Query[Any]) -> tuple[Any, ...]:
         raise RuntimeError("attribute bug")
 
     instrumentor = DataBridgeInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider)
-    monkeypatch.setattr(Query, "order_by_text", property(broken))
+    monkeypatch.setattr(Query, "facts", property(broken))  # what the query seam reads
     try:
         with caplog.at_level(logging.WARNING, logger="opentelemetry_instrumentation_data_bridge"):
             async with Session(blog_engine) as session:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from types import FrameType
 from typing import Any
 
+import opentelemetry.sdk.trace as sdk_trace
 import pytest
 from instrumentation_models import Article, Author
 from opentelemetry import trace
@@ -25,7 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import opentelemetry_instrumentation_data_bridge as package
 from data_bridge_core import Engine, Session, selectinload
-from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor
+from opentelemetry_instrumentation_data_bridge import DataBridgeInstrumentor, provider_hooks
+from opentelemetry_instrumentation_data_bridge.n_plus_one import processor as scope_end
 
 PACKAGE_DIR = os.path.dirname(package.__file__)
 DETECTION_DIR = os.path.join(PACKAGE_DIR, "n_plus_one")
@@ -80,11 +82,13 @@ def recording() -> Iterator[InMemorySpanExporter]:
 
 # Calls of the instrumentation's code per recorded get() (a db.query.find span): the
 # query seam's wrapper and its coroutine, the metrics check, the span shape, the
-# scope (init, enter, set_result, finish) and the hub forwarding the span's start and
-# end. Under a request's span, the suppression check and the sampler's shortcut too.
-# Round 3's code made 27 (26 and a generator expression).
-GET_CALLS = 10
-GET_CALLS_UNDER_A_SPAN = 12
+# scope (init, enter, finish and its set_result). Under a request's span, the
+# suppression check and the sampler's shortcut too. No call of the provider hub:
+# the SDK calls C no-ops in its place, and the N+1 scope-end processor's on_end
+# directly (round 3, session 3). Round 3's code made 27 (26 and a generator
+# expression); session 2's 10 (the hub's on_start and on_end).
+GET_CALLS = 8
+GET_CALLS_UNDER_A_SPAN = 10
 
 
 async def test_one_recorded_get_makes_few_calls_of_ours(
@@ -106,6 +110,55 @@ async def test_one_recorded_get_makes_few_calls_of_ours(
     assert finds[-1].attributes is not None
     assert finds[-1].attributes["db.response.returned_rows"] == 1
     assert finds[-1].parent is not None  # the request's child
+
+
+SDK_TRACE_DIR = os.path.dirname(sdk_trace.__file__)
+
+
+async def _sdk_and_hub_calls(run: Callable[[], Awaitable[Any]]) -> Counter[str]:
+    """Calls of the SDK's span methods and of the provider hub while ``run`` runs."""
+    seen: Counter[str] = Counter()
+
+    def hook(frame: FrameType, event: str, arg: Any) -> None:
+        if event != "call":
+            return
+        filename = frame.f_code.co_filename
+        if filename.startswith(SDK_TRACE_DIR):
+            seen[f"sdk {frame.f_code.co_name}"] += 1
+        elif filename == provider_hooks.__file__ or filename == scope_end.__file__:
+            seen[f"{os.path.basename(filename)} {frame.f_code.co_name}"] += 1
+
+    sys.setprofile(hook)
+    try:
+        await run()
+    finally:
+        sys.setprofile(None)
+    return seen
+
+
+async def test_a_recorded_get_makes_no_python_call_of_the_provider_hub(
+    blog_engine: Engine, recording: InMemorySpanExporter
+) -> None:
+    """The provider hub is no Python call per span: the SDK calls C no-ops for its
+    on_start and _on_ending, and the N+1 scope-end processor's on_end directly, which
+    returns at once while no request is counted (bench/README.md, "Round 3, session 3:
+    the traced get"). The span's end attributes go in with one ``set_attributes``."""
+    async with Session(blog_engine) as session:
+        await session.get(Article, 1)  # first-use costs (span shapes, server attributes)
+        seen = await _sdk_and_hub_calls(lambda: session.get(Article, 2))
+    assert seen["processor.py on_end"] == 1, seen
+    assert not [name for name in seen if name.startswith("provider_hooks.py")], seen
+    # The SDK's multi-processor and the exporter's SimpleSpanProcessor; the hub's is C.
+    assert seen["sdk _on_ending"] == 2, seen
+    assert seen["sdk set_attributes"] == 1, seen
+    assert seen["sdk set_attribute"] == 0, seen
+    find = [s for s in recording.get_finished_spans() if s.name == "db.query.find"][-1]
+    assert find.attributes is not None
+    assert find.attributes["db.query.filters_count"] == 1
+    assert find.attributes["db.query.limit"] == 1
+    assert find.attributes["db.result.count"] == 1
+    assert find.attributes["db.response.returned_rows"] == 1
+    assert "db.query.offset" not in find.attributes
 
 
 async def test_reading_an_eagerly_loaded_value_hands_back_the_original_load(

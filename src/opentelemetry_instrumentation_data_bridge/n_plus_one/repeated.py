@@ -86,6 +86,7 @@ def record_statement(
     result: Any,
     caller: FrameType | None = None,
     context: Any = None,
+    session: Any = None,
 ) -> None:
     """A query seam returned: ``find`` (``to_list()``: ``get()`` and ``first()`` go
     through it), ``count`` or ``exists``. A multi-row find's line is kept for the
@@ -94,7 +95,8 @@ def record_statement(
     read by the wrapper at the call (walking out to it from here would make
     CPython build a frame object for each coroutine in between); None: walk.
     ``context``: the OpenTelemetry context the seam ran under (the wrapper has
-    it; None: read it).
+    it; None: read it). ``session``: the query's session, when the wrapper has read
+    it (None: read it if needed).
 
     This runs after every one-row query, count and exists, between two round
     trips, so the common case (the next statement of the last line, found
@@ -122,7 +124,7 @@ def record_statement(
         and operation is last[9]
         and context is last[1]
         and explicit is last[0]
-        and (last[2] is None or query.session is last[2])
+        and (last[2] is None or (query.session if session is None else session) is last[2])
         # Through first() or get() (a library frame) it is a limit(1) query, as the
         # last one was: only a to_list() written on the user's line is checked again.
         and (frame is not caller or operation != "find" or query.limit_value == 1)
@@ -139,7 +141,7 @@ def record_statement(
     if result.__class__ is list and len(result) > 1:  # only a find returns a list
         _remember_rows(result, caller)
         return
-    located = _locate(operation, query, None, caller, context, explicit)
+    located = _locate(operation, query, session, caller, context, explicit)
     if located is not None:
         _shape_and_count(located[0], located[1], operation, query)
 
