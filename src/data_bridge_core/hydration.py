@@ -1,7 +1,9 @@
 """Hydration: rows of a SELECT turned into the identity map's objects.
 
-This is the hot path of every query. psycopg calls the row maker once per
-row with the row's values; the row maker is generated once per model and
+This is the hot path of every query. A query of one table fetches psycopg's
+tuples and one generated loop turns the list into objects in place
+(`hydrate_rows`); streams, joins and the user's own SQL have psycopg call a
+generated row maker once per row. Both are generated once per model and
 store kind (the column-to-attribute mapping written out, one store per
 column), and every row of a result shares one `ResultInfo` as its state
 until it needs its own.
@@ -50,8 +52,9 @@ RowMakerFactory = Callable[
     tuple[RowMaker, RowMaker],
 ]
 
-# (rows, model, result, held, pending, index) -> rows: a list of row tuples turned
-# into the objects in place, each looked up in the map first (see `hydrate_rows`).
+# A list of row tuples turned into the objects in place (see `hydrate_rows`):
+# load(rows, model, result, held, pending, index) looks each up in the map
+# first, load_new(rows, model, result) does not.
 RowsLoader = Callable[..., list[Any]]
 
 # Results of at least this many rows keep their objects compact (see above).
