@@ -1,7 +1,9 @@
 """Hydration: rows of a SELECT turned into the identity map's objects.
 
-This is the hot path of every query. psycopg calls the row maker once per
-row with the row's values; the row maker is generated once per model and
+This is the hot path of every query. A query of one table fetches psycopg's
+tuples and one generated loop turns the list into objects in place
+(`hydrate_rows`); streams, joins and the user's own SQL have psycopg call a
+generated row maker once per row. Both are generated once per model and
 store kind (the column-to-attribute mapping written out, one store per
 column), and every row of a result shares one `ResultInfo` as its state
 until it needs its own.
@@ -50,11 +52,16 @@ RowMakerFactory = Callable[
     tuple[RowMaker, RowMaker],
 ]
 
+# A list of row tuples turned into the objects in place (see `hydrate_rows`):
+# load(rows, model, result, held, pending, index) looks each up in the map
+# first, load_new(rows, model, result) does not.
+RowsLoader = Callable[..., list[Any]]
+
 # Results of at least this many rows keep their objects compact (see above).
 COMPACT_FROM_ROWS = 1000
 
 
-def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
+def _build(info: TableInfo, compact: bool) -> tuple[RowMakerFactory, RowsLoader, RowsLoader]:
     # Only column positions (ints) and field names (Python identifiers, written
     # with repr) go into the source. Loading stores past the model's own
     # __setattr__ (which checks and records user changes, which loading is not):
@@ -70,12 +77,16 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
         (name, read.get(index, f"values[{index}]")) for index, name in enumerate(info.field_names)
     ]
     pairs.append((STATE_KEY, "result"))
-    if compact:
-        stores = "        s = bind(obj)\n"
-        stores += "".join(f"        s({n!r}, {v})\n" for n, v in pairs)
-    else:
-        stores = "        d = obj.__dict__\n"
-        stores += "".join(f"        d[{n!r}] = {v}\n" for n, v in pairs)
+
+    def stores(indent: str) -> str:
+        if compact:
+            lines = [f"{indent}s = bind(obj)\n"]
+            lines += [f"{indent}s({n!r}, {v})\n" for n, v in pairs]
+        else:
+            lines = [f"{indent}d = obj.__dict__\n"]
+            lines += [f"{indent}d[{n!r}] = {v}\n" for n, v in pairs]
+        return "".join(lines)
+
     # The identity key: one column's value, or a tuple of the composite key's.
     if info.composite:
         key = "(" + "".join(read.get(i, f"values[{i}]") + ", " for i in info.key_indexes) + ")"
@@ -99,15 +110,38 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
         "                state_of(obj).result = result\n"
         "            return obj\n"
         "        obj = new(model)\n"
-        f"{stores}"
+        f"{stores('        ')}"
         "        held[pk] = obj\n"
         "        return obj\n"
         "    def hydrate_new(values):\n"
         "        obj = new(model)\n"
-        f"{stores}"
+        f"{stores('        ')}"
         "        append(obj)\n"
         "        return obj\n"
         "    return hydrate, hydrate_new\n"
+        # The same two, as one loop over a fetched list of rows (`hydrate_rows`):
+        # no Python call per row, each row's tuple replaced by its object.
+        "def load(rows, model, result, held, pending, index):\n"
+        "    for i, values in enumerate(rows):\n"
+        f"        pk = {key}\n"
+        "        obj = held.get(pk)\n"
+        "        if obj is None and pending:\n"
+        "            index()\n"
+        "            obj = held.get(pk)\n"
+        "        if obj is None:\n"
+        "            obj = new(model)\n"
+        f"{stores('            ')}"
+        "            held[pk] = obj\n"
+        "        elif getattr(obj, STATE_KEY) is not result:\n"
+        "            state_of(obj).result = result\n"
+        "        rows[i] = obj\n"
+        "    return rows\n"
+        "def load_new(rows, model, result):\n"
+        "    for i, values in enumerate(rows):\n"
+        "        obj = new(model)\n"
+        f"{stores('        ')}"
+        "        rows[i] = obj\n"
+        "    return rows\n"
     )
     namespace: dict[str, Any] = {
         "new": object.__new__,
@@ -118,19 +152,24 @@ def _build_factory(info: TableInfo, compact: bool) -> RowMakerFactory:
     namespace.update({f"load{index}": load for index, _, load in info.loaders})
     kind = "compact" if compact else "dict"
     exec(compile(source, f"<data_bridge row maker {info.name} {kind}>", "exec"), namespace)
-    factory: RowMakerFactory = namespace["factory"]
-    return factory
+    return namespace["factory"], namespace["load"], namespace["load_new"]
+
+
+def _built(info: TableInfo, compact: bool) -> tuple[RowMakerFactory, RowsLoader, RowsLoader]:
+    # The generated functions of one mapping and store kind (built on first use).
+    built: dict[bool, tuple[RowMakerFactory, RowsLoader, RowsLoader]] | None
+    built = info.row_maker_factories
+    if built is None:
+        built = info.row_maker_factories = {}
+    found = built.get(compact)
+    if found is None:
+        found = built[compact] = _build(info, compact)
+    return found
 
 
 def row_maker_factory(info: TableInfo, *, compact: bool = True) -> RowMakerFactory:
     """The generated row-maker factory of one mapping and store kind (built on first use)."""
-    factories: dict[bool, RowMakerFactory] | None = info.row_maker_factories
-    if factories is None:
-        factories = info.row_maker_factories = {}
-    factory = factories.get(compact)
-    if factory is None:
-        factory = factories[compact] = _build_factory(info, compact)
-    return factory
+    return _built(info, compact)[0]
 
 
 def _new_result(identity: IdentityMap, size: int) -> ResultInfo:
@@ -178,6 +217,30 @@ def make_hydrator(
     chosen = _pick(identity, model, result, compact, unique_rows)
     chosen.result = result  # type: ignore[attr-defined]
     return chosen
+
+
+def hydrate_rows(
+    identity: IdentityMap, model: type[M], rows: list[Any], *, unique_rows: bool = False
+) -> list[M]:
+    """``rows`` (a fetched list of row tuples in column order) turned into the
+    session's instances in place, as `make_hydrator`'s function would one by one;
+    returns the same list.
+
+    One generated loop for the whole list: no Python call per row (psycopg
+    builds the tuples in C), and each tuple is freed as its object replaces it.
+    """
+    if not rows:
+        return rows
+    result = _new_result(identity, len(rows))
+    held = identity.model_map(model)
+    _factory, load, load_new = _built(table_info(model), len(rows) >= COMPACT_FROM_ROWS)
+    if unique_rows and not held:
+        # No row can be in the map yet (see `_pick`): no lookups, and one batch.
+        load_new(rows, model, result)
+        identity.new_batch(model).extend(rows)
+    else:
+        load(rows, model, result, held, identity.pending, identity.index_pending)
+    return rows
 
 
 def hydrating_row_factory(

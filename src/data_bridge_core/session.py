@@ -36,6 +36,7 @@ from data_bridge_core.errors import (
 from data_bridge_core.execution import Result, SessionConnection, execute
 from data_bridge_core.hydration import (
     by_name_row_factory,
+    hydrate_rows,
     hydrating_row_factory,
     make_hydrator,
 )
@@ -361,10 +362,9 @@ class Session:
         """Execute a SELECT of ``model``'s columns and return identity-mapped instances."""
         if self._failed is not None:
             raise PendingRollbackError(self._failed) from self._failed
-        row_factory = hydrating_row_factory(self._identity, model, unique_rows=True)
-        result = await self.run_statement(statement, params, row_factory=row_factory, read=True)
-        rows: list[M] = result.rows
-        return rows
+        # Fetched as tuples (psycopg builds them in C), then made objects by one loop.
+        result = await self.run_statement(statement, params, read=True)
+        return hydrate_rows(self._identity, model, result.rows, unique_rows=True)
 
     async def load_keyed_rows(
         self, model: type[M], statement: str, params: Sequence[Any]
