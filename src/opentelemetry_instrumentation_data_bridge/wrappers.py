@@ -9,11 +9,13 @@ once and the call runs untraced.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from types import FunctionType
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -21,6 +23,7 @@ from opentelemetry import trace
 
 from opentelemetry_instrumentation_data_bridge import config, n_plus_one, spans
 from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
+from opentelemetry_instrumentation_data_bridge.n_plus_one import scopes as n1_scopes
 from opentelemetry_instrumentation_data_bridge.pool_metrics import get_connection_pool_metrics
 from opentelemetry_instrumentation_data_bridge.spans import SpanScope
 
@@ -30,6 +33,10 @@ Wrapper = Callable[[Wrapped, Any, tuple[Any, ...], dict[str, Any]], Awaitable[An
 T = TypeVar("T")
 
 _server_attributes: dict[int, dict[str, Any]] = {}
+# N+1 detection's eager-use bookkeeping, read on every ``obj.rel`` of an eager load.
+_eager_scopes = n1_scopes.eager_scopes
+_eager_marked = n1_scopes.eager_marked
+_explicit_scope = n1_scopes._explicit.get
 
 
 def server_attributes(engine: Any) -> dict[str, Any]:
@@ -715,40 +722,67 @@ def _load_result(scope: SpanScope, value: Any, cache_hit: bool | None) -> int:
     return rows
 
 
-def lazy_load_wrapper(
-    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Awaitable[Any]:
-    """``obj.rel``: the user's line is read here, where the attribute is accessed
-    (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
-    current = otel_context.get_current()
-    if current and config.instrumentation_suppressed(current):  # an empty one suppresses nothing
-        return wrapped(*args, **kwargs)
-    try:
-        # A value an eager load filled (that load was traced): no span, no SQL, only
-        # N+1 detection's note that the eager load was used. Decided here, at the
-        # access, so the original coroutine is handed back: an eager page reads
-        # every parent's value, and a coroutine of ours around each cost more
-        # than the page's spans (bench/README.md, "Round 3, session 2").
-        obj = args[0] if args else kwargs["instance"]
-        eager = instance.loaded_via(obj) in EAGER_STRATEGIES
-    except Exception as exc:  # our bug must not become the user's: the slow path decides
-        config.report_failure("describe db.relationship.select", exc)
-        eager = False
-    if eager:
-        try:  # `_detect`, inlined
-            n_plus_one.record_eager_use(instance)
-        except n_plus_one.NPlusOneError:
-            raise
+def lazy_load_patch(original: Any) -> Callable[..., Awaitable[Any]]:
+    """``Relationship.load``, replaced by a plain function that calls ``original``
+    (the instrumentor restores it on uninstrument).
+
+    Not a wrapt wrapper, unlike the other seams: this one runs on every ``obj.rel``,
+    and wrapt's binding and call (a bound wrapper object, an argument tuple and a
+    dict per access) cost about 7,000 instructions there, more than all of the
+    instrumentation's own work on an eager page's 100 reads (bench/README.md,
+    "Round 3, session 3: the traced eager page").
+    """
+    # The original's own call: a plain function takes the relationship as its first
+    # argument; anything else (another tool's wrapper) is bound as a method would be.
+    direct = isinstance(original, FunctionType)
+
+    def lazy_load_wrapper(relationship: Any, instance: Any) -> Awaitable[Any]:
+        """``obj.rel``: the user's line is read here, where the attribute is accessed
+        (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
+        try:
+            # A value an eager load filled (that load was traced): no span, no SQL,
+            # only N+1 detection's note that the eager load was used. Decided here,
+            # at the access, so the original coroutine is handed back: an eager page
+            # reads every parent's value, and a coroutine of ours around each cost
+            # more than the page's spans (bench/README.md, "Round 3, session 2").
+            eager = relationship.loaded_via(instance) in EAGER_STRATEGIES
+        except Exception as exc:  # our bug must not become the user's: the slow path decides
+            config.report_failure("describe db.relationship.select", exc)
+            eager = False
+        if eager:
+            # The use is noted only while a scope holds eager loads to report unused,
+            # and once per relationship, context and block (`note_eager_use`): the
+            # context is not even read otherwise.
+            if _eager_scopes:
+                try:
+                    current = otel_context.get_current()
+                    marked = _eager_marked.get(relationship)
+                    if (
+                        marked is None
+                        or marked[0] is not current
+                        or marked[1] is not _explicit_scope()
+                    ) and not (current and config.instrumentation_suppressed(current)):
+                        n_plus_one.note_eager_use(relationship, current)
+                except n_plus_one.NPlusOneError:
+                    raise
+                except Exception as exc:
+                    config.report_failure("run N+1 detection (record_eager_use)", exc)
+            if direct:
+                return original(relationship, instance)  # type: ignore[no-any-return]
+            return original.__get__(relationship, type(relationship))(instance)  # type: ignore[no-any-return]
+        wrapped = original.__get__(relationship, type(relationship))
+        current = otel_context.get_current()
+        if current and config.instrumentation_suppressed(current):  # an empty one: nothing
+            return wrapped(instance)  # type: ignore[no-any-return]
+        try:
+            # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
+            site = n_plus_one.lazy_load_site(sys._getframe(2))
         except Exception as exc:
-            config.report_failure("run N+1 detection (record_eager_use)", exc)
-        return wrapped(*args, **kwargs)
-    try:
-        # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
-        site = n_plus_one.lazy_load_site(sys._getframe(2))
-    except Exception as exc:
-        config.report_failure("run N+1 detection (lazy_load_site)", exc)
-        site = None
-    return _traced_lazy_load(wrapped, instance, args, kwargs, site)
+            config.report_failure("run N+1 detection (lazy_load_site)", exc)
+            site = None
+        return _traced_lazy_load(wrapped, relationship, (instance,), {}, site)
+
+    return functools.update_wrapper(lazy_load_wrapper, original)
 
 
 async def _traced_lazy_load(
