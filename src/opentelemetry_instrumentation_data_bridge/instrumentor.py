@@ -71,7 +71,7 @@ def _patch_targets(capture_statement: bool = True) -> list[tuple[str, str, str, 
         targets.append((session, "Session", operation, wrappers.session_query_wrapper(operation)))
     targets += [
         (session, "Session", "execute", wrappers.execute_wrapper),
-        ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_wrapper),
+        ("data_bridge_core.relationships", "Relationship", "load", wrappers.lazy_load_patch),
         ("data_bridge_core.relationships", "Relationship", "read_loaded", read_loaded_wrapper),
         ("data_bridge_core.loading", "EagerLoad", "load", wrappers.eager_load_wrapper),
         ("data_bridge_core.engine", "Engine", "acquire", wrappers.acquire_wrapper),
@@ -103,6 +103,8 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         # here would leave every instrumentor after this one out (options.py).
         kwargs = options.known_options(kwargs)
         self._patched: list[tuple[Any, str]] = []
+        # Seams replaced by a plain function: (patched, original) to put back.
+        self._replaced: dict[tuple[Any, str], tuple[Any, Any]] = {}
         if not env_flag(DATA_BRIDGE_TRACING_ENABLED, True):
             logger.debug("%s is false: nothing patched", DATA_BRIDGE_TRACING_ENABLED)
             return
@@ -144,10 +146,18 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             wrap_function_wrapper(Session, "run_statement", hook)
             self._patched.append((Session, "run_statement"))
 
+        from opentelemetry_instrumentation_data_bridge.wrappers import lazy_load_patch
+
         for module_name, class_name, method, wrapper in _patch_targets(
             config.statement_capture_enabled()
         ):
             owner = getattr(importlib.import_module(module_name), class_name)
+            if wrapper is lazy_load_patch:  # a plain function, not a wrapt wrapper (its why)
+                original = owner.__dict__[method]
+                patched = wrapper(original)
+                setattr(owner, method, patched)
+                self._replaced[(owner, method)] = (patched, original)
+                continue
             wrap_function_wrapper(owner, method, wrapper)
             self._patched.append((owner, method))
 
@@ -155,6 +165,10 @@ class DataBridgeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for owner, method in getattr(self, "_patched", []):
             unwrap(owner, method)
         self._patched = []
+        for (owner, method), (patched, original) in getattr(self, "_replaced", {}).items():
+            if owner.__dict__.get(method) is patched:  # else replaced since: not ours to undo
+                setattr(owner, method, original)
+        self._replaced = {}
         from opentelemetry_instrumentation_data_bridge import (
             config,
             n_plus_one,

@@ -9,18 +9,22 @@ once and the call runs untraced.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from types import FunctionType
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from data_bridge_core.state import STATE_KEY, InstanceState
 from opentelemetry_instrumentation_data_bridge import config, n_plus_one, spans
 from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
+from opentelemetry_instrumentation_data_bridge.n_plus_one import scopes as n1_scopes
 from opentelemetry_instrumentation_data_bridge.pool_metrics import get_connection_pool_metrics
 from opentelemetry_instrumentation_data_bridge.spans import SpanScope
 
@@ -30,6 +34,11 @@ Wrapper = Callable[[Wrapped, Any, tuple[Any, ...], dict[str, Any]], Awaitable[An
 T = TypeVar("T")
 
 _server_attributes: dict[int, dict[str, Any]] = {}
+assert STATE_KEY == "_db_state"  # read as ``obj._db_state`` on every ``obj.rel``
+# N+1 detection's eager-use bookkeeping, read on every ``obj.rel`` of an eager load.
+_eager_scopes = n1_scopes.eager_scopes
+_eager_marked = n1_scopes.eager_marked
+_explicit_scope = n1_scopes._explicit.get
 
 
 def server_attributes(engine: Any) -> dict[str, Any]:
@@ -532,8 +541,7 @@ def _refreshed_table(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | Non
 def _describe_session(
     operation: str, session: Any, with_counts: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> SpanScope:
-    if operation in ("open", "close"):  # no SQL: no server attributes (every session)
-        return spans.session_span(config.tracer(), operation)
+    # (open and close, which send no SQL and have no server attributes: in the wrapper)
     server = server_attributes(session.engine)
     if with_counts:
         return spans.session_span(
@@ -577,23 +585,39 @@ def session_wrapper(operation: str) -> Wrapper:
     timed = operation not in ("open", "close")
     what = f"db.session.{operation}"
 
+    lifecycle = operation in ("open", "close")  # no SQL of its own: the span has no server
+    closes = operation == "close"
+
     async def wrapper(
         wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         # `_opening`, inlined (every session opens and closes here): the context is
         # read once for the suppression check, the sampler's shortcut and the parent.
         current = otel_context.get_current()
-        if config.instrumentation_suppressed(current):
+        if current and config.instrumentation_suppressed(current):  # an empty one: nothing
             return await wrapped(*args, **kwargs)
         scope = None
         if not config.span_dropped(current):  # else: no span, metrics and detection only
-            scope = _describe(
-                what, _describe_session, operation, instance, with_counts, args, kwargs
-            )
+            if lifecycle:  # `_describe_session`'s shape, guarded alike, one call less
+                try:
+                    scope = spans.session_span(config.state.tracer or config.tracer(), operation)
+                except Exception as exc:  # our bug must not become the user's
+                    config.report_failure(f"describe {what}", exc)
+            else:
+                scope = _describe(
+                    what, _describe_session, operation, instance, with_counts, args, kwargs
+                )
             if scope is None:
                 return await wrapped(*args, **kwargs)
+        # Read once per call: the metrics after it follow this answer (a session's open
+        # and close record none without a meter provider, and read nothing for them).
+        metrics = config.metrics_wanted()
         # Read before the call: committing or rolling back clears it.
-        started = _describe(what, _transaction_started, instance) if ends_transaction else None
+        started = (
+            _describe(what, _transaction_started, instance)
+            if ends_transaction and metrics
+            else None
+        )
         called = time.perf_counter_ns()
         error: BaseException | None = None
         try:
@@ -613,15 +637,20 @@ def session_wrapper(operation: str) -> Wrapper:
             error = exc
             raise
         finally:
-            if (started is not None or timed) and config.metrics_wanted():
+            if metrics and (started is not None or timed):
                 if started is not None:
                     _describe(
                         "record a transaction's duration", _transaction_ended, started, operation
                     )
                 if timed:
                     _time_session_operation(operation, instance, scope, called, error, args, kwargs)
-            if operation == "close":
-                _detect(n_plus_one.end_session_scope, instance)  # reports loads outside requests
+            if closes:  # reports loads outside requests; `_detect`, inlined
+                try:
+                    n_plus_one.end_session_scope(instance)
+                except n_plus_one.NPlusOneError:
+                    raise
+                except Exception as exc:
+                    config.report_failure("run N+1 detection (end_session_scope)", exc)
 
     return wrapper
 
@@ -715,40 +744,75 @@ def _load_result(scope: SpanScope, value: Any, cache_hit: bool | None) -> int:
     return rows
 
 
-def lazy_load_wrapper(
-    wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Awaitable[Any]:
-    """``obj.rel``: the user's line is read here, where the attribute is accessed
-    (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
-    current = otel_context.get_current()
-    if current and config.instrumentation_suppressed(current):  # an empty one suppresses nothing
-        return wrapped(*args, **kwargs)
-    try:
-        # A value an eager load filled (that load was traced): no span, no SQL, only
-        # N+1 detection's note that the eager load was used. Decided here, at the
-        # access, so the original coroutine is handed back: an eager page reads
-        # every parent's value, and a coroutine of ours around each cost more
-        # than the page's spans (bench/README.md, "Round 3, session 2").
-        obj = args[0] if args else kwargs["instance"]
-        eager = instance.loaded_via(obj) in EAGER_STRATEGIES
-    except Exception as exc:  # our bug must not become the user's: the slow path decides
-        config.report_failure("describe db.relationship.select", exc)
-        eager = False
-    if eager:
-        try:  # `_detect`, inlined
-            n_plus_one.record_eager_use(instance)
-        except n_plus_one.NPlusOneError:
-            raise
+def lazy_load_patch(original: Any) -> Callable[..., Awaitable[Any]]:
+    """``Relationship.load``, replaced by a plain function that calls ``original``
+    (the instrumentor restores it on uninstrument).
+
+    Not a wrapt wrapper, unlike the other seams: this one runs on every ``obj.rel``,
+    and wrapt's binding and call (a bound wrapper object, an argument tuple and a
+    dict per access) cost about 7,000 instructions there, more than all of the
+    instrumentation's own work on an eager page's 100 reads (bench/README.md,
+    "Round 3, session 3: the traced eager page").
+    """
+    # The original's own call: a plain function takes the relationship as its first
+    # argument; anything else (another tool's wrapper) is bound as a method would be.
+    direct = isinstance(original, FunctionType)
+
+    def lazy_load_wrapper(relationship: Any, instance: Any) -> Awaitable[Any]:
+        """``obj.rel``: the user's line is read here, where the attribute is accessed
+        (awaited under ``asyncio.gather``, the load runs in a task of its own)."""
+        try:
+            # A value an eager load filled (that load was traced): no span, no SQL,
+            # only N+1 detection's note that the eager load was used. Decided here,
+            # at the access, so the original coroutine is handed back: an eager page
+            # reads every parent's value, and a coroutine of ours around each cost
+            # more than the page's spans (bench/README.md, "Round 3, session 2").
+            # `loaded_via`, inlined for a row with a state of its own (most rows a page
+            # reads twice): two calls fewer on every ``obj.rel``. Read as an attribute
+            # (STATE_KEY), as N+1 detection reads it.
+            state = instance._db_state
+            if state.__class__ is InstanceState:
+                via = state.loaded_via
+                eager = via is not None and via.get(relationship.name) in EAGER_STRATEGIES
+            else:  # sharing its result's state: the core looks it up there
+                eager = relationship.loaded_via(instance) in EAGER_STRATEGIES
+        except Exception as exc:  # our bug must not become the user's: the slow path decides
+            config.report_failure("describe db.relationship.select", exc)
+            eager = False
+        if eager:
+            # The use is noted only while a scope holds eager loads to report unused,
+            # and once per relationship, context and block (`note_eager_use`): the
+            # context is not even read otherwise.
+            if _eager_scopes:
+                try:
+                    current = otel_context.get_current()
+                    marked = _eager_marked.get(relationship)
+                    if (
+                        marked is None
+                        or marked[0] is not current
+                        or marked[1] is not _explicit_scope()
+                    ) and not (current and config.instrumentation_suppressed(current)):
+                        n_plus_one.note_eager_use(relationship, current)
+                except n_plus_one.NPlusOneError:
+                    raise
+                except Exception as exc:
+                    config.report_failure("run N+1 detection (record_eager_use)", exc)
+            if direct:
+                return original(relationship, instance)  # type: ignore[no-any-return]
+            return original.__get__(relationship, type(relationship))(instance)  # type: ignore[no-any-return]
+        wrapped = original.__get__(relationship, type(relationship))
+        current = otel_context.get_current()
+        if current and config.instrumentation_suppressed(current):  # an empty one: nothing
+            return wrapped(instance)  # type: ignore[no-any-return]
+        try:
+            # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
+            site = n_plus_one.lazy_load_site(sys._getframe(2))
         except Exception as exc:
-            config.report_failure("run N+1 detection (record_eager_use)", exc)
-        return wrapped(*args, **kwargs)
-    try:
-        # Frame 1 is Relationship.__get__, frame 2 usually the user's line.
-        site = n_plus_one.lazy_load_site(sys._getframe(2))
-    except Exception as exc:
-        config.report_failure("run N+1 detection (lazy_load_site)", exc)
-        site = None
-    return _traced_lazy_load(wrapped, instance, args, kwargs, site)
+            config.report_failure("run N+1 detection (lazy_load_site)", exc)
+            site = None
+        return _traced_lazy_load(wrapped, relationship, (instance,), {}, site)
+
+    return functools.update_wrapper(lazy_load_wrapper, original)
 
 
 async def _traced_lazy_load(
@@ -807,47 +871,44 @@ async def _timed_lazy_load(
             _time_load("select", relationship, scope.span, started, rows, error, server)
 
 
-def _describe_eager(
-    eager: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[SpanScope, Any, Any]:
-    batch = args[0] if args else kwargs["batch"]
-    rel = eager.relationship
-    sends_sql = eager.strategy != "joined"  # joined: filled from the parent query's rows
-    scope = spans.relationship_span(
-        config.tracer(),
-        rel.name,
-        target_model=rel.target_name,
-        strategy=eager.strategy,
-        fk_column=rel.fk_column,
-        batch_count=batch.batch_count,
-        depth=batch.depth,
-        server=server_attributes(batch.session.engine) if sends_sql else None,
-        sends_sql=sends_sql,
-        **_secondary(rel),
-    )
-    return scope, rel, batch
-
-
-def _eager_result(scope: SpanScope, related: Any) -> int:
-    rows = len(related)
-    scope.set_result(count=rows)
-    return rows
-
-
 async def eager_load_wrapper(
     wrapped: Wrapped, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """One level of selectinload/joinedload: ``db.relationship.<strategy>``."""
+    """One level of selectinload/joinedload: ``db.relationship.<strategy>``.
+
+    Its guarded steps (the description, the result, N+1 detection's hook) are
+    inlined, each with its own ``try``, as in the query seam: a layer was a
+    Python call per level of every eager page.
+    """
     # `_opening`, inlined: the context is read once for the suppression check, the
-    # sampler's shortcut and the parent (`with scope` read it again).
+    # sampler's shortcut and the parent.
     current = otel_context.get_current()
-    if config.instrumentation_suppressed(current):
+    if current and config.instrumentation_suppressed(current):  # an empty one: nothing
         return await wrapped(*args, **kwargs)
-    opened = _describe("an eager load", _describe_eager, instance, args, kwargs)
-    if opened is None:
+    strategy = instance.strategy
+    try:  # the span's shape (was `_describe_eager`), guarded like `_describe`
+        batch = args[0] if args else kwargs["batch"]
+        rel = instance.relationship
+        sends_sql = strategy != "joined"  # joined: filled from the parent query's rows
+        secondary = getattr(rel, "secondary", None)
+        scope = spans.relationship_span(
+            config.state.tracer or config.tracer(),
+            rel.name,
+            target_model=rel.target_name,
+            strategy=strategy,
+            fk_column=rel.fk_column,
+            batch_count=batch.batch_count,
+            depth=batch.depth,
+            server=server_attributes(batch.session.engine) if sends_sql else None,
+            sends_sql=sends_sql,
+            **({SpanAttributes.DB_RELATIONSHIP_SECONDARY: secondary} if secondary else {}),
+        )
+    except Exception as exc:  # our bug must not become the user's
+        config.report_failure("describe an eager load", exc)
         return await wrapped(*args, **kwargs)
-    scope, rel, batch = opened
-    started = time.perf_counter_ns()
+    # Read once per level: the metrics after the call follow this answer.
+    metrics = sends_sql and config.metrics_wanted()
+    started = time.perf_counter_ns() if metrics else 0
     rows: int | None = None
     error: BaseException | None = None
     try:
@@ -855,7 +916,11 @@ async def eager_load_wrapper(
             scope.enter(current)
         try:
             related = await wrapped(*args, **kwargs)
-            rows = _describe("the result of an eager load", _eager_result, scope, related)
+            try:  # the result (was `_eager_result`), guarded like `_describe`
+                rows = len(related)
+                scope.set_result(count=rows)
+            except Exception as exc:
+                config.report_failure("describe the result of an eager load", exc)
         except BaseException as exc:
             scope.finish(exc)
             raise
@@ -864,10 +929,15 @@ async def eager_load_wrapper(
         error = exc
         raise
     finally:
-        if instance.strategy != "joined" and config.metrics_wanted():
+        if metrics:
             server = _describe("record metrics", server_attributes, batch.session.engine) or {}
-            _time_load(instance.strategy, rel, scope.span, started, rows, error, server)
-    _detect(n_plus_one.record_eager_load, rel, instance.strategy, batch, related)
+            _time_load(strategy, rel, scope.span, started, rows, error, server)
+    try:  # `_detect`, inlined
+        n_plus_one.record_eager_load(rel, strategy, batch, related)
+    except n_plus_one.NPlusOneError:
+        raise
+    except Exception as exc:
+        config.report_failure("run N+1 detection (record_eager_load)", exc)
     return related
 
 

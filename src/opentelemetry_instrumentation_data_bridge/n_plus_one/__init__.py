@@ -27,6 +27,7 @@ to a provider).
 
 from opentelemetry_instrumentation_data_bridge.n_plus_one.detector import (
     lazy_load_site,
+    note_eager_use,
     record_eager_load,
     record_eager_use,
     record_lazy_load,
@@ -85,6 +86,7 @@ __all__ = [
     "n1_ignore",
     "n1_scope",
     "n1_settings",
+    "note_eager_use",
     "record_eager_load",
     "record_eager_use",
     "record_execute",

@@ -62,6 +62,7 @@ _MAX_KNOWN_SITES = 1024
 # (id(code), offset) -> (code, its call site); the code is held, so its id stays its own.
 _known_sites: dict[tuple[int, int], tuple[CodeType, CallSite]] = {}
 _recent_queries = scopes.recent_queries
+_eager_marked = scopes.eager_marked
 
 
 def _in_library(filename: str) -> bool:
@@ -474,6 +475,11 @@ def record_eager_load(
     scope.eager_loads[key] = UnusedEagerLoad(
         model, relationship.name, relationship.target_name, strategy, site
     )
+    scopes.eager_scopes[id(scope)] = scope
+    if scope.ended:  # it reports nothing more (checked after the add: `finish` pops it)
+        scopes.eager_scopes.pop(id(scope), None)
+    # Reads already recorded did not mark this load (or this scope): record again.
+    scopes.eager_marked.clear()
 
 
 def record_query(rows: list[Any]) -> None:
@@ -484,6 +490,21 @@ def record_query(rows: list[Any]) -> None:
     result = result_of(rows[0])
     if result is not None:
         _remember_query(result, _mark_of(user_frame(sys._getframe(1))))
+
+
+def note_eager_use(relationship: Any, current: Any) -> None:
+    """`record_eager_use` for a read under the context ``current`` (not suppressed),
+    unless the last one recorded for ``relationship`` was under the same context
+    and explicit block: its marks are then in place (`scopes.eager_marked`).
+    The caller has checked that some scope holds eager loads (`scopes.eager_scopes`)."""
+    explicit = _explicit_scope()
+    marked = _eager_marked.get(relationship)
+    if marked is not None and marked[0] is current and marked[1] is explicit:
+        return
+    # Remembered before the marks are made: a scope gaining an eager load meanwhile
+    # (another thread) clears it, so no read is skipped on a stale entry.
+    _eager_marked[relationship] = (current, explicit)
+    record_eager_use(relationship)
 
 
 def record_eager_use(relationship: Any) -> None:

@@ -119,6 +119,15 @@ last_statement: tuple[Any, ...] = NO_STATEMENT
 # What `n1_ignore()` puts in place of the explicit scope: one context lookup
 # then tells a load both whether it is ignored and which explicit scope it is in.
 IGNORED = N1Scope(ended=True)
+# The scopes holding eager loads (id -> scope), until they end: while there are
+# none, reading an eager-loaded value has no use to record (no context read).
+eager_scopes: dict[int, N1Scope] = {}
+# Relationship -> (context, explicit block) of its last recorded eager use. Its
+# marks are in place for any later read under the same two: such a read records
+# nothing. Cleared when a scope gains an eager load (a later read must mark it)
+# or one holding eager loads ends; so a page's reads record once per
+# relationship instead of once per parent (`detector.note_eager_use`).
+eager_marked: dict[Any, tuple[Any, Any]] = {}
 
 
 def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
@@ -144,6 +153,8 @@ def finish(scope: N1Scope, parent: trace.SpanContext | None = None) -> None:
             report.report_unused(unused, settings, parent)
     scope.sites.clear()
     scope.statements.clear()
+    if eager_scopes.pop(id(scope), None) is not None:
+        eager_marked.clear()  # frees the contexts held (none is needed without the scope)
     scope.eager_loads.clear()
     scope.eager_used.clear()
 
