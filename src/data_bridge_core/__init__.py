@@ -62,6 +62,7 @@ def inspect(obj: Table) -> InstanceState:
 
 
 __all__ = [
+    "STATE_KEY",
     "Column",
     "ColumnInfo",
     "ColumnTypeError",
@@ -91,6 +92,7 @@ __all__ = [
     "Relationship",
     "RelationshipError",
     "Result",
+    "ResultInfo",
     "RowQuery",
     "SchemaMismatchError",
     "Selectable",

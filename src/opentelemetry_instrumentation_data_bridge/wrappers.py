@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from data_bridge_core.state import STATE_KEY, InstanceState
+from data_bridge_core import STATE_KEY, InstanceState
 from opentelemetry_instrumentation_data_bridge import config, n_plus_one, spans
 from opentelemetry_instrumentation_data_bridge.attributes import EAGER_STRATEGIES, SpanAttributes
 from opentelemetry_instrumentation_data_bridge.n_plus_one import scopes as n1_scopes

@@ -19,8 +19,7 @@ import sys
 from types import CodeType, FrameType
 from typing import Any
 
-from data_bridge_core import identity_key, result_of, table_info
-from data_bridge_core.state import STATE_KEY, ResultInfo
+from data_bridge_core import STATE_KEY, ResultInfo, identity_key, result_of, table_info
 from opentelemetry_instrumentation_data_bridge.n_plus_one import report, scopes
 from opentelemetry_instrumentation_data_bridge.n_plus_one import settings as settings_module
 from opentelemetry_instrumentation_data_bridge.n_plus_one.report import (
