@@ -148,8 +148,10 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.post("/articles/{article_id}/view", response_model=ArticleOut)
     async def view_article(article_id: int, session: SessionDep) -> ArticleOut:
-        changed = await session.find(Article).filter(Article.id == article_id).update(
-            views=Article.views + 1
+        changed = (
+            await session.find(Article)
+            .filter(Article.id == article_id)
+            .update(views=Article.views + 1)
         )
         if not changed:
             raise HTTPException(status_code=404, detail="no such article")

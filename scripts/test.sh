@@ -22,6 +22,7 @@ fi
 
 echo "check: ruff" >&2
 "$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 echo "check: mypy" >&2
 "$VENV/bin/mypy"
 echo "test: pytest" >&2

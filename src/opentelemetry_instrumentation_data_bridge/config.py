@@ -57,7 +57,6 @@ except ImportError:  # pragma: no cover - the SDK is optional
 SCOPE = "opentelemetry_instrumentation_data_bridge"
 
 
-
 def _suppression_keys() -> tuple[str, ...]:
     """The context keys the public ``suppress_instrumentation()`` sets, found by
     setting them once: `instrumentation_suppressed` then reads them from a context
@@ -75,6 +74,7 @@ _SUPPRESSION_KEYS = _suppression_keys()
 _METER_PROVIDER_RECHECK_NS = 1_000_000_000
 
 logger = logging.getLogger(SCOPE)
+
 
 class _Config:
     """Where the helpers send telemetry; set by `configure`, read on every span."""

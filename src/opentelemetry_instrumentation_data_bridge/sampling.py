@@ -120,9 +120,7 @@ def _parse_duration(value: Any, index: int) -> tuple[str, float]:
         raise ValueError(f"rule {index}: duration_ms must look like {{'>': 100}}, got {value!r}")
     ((operator, threshold),) = value.items()
     if operator not in _DURATION_OPERATORS:
-        raise ValueError(
-            f"rule {index}: duration_ms compares with '>' or '>=', got {operator!r}"
-        )
+        raise ValueError(f"rule {index}: duration_ms compares with '>' or '>=', got {operator!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float):
         raise ValueError(f"rule {index}: duration_ms needs a number, got {threshold!r}")
     return operator, float(threshold)

@@ -124,8 +124,10 @@ async def _read_on_every_path(engine: Engine, key: int, total: int, amount: int)
         await session.refresh(raw)
         _assert_ints(_ints(raw), [total, amount, 8])
         # update(): the new values read back by its RETURNING.
-        await session.find(Ledger).filter(Ledger.id == key).update(
-            amount=Ledger.amount - 1, bonus=Ledger.bonus + 1
+        await (
+            session.find(Ledger)
+            .filter(Ledger.id == key)
+            .update(amount=Ledger.amount - 1, bonus=Ledger.bonus + 1)
         )
         _assert_ints(_ints(raw), [total, amount - 1, 9])
         await session.commit()
@@ -141,9 +143,12 @@ async def _read_on_every_path(engine: Engine, key: int, total: int, amount: int)
             .to_list()
         )
         _assert_ints(list(selected[0]), [total, amount - 1, 9])
-        summed = await session.find(Ledger).filter(Ledger.id == key).select(
-            func.sum(Ledger.total), func.min(Ledger.amount)
-        ).to_list()
+        summed = (
+            await session.find(Ledger)
+            .filter(Ledger.id == key)
+            .select(func.sum(Ledger.total), func.min(Ledger.amount))
+            .to_list()
+        )
         _assert_ints(list(summed[0]), [total, amount - 1])
     async with Session(engine) as session:
         # aggregate(): the columns, and the group outputs computed from them.
@@ -260,9 +265,7 @@ async def test_many_objects_flushed_at_once_read_their_generated_numeric_as_int(
         session.add_all(rows)
         await session.flush()
         assert [type(r.bonus) for r in rows] == [int] * 30
-        assert [(r.total, r.amount, r.bonus) for r in rows] == [
-            (BIG - i, i, 7) for i in range(30)
-        ]
+        assert [(r.total, r.amount, r.bonus) for r in rows] == [(BIG - i, i, 7) for i in range(30)]
         # Keys given (the other bulk plan), with a generated numeric.
         accounts = [Account(number=10**30 + i) for i in range(10)]
         session.add_all(accounts)
@@ -386,4 +389,3 @@ def test_the_conversion_is_exact_and_refuses_what_is_not_an_integer() -> None:
     for stored in (Decimal("0.5"), Decimal("-Infinity"), Decimal("sNaN"), 2.5, float("nan")):
         with pytest.raises(StoredValueError, match=r"^Ledger\.amount holds a stored value"):
             column.load(stored)
-

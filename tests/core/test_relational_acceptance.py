@@ -64,10 +64,7 @@ async def test_argument_errors_name_the_type_they_got_never_the_value(
         assert message == "Article.tags takes a list, got Tag"
         # expressions, columns and relationships are code, not values: they are shown
         message = _message(lambda: session.find(User).join(User.name))
-        assert (
-            message
-            == "join() takes a relationship such as User.author, got <column User.name>"
-        )
+        assert message == "join() takes a relationship such as User.author, got <column User.name>"
 
 
 async def test_a_composite_key_of_the_wrong_shape_is_described_without_its_values(
@@ -366,9 +363,7 @@ async def test_relinking_a_stored_association_row_is_refused_and_leaves_it_as_it
         assert await follow.followee is u1
         follow.since = 3
         await session.commit()
-    assert await fetch(schema, "SELECT follower_id, followee_id, since FROM follows") == [
-        (1, 2, 3)
-    ]
+    assert await fetch(schema, "SELECT follower_id, followee_id, since FROM follows") == [(1, 2, 3)]
 
 
 async def test_a_new_objects_links_are_inserted_without_deleting_first(

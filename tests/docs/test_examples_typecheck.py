@@ -105,7 +105,7 @@ def test_the_python_examples_of_the_document_pass_mypy_strict(
     assert result.returncode == 0, f"{result.stdout}\n--- checked module ---\n{module}"
 
 
-FORGOTTEN_AWAIT = '''
+FORGOTTEN_AWAIT = """
 from __future__ import annotations
 from data_bridge_core import Column, Mapped, Rel, Table, relationship
 
@@ -129,7 +129,7 @@ async def titles(author: Author) -> list[str]:
 
 async def name_of(book: Book) -> str:
     return ({author}).name
-'''
+"""
 
 
 def test_a_forgotten_await_on_a_relationship_is_a_type_error(tmp_path: Path) -> None:

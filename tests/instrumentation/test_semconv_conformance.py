@@ -24,9 +24,7 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.33.0"
 
 
 @pytest.fixture
-def instrument(
-    tracer_provider: TracerProvider, meter_provider: MeterProvider
-) -> Iterator[Any]:
+def instrument(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Iterator[Any]:
     instrumentor = DataBridgeInstrumentor()
 
     def start(**options: Any) -> None:
@@ -173,7 +171,19 @@ async def test_returned_rows_histogram_has_the_conventions_bucket_advice(
         await session.find(Author).to_list()
     [point] = points(metric_reader, "db.client.response.returned_rows")
     assert list(point.explicit_bounds) == [
-        1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000,
+        1,
+        2,
+        5,
+        10,
+        20,
+        50,
+        100,
+        200,
+        500,
+        1000,
+        2000,
+        5000,
+        10000,
     ]
 
 

@@ -129,22 +129,22 @@ async def test_a_data_migration_runs_in_the_migrations_transaction(
         op.execute("INSERT INTO people (name) VALUES ('ada'), ('bob')"),
         op.run(greet),
         """,
-        header='''
+        header="""
 
         async def greet(session):
             await session.execute("UPDATE people SET greeting = 'hello ' || name")
-        ''',
+        """,
     )
     write_migration(
         directory,
         "0002_broken_data",
         "op.run(fail),",
-        header='''
+        header="""
 
         async def fail(session):
             await session.execute("UPDATE people SET greeting = 'changed'")
             await session.execute("SELECT 1 / 0")
-        ''',
+        """,
     )
     with pytest.raises(MigrationFailedError, match=r"0002_broken_data \(upgrade\) failed"):
         await Migrator(migration_engine, directory).migrate()
@@ -163,11 +163,11 @@ async def test_a_data_migration_is_a_step_of_its_own_in_the_failure_numbering(
         op.run(noop),
         op.execute("INSERT INTO steps VALUES ('not a number')"),
         """,
-        header='''
+        header="""
 
         async def noop(session):
             pass
-        ''',
+        """,
     )
     with pytest.raises(MigrationFailedError) as caught:
         await Migrator(migration_engine, directory).migrate()
@@ -261,9 +261,7 @@ async def test_a_failing_non_transactional_migration_is_not_recorded(
     )
     with pytest.raises(MigrationFailedError) as caught:
         await Migrator(migration_engine, directory).migrate()
-    assert "statements 1 to 1 of this non-transactional migration stay applied" in str(
-        caught.value
-    )
+    assert "statements 1 to 1 of this non-transactional migration stay applied" in str(caught.value)
     assert await history(schema) == [("0001", "applied")]
 
 
@@ -296,9 +294,7 @@ async def test_sql_prints_what_migrate_runs(
     await Migrator(migration_engine, directory).migrate()
     monkeypatch.undo()
     skipped = ("SELECT version, name", "SELECT to_regclass", "SELECT pg_advisory_xact_lock")
-    ran = [
-        s for s in sent if not s.startswith(skipped) and "data_bridge_migrations" not in s
-    ]
+    ran = [s for s in sent if not s.startswith(skipped) and "data_bridge_migrations" not in s]
     lines = [line for line in script.splitlines() if not line.startswith("--")]
     printed = [
         s.strip()
@@ -322,9 +318,7 @@ async def test_sql_prints_what_migrate_runs(
 async def test_fake_records_the_migrations_of_a_database_made_by_create_all(
     migration_engine: Engine, schema: str, directory: Path
 ) -> None:
-    generated = await Migrator(migration_engine, directory).make(
-        [User, Post, Comment], "initial"
-    )
+    generated = await Migrator(migration_engine, directory).make([User, Post, Comment], "initial")
     assert generated is not None
     await Migrator(migration_engine, directory).migrate(to="zero")  # history table only
     await migration_engine.create_all(User, Post, Comment)  # the database before migrations

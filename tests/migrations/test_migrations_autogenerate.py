@@ -238,9 +238,7 @@ async def test_unique_constraints_and_indexes_single_and_multi_column_round_trip
 
     ops = await change_and_back(migration_engine, schema, directory, [Before], [After])
     assert kinds(ops) == ["AddUnique", "AddUnique", "CreateIndex", "CreateIndex"]
-    assert isinstance(ops[0], AddUnique) and ops[0].key == op.key(
-        "contacts_email_key", ["email"]
-    )
+    assert isinstance(ops[0], AddUnique) and ops[0].key == op.key("contacts_email_key", ["email"])
     assert isinstance(ops[1], AddUnique) and ops[1].key.columns == ("first", "last")
     assert isinstance(ops[2], CreateIndex) and ops[2].index.name == "ix_contacts_city"
     assert isinstance(ops[3], CreateIndex) and ops[3].index.columns == ("city", "last")
@@ -328,9 +326,7 @@ async def test_a_many_to_many_link_table_round_trips(
         class Settings:
             table_name = "post_tags"
 
-    ops = await change_and_back(
-        migration_engine, schema, directory, [Post], [Post, Tag, PostTag]
-    )
+    ops = await change_and_back(migration_engine, schema, directory, [Post], [Post, Tag, PostTag])
     assert kinds(ops) == ["CreateTable", "CreateTable", "AddForeignKey", "AddForeignKey"]
     link = ops[0]
     assert isinstance(link, CreateTable) and link.table == "post_tags"

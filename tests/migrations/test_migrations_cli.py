@@ -28,8 +28,11 @@ class Author(Table):
         table_name = "authors"
 """
 
-MODELS_V2 = MODELS_V1 + """    bio: str | None = None
+MODELS_V2 = (
+    MODELS_V1
+    + """    bio: str | None = None
 """
+)
 
 
 async def cli(*argv: str) -> tuple[int, str, str]:
@@ -85,7 +88,7 @@ async def test_the_workflow_from_makemigrations_to_check(project: Path, schema: 
 
     status, out, _ = await cli("migrate", "--sql", "--schema", schema)
     assert status == 0
-    assert '-- 0002_add_bio (upgrade)\nBEGIN;\n' in out
+    assert "-- 0002_add_bio (upgrade)\nBEGIN;\n" in out
     assert 'ALTER TABLE "authors" ADD COLUMN "bio" text;\n' in out
     assert await history(schema) == [("0001", "applied")]  # --sql ran nothing
 
@@ -110,9 +113,7 @@ async def test_without_a_database_the_command_says_how_to_name_one(
     assert err == "data-bridge: no database: pass --dsn or set DATA_BRIDGE_DSN\n"
 
 
-async def test_a_failure_is_reported_on_stderr_with_status_1(
-    project: Path, schema: str
-) -> None:
+async def test_a_failure_is_reported_on_stderr_with_status_1(project: Path, schema: str) -> None:
     status, _, err = await cli("migrate", "--schema", schema, "--dsn", dsn())
     assert (status, err) == (1, "data-bridge: no migrations directory migrations (see --dir)\n")
     (project / "migrations").mkdir()

@@ -223,9 +223,7 @@ def rewrites_table(old: str, new: str) -> bool:
             return False
         if old_n.group(1) is None:
             return True
-        return not (
-            old_n.group(2) == new_n.group(2) and int(new_n.group(1)) >= int(old_n.group(1))
-        )
+        return not (old_n.group(2) == new_n.group(2) and int(new_n.group(1)) >= int(old_n.group(1)))
     return True
 
 
@@ -291,5 +289,3 @@ def hazards(operations: Sequence[Operation], current: SchemaState) -> list[Hazar
 def op_table(op: Operation) -> str | None:
     table = getattr(op, "table", None)
     return table if isinstance(table, str) else None
-
-

@@ -111,9 +111,7 @@ async def read_schema(conn: AsyncConnection[Any], namespace: int) -> SchemaState
         await conn.execute(_COLUMNS_SQL, params)
     ).fetchall():
         if table in state.tables:
-            state.tables[table].columns[name] = ColumnSpec(
-                name, type_, nullable, default, identity
-            )
+            state.tables[table].columns[name] = ColumnSpec(name, type_, nullable, default, identity)
     for table, name, kind, columns, ref_table, ref_columns, on_delete in await (
         await conn.execute(_CONSTRAINTS_SQL, params)
     ).fetchall():

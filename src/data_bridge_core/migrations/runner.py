@@ -283,9 +283,7 @@ class Migrator:
         operations, current = await self.differences(models)
         if not operations:
             return None
-        generated = write_migration(
-            self.directory, self.migrations(), message, operations, current
-        )
+        generated = write_migration(self.directory, self.migrations(), message, operations, current)
         self._migrations = None  # read again: the new file is one of them
         return generated
 
