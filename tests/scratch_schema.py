@@ -20,7 +20,11 @@ async def fresh_schema(prefix: str, *, owned_by_role: bool = False) -> AsyncIter
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(dsn(), autocommit=True) as conn:
         if owned_by_role:
+            # Its search_path is its schema alone, as the other tiers' engines set it:
+            # the default "$user", public would show a stray table another program left
+            # in public (a data_bridge_migrations, say) to the test.
             await conn.execute(f'CREATE ROLE "{name}" LOGIN')
+            await conn.execute(f'ALTER ROLE "{name}" SET search_path = "{name}"')
             await conn.execute(f'CREATE SCHEMA "{name}" AUTHORIZATION "{name}"')
         else:
             await conn.execute(f'CREATE SCHEMA "{name}"')
