@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import psycopg
 from database_server import dsn
+
+from data_bridge_core import Engine, Table
 
 
 @asynccontextmanager
@@ -35,3 +38,34 @@ async def fresh_schema(prefix: str, *, owned_by_role: bool = False) -> AsyncIter
             await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
             if owned_by_role:
                 await conn.execute(f'DROP ROLE "{name}"')
+
+
+@contextmanager
+def engine_on_loop(
+    prefix: str, *models: type[Table]
+) -> Iterator[tuple[asyncio.AbstractEventLoop, Engine]]:
+    """An event loop of its own and an engine on a `fresh_schema` holding ``models``
+    (created), for a hypothesis property: ``@given`` runs synchronous functions, which
+    drive the loop with ``run_until_complete``. Disposed, dropped and closed on exit."""
+    loop = asyncio.new_event_loop()
+    try:
+        schema = fresh_schema(prefix)
+
+        async def start() -> Engine:
+            name = await schema.__aenter__()
+            engine = Engine(dsn(), min_size=0, max_size=2, options=f"-c search_path={name}")
+            await engine.create_all(*models)
+            return engine
+
+        engine = loop.run_until_complete(start())
+        try:
+            yield loop, engine
+        finally:
+
+            async def stop() -> None:
+                await engine.dispose()
+                await schema.__aexit__(None, None, None)
+
+            loop.run_until_complete(stop())
+    finally:
+        loop.close()

@@ -11,7 +11,6 @@ with a scale is refused when the model is mapped.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -36,7 +35,7 @@ from data_bridge_core import (
     scalar,
 )
 from data_bridge_core.schema.table import table_info
-from scratch_schema import fresh_schema
+from scratch_schema import engine_on_loop
 
 
 class Ledger(Table):
@@ -197,18 +196,8 @@ def _int_pairs(draw: st.DrawFn) -> tuple[int, int]:
 
 
 def test_property_every_int_a_numeric_40_holds_reads_back_exactly() -> None:
-    loop = asyncio.new_event_loop()
     keys = itertools.count(1)
-    try:
-
-        async def start() -> tuple[Any, Engine]:
-            schema = fresh_schema("dbn")
-            name = await schema.__aenter__()
-            engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={name}")
-            await engine.create_all(Ledger, Account)
-            return schema, engine
-
-        schema, engine = loop.run_until_complete(start())
+    with engine_on_loop("dbn", Ledger, Account) as (loop, engine):
 
         @settings(
             max_examples=15,
@@ -222,17 +211,7 @@ def test_property_every_int_a_numeric_40_holds_reads_back_exactly() -> None:
             total, amount = pair
             loop.run_until_complete(_read_on_every_path(engine, next(keys), total, amount))
 
-        try:
-            check()
-        finally:
-
-            async def stop() -> None:
-                await engine.dispose()
-                await schema.__aexit__(None, None, None)
-
-            loop.run_until_complete(stop())
-    finally:
-        loop.close()
+        check()
 
 
 async def test_a_key_over_numeric_is_an_int_in_the_object_and_the_identity_map(

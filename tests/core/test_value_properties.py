@@ -24,12 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from core_fixtures import DSN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from data_bridge_core import Column, Engine, Session, Table, ValidationError
-from scratch_schema import fresh_schema
+from scratch_schema import engine_on_loop
 
 EXAMPLES = 12  # per column type: the whole module stays within a few seconds
 
@@ -276,17 +275,7 @@ def test_every_value_round_trips_or_is_refused_before_any_sql(
     model = _probe_model(name, case)
     statements = Statements(monkeypatch)
     keys = itertools.count(1)
-    loop = asyncio.new_event_loop()
-    try:
-
-        async def start() -> tuple[Any, Engine]:
-            schema = fresh_schema("dbv")
-            name = await schema.__aenter__()
-            engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={name}")
-            await engine.create_all(model)
-            return schema, engine
-
-        schema, engine = loop.run_until_complete(start())
+    with engine_on_loop("dbv", model) as (loop, engine):
 
         @settings(
             max_examples=EXAMPLES,
@@ -301,17 +290,7 @@ def test_every_value_round_trips_or_is_refused_before_any_sql(
                 asyncio.wait_for(_check_value(engine, model, case, statements, keys, value), 30)
             )
 
-        try:
-            check()
-        finally:
-
-            async def stop() -> None:
-                await engine.dispose()
-                await schema.__aexit__(None, None, None)
-
-            loop.run_until_complete(stop())
-    finally:
-        loop.close()
+        check()
 
 
 def test_the_float_comparison_sees_nan_and_negative_zero() -> None:

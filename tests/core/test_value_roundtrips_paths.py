@@ -35,12 +35,11 @@ from collections.abc import Callable, Coroutine, Iterator
 from decimal import Decimal
 from typing import Any
 
-from core_fixtures import DSN
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from data_bridge_core import Column, Engine, Session, Table, ValidationError, table_info
-from scratch_schema import fresh_schema
+from scratch_schema import engine_on_loop
 
 # The columns of `Wide`, and the SQL types they declare (None: the Python type's).
 COLUMNS: dict[str, tuple[Any, str | None]] = {
@@ -309,18 +308,8 @@ def _run_property(
     check: Callable[[Engine, int, Any], Coroutine[Any, Any, None]],
 ) -> None:
     """Runs ``check(engine, first key, example)`` for each example, on a fresh schema."""
-    loop = asyncio.new_event_loop()
-    schema = fresh_schema("dbrt")
     keys: Iterator[int] = itertools.count(10_000, 10_000)
-    try:
-
-        async def start() -> Engine:
-            name = await schema.__aenter__()
-            engine = Engine(DSN, min_size=0, max_size=2, options=f"-c search_path={name}")
-            await engine.create_all(Wide)
-            return engine
-
-        engine = loop.run_until_complete(start())
+    with engine_on_loop("dbrt", Wide) as (loop, engine):
 
         @settings(
             max_examples=examples,
@@ -335,17 +324,7 @@ def _run_property(
         def run(example: Any) -> None:
             loop.run_until_complete(asyncio.wait_for(check(engine, next(keys), example), 60))
 
-        try:
-            run()
-        finally:
-
-            async def stop() -> None:
-                await engine.dispose()
-                await schema.__aexit__(None, None, None)
-
-            loop.run_until_complete(stop())
-    finally:
-        loop.close()
+        run()
 
 
 def test_a_row_of_every_column_type_reads_back_as_shown_on_every_write_and_read_path() -> None:
